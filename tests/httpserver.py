@@ -1,0 +1,116 @@
+"""A real HTTP server on 127.0.0.1 in a thread, recording every request (stdlib only).
+
+Used by the delivery, Supervisely and OpenLineage tests::
+
+    server = RecordingServer(handler=lambda req: (200, {"success": True}))
+    server.start()            # binds 127.0.0.1 on a free port (or the port it had before a stop())
+    ... server.url ...         # "http://127.0.0.1:PORT"
+    server.stop()             # the port refuses connections until start() again
+    server.requests           # list[Request]: method, path, headers, body (bytes), json()
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    time: float = field(default_factory=time.monotonic)
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+# A handler returns (status, json_body) or (status, json_body, extra_headers).
+Handler = Callable[[Request], tuple[Any, ...]]
+
+
+def _ok(_: Request) -> tuple[Any, ...]:
+    return 200, {"success": True}
+
+
+class RecordingServer:
+    def __init__(self, handler: Handler | None = None, delay: float = 0.0) -> None:
+        self.handler: Handler = handler or _ok
+        self.delay = delay
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        self.port = 0
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RecordingServer:
+        owner = self
+
+        class _H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                req = Request(self.command, self.path, dict(self.headers.items()), body)
+                if owner.delay:
+                    time.sleep(owner.delay)
+                result = owner.handler(req)
+                status, payload = result[0], result[1]
+                extra = result[2] if len(result) > 2 else {}
+                if 200 <= status < 300:
+                    with owner.lock:
+                        owner.requests.append(req)
+                else:
+                    with owner.lock:
+                        owner.rejected.append(req)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_GET = do_PUT = _handle
+
+        self.rejected: list[Request] = getattr(self, "rejected", [])
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _H)
+        httpd.daemon_threads = True
+        httpd.allow_reuse_address = True
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> RecordingServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def bodies(self, path_suffix: str = "") -> list[Any]:
+        with self.lock:
+            return [r.json() for r in self.requests if r.path.endswith(path_suffix)]

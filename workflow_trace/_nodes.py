@@ -1,0 +1,295 @@
+"""Workflow nodes (what a task reads or writes) and the one function that coerces values into them.
+
+The node kinds and their wire types follow the Supervisely workflow documentation: project (or project
+version), dataset, file (or model weight), folder, task, labeling job and the app's offline session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from ._errors import NodeCoercionError
+
+__all__ = [
+    "App",
+    "Dataset",
+    "File",
+    "Folder",
+    "Job",
+    "Node",
+    "NodeModel",
+    "Project",
+    "Task",
+    "coerce_nodes",
+    "node_class",
+    "parse_node_ref",
+]
+
+
+class Node(BaseModel):
+    """Base class of every node: frozen, hashable, compared by value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Names used for auto-detection of a decorated function's parameter (singular, then plural).
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    #: Type names recognised in a parameter's annotation (the node class and the SDK's info class).
+    _annotation_names: ClassVar[tuple[str, ...]] = ()
+    #: Whether a ``str`` / ``os.PathLike`` value is this kind's path.
+    _has_path: ClassVar[bool] = False
+    #: Whether an ``int`` value is this kind's id.
+    _has_id: ClassVar[bool] = True
+
+    @property
+    def ref(self) -> str:
+        """A stable, human-readable identity such as ``project:42`` or ``file:/models/best.pt``.
+
+        The version of a project is not part of the ref: ``project:42`` names the project, whatever
+        version of it a task read.
+        """
+        ident = getattr(self, "id", None)
+        if ident is None:
+            ident = getattr(self, "path", None)
+        kind: str = getattr(self, "kind")  # noqa: B009 - every subclass defines it
+        return kind if ident is None else f"{kind}:{ident}"
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+class Project(Node):
+    """A project on the instance (``id``) or a local project folder (``path``), optionally a version."""
+
+    kind: Literal["project"] = "project"
+    id: StrictInt | None = None
+    version_id: StrictInt | None = None
+    version_num: StrictInt | None = None
+    path: str | None = None
+
+    _param_names = ("project", "project_id", "project_info", "projects", "project_ids", "project_infos")
+    _annotation_names = ("Project", "ProjectInfo")
+    _has_path = True
+
+    @model_validator(mode="after")
+    def _check_identity(self) -> Project:
+        if self.id is None and self.path is None:
+            raise ValueError("Project needs an id or a path")
+        return self
+
+
+class Dataset(Node):
+    """A dataset of a project."""
+
+    kind: Literal["dataset"] = "dataset"
+    id: StrictInt
+
+    _param_names = ("dataset", "dataset_id", "dataset_info", "datasets", "dataset_ids", "dataset_infos")
+    _annotation_names = ("Dataset", "DatasetInfo")
+
+
+class File(Node):
+    """A file in team Files (``id`` or ``path``) or a local file; ``model_weight`` marks checkpoints."""
+
+    kind: Literal["file"] = "file"
+    id: StrictInt | None = None
+    path: str | None = None
+    model_weight: bool = False
+
+    _param_names = (
+        "file", "file_id", "file_info", "file_path", "files", "file_ids", "file_infos", "file_paths",
+    )
+    _annotation_names = ("File", "FileInfo")
+    _has_path = True
+
+    @model_validator(mode="after")
+    def _check_identity(self) -> File:
+        if self.id is None and self.path is None:
+            raise ValueError("File needs an id or a path")
+        return self
+
+    @property
+    def ref(self) -> str:
+        # A file known by both id and path is identified by its path: that is what users name.
+        return f"file:{self.path}" if self.path is not None else f"file:{self.id}"
+
+
+class Folder(Node):
+    """A folder in team Files, or a local folder."""
+
+    kind: Literal["folder"] = "folder"
+    path: str
+
+    _param_names = ("folder", "folder_path", "folders", "folder_paths", "dir", "directory")
+    _annotation_names = ("Folder",)
+    _has_path = True
+    _has_id = False
+
+
+class Task(Node):
+    """Another task (an app session), for example the serving task an evaluation talks to."""
+
+    kind: Literal["task"] = "task"
+    id: StrictInt
+
+    _param_names = (
+        "task", "task_id", "task_info", "input_task_id", "tasks", "task_ids", "task_infos",
+    )
+    _annotation_names = ("Task", "TaskInfo")
+
+
+class Job(Node):
+    """A labeling job."""
+
+    kind: Literal["job"] = "job"
+    id: StrictInt
+
+    _param_names = ("job", "job_id", "job_info", "jobs", "job_ids", "job_infos", "labeling_job")
+    _annotation_names = ("Job", "LabelingJobInfo")
+
+
+class App(Node):
+    """The current task's offline session (output only)."""
+
+    kind: Literal["app"] = "app"
+
+    _has_id = False
+
+    @property
+    def ref(self) -> str:
+        return "app"
+
+
+#: A node of any kind, as a pydantic discriminated union (for events read back from a store or spool).
+NodeModel = Annotated[
+    Union[Project, Dataset, File, Folder, Task, Job, App], Field(discriminator="kind")
+]
+
+_KINDS: dict[str, type[Node]] = {
+    "project": Project,
+    "dataset": Dataset,
+    "file": File,
+    "folder": Folder,
+    "task": Task,
+    "job": Job,
+    "app": App,
+}
+
+
+def node_class(kind: str | type[Node]) -> type[Node]:
+    """Return the node class for a kind name (``"project"``) or a node class itself."""
+    if isinstance(kind, type) and issubclass(kind, Node):
+        return kind
+    try:
+        return _KINDS[str(kind).lower()]
+    except KeyError:
+        raise ValueError(f"unknown node kind {kind!r}; kinds are: {', '.join(_KINDS)}") from None
+
+
+def parse_node_ref(text: str) -> Node:
+    """Parse ``project:42``, ``dataset:7``, ``file:/models/best.pt``, ``folder:/x``, ``app``.
+
+    Raises:
+        ValueError: the text is not ``KIND:ID_OR_PATH`` with a known kind.
+    """
+    kind, sep, ident = text.partition(":")
+    cls = node_class(kind)
+    if cls is App:
+        return App()
+    if not sep or not ident:
+        raise ValueError(f"node {text!r} must look like KIND:ID or KIND:PATH, e.g. project:42")
+    if ident.isdigit() and cls._has_id:
+        return cls(id=int(ident))
+    if cls._has_path:
+        return cls(path=ident)
+    raise ValueError(f"node {text!r}: a {kind} is named by an integer id")
+
+
+def _from_object(cls: type[Node], value: Any, ident: Any, path: Any, culprit: str) -> Node:
+    fields: dict[str, Any] = {}
+    if ident is not None and cls._has_id:
+        if isinstance(ident, bool) or not isinstance(ident, int):
+            try:
+                ident = int(ident)
+            except (TypeError, ValueError):
+                raise NodeCoercionError(
+                    f"{culprit}: the id of {type(value).__name__} is {type(ident).__name__}, "
+                    f"not an integer"
+                ) from None
+        fields["id"] = ident
+    if path is not None and cls._has_path and (cls is not Project or ident is None):
+        fields["path"] = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    if not fields:
+        raise NodeCoercionError(
+            f"{culprit}: cannot make a {cls.__name__} from {type(value).__name__}: it has no usable "
+            f"{'id or path' if cls._has_path else 'id'}"
+        )
+    return cls(**fields)
+
+
+def coerce_nodes(
+    cls: type[Node], value: Any, *, model_weight: bool = False, culprit: str = "workflow_trace"
+) -> list[Node]:
+    """Turn ``value`` into a list of ``cls`` nodes.
+
+    A node stays as it is; an ``int`` is the kind's id; an object with an ``id`` attribute (the SDK's
+    ``ProjectInfo``, ``FileInfo``, ...) or a mapping with ``"id"`` gives its id (and its ``path`` for
+    files); a ``str`` or ``os.PathLike`` is a path for files, folders and projects; a list, tuple, set or
+    generator gives one node per item; ``None`` gives nothing.
+
+    Args:
+        cls: The node class to build.
+        value: What the user passed or returned.
+        model_weight: Mark files as model weights.
+        culprit: Who asks (a decorator's name), for the error message.
+
+    Raises:
+        NodeCoercionError: (a ``TypeError``) for any other value, naming its type and the culprit.
+    """
+    if value is None:
+        return []
+    if cls is App:
+        # The app session has no identity of its own: any non-None value means "the session".
+        return [App()]
+    if isinstance(value, Node):
+        if model_weight and isinstance(value, File) and not value.model_weight:
+            return [value.model_copy(update={"model_weight": True})]
+        return [value]
+    node: Node
+    if isinstance(value, bool):
+        raise NodeCoercionError(f"{culprit}: cannot make a {cls.__name__} from a bool")
+    if isinstance(value, int):
+        if not cls._has_id:
+            raise NodeCoercionError(f"{culprit}: a {cls.__name__} is named by a path, not an int")
+        node = cls(id=value)
+    elif isinstance(value, (str, os.PathLike)):
+        if not cls._has_path:
+            raise NodeCoercionError(
+                f"{culprit}: cannot make a {cls.__name__} from a str ({value!r}): "
+                f"a {cls.__name__.lower()} is named by an integer id"
+            )
+        path = os.fspath(value)
+        node = cls(path=path if isinstance(path, str) else path.decode())
+    elif isinstance(value, Mapping):
+        if "id" not in value and "path" not in value:
+            raise NodeCoercionError(
+                f"{culprit}: cannot make a {cls.__name__} from a mapping without an 'id' key"
+            )
+        node = _from_object(cls, value, value.get("id"), value.get("path"), culprit)
+    elif hasattr(value, "id") and not isinstance(value, type):
+        node = _from_object(cls, value, value.id, getattr(value, "path", None), culprit)
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
+        nodes: list[Node] = []
+        for item in value:
+            nodes.extend(coerce_nodes(cls, item, model_weight=model_weight, culprit=culprit))
+        return nodes
+    else:
+        raise NodeCoercionError(
+            f"{culprit}: cannot make a {cls.__name__} from a value of type {type(value).__name__}"
+        )
+    if model_weight and isinstance(node, File):
+        node = node.model_copy(update={"model_weight": True})
+    return [node]

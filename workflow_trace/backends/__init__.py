@@ -1,0 +1,234 @@
+"""Backends: where events go.
+
+A backend is any object with ``emit(events)``, ``flush(timeout)`` and ``close()`` (the :class:`Backend`
+protocol). Built-in backends are looked up by the scheme of a backend string (``"memory"``,
+``"sqlite:///abs/path.db"``, ...); third-party ones register a factory under the entry-point group
+``workflow_trace.backends``: the entry point's name is the scheme, its object a callable that takes the
+whole backend string and returns a backend::
+
+    [project.entry-points."workflow_trace.backends"]
+    kafka = "my_package.lineage:KafkaBackend.from_url"
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from .._errors import ConfigurationError
+from .._events import Event
+from .._nodes import Project
+
+if TYPE_CHECKING:
+    from .memory import MemoryBackend
+    from .null import NullBackend
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "BackendFactory",
+    "CompositeBackend",
+    "MemoryBackend",
+    "NullBackend",
+    "TaskIdBackend",
+    "VersionInfo",
+    "VersioningBackend",
+    "available_schemes",
+    "create_backend",
+    "register_backend",
+]
+
+ENTRY_POINT_GROUP = "workflow_trace.backends"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Receives batches of events. ``emit`` may raise: the caller contains the failure."""
+
+    def emit(self, events: Sequence[Event]) -> None:
+        """Record or send one batch of events (one step boundary's worth)."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything emitted so far is delivered; ``True`` when it is."""
+
+    def close(self) -> None:
+        """Release resources (flushing what can be flushed)."""
+
+
+class VersionInfo(BaseModel):
+    """One version (snapshot) of a project, as ``list_versions`` returns it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    version: int
+    project_id: Optional[int] = None
+    project_path: Optional[str] = None
+    title: Optional[str] = None
+    description: Optional[str] = None
+    created_at: Optional[datetime] = None
+
+
+@runtime_checkable
+class VersioningBackend(Backend, Protocol):
+    """A backend that can snapshot projects (the seed's ``api.project.version`` API)."""
+
+    def create_version(self, project: Project, title: str | None, description: str | None) -> int:
+        """Create a version (or return the latest one's id when nothing changed)."""
+
+    def restore_version(
+        self,
+        project: Project,
+        version_id: int | None,
+        version_num: int | None,
+        skip_missed_entities: bool = False,
+    ) -> Project:
+        """Recreate a version as a new project and return it."""
+
+    def list_versions(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
+        """The project's versions, filtered as the seed describes."""
+
+
+@runtime_checkable
+class TaskIdBackend(Protocol):
+    """A backend that owns task ids (the local store): each outermost step without a task id gets one."""
+
+    def new_task_id(self, name: str) -> int:
+        """Allocate a new task id for a step called ``name``."""
+
+
+class CompositeBackend:
+    """Sends every batch to several backends (e.g. the local store and a Supervisely instance).
+
+    One failing backend does not keep the batch from the others; the first failure is re-raised after
+    all were tried, so the caller logs it. Task ids come from the first backend that owns them.
+    """
+
+    def __init__(self, *backends: Backend) -> None:
+        if not backends:
+            raise ConfigurationError("CompositeBackend needs at least one backend")
+        self.backends: tuple[Backend, ...] = backends
+
+    def __repr__(self) -> str:
+        return f"CompositeBackend({', '.join(repr(b) for b in self.backends)})"
+
+    def emit(self, events: Sequence[Event]) -> None:
+        first: BaseException | None = None
+        for backend in self.backends:
+            try:
+                backend.emit(events)
+            except Exception as exc:  # noqa: BLE001 - contained per backend, re-raised below
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return all([backend.flush(timeout) for backend in self.backends])
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+    def new_task_id(self, name: str) -> int:
+        for backend in self.backends:
+            if isinstance(backend, TaskIdBackend):
+                return backend.new_task_id(name)
+        raise AttributeError("new_task_id")
+
+    def __getattr__(self, name: str) -> Any:
+        # Versioning and other capabilities come from the first backend that has them.
+        if name in {"create_version", "restore_version", "list_versions"}:
+            for backend in self.backends:
+                if hasattr(backend, name):
+                    return getattr(backend, name)
+        raise AttributeError(name)
+
+
+BackendFactory = Callable[[str], Backend]
+
+# scheme -> "module:attribute" of a factory taking the whole backend string (imported on first use).
+_BUILTIN: dict[str, str] = {
+    "memory": "workflow_trace.backends.memory:MemoryBackend.from_url",
+    "null": "workflow_trace.backends.null:NullBackend.from_url",
+}
+_REGISTERED: dict[str, BackendFactory] = {}
+
+
+def register_backend(scheme: str, factory: BackendFactory) -> None:
+    """Register ``factory`` for backend strings starting with ``scheme`` (in-process plug-ins, tests)."""
+    _REGISTERED[scheme.lower()] = factory
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    try:
+        return {ep.name.lower(): ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # noqa: BLE001 - a broken distribution must not break configure()
+        return {}
+
+
+def available_schemes() -> list[str]:
+    """Every scheme a backend string may start with: built-in, registered and from entry points."""
+    return sorted(set(_BUILTIN) | set(_REGISTERED) | set(_entry_points()))
+
+
+def _scheme_of(spec: str) -> str:
+    scheme = spec.split(":", 1)[0].strip().lower()
+    return scheme.split("+", 1)[0] if "+" in scheme else scheme
+
+
+def _load(target: str) -> BackendFactory:
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    factory: BackendFactory = obj
+    return factory
+
+
+def create_backend(spec: str) -> Backend:
+    """Build a backend from a backend string.
+
+    ``a,b`` (comma-separated) builds a :class:`CompositeBackend` of both.
+
+    Raises:
+        ConfigurationError: (a ``ValueError``) an unknown scheme, naming the schemes that exist, or a
+            backend string its factory refuses.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigurationError(f"a backend string must be a non-empty str, not {spec!r}")
+    if "," in spec:
+        return CompositeBackend(*(create_backend(part) for part in spec.split(",") if part.strip()))
+    scheme = _scheme_of(spec)
+    factory: BackendFactory | None = _REGISTERED.get(scheme)
+    if factory is None and scheme in _BUILTIN:
+        factory = _load(_BUILTIN[scheme])
+    if factory is None:
+        ep = _entry_points().get(scheme)
+        if ep is not None:
+            factory = ep.load()
+    if factory is None:
+        raise ConfigurationError(
+            f"unknown backend {spec.split(':', 1)[0]!r}; backends are: {', '.join(available_schemes())}"
+        )
+    try:
+        return factory(spec.strip())
+    except ConfigurationError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"backend {spec.split(':', 1)[0]!r}: {exc}") from None
+
+
+def __getattr__(name: str) -> Any:
+    # Backends are imported lazily so that `import workflow_trace` stays cheap.
+    lazy = {
+        "MemoryBackend": "workflow_trace.backends.memory",
+        "NullBackend": "workflow_trace.backends.null",
+    }
+    if name in lazy:
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
