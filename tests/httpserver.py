@@ -36,6 +36,11 @@ class Request:
 Handler = Callable[[Request], tuple[Any, ...]]
 
 
+class _Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 def _ok(_: Request) -> tuple[Any, ...]:
     return 200, {"success": True}
 
@@ -90,9 +95,7 @@ class RecordingServer:
             do_POST = do_GET = do_PUT = _handle
 
         self.rejected: list[Request] = getattr(self, "rejected", [])
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _H)
-        httpd.daemon_threads = True
-        httpd.allow_reuse_address = True
+        httpd = _Server(("127.0.0.1", self.port), _H)
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
