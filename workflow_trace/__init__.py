@@ -1,0 +1,95 @@
+"""workflow_trace: zero-boilerplate MLOps workflow lineage for ML apps.
+
+Decorators (``@consumes_project``, ``@produces_file``, ...) and ``workflow_step`` record which run read
+which data and produced what; a pluggable backend (the local store by default, Supervisely, OpenLineage,
+in-memory for tests) receives the events. Tracking never breaks or blocks the host application.
+"""
+
+from __future__ import annotations
+
+from . import version, workflow
+from ._decorators import (
+    consumes_dataset,
+    consumes_file,
+    consumes_folder,
+    consumes_job,
+    consumes_project,
+    consumes_task,
+    produces_app,
+    produces_dataset,
+    produces_file,
+    produces_folder,
+    produces_job,
+    produces_project,
+    produces_task,
+)
+from ._errors import (
+    BackendError,
+    ConfigurationError,
+    DecorationError,
+    ExtractionError,
+    NodeCoercionError,
+    VersioningError,
+    VersioningNotSupportedError,
+    WorkflowTraceError,
+)
+from ._events import ErrorInfo, Event, StepRef
+from ._meta import WorkflowMeta, WorkflowSettings
+from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
+from ._runtime import configure, flush, get_backend, is_enabled, is_strict, reset
+from ._step import Step, current_step, workflow_step
+from ._version import __version__
+from .backends import Backend, VersionInfo, VersioningBackend
+
+__all__ = [
+    "App",
+    "Backend",
+    "BackendError",
+    "ConfigurationError",
+    "Dataset",
+    "DecorationError",
+    "ErrorInfo",
+    "Event",
+    "ExtractionError",
+    "File",
+    "Folder",
+    "Job",
+    "Node",
+    "NodeCoercionError",
+    "Project",
+    "Step",
+    "StepRef",
+    "Task",
+    "VersionInfo",
+    "VersioningBackend",
+    "VersioningError",
+    "VersioningNotSupportedError",
+    "WorkflowMeta",
+    "WorkflowSettings",
+    "WorkflowTraceError",
+    "__version__",
+    "coerce_nodes",
+    "configure",
+    "consumes_dataset",
+    "consumes_file",
+    "consumes_folder",
+    "consumes_job",
+    "consumes_project",
+    "consumes_task",
+    "current_step",
+    "flush",
+    "get_backend",
+    "is_enabled",
+    "is_strict",
+    "produces_app",
+    "produces_dataset",
+    "produces_file",
+    "produces_folder",
+    "produces_job",
+    "produces_project",
+    "produces_task",
+    "reset",
+    "version",
+    "workflow",
+    "workflow_step",
+]

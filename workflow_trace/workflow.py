@@ -1,0 +1,155 @@
+"""The same calls as the SDK's ``api.app.workflow``, routed to the configured backend.
+
+An app that used ``api.app.workflow.add_input_project(...)`` switches by changing one name::
+
+    from workflow_trace import workflow
+    workflow.add_input_project(project_info, version_id=version_id)
+    workflow.add_output_file(file_info, model_weight=True, meta=meta)
+
+Unlike the SDK's methods these never raise into the app outside strict mode (no try/except needed) and
+never block on the network. A call made inside a step (``workflow_step`` or a decorated function) records
+into that step; outside any step it records into one step per process, named after the script and
+finished at exit — as an SDK app records into its one task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _runtime
+from ._events import Event, new_event_id, utcnow
+from ._meta import MetaLike, meta_to_wire
+from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
+from ._runtime import contained
+from ._step import current_step, process_step
+
+__all__ = [
+    "add_input_dataset",
+    "add_input_file",
+    "add_input_folder",
+    "add_input_job",
+    "add_input_project",
+    "add_input_task",
+    "add_output_app",
+    "add_output_dataset",
+    "add_output_file",
+    "add_output_folder",
+    "add_output_job",
+    "add_output_project",
+    "add_output_task",
+    "disable",
+    "enable",
+    "is_enabled",
+]
+
+
+def _record(direction: str, cls: type[Node], value: Any, task_id: int | None, meta: MetaLike,
+            method: str, **update: Any) -> None:
+    if not _runtime.is_enabled() or _runtime.suppressed.get():
+        return
+    with contained(f"workflow.{method}"):
+        nodes = coerce_nodes(cls, value, model_weight=bool(update.pop("model_weight", False)), culprit=method)
+        changes = {k: v for k, v in update.items() if v is not None}
+        if changes:
+            nodes = [n.model_copy(update=changes) for n in nodes]
+            nodes = [type(n).model_validate(n.model_dump()) for n in nodes]  # re-check the updated fields
+        if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
+            raise TypeError(f"{method}(task_id=...) must be an int, not {type(task_id).__name__}")
+        wire = meta_to_wire(meta)
+        step = current_step() or process_step()
+        if not step.active:
+            return
+        if task_id is not None and task_id != step.task_id:
+            # An explicit task id other than the step's: record these edges for that task.
+            _runtime.emit([
+                Event(kind=direction, event_id=new_event_id(), time=utcnow(), task_id=task_id,
+                      step=step.ref, node=n, meta=wire)
+                for n in nodes
+            ])
+        else:
+            step.record(direction, [(n, wire) for n in nodes])  # type: ignore[arg-type]
+
+
+def add_input_project(project: Any, version_id: int | None = None, version_num: int | None = None,
+                      task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record a project (id, ``ProjectInfo`` or ``Project``), or one of its versions, as an input."""
+    _record("input", Project, project, task_id, meta, "add_input_project",
+            version_id=version_id, version_num=version_num)
+
+
+def add_input_dataset(dataset: Any, task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record a dataset (id or ``DatasetInfo``) as an input."""
+    _record("input", Dataset, dataset, task_id, meta, "add_input_dataset")
+
+
+def add_input_file(file: Any, model_weight: bool = False, task_id: int | None = None,
+                   meta: MetaLike = None) -> None:
+    """Record a file (id, ``FileInfo`` or path in team Files) as an input; ``model_weight`` for checkpoints."""
+    _record("input", File, file, task_id, meta, "add_input_file", model_weight=model_weight)
+
+
+def add_input_folder(path: str, task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record a folder in team Files as an input."""
+    _record("input", Folder, path, task_id, meta, "add_input_folder")
+
+
+def add_input_task(input_task_id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record another task (e.g. a serving session) as an input."""
+    _record("input", Task, input_task_id, task_id, meta, "add_input_task")
+
+
+def add_input_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:  # noqa: A002 - the SDK's name
+    """Record a labeling job as an input."""
+    _record("input", Job, id, task_id, meta, "add_input_job")
+
+
+def add_output_project(project: Any, version_id: int | None = None, task_id: int | None = None,
+                       meta: MetaLike = None) -> None:
+    """Record a project (id, ``ProjectInfo`` or ``Project``), or a version of it, as an output."""
+    _record("output", Project, project, task_id, meta, "add_output_project", version_id=version_id)
+
+
+def add_output_dataset(dataset: Any, task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record a dataset as an output."""
+    _record("output", Dataset, dataset, task_id, meta, "add_output_dataset")
+
+
+def add_output_file(file: Any, model_weight: bool = False, task_id: int | None = None,
+                    meta: MetaLike = None) -> None:
+    """Record a file (id, ``FileInfo`` or path) as an output; ``model_weight`` for checkpoints."""
+    _record("output", File, file, task_id, meta, "add_output_file", model_weight=model_weight)
+
+
+def add_output_folder(path: str, task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record a folder in team Files as an output."""
+    _record("output", Folder, path, task_id, meta, "add_output_folder")
+
+
+def add_output_task(output_task_id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record another task (e.g. one this app launched) as an output."""
+    _record("output", Task, output_task_id, task_id, meta, "add_output_task")
+
+
+def add_output_app(task_id: int | None = None, meta: MetaLike = None) -> None:
+    """Record the current task's offline session as an output."""
+    _record("output", App, App(), task_id, meta, "add_output_app")
+
+
+def add_output_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:  # noqa: A002 - the SDK's name
+    """Record a labeling job as an output."""
+    _record("output", Job, id, task_id, meta, "add_output_job")
+
+
+def enable() -> None:
+    """Switch tracking on (as ``configure(enabled=True)``)."""
+    _runtime.configure(enabled=True)
+
+
+def disable() -> None:
+    """Switch tracking off (as ``configure(enabled=False)``): every decorator and call records nothing."""
+    _runtime.configure(enabled=False)
+
+
+def is_enabled() -> bool:
+    """Whether tracking is on."""
+    return _runtime.is_enabled()
