@@ -1,0 +1,58 @@
+"""Shared fixtures: a clean configuration per test, and no silently swallowed internal errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import workflow_trace as wt
+from workflow_trace import _runtime
+from workflow_trace.backends.memory import MemoryBackend
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+_ENV = (
+    "SUPERVISELY_TASK_ID", "TASK_ID", "SERVER_ADDRESS", "API_TOKEN", "TEAM_ID",
+    "WORKFLOW_TRACE_BACKEND", "WORKFLOW_TRACE_DB", "WORKFLOW_TRACE_STRICT", "WORKFLOW_TRACE_DISABLED",
+    "WORKFLOW_TRACE_SPOOL", "OPENLINEAGE_URL", "OPENLINEAGE_API_KEY", "OPENLINEAGE_NAMESPACE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_config(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[list[BaseException]]:
+    """Reset workflow_trace around each test; fail a test in which an internal error was swallowed
+    unless it is marked ``internal_errors`` (it expects them)."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKFLOW_TRACE_DB", str(tmp_path / "default-store" / "workflow.db"))
+    wt.reset()
+    swallowed: list[BaseException] = []
+    _runtime.internal_error_hooks.append(swallowed.append)
+    try:
+        yield swallowed
+    finally:
+        _runtime.internal_error_hooks.remove(swallowed.append)
+        wt.reset()
+    if swallowed and request.node.get_closest_marker("internal_errors") is None:
+        pytest.fail(
+            "workflow_trace swallowed internal error(s) this test did not expect: "
+            + "; ".join(f"{type(e).__name__}: {e}" for e in swallowed)
+        )
+
+
+@pytest.fixture
+def swallowed(_clean_config: list[BaseException]) -> list[BaseException]:
+    """The internal errors workflow_trace contained during the test (use with @pytest.mark.internal_errors)."""
+    return _clean_config
+
+
+@pytest.fixture
+def memory() -> MemoryBackend:
+    """A MemoryBackend configured as the backend."""
+    backend = MemoryBackend()
+    wt.configure(backend)
+    return backend
