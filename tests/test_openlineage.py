@@ -1,0 +1,556 @@
+"""The OpenLineage backend: the mapping to RunEvents, the spec schema, the HTTP transport and delivery."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.httpserver import RecordingServer, Request
+from workflow_trace._events import ErrorInfo, Event, StepRef, new_run_id
+from workflow_trace._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
+from workflow_trace._transport import DeliveryError, Transport
+from workflow_trace.backends.openlineage import (
+    FACETS_SCHEMA,
+    RUN_EVENT_SCHEMA_URL,
+    OpenLineageMapper,
+    OpenLineageTransport,
+    _parse_backend_string,
+)
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "openlineage" / "OpenLineage.json"
+SERVER = "https://app.supervisely.com"
+SECRET = "s3cr3t-api-key-never-shown"
+META = {
+    "customRelationSettings": {"title": "<h4>Train</h4>", "mainLink": {"url": "/files/1", "title": "Open"}},
+    "customNodeSettings": {
+        "title": "<h4>Checkpoints</h4>",
+        "icon": {"icon": "zmdi-folder", "color": "#ff4c9e", "backgroundColor": "#ffe3ed"},
+    },
+}
+
+# The standard facets this backend emits, written down from the OpenLineage facet specs (their files are
+# not vendored here): each extends the core's base facet and requires what the spec requires.
+_CORE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
+_STANDARD_FACETS: list[dict[str, Any]] = [
+    {
+        "$id": "https://openlineage.io/spec/facets/1-1-0/ParentRunFacet.json",
+        "$defs": {
+            "ParentRunFacet": {
+                "allOf": [{"$ref": f"{_CORE}#/$defs/RunFacet"}],
+                "type": "object",
+                "properties": {
+                    "run": {
+                        "type": "object",
+                        "properties": {"runId": {"type": "string", "format": "uuid"}},
+                        "required": ["runId"],
+                    },
+                    "job": {
+                        "type": "object",
+                        "properties": {"namespace": {"type": "string"}, "name": {"type": "string"}},
+                        "required": ["namespace", "name"],
+                    },
+                    "root": {
+                        "type": "object",
+                        "properties": {
+                            "run": {"$ref": "#/$defs/ParentRunFacet/properties/run"},
+                            "job": {"$ref": "#/$defs/ParentRunFacet/properties/job"},
+                        },
+                        "required": ["run", "job"],
+                    },
+                },
+                "required": ["run", "job"],
+            }
+        },
+    },
+    {
+        "$id": "https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json",
+        "$defs": {
+            "ErrorMessageRunFacet": {
+                "allOf": [{"$ref": f"{_CORE}#/$defs/RunFacet"}],
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "programmingLanguage": {"type": "string"},
+                    "stackTrace": {"type": "string"},
+                },
+                "required": ["message", "programmingLanguage"],
+            }
+        },
+    },
+    {
+        "$id": "https://openlineage.io/spec/facets/1-0-0/DatasetVersionDatasetFacet.json",
+        "$defs": {
+            "DatasetVersionDatasetFacet": {
+                "allOf": [{"$ref": f"{_CORE}#/$defs/DatasetFacet"}],
+                "type": "object",
+                "properties": {"datasetVersion": {"type": "string"}},
+                "required": ["datasetVersion"],
+            }
+        },
+    },
+]
+
+
+class SpecValidator:
+    """Validates RunEvents against the spec's JSON schema, and every facet against its ``_schemaURL``."""
+
+    def __init__(self) -> None:
+        jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is needed to check the spec")
+        referencing = pytest.importorskip("referencing", reason="jsonschema's referencing is needed")
+        from referencing.jsonschema import DRAFT202012
+
+        if not SPEC_PATH.is_file():
+            pytest.skip(f"the OpenLineage spec schema is not at {SPEC_PATH}")
+        spec = json.loads(SPEC_PATH.read_text())
+        resources = [(spec["$id"], DRAFT202012.create_resource(spec))]
+        for schema in [*_STANDARD_FACETS, FACETS_SCHEMA]:
+            resources.append((schema["$id"], DRAFT202012.create_resource(schema)))
+        self.registry = referencing.Registry().with_resources(resources)
+        cls = jsonschema.Draft202012Validator
+        self.cls = cls
+        self.event = cls(spec, registry=self.registry, format_checker=cls.FORMAT_CHECKER)
+        self.base_facet = cls(
+            {"$ref": f"{_CORE}#/$defs/BaseFacet"}, registry=self.registry, format_checker=cls.FORMAT_CHECKER
+        )
+        self.checked_facets: set[str] = set()
+
+    def facet(self, name: str, facet: dict[str, Any]) -> None:
+        self.base_facet.validate(facet)
+        schema = {"$ref": facet["_schemaURL"]}
+        self.cls(schema, registry=self.registry, format_checker=self.cls.FORMAT_CHECKER).validate(facet)
+        self.checked_facets.add(name)
+
+    def __call__(self, body: dict[str, Any]) -> None:
+        self.event.validate(body)
+        assert body["schemaURL"] == RUN_EVENT_SCHEMA_URL
+        assert body["eventType"] in {"START", "RUNNING", "COMPLETE", "FAIL"}
+        uuid.UUID(body["run"]["runId"])
+        # jsonschema checks "date-time" only with an optional package: check it here.
+        assert datetime.fromisoformat(body["eventTime"]).tzinfo is not None
+        for name, facet in body["run"].get("facets", {}).items():
+            self.facet(name, facet)
+        for dataset in [*body.get("inputs", []), *body.get("outputs", [])]:
+            for key in ("facets", "inputFacets", "outputFacets"):
+                for name, facet in dataset.get(key, {}).items():
+                    self.facet(name, facet)
+
+
+@pytest.fixture
+def validate() -> SpecValidator:
+    """A validator for RunEvents (skips the test when jsonschema or the spec file is missing)."""
+    return SpecValidator()
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    """A recording OpenLineage endpoint on 127.0.0.1."""
+    with RecordingServer(handler=lambda req: (201, {})) as srv:
+        yield srv
+
+
+def make_transport(server: RecordingServer, **kwargs: Any) -> OpenLineageTransport:
+    kwargs.setdefault("server_address", SERVER)
+    return OpenLineageTransport(server.url, **kwargs)
+
+
+class Run:
+    """Builds the events of one step, as the runtime emits them."""
+
+    def __init__(self, name: str, *, task_id: int | None = 5, parent: Run | None = None) -> None:
+        self.step = StepRef(
+            run_id=new_run_id(), name=name, parent_run_id=parent.step.run_id if parent else None
+        )
+        self.task_id = task_id
+
+    def started(self, *inputs: Node, meta: dict[str, Any] | None = None) -> list[Event]:
+        return [Event.fast("step_started", self.task_id, self.step), *self.inputs(*inputs, meta=meta)]
+
+    def inputs(self, *nodes: Node, meta: dict[str, Any] | None = None) -> list[Event]:
+        return [Event.fast("input", self.task_id, self.step, node, meta) for node in nodes]
+
+    def outputs(self, *nodes: Node, meta: dict[str, Any] | None = None) -> list[Event]:
+        return [Event.fast("output", self.task_id, self.step, node, meta) for node in nodes]
+
+    def finished(self, error: BaseException | None = None) -> list[Event]:
+        if error is None:
+            return [Event.fast("step_finished", self.task_id, self.step, status="ok")]
+        info = ErrorInfo(type=type(error).__name__, message=str(error))
+        return [Event.fast("step_finished", self.task_id, self.step, status="failed", error=info)]
+
+
+def names(datasets: list[dict[str, Any]]) -> list[str]:
+    return [d["name"] for d in datasets]
+
+
+ALL_INPUTS: list[Node] = [
+    Project(id=42),
+    Project(id=43, version_id=901, version_num=3),
+    Project(id=44, version_num=2),
+    Project(path="/data/local_project"),
+    Dataset(id=7),
+    File(id=3),
+    File(path="/models/best.pt", model_weight=True),
+    File(id=4, path="/reports/report.json"),
+    Folder(path="/checkpoints/run1"),
+    Task(id=12),
+    Job(id=11),
+]
+ALL_OUTPUTS: list[Node] = [*ALL_INPUTS, App()]
+
+
+class TestSchema:
+    """Every RunEvent the backend produces is valid OpenLineage 2-0-2."""
+
+    def test_every_node_kind_start_running_complete(
+        self, server: RecordingServer, validate: SpecValidator
+    ) -> None:
+        """START, RUNNING and COMPLETE with every node kind, facet and card validate."""
+        transport = make_transport(server)
+        run = Run("train")
+        transport.send(run.started(*ALL_INPUTS, meta=META))
+        transport.send(run.outputs(*ALL_OUTPUTS, meta=META))
+        transport.send(run.finished())
+        bodies = server.bodies("/api/v1/lineage")
+        assert [b["eventType"] for b in bodies] == ["START", "RUNNING", "COMPLETE"]
+        for body in bodies:
+            validate(body)
+        expected_facets = {"version", "workflowTrace_modelWeight", "workflowTrace_card", "workflowTrace_task"}
+        assert expected_facets == validate.checked_facets
+
+    def test_nested_and_failed(self, server: RecordingServer, validate: SpecValidator) -> None:
+        """Nested steps (parent and root facets) and a failed step (errorMessage) validate."""
+        transport = make_transport(server)
+        outer = Run("pipeline")
+        middle = Run("prepare", parent=outer)
+        inner = Run("convert", parent=middle)
+        transport.send(outer.started(Project(id=1)))
+        transport.send(middle.started(Dataset(id=2)))
+        transport.send(inner.started())
+        transport.send(inner.finished(ValueError("bad label")))
+        transport.send(middle.finished(ValueError("bad label")))
+        transport.send(outer.finished(ValueError("bad label")))
+        bodies = server.bodies()
+        assert len(bodies) == 6
+        for body in bodies:
+            validate(body)
+        assert {"parent", "errorMessage", "workflowTrace_task"} <= validate.checked_facets
+
+    def test_no_task_id(self, server: RecordingServer, validate: SpecValidator) -> None:
+        """Without a task, there is no task facet and the app node is named after the run."""
+        transport = make_transport(server)
+        run = Run("local", task_id=None)
+        transport.send(run.started() + run.outputs(App()) + run.finished())
+        bodies = server.bodies()
+        for body in bodies:
+            validate(body)
+            assert "facets" not in body["run"]
+        assert names(bodies[-1]["outputs"]) == [f"app/{run.step.run_id}"]
+
+
+class TestMapping:
+    """How steps become runs and nodes become datasets."""
+
+    def test_dataset_names(self) -> None:
+        """Stable names; the server's namespace for id-based nodes and team Files paths."""
+        mapper = OpenLineageMapper(server_address="https://App.Supervisely.com/", hostname="gpu-box")
+        cases: list[tuple[Node, tuple[str, str]]] = [
+            (Project(id=42), (SERVER, "project/42")),
+            (Project(id=42, version_id=901), (SERVER, "project/42")),
+            (Project(path="/data/p"), ("file://gpu-box", "project/data/p")),
+            (Dataset(id=7), (SERVER, "dataset/7")),
+            (File(id=3), (SERVER, "file/3")),
+            (File(path="/models/best.pt"), (SERVER, "file/models/best.pt")),
+            (File(id=3, path="/models/./best.pt"), (SERVER, "file/models/best.pt")),
+            (Folder(path="/checkpoints/"), (SERVER, "folder/checkpoints")),
+            (Task(id=5), (SERVER, "task/5")),
+            (Job(id=11), (SERVER, "job/11")),
+            (App(), (SERVER, "app/5")),
+        ]
+        actual = [(node, mapper.dataset_identity(node, task_id=5)) for node, _ in cases]
+        assert cases == actual
+
+    def test_local_paths(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without a server, and for relative paths, paths are local files on this host."""
+        monkeypatch.chdir(tmp_path)
+        local = OpenLineageMapper(hostname="gpu-box")
+        remote = OpenLineageMapper(server_address=SERVER, hostname="gpu-box")
+        base = tmp_path.as_posix().lstrip("/")
+        expected = [
+            ("file://gpu-box", "file/models/best.pt"),
+            ("file://gpu-box", f"file/{base}/out/best.pt"),
+            ("file://gpu-box", f"folder/{base}/out"),
+            ("supervisely", "project/42"),
+        ]
+        actual = [
+            local.dataset_identity(File(path="/models/best.pt")),
+            remote.dataset_identity(File(path="out/best.pt")),
+            remote.dataset_identity(Folder(path="out")),
+            local.dataset_identity(Project(id=42)),
+        ]
+        assert expected == actual
+
+    def test_dataset_facets(self) -> None:
+        """Project versions, model weights and cards become facets."""
+        mapper = OpenLineageMapper(server_address=SERVER)
+        run = Run("train")
+        versioned = mapper.dataset(run.inputs(Project(id=43, version_id=901))[0], "input")
+        numbered = mapper.dataset(run.inputs(Project(id=43, version_num=3))[0], "input")
+        weights = mapper.dataset(run.outputs(File(path="/m.pt", model_weight=True), meta=META)[0], "output")
+        assert versioned is not None
+        assert numbered is not None
+        assert weights is not None
+        assert versioned["facets"]["version"]["datasetVersion"] == "901"
+        assert numbered["facets"]["version"]["datasetVersion"] == "v3"
+        assert weights["facets"]["workflowTrace_modelWeight"]["modelWeight"] is True
+        card = weights["facets"]["workflowTrace_card"]
+        assert META["customNodeSettings"] == {k: v for k, v in card.items() if not k.startswith("_")}
+        relation = weights["outputFacets"]["workflowTrace_card"]
+        assert META["customRelationSettings"] == {k: v for k, v in relation.items() if not k.startswith("_")}
+
+    def test_start_carries_inputs_complete_carries_everything(self, server: RecordingServer) -> None:
+        """START has the inputs known at open; COMPLETE every input and output of the run."""
+        transport = make_transport(server)
+        run = Run("train")
+        transport.send(run.started(Project(id=1), File(path="/init.pt")))
+        transport.send(run.inputs(Dataset(id=2)))
+        transport.send(run.outputs(File(path="/best.pt")))
+        transport.send(run.finished())
+        start, running_in, running_out, complete = server.bodies()
+        assert (
+            start["eventType"], names(start["inputs"]), names(start["outputs"])
+        ) == ("START", ["project/1", "file/init.pt"], [])
+        assert (running_in["eventType"], names(running_in["inputs"])) == ("RUNNING", ["dataset/2"])
+        assert (running_out["eventType"], names(running_out["outputs"])) == ("RUNNING", ["file/best.pt"])
+        assert (
+            complete["eventType"], names(complete["inputs"]), names(complete["outputs"])
+        ) == ("COMPLETE", ["project/1", "file/init.pt", "dataset/2"], ["file/best.pt"])
+        assert {run.step.run_id} == {b["run"]["runId"] for b in server.bodies()}
+        jobs = {(b["job"]["namespace"], b["job"]["name"]) for b in server.bodies()}
+        assert jobs == {("workflow_trace", "train")}
+
+    def test_one_batch_folds(self, server: RecordingServer) -> None:
+        """A whole run in one batch (a replayed spool) is a START and a COMPLETE, nothing lost."""
+        transport = make_transport(server)
+        run = Run("convert")
+        batch = run.started(Project(id=1)) + run.inputs(Job(id=3)) + run.outputs(Project(id=2))
+        transport.send(batch + run.finished())
+        start, complete = server.bodies()
+        assert [start["eventType"], complete["eventType"]] == ["START", "COMPLETE"]
+        expected = (["project/1", "job/3"], ["project/2"])
+        assert expected == (names(complete["inputs"]), names(complete["outputs"]))
+
+    def test_duplicates_are_merged(self, server: RecordingServer) -> None:
+        """The same input twice (e.g. a retried batch) is listed once in COMPLETE."""
+        transport = make_transport(server)
+        run = Run("eval")
+        transport.send(run.started(Project(id=1)))
+        transport.send(run.inputs(Project(id=1)))
+        transport.send(run.finished())
+        assert names(server.bodies()[-1]["inputs"]) == ["project/1"]
+
+    def test_event_times(self, server: RecordingServer) -> None:
+        """eventTime is the time of the workflow_trace event, in ISO 8601 with a timezone."""
+        transport = make_transport(server)
+        run = Run("t")
+        started, finished = run.started()[0], run.finished()[0]
+        transport.send([started])
+        transport.send([finished])
+        times = [b["eventTime"] for b in server.bodies()]
+        assert [started.time.isoformat(), finished.time.isoformat()] == times
+        assert all(t.endswith("+00:00") for t in times)
+
+    def test_parent_and_root(self, server: RecordingServer) -> None:
+        """A nested run names its parent run and job, and the outermost run as root."""
+        transport = make_transport(server)
+        outer = Run("pipeline")
+        middle = Run("prepare", parent=outer)
+        inner = Run("convert", parent=middle)
+        for run in (outer, middle, inner):
+            transport.send(run.started())
+        bodies = server.bodies()
+        assert "parent" not in bodies[0]["run"].get("facets", {})
+        middle_parent = bodies[1]["run"]["facets"]["parent"]
+        assert ({"runId": outer.step.run_id}, {"namespace": "workflow_trace", "name": "pipeline"}) == (
+            middle_parent["run"], middle_parent["job"]
+        )
+        assert "root" not in middle_parent
+        inner_parent = bodies[2]["run"]["facets"]["parent"]
+        assert (middle.step.run_id, "prepare") == (inner_parent["run"]["runId"], inner_parent["job"]["name"])
+        assert (outer.step.run_id, "pipeline") == (
+            inner_parent["root"]["run"]["runId"], inner_parent["root"]["job"]["name"]
+        )
+
+    def test_parent_unknown_to_this_process(self, server: RecordingServer) -> None:
+        """A parent seen by another process (a restart) is named after the task, else 'unknown'."""
+        transport = make_transport(server)
+        ghost = Run("gone")
+        transport.send(Run("child", parent=ghost).started())
+        transport.send(Run("orphan", parent=ghost, task_id=None).started())
+        parents = [b["run"]["facets"]["parent"] for b in server.bodies()]
+        assert [("task/5", ghost.step.run_id), ("unknown", ghost.step.run_id)] == [
+            (p["job"]["name"], p["run"]["runId"]) for p in parents
+        ]
+
+    def test_failed_step(self, server: RecordingServer) -> None:
+        """A failed step is a FAIL with the exception type and message, and no stack."""
+        transport = make_transport(server)
+        run = Run("train")
+        transport.send(run.started(Project(id=1)))
+        transport.send(run.finished(RuntimeError("CUDA out of memory")))
+        fail = server.bodies()[-1]
+        assert fail["eventType"] == "FAIL"
+        error = fail["run"]["facets"]["errorMessage"]
+        assert {
+            k: v for k, v in error.items() if not k.startswith("_")
+        } == {"message": "RuntimeError: CUDA out of memory", "programmingLanguage": "python"}
+        assert names(fail["inputs"]) == ["project/1"]
+
+    def test_same_dataset_names_across_runs(self, server: RecordingServer) -> None:
+        """What one run writes is, by namespace and name, what the next run reads: the graph joins."""
+        transport = make_transport(server)
+        train, serve = Run("train", task_id=5), Run("serve", task_id=6)
+        transport.send(train.started(Project(id=42, version_id=901)))
+        checkpoint = File(id=77, path="/models/best.pt", model_weight=True)
+        transport.send(train.outputs(checkpoint) + train.finished())
+        transport.send(serve.started(File(path="/models/best.pt", model_weight=True)) + serve.finished())
+        completes = [b for b in server.bodies() if b["eventType"] == "COMPLETE"]
+        written = {(d["namespace"], d["name"]) for d in completes[0]["outputs"]}
+        read = {(d["namespace"], d["name"]) for d in completes[1]["inputs"]}
+        assert {(SERVER, "file/models/best.pt")} == written == read
+
+
+class TestTransport:
+    """The HTTP side: endpoint, headers, errors, secrets."""
+
+    def test_is_a_transport(self, server: RecordingServer) -> None:
+        """It implements the delivery layer's Transport protocol; the key names the endpoint."""
+        transport = make_transport(server, api_key=SECRET)
+        assert isinstance(transport, Transport)
+        assert f"openlineage:{server.url}/api/v1/lineage" == transport.key
+
+    def test_start_then_complete_with_bearer(self, server: RecordingServer) -> None:
+        """The server receives START then COMPLETE for each run, as JSON, with the Bearer token."""
+        transport = make_transport(server, api_key=SECRET, endpoint="/custom/lineage/")
+        runs = [Run("a"), Run("b")]
+        for run in runs:
+            transport.send(run.started(Dataset(id=1)))
+            transport.send(run.finished())
+        transport.close()
+        with server.lock:
+            requests_ = list(server.requests)
+        assert {("POST", "/custom/lineage")} == {(r.method, r.path) for r in requests_}
+        assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in requests_}
+        assert {"application/json"} == {r.headers.get("Content-Type") for r in requests_}
+        expected = [(run.step.run_id, kind) for run in runs for kind in ("START", "COMPLETE")]
+        assert expected == [(r.json()["run"]["runId"], r.json()["eventType"]) for r in requests_]
+
+    def test_no_token_no_header(self, server: RecordingServer) -> None:
+        """Without an api key there is no Authorization header."""
+        transport = make_transport(server)
+        transport.send(Run("a").started())
+        assert [r.headers.get("Authorization") for r in server.requests] == [None]
+
+    def test_server_down_is_retryable_and_secret_stays_secret(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A refused connection is a retryable DeliveryError; the key is in no error, repr or log."""
+        caplog.set_level("DEBUG", logger="workflow_trace")
+        server = RecordingServer().start()
+        server.stop()
+        transport = OpenLineageTransport(f"http://user:pw@127.0.0.1:{server.port}", api_key=SECRET)
+        with pytest.raises(DeliveryError) as info:
+            transport.send(Run("a").started())
+        assert (info.value.retryable, info.value.delivered) == (True, 0)
+        texts = [str(info.value), repr(transport), transport.key, caplog.text]
+        assert [t for t in texts if SECRET in t or "pw@" in t] == []
+        assert "api_key=***" in repr(transport)
+
+    @pytest.mark.parametrize(("status", "retryable"), [(500, True), (503, True), (429, True), (400, False)])
+    def test_http_errors(self, status: int, retryable: bool) -> None:
+        """HTTP errors are classified for retry; ``delivered`` counts the events already accepted."""
+        calls: list[Request] = []
+
+        def handler(req: Request) -> tuple[Any, ...]:
+            calls.append(req)
+            return (200, {}) if len(calls) == 1 else (status, {"error": "nope"}, {"Retry-After": "3"})
+
+        with RecordingServer(handler=handler) as srv:
+            transport = OpenLineageTransport(srv.url, api_key=SECRET)
+            run = Run("a")
+            batch = run.started(Project(id=1)) + run.outputs(Project(id=2)) + run.finished()
+            with pytest.raises(DeliveryError) as info:
+                transport.send(batch)
+        assert (retryable, 2) == (info.value.retryable, info.value.delivered)
+        assert (3.0 if retryable else None) == info.value.retry_after
+        assert f"HTTP {status}" in str(info.value)
+        assert SECRET not in str(info.value)
+
+    def test_retry_of_the_rest_completes_with_everything(self) -> None:
+        """After a partial failure, resending the undelivered tail gives a COMPLETE with every dataset."""
+        fail_next = [False, True]
+
+        def handler(req: Request) -> tuple[Any, ...]:
+            return (503, {}) if fail_next and fail_next.pop(0) else (200, {})
+
+        with RecordingServer(handler=handler) as srv:
+            transport = OpenLineageTransport(srv.url)
+            run = Run("a")
+            batch = run.started(Project(id=1)) + run.outputs(Project(id=2)) + run.finished()
+            with pytest.raises(DeliveryError) as info:
+                transport.send(batch)
+            transport.send(batch[info.value.delivered:])
+            bodies = srv.bodies()
+        assert [b["eventType"] for b in bodies] == ["START", "COMPLETE"]
+        assert (names(bodies[1]["inputs"]), names(bodies[1]["outputs"])) == (["project/1"], ["project/2"])
+
+    def test_bad_url(self) -> None:
+        """A URL that is not http(s) is refused at construction."""
+        from workflow_trace._errors import ConfigurationError
+
+        with pytest.raises(ConfigurationError, match="http"):
+            OpenLineageTransport("ftp://host")
+
+
+class TestBackendString:
+    """Parsing ``openlineage+http://...`` and ``openlineage`` with OPENLINEAGE_URL."""
+
+    def test_forms(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The URL comes from the string or from OPENLINEAGE_URL; options from the query."""
+        monkeypatch.setenv("OPENLINEAGE_URL", "http://marquez:5000")
+        expected = [
+            ("http://localhost:5000", {}),
+            ("https://lineage.example.com/prefix", {"namespace": "ml", "endpoint": "api/v2/lineage"}),
+            ("http://marquez:5000", {}),
+            ("http://marquez:5000", {"namespace": "x"}),
+        ]
+        actual = [
+            _parse_backend_string("openlineage+http://localhost:5000"),
+            _parse_backend_string(
+                "OpenLineage+HTTPS://lineage.example.com/prefix?namespace=ml&endpoint=api/v2/lineage"
+            ),
+            _parse_backend_string("openlineage"),
+            _parse_backend_string("openlineage://?namespace=x"),
+        ]
+        assert expected == actual
+
+    @pytest.mark.parametrize(
+        ("spec", "match"),
+        [
+            ("openlineage", "OPENLINEAGE_URL"),
+            ("openlineage+ftp://host", "openlineage\\+http"),
+            ("openlineage:host:5000", "openlineage\\+http"),
+            ("openlineage+http://host?api_key=x", "OPENLINEAGE_API_KEY"),
+            ("openlineage+http://host?colour=red", "unknown option"),
+        ],
+    )
+    def test_refused(self, spec: str, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Bad backend strings are refused with a message that says what to write."""
+        from workflow_trace._errors import ConfigurationError
+
+        monkeypatch.delenv("OPENLINEAGE_URL", raising=False)
+        with pytest.raises(ConfigurationError, match=match):
+            _parse_backend_string(spec)
