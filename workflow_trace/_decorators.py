@@ -161,7 +161,11 @@ class _Tracer:
 
     @property
     def signature_text(self) -> str:
-        return f"{self.qualname}{self.sig}"
+        names = []
+        for p in self.params:
+            prefix = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
+            names.append(prefix + p.name)
+        return f"{self.qualname}({', '.join(names)})"
 
     def param(self, name: str, decorator: str) -> _Param:
         """Find parameter ``name`` or raise a decoration-time error naming the function and parameters."""
