@@ -1,0 +1,763 @@
+"""The Supervisely backend: the requests the official SDK sends for ``api.app.workflow.*``, from a worker.
+
+Every call is ``POST {server}/public/api/v3/{method}`` with the headers ``x-api-key``,
+``Content-Type: application/json`` and, when the task id comes from the environment, ``x-task-id``.
+An input or output event becomes one ``workflow.node.add-input`` / ``workflow.node.add-output`` call
+whose body is byte-for-byte what the SDK sends::
+
+    {"teamId": 7, "node": {"type": "task", "id": 5}, "type": "project", "id": 123, "meta": {...}}
+
+(``meta`` only when it says something). Node kinds map to wire types as the SDK maps them: ``project``
+or ``project_version``, ``dataset``, ``file`` or ``model_weight``, ``folder`` (the path, with a leading
+``/``), ``task``, ``job`` and ``app_session`` (whose id is the task's own id).
+
+:class:`SuperviselyTransport` does the HTTP work and runs only in the delivery layer's background
+worker; :class:`SuperviselyBackend` is what users configure: it queues events through the delivery
+layer (retries, durable spool) and offers the project version API.
+
+Decisions (where the SDK raises, falls back silently or has nothing to say):
+
+- An event needs a task: a Supervisely workflow edge always hangs off a task node. The task id is the
+  event's own (the step's explicit ``task_id``, else ``SUPERVISELY_TASK_ID`` / ``TASK_ID``), else the
+  backend's ``task_id``; it is stamped on the event when it is emitted, so that a spooled event is never
+  attached to another process's task. Events still without a task are not sent and a WARNING with their
+  count says why.
+- Step lifecycle events (``step_started`` / ``step_finished``) have no place on the server: skipped.
+- A file known only by its path is looked up in team Files (``file-storage.list``, exact path match);
+  not found: WARNING, the event is skipped (the SDK would raise, the caller swallowing it silently).
+- ``Project(id, version_num=N)`` is resolved with ``projects.versions.list``; not found: WARNING and the
+  plain project is sent (as the SDK does, but it says nothing).
+- Instances older than 6.9.31 (workflows) or 6.11.11 (labeling jobs), or whose version is unknown: one
+  WARNING, and the events are *held* in the spool (not lost) until the instance is upgraded.
+- The API token is never in a ``repr``, a log record, an exception message or the spool.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ConfigurationError, VersioningError
+from .._events import Event
+from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
+from .._transport import DeliveryError, check_response
+from . import VersionInfo
+
+if TYPE_CHECKING:
+    import requests
+
+__all__ = [
+    "JOBS_MIN_VERSION",
+    "WORKFLOW_MIN_VERSION",
+    "SuperviselyBackend",
+    "SuperviselyTransport",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The first instance version with workflows.
+WORKFLOW_MIN_VERSION = (6, 9, 31)
+#: The first instance version with labeling jobs in workflows.
+JOBS_MIN_VERSION = (6, 11, 11)
+
+_API_PREFIX = "/public/api/v3/"
+_DEFAULT_TIMEOUT = 30.0
+_VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\.(\d+)")
+
+
+def _env_task_id() -> int | None:
+    """The task id the SDK reads from the environment (``SUPERVISELY_TASK_ID``, then ``TASK_ID``)."""
+    for name in ("SUPERVISELY_TASK_ID", "TASK_ID"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigurationError(f"{name} must be an integer task id (got {value!r})") from None
+    return None
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer (got {value!r})") from None
+
+
+def _parse_version(text: Any) -> tuple[int, int, int] | None:
+    """``"6.12.44"`` -> ``(6, 12, 44)``; anything unparsable -> ``None`` (an unknown version)."""
+    if not isinstance(text, str):
+        return None
+    match = _VERSION_RE.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def _fmt_version(version: tuple[int, int, int]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def _normalise_server(server_address: str) -> str:
+    if not isinstance(server_address, str) or not server_address.strip():
+        raise ConfigurationError("the Supervisely server address must be a non-empty str (SERVER_ADDRESS)")
+    server = server_address.strip().rstrip("/")
+    if not server.startswith(("http://", "https://")):
+        # The SDK accepts a bare host and talks HTTP to it; say so rather than guess HTTPS.
+        server = "http://" + server
+    return server
+
+
+class _HTTPError(DeliveryError):
+    """A non-2xx answer, with its status code."""
+
+    def __init__(self, message: str, *, status: int, retryable: bool, retry_after: float | None,
+                 delivered: int) -> None:
+        super().__init__(message, retryable=retryable, retry_after=retry_after, delivered=delivered)
+        self.status = status
+
+
+class _Client:
+    """One ``requests.Session`` for one server; recreated in a forked child; scrubs the token."""
+
+    def __init__(self, server: str, token: str, timeout: float, task_header: int | None) -> None:
+        self.server = server
+        self._token = token
+        self.timeout = timeout
+        self._task_header = task_header
+        self._session: requests.Session | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"_Client(server={self.server!r})"
+
+    def _get_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None or self._pid != os.getpid():
+                import requests
+
+                # After fork() the parent's pooled sockets must not be shared: start afresh.
+                session = requests.Session()
+                session.headers["x-api-key"] = self._token
+                session.headers["Content-Type"] = "application/json"
+                if self._task_header is not None:
+                    session.headers["x-task-id"] = str(self._task_header)
+                self._session = session
+                self._pid = os.getpid()
+            return self._session
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the token replaced (a server may echo it back in an error message)."""
+        return text.replace(self._token, "***") if self._token else text
+
+    def post(self, method: str, payload: Mapping[str, Any], *, delivered: int = 0) -> Any:
+        """POST ``payload`` to ``method`` and return the decoded JSON answer.
+
+        Raises:
+            DeliveryError: a connection error or timeout (retryable), or a non-2xx answer (classified
+                by :func:`~workflow_trace._transport.check_response`).
+        """
+        import requests
+
+        body = json.dumps(payload, allow_nan=False).encode()
+        try:
+            response = self._get_session().post(
+                self.server + _API_PREFIX + method, data=body, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise DeliveryError(
+                self.scrub(f"{method} failed: {type(exc).__name__}: {exc}"),
+                retryable=True,
+                delivered=delivered,
+            ) from None
+        try:
+            check_response(response, delivered=delivered, what=method)
+        except DeliveryError as exc:
+            raise _HTTPError(
+                self.scrub(str(exc)),
+                status=response.status_code,
+                retryable=exc.retryable,
+                retry_after=exc.retry_after,
+                delivered=exc.delivered,
+            ) from None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise DeliveryError(
+                f"{method} failed: the server's answer is not JSON", retryable=True, delivered=delivered
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None and self._pid == os.getpid():
+                self._session.close()
+            self._session = None
+
+
+class SuperviselyTransport:
+    """Sends workflow events to a Supervisely instance exactly as the SDK's ``api.app.workflow`` does.
+
+    A :class:`~workflow_trace._transport.Transport`: ``send`` is called from the delivery worker only.
+    It caches the instance version check, the team of each task and resolved version numbers.
+
+    Args:
+        server_address: The instance, e.g. ``https://app.supervisely.com``.
+        token: The API token (kept private: never in a repr, log record or error).
+        team_id: The team of every task (``TEAM_ID``); ``None``: asked per task with ``tasks.info``.
+        task_header: The environment's task id, sent as ``x-task-id`` as the SDK does.
+        timeout: Seconds for each HTTP request.
+    """
+
+    def __init__(
+        self,
+        server_address: str,
+        token: str,
+        *,
+        team_id: int | None = None,
+        task_header: int | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+    ) -> None:
+        if not isinstance(token, str) or not token.strip():
+            raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
+        self.server_address = _normalise_server(server_address)
+        self.team_id = team_id
+        self._client = _Client(self.server_address, token.strip(), float(timeout), task_header)
+        self._instance_version: tuple[int, int, int] | None = None
+        self._warned_old = False
+        self._teams: dict[int, int] = {}
+        self._version_ids: dict[tuple[int, int], int] = {}
+
+    def __repr__(self) -> str:
+        return f"SuperviselyTransport(server_address={self.server_address!r}, team_id={self.team_id!r})"
+
+    @property
+    def key(self) -> str:
+        """``supervisely:<server>``: the spool partition (no secrets)."""
+        return f"supervisely:{self.server_address}"
+
+    # -- the instance ---------------------------------------------------------------------------------
+
+    def _refresh_version(self, delivered: int) -> None:
+        """Ask ``instance.version`` unless a version good for everything is already known.
+
+        A version that was too old (or unknown) is asked again on the next attempt: the instance may
+        have been upgraded meanwhile.
+        """
+        if self._instance_version is not None and self._instance_version >= JOBS_MIN_VERSION:
+            return
+        try:
+            answer = self._client.post("instance.version", {}, delivered=delivered)
+        except _HTTPError as exc:
+            if exc.retryable or exc.status in (401, 403):
+                raise
+            # Another 4xx: an instance too old to know the method. Its version is unknown.
+            self._instance_version = None
+            return
+        version = answer.get("version") if isinstance(answer, Mapping) else None
+        self._instance_version = _parse_version(version)
+
+    def _check_instance(self, needed: tuple[int, int, int], what: str, delivered: int) -> None:
+        """Raise a *hold* :class:`DeliveryError` unless the instance is at least ``needed``."""
+        version = self._instance_version
+        if version is not None and version >= needed:
+            return
+        shown = "unknown" if version is None else _fmt_version(version)
+        message = (
+            f"the Supervisely instance at {self.server_address} (version {shown}) does not support "
+            f"{what}: version {_fmt_version(needed)} or newer is needed; the events are kept in the spool "
+            f"and sent once the instance is upgraded"
+        )
+        if not self._warned_old:
+            self._warned_old = True
+            logger.warning("workflow_trace: %s", message)
+        raise DeliveryError(message, retryable=True, hold=True, delivered=delivered)
+
+    # -- lookups --------------------------------------------------------------------------------------
+
+    def _team_of(self, task_id: int, delivered: int) -> int:
+        if self.team_id is not None:
+            return self.team_id
+        team = self._teams.get(task_id)
+        if team is None:
+            answer = self._client.post("tasks.info", {"id": task_id}, delivered=delivered)
+            value = answer.get("teamId") if isinstance(answer, Mapping) else None
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DeliveryError(
+                    f"tasks.info for task {task_id} gave no team id; set TEAM_ID or pass team_id=",
+                    retryable=False,
+                    delivered=delivered,
+                )
+            team = self._teams[task_id] = value
+        return team
+
+    def _version_id(self, project_id: int, version_num: int, delivered: int) -> int | None:
+        cached = self._version_ids.get((project_id, version_num))
+        if cached is not None:
+            return cached
+        answer = self._client.post("projects.versions.list", _versions_query(project_id, [
+            {"field": "version", "operator": "=", "value": version_num}
+        ]), delivered=delivered)
+        for entity in _entities(answer):
+            if entity.get("version") == version_num and isinstance(entity.get("id"), int):
+                self._version_ids[(project_id, version_num)] = entity["id"]
+                return int(entity["id"])
+        return None
+
+    def _file_id(self, team_id: int, path: str, delivered: int) -> int | None:
+        # Not cached: a file overwritten at the same path (a "best.pt" saved each epoch) gets a new id.
+        answer = self._client.post(
+            "file-storage.list", {"teamId": team_id, "path": path, "recursive": True}, delivered=delivered
+        )
+        for entry in _entities(answer):
+            if entry.get("path") == path and isinstance(entry.get("id"), int):
+                return int(entry["id"])
+        return None
+
+    # -- mapping --------------------------------------------------------------------------------------
+
+    def _wire_node(
+        self, node: Node, task_id: int, team_id: int, delivered: int
+    ) -> tuple[str, int | str] | str:
+        """``(type, id)`` for the request body, or a reason why the event cannot be sent."""
+        if isinstance(node, Project):
+            if node.id is None:
+                return f"the project {node.path!r} is a local folder, not a project on the instance"
+            if node.version_id is not None:
+                return "project_version", node.version_id
+            if node.version_num is not None:
+                version_id = self._version_id(node.id, node.version_num, delivered)
+                if version_id is not None:
+                    return "project_version", version_id
+                logger.warning(
+                    "workflow_trace: project %s has no version %s on %s; the project itself is recorded "
+                    "for task %s instead",
+                    node.id, node.version_num, self.server_address, task_id,
+                )
+            return "project", node.id
+        if isinstance(node, Dataset):
+            return "dataset", node.id
+        if isinstance(node, File):
+            wire_type = "model_weight" if node.model_weight else "file"
+            if node.id is not None:
+                return wire_type, node.id
+            assert node.path is not None  # a File has an id or a path
+            file_id = self._file_id(team_id, node.path, delivered)
+            if file_id is None:
+                return (
+                    f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
+                    f"the file's id (upload it first, or give the id or FileInfo)"
+                )
+            return wire_type, file_id
+        if isinstance(node, Folder):
+            return "folder", node.path if node.path.startswith("/") else "/" + node.path
+        if isinstance(node, Task):
+            return "task", node.id
+        if isinstance(node, Job):
+            return "job", node.id
+        if isinstance(node, App):
+            return "app_session", task_id
+        return f"a {type(node).__name__} has no place in a Supervisely workflow"
+
+    def edge_body(self, event: Event, team_id: int, node_type: str, node_id: int | str) -> dict[str, Any]:
+        """The request body of one edge, keys in the SDK's order."""
+        assert event.task_id is not None
+        body: dict[str, Any] = {
+            "teamId": team_id,
+            "node": {"type": "task", "id": event.task_id},
+            "type": node_type,
+            "id": node_id,
+        }
+        if event.meta:
+            body["meta"] = event.meta
+        return body
+
+    # -- Transport ------------------------------------------------------------------------------------
+
+    def send(self, events: Sequence[Event]) -> None:
+        """Send the input and output events in order; skip what has no place on the server.
+
+        Raises:
+            DeliveryError: ``delivered`` = how many events at the head were handled (sent or skipped).
+        """
+        checked = False
+        no_task = 0
+        for index, event in enumerate(events):
+            if event.kind not in ("input", "output") or event.node is None:
+                continue
+            if event.task_id is None:
+                no_task += 1
+                continue
+            if not checked:
+                self._refresh_version(index)
+                self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index)
+                checked = True
+            if isinstance(event.node, Job):
+                self._check_instance(JOBS_MIN_VERSION, "labeling jobs in workflows", index)
+            team_id = self._team_of(event.task_id, index)
+            wire = self._wire_node(event.node, event.task_id, team_id, index)
+            if isinstance(wire, str):
+                logger.warning(
+                    "workflow_trace: the %s %s of task %s is not sent to Supervisely: %s",
+                    event.kind, event.node.ref, event.task_id, wire,
+                )
+                continue
+            body = self.edge_body(event, team_id, *wire)
+            self._client.post(f"workflow.node.add-{event.kind}", body, delivered=index)
+        if no_task:
+            logger.warning(
+                "workflow_trace: %d event(s) not sent to Supervisely: they have no task id and a workflow "
+                "edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID / TASK_ID or task_id=)",
+                no_task,
+            )
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._client.close()
+
+
+def _versions_query(project_id: int, filters: list[dict[str, Any]] | None, page: int | None = None,
+                    per_page: int | None = None) -> dict[str, Any]:
+    """The SDK's ``projects.versions.list`` body (its paginated reader adds the sort)."""
+    data: dict[str, Any] = {"projectId": project_id}
+    if filters:
+        data["filter"] = filters
+    data["sort"] = "id"
+    data["sort_order"] = "asc"
+    if page is not None:
+        data["page"] = page
+        data["per_page"] = per_page
+    return data
+
+
+def _entities(answer: Any) -> list[Mapping[str, Any]]:
+    """The items of a list answer: a bare JSON list or a page's ``entities``."""
+    items = answer.get("entities") if isinstance(answer, Mapping) else answer
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, Mapping)]
+
+
+def _version_info(entity: Mapping[str, Any]) -> VersionInfo:
+    created = entity.get("createdAt")
+    created_at: datetime | None = None
+    if isinstance(created, str):
+        try:
+            created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            created_at = None
+    return VersionInfo(
+        id=int(entity["id"]),
+        version=int(entity["version"]),
+        project_id=entity.get("projectId"),
+        title=entity.get("name"),
+        description=entity.get("description"),
+        created_at=created_at,
+    )
+
+
+class SuperviselyBackend:
+    """Records the workflow on a Supervisely instance, as ``api.app.workflow.add_*`` would.
+
+    Events are queued and sent by the delivery layer's background worker (retries with backoff, a
+    durable spool for what cannot be sent yet): a decorated call never waits for the network. Project
+    versions (``create_version`` / ``restore_version`` / ``list_versions``) are explicit user calls and
+    run synchronously.
+
+    Args:
+        server_address: The instance, e.g. ``https://app.supervisely.com`` (``SERVER_ADDRESS``).
+        token: The API token (``API_TOKEN``); never shown in a repr, log record, error or the spool.
+        team_id: The team of the tasks; ``None``: ``TEAM_ID`` from the environment, else asked once per
+            task with ``tasks.info``.
+        task_id: The task for events that carry none; ``None``: ``SUPERVISELY_TASK_ID`` / ``TASK_ID``.
+        timeout: Seconds for each HTTP request.
+        spool_path: Where undeliverable events wait (the delivery layer's default when ``None``).
+
+    Raises:
+        ConfigurationError: an empty server address or token, or a malformed ``TEAM_ID`` / ``TASK_ID``.
+    """
+
+    def __init__(
+        self,
+        server_address: str,
+        token: str,
+        *,
+        team_id: int | None = None,
+        task_id: int | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        spool_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        env_task = _env_task_id()
+        if team_id is None:
+            team_id = _env_int("TEAM_ID")
+        self.task_id: int | None = task_id if task_id is not None else env_task
+        self.transport = SuperviselyTransport(
+            server_address, token, team_id=team_id, task_header=env_task, timeout=timeout
+        )
+        self.server_address = self.transport.server_address
+        self.team_id = team_id
+        self._token = token.strip()
+        self._sly_api: Any = None
+        self._versions_client = _Client(self.server_address, self._token, float(timeout), env_task)
+        self._delivery = self._make_delivery(spool_path)
+
+    def _make_delivery(self, spool_path: str | os.PathLike[str] | None) -> Any:
+        from .._delivery import DeliveringBackend
+
+        return DeliveringBackend(self.transport, spool_path=spool_path)
+
+    def __repr__(self) -> str:
+        return (
+            f"SuperviselyBackend(server_address={self.server_address!r}, team_id={self.team_id!r}, "
+            f"task_id={self.task_id!r})"
+        )
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(
+        cls, *, timeout: float = _DEFAULT_TIMEOUT, spool_path: str | os.PathLike[str] | None = None
+    ) -> SuperviselyBackend:
+        """Build from the SDK's variables: ``SERVER_ADDRESS``, ``API_TOKEN``, ``TEAM_ID`` and
+        ``SUPERVISELY_TASK_ID`` / ``TASK_ID``.
+
+        Raises:
+            ConfigurationError: ``SERVER_ADDRESS`` or ``API_TOKEN`` is not set.
+        """
+        server = os.environ.get("SERVER_ADDRESS", "").strip()
+        token = os.environ.get("API_TOKEN", "").strip()
+        missing = [name for name, value in (("SERVER_ADDRESS", server), ("API_TOKEN", token)) if not value]
+        if missing:
+            raise ConfigurationError(
+                f"the Supervisely backend needs {' and '.join(missing)} in the environment "
+                "(the variables the Supervisely SDK reads)"
+            )
+        return cls(server, token, timeout=timeout, spool_path=spool_path)
+
+    @classmethod
+    def from_api(
+        cls,
+        sly_api: Any,
+        *,
+        team_id: int | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        spool_path: str | os.PathLike[str] | None = None,
+    ) -> SuperviselyBackend:
+        """Build from the SDK's ``supervisely.Api`` (its server, token and task id); the api is kept
+        for ``create_version`` / ``restore_version``.
+
+        Raises:
+            ConfigurationError: the object has no ``server_address`` and ``token``.
+        """
+        server = getattr(sly_api, "server_address", None)
+        token = getattr(sly_api, "token", None)
+        if not isinstance(server, str) or not isinstance(token, str):
+            raise ConfigurationError(
+                f"from_api() needs a supervisely.Api (with server_address and token), "
+                f"not {type(sly_api).__name__}"
+            )
+        raw_task = getattr(sly_api, "task_id", None)
+        task_id: int | None = None
+        if raw_task is not None and str(raw_task).strip():
+            try:
+                task_id = int(raw_task)
+            except (TypeError, ValueError):
+                raise ConfigurationError(f"the api's task_id is not an integer ({raw_task!r})") from None
+        backend = cls(server, token, team_id=team_id, task_id=task_id, timeout=timeout, spool_path=spool_path)
+        backend._sly_api = sly_api
+        return backend
+
+    @classmethod
+    def from_url(cls, spec: str) -> SuperviselyBackend:
+        """Build from the backend string ``"supervisely"`` (server and token from the environment) or
+        ``"supervisely+https://host"`` (token from ``API_TOKEN``; never put it in the string).
+
+        Raises:
+            ConfigurationError: another form, a token in the string, or missing variables.
+        """
+        text = spec.strip()
+        scheme, _, rest = text.partition("+")
+        if scheme.lower() != "supervisely" and text.split(":", 1)[0].lower() != "supervisely":
+            raise ConfigurationError("the Supervisely backend string is 'supervisely' or 'supervisely+URL'")
+        if not rest:
+            if text.lower() not in {"supervisely", "supervisely:", "supervisely://"}:
+                raise ConfigurationError(
+                    "the Supervisely backend string is 'supervisely' (SERVER_ADDRESS and API_TOKEN from "
+                    "the environment) or 'supervisely+https://host'"
+                )
+            return cls.from_env()
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(rest)
+        if parts.username or parts.password:
+            # Do not echo the string: it holds a secret.
+            raise ConfigurationError(
+                "do not put credentials in the Supervisely backend string; set API_TOKEN instead"
+            )
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(
+                f"the Supervisely backend string must be 'supervisely+http(s)://host' (got {text!r})"
+            )
+        token = os.environ.get("API_TOKEN", "").strip()
+        if not token:
+            raise ConfigurationError("the Supervisely backend needs API_TOKEN in the environment")
+        return cls(rest, token)
+
+    # -- Backend --------------------------------------------------------------------------------------
+
+    def _prepare(self, events: Sequence[Event]) -> list[Event]:
+        """The events worth queueing: edges only, each stamped with its task id."""
+        out: list[Event] = []
+        no_task = 0
+        for event in events:
+            if event.kind not in ("input", "output") or event.node is None:
+                continue  # step lifecycle events have no place on the server
+            if event.task_id is None:
+                if self.task_id is None:
+                    no_task += 1
+                    continue
+                # Stamped now, not at send time: a spooled event must never join another process's task.
+                event = event.model_copy(update={"task_id": self.task_id})
+            out.append(event)
+        if no_task:
+            logger.warning(
+                "workflow_trace: %d event(s) not sent to Supervisely: they have no task id and a workflow "
+                "edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID / TASK_ID, or pass "
+                "task_id= to the step or to SuperviselyBackend)",
+                no_task,
+            )
+        return out
+
+    def emit(self, events: Sequence[Event]) -> None:
+        """Queue the batch's input and output events for delivery (never waits for the network)."""
+        prepared = self._prepare(events)
+        if prepared:
+            self._delivery.emit(prepared)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued is sent (or ``timeout``); ``True`` when it is."""
+        return bool(self._delivery.flush(timeout))
+
+    def close(self) -> None:
+        """Drain what can be drained, then release the worker and the connections."""
+        try:
+            self._delivery.close()
+        finally:
+            self._versions_client.close()
+
+    # -- VersioningBackend ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _project_id(project: Project, what: str) -> int:
+        if project.id is None:
+            raise VersioningError(
+                f"{what}: {project.ref} is a local folder; versions exist for projects on the instance"
+            )
+        return project.id
+
+    def list_versions(
+        self, project: Project, filters: list[dict[str, Any]] | None = None
+    ) -> list[VersionInfo]:
+        """The project's versions (``projects.versions.list``, every page), oldest first.
+
+        Raises:
+            VersioningError: the request failed (the message never holds the token).
+        """
+        project_id = self._project_id(project, "list_versions")
+        try:
+            query = _versions_query(project_id, filters)
+            answer = self._versions_client.post("projects.versions.list", query)
+            entities = list(_entities(answer))
+            pages = answer.get("pagesCount", 1) if isinstance(answer, Mapping) else 1
+            per_page = answer.get("perPage") if isinstance(answer, Mapping) else None
+            page = 2
+            while isinstance(pages, int) and page <= pages:
+                answer = self._versions_client.post(
+                    "projects.versions.list", _versions_query(project_id, filters, page, per_page)
+                )
+                entities.extend(_entities(answer))
+                page += 1
+            return [_version_info(entity) for entity in entities]
+        except DeliveryError as exc:
+            raise VersioningError(f"listing the versions of project {project_id} failed: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VersioningError(
+                f"listing the versions of project {project_id}: unexpected answer ({type(exc).__name__})"
+            ) from None
+
+    def _sdk_api(self, what: str) -> Any:
+        """The SDK's ``Api``: the one given to :meth:`from_api`, or one built from the same settings."""
+        if self._sly_api is None:
+            try:
+                # Imported by name: an optional dependency that mypy need not know.
+                supervisely = importlib.import_module("supervisely")
+            except ImportError:
+                raise VersioningError(
+                    f"{what} needs the `supervisely` package (pip install supervisely): a version is the "
+                    "project's data archived in the SDK's own format"
+                ) from None
+            self._sly_api = supervisely.Api(self.server_address, self._token)
+        return self._sly_api
+
+    def create_version(self, project: Project, title: str | None, description: str | None) -> int:
+        """Create a version with the SDK (``api.project.version.create``); when nothing changed since the
+        latest version, its id is returned, as the SDK does.
+
+        Raises:
+            VersioningError: no ``supervisely`` package, a local project, or the SDK failed.
+        """
+        project_id = self._project_id(project, "create_version")
+        api = self._sdk_api("create_version")
+        try:
+            version_id = api.project.version.create(project_id, title, description)
+        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
+            raise VersioningError(
+                self._versions_client.scrub(f"creating a version of project {project_id} failed: {exc!r}")
+            ) from None
+        if isinstance(version_id, bool) or not isinstance(version_id, int):
+            raise VersioningError(f"creating a version of project {project_id} gave no version id")
+        return version_id
+
+    def restore_version(
+        self,
+        project: Project,
+        version_id: int | None,
+        version_num: int | None,
+        skip_missed_entities: bool = False,
+    ) -> Project:
+        """Recreate a version as a new project with the SDK (``api.project.version.restore``).
+
+        Raises:
+            VersioningError: no ``supervisely`` package, a local project, or the SDK failed.
+        """
+        project_id = self._project_id(project, "restore_version")
+        if version_id is None and version_num is None:
+            raise VersioningError("restore_version needs a version_id or a version_num")
+        api = self._sdk_api("restore_version")
+        try:
+            info = api.project.version.restore(
+                project_id,
+                version_id=version_id,
+                version_num=version_num,
+                skip_missed_entities=skip_missed_entities,
+            )
+        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
+            raise VersioningError(
+                self._versions_client.scrub(f"restoring a version of project {project_id} failed: {exc!r}")
+            ) from None
+        new_id = getattr(info, "id", None)
+        if isinstance(new_id, bool) or not isinstance(new_id, int):
+            raise VersioningError(f"restoring a version of project {project_id} gave no project")
+        return Project(id=new_id)
