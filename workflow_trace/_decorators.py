@@ -257,20 +257,27 @@ class _Tracer:
         step: Step | None = None
         closer: Any = None
         token: Any = None
-        with contained(f"{self.where}: recording inputs"):
-            if self.step is not None:
-                cfg = self.step.copy()
-                step = cfg._enter(cfg.name or self.qualname)
-                closer = cfg
-            else:
-                step = _current.get()
-                if step is None:
-                    step = open_step(self.qualname, emit_now=False)
-                    token = _current.set(step)
-            if step.active:
-                items = self._collect("input", call, None, step)
-                if items or step._pending:
-                    step.record("input", items)
+        try:
+            with contained(f"{self.where}: recording inputs"):
+                if self.step is not None:
+                    cfg = self.step.copy()
+                    step = cfg._enter(cfg.name or self.qualname)
+                    closer = cfg
+                else:
+                    step = _current.get()
+                    if step is None:
+                        step = open_step(self.qualname, emit_now=False)
+                        token = _current.set(step)
+                if step.active:
+                    items = self._collect("input", call, None, step)
+                    if items or step._pending:
+                        step.record("input", items)
+        except BaseException as exc:  # strict mode: leave no step behind as the current one
+            if closer is not None:
+                closer._exit(exc)
+            elif token is not None:
+                _current.reset(token)
+            raise
         return step, closer, token
 
     def _after(self, scope: tuple[Step | None, Any, Any], call: _Call, result: Any, exc: BaseException | None) -> None:

@@ -27,6 +27,7 @@ from .._nodes import Project
 if TYPE_CHECKING:
     from .memory import MemoryBackend
     from .null import NullBackend
+    from .sqlite import SQLiteBackend
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -35,6 +36,7 @@ __all__ = [
     "CompositeBackend",
     "MemoryBackend",
     "NullBackend",
+    "SQLiteBackend",
     "TaskIdBackend",
     "VersionInfo",
     "VersioningBackend",
@@ -134,15 +136,9 @@ class CompositeBackend:
         for backend in self.backends:
             backend.close()
 
-    def new_task_id(self, name: str) -> int:
-        for backend in self.backends:
-            if isinstance(backend, TaskIdBackend):
-                return backend.new_task_id(name)
-        raise AttributeError("new_task_id")
-
     def __getattr__(self, name: str) -> Any:
-        # Versioning and other capabilities come from the first backend that has them.
-        if name in {"create_version", "restore_version", "list_versions"}:
+        # Task ids, versioning: each capability comes from the first backend that has it.
+        if name in {"new_task_id", "create_version", "restore_version", "list_versions"}:
             for backend in self.backends:
                 if hasattr(backend, name):
                     return getattr(backend, name)
@@ -155,6 +151,7 @@ BackendFactory = Callable[[str], Backend]
 _BUILTIN: dict[str, str] = {
     "memory": "workflow_trace.backends.memory:MemoryBackend.from_url",
     "null": "workflow_trace.backends.null:NullBackend.from_url",
+    "sqlite": "workflow_trace.backends.sqlite:SQLiteBackend.from_url",
 }
 _REGISTERED: dict[str, BackendFactory] = {}
 
@@ -228,6 +225,7 @@ def __getattr__(name: str) -> Any:
     lazy = {
         "MemoryBackend": "workflow_trace.backends.memory",
         "NullBackend": "workflow_trace.backends.null",
+        "SQLiteBackend": "workflow_trace.backends.sqlite",
     }
     if name in lazy:
         return getattr(importlib.import_module(lazy[name]), name)

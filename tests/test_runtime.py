@@ -1,0 +1,262 @@
+"""configure / reset / get_backend / flush, strict mode, the on/off switch, containment, plug-ins."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import workflow_trace as wt
+from workflow_trace import Dataset, Project
+from workflow_trace.backends import available_schemes, create_backend
+from workflow_trace.backends.memory import MemoryBackend
+from workflow_trace.backends.null import NullBackend
+
+
+class RaisingBackend:
+    """A backend whose emit always fails."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def emit(self, events: Sequence[wt.Event]) -> None:
+        self.calls += 1
+        raise ConnectionError("disk on fire")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        raise ConnectionError("still on fire")
+
+    def close(self) -> None:
+        pass
+
+
+@wt.consumes_project
+@wt.produces_dataset
+def convert(project: int) -> int:
+    return project + 1
+
+
+def test_backend_strings() -> None:
+    """memory and null build their backends."""
+    wt.configure("memory")
+    assert isinstance(wt.get_backend(), MemoryBackend)
+    wt.configure("null")
+    assert isinstance(wt.get_backend(), NullBackend)
+
+
+def test_unknown_scheme_names_the_schemes_that_exist() -> None:
+    """An unknown scheme is a ValueError at configure() listing the known ones."""
+    with pytest.raises(ValueError, match=r"unknown backend 'kafka'.*memory.*null") as info:
+        wt.configure("kafka://broker:9092")
+    assert isinstance(info.value, wt.ConfigurationError)
+    assert {"memory", "null"} <= set(available_schemes())
+
+
+def test_configure_refuses_a_non_backend() -> None:
+    """An object without emit/flush/close is refused, naming its type."""
+    with pytest.raises(ValueError, match="int"):
+        wt.configure(42)  # type: ignore[arg-type]
+
+
+def test_configuration_is_read_at_call_time() -> None:
+    """A function decorated at import records into the backend configured later."""
+    first, second = MemoryBackend(), MemoryBackend()
+    wt.configure(first)
+    convert(1)
+    wt.configure(second)
+    convert(2)
+    assert ([Project(id=1)], [Project(id=2)]) == (first.inputs, second.inputs)
+
+
+def test_environment_backend_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WORKFLOW_TRACE_BACKEND chooses the default backend."""
+    monkeypatch.setenv("WORKFLOW_TRACE_BACKEND", "memory")
+    convert(1)
+    backend = wt.get_backend()
+    assert isinstance(backend, MemoryBackend)
+    assert [Project(id=1)] == backend.inputs
+
+
+def test_enabled_switch(memory: MemoryBackend) -> None:
+    """configure(enabled=False) records nothing and still runs the function."""
+    wt.configure(enabled=False)
+    assert 2 == convert(1)
+    with wt.workflow_step("s") as step:
+        step.add_input(Project(id=1))
+    assert [] == memory.events
+    wt.configure(enabled=True)
+    convert(1)
+    assert [Project(id=1)] == memory.inputs
+
+
+def test_disabled_by_environment_at_call_time(memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WORKFLOW_TRACE_DISABLED is read at call time."""
+    monkeypatch.setenv("WORKFLOW_TRACE_DISABLED", "1")
+    convert(1)
+    monkeypatch.setenv("WORKFLOW_TRACE_DISABLED", "0")
+    convert(2)
+    assert [Project(id=2)] == memory.inputs
+
+
+@pytest.mark.internal_errors
+def test_raising_backend_is_contained(caplog: pytest.LogCaptureFixture) -> None:
+    """Outside strict mode a backend failure never reaches the caller; a WARNING names it."""
+    backend = RaisingBackend()
+    wt.configure(backend)
+    with caplog.at_level(logging.WARNING, logger="workflow_trace"):
+        assert 2 == convert(1)
+        with wt.workflow_step("s"):
+            pass
+        assert wt.flush() is False
+    assert backend.calls >= 3
+    warnings = [r for r in caplog.records if r.name == "workflow_trace" and r.levelno == logging.WARNING]
+    assert warnings
+    assert all("disk on fire" in r.getMessage() or "still on fire" in r.getMessage() for r in warnings)
+    assert any("could not record" in r.getMessage() for r in warnings)
+
+
+def test_raising_backend_raises_in_strict_mode() -> None:
+    """In strict mode the failure raises a WorkflowTraceError subclass."""
+    wt.configure(RaisingBackend(), strict=True)
+    with pytest.raises(wt.BackendError, match="disk on fire"):
+        convert(1)
+
+
+def test_strict_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WORKFLOW_TRACE_STRICT=1 turns strict mode on."""
+    monkeypatch.setenv("WORKFLOW_TRACE_STRICT", "1")
+    wt.configure(RaisingBackend())
+    assert wt.is_strict()
+    with pytest.raises(wt.WorkflowTraceError):
+        convert(1)
+
+
+@pytest.mark.internal_errors
+def test_strict_mode_never_masks_the_users_exception() -> None:
+    """Even in strict mode, when the user's function raises, that exception is what propagates."""
+    wt.configure(RaisingBackend(), strict=True)
+
+    @wt.consumes_dataset
+    def f(dataset: int) -> None:
+        raise KeyError("mine")
+
+    with pytest.raises(wt.BackendError):  # the inputs are emitted before the call
+        f(1)
+
+    backend = MemoryBackend()
+    wt.configure(backend)
+
+    @wt.produces_dataset
+    def g() -> int:
+        wt.configure(RaisingBackend())
+        raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        g()
+
+
+@pytest.mark.internal_errors
+def test_a_raising_repr_or_attribute_is_contained(memory: MemoryBackend, caplog: pytest.LogCaptureFixture) -> None:
+    """A user value whose __repr__ and id raise is logged, not raised into the caller."""
+
+    class Evil:
+        def __repr__(self) -> str:
+            raise RuntimeError("repr exploded")
+
+        @property
+        def id(self) -> int:
+            raise RuntimeError("id exploded")
+
+    @wt.consumes_project
+    def f(project: object) -> str:
+        return "ran"
+
+    assert "ran" == f(Evil())
+    assert "id exploded" in caplog.text
+    with wt.workflow_step("s") as step:
+        step.add_input(Evil(), kind=Project)
+
+
+@pytest.mark.internal_errors
+def test_unsupported_value_at_call_time_is_contained(memory: MemoryBackend, caplog: pytest.LogCaptureFixture) -> None:
+    """A value of the wrong type at call time: WARNING naming the type and the decorator."""
+
+    @wt.consumes_dataset
+    def f(dataset: object) -> None:
+        pass
+
+    f(2.5)
+    assert "@consumes_dataset on" in caplog.text
+    assert "float" in caplog.text
+
+
+def test_flush_returns_true_when_delivered(memory: MemoryBackend) -> None:
+    """flush() asks the backend; with nothing configured it is trivially True."""
+    assert wt.flush(1.0) is True
+    wt.reset()
+    assert wt.flush() is True
+
+
+def test_reset_forgets_settings() -> None:
+    """reset() drops backend, strict and enabled settings."""
+    wt.configure("memory", strict=True, enabled=False)
+    wt.reset()
+    assert (False, True) == (wt.is_strict(), wt.is_enabled())
+
+
+def test_backend_work_is_not_recorded() -> None:
+    """A decorated function called by the backend itself (while emitting) records nothing."""
+
+    class Recursive(MemoryBackend):
+        def emit(self, events: Sequence[wt.Event]) -> None:
+            super().emit(events)
+            convert(99)  # tracking is suppressed here
+
+    backend = Recursive()
+    wt.configure(backend)
+    convert(1)
+    assert [Project(id=1)] == backend.inputs
+
+
+def test_composite_backend_string(tmp_path: Path) -> None:
+    """A comma-separated backend string sends every batch to each backend."""
+    backend = create_backend("memory,memory")
+    wt.configure(backend)
+    convert(1)
+    parts = backend.backends  # type: ignore[attr-defined]
+    assert [[Project(id=1)], [Project(id=1)]] == [p.inputs for p in parts]
+
+
+def test_third_party_backend_from_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distribution declaring the workflow_trace.backends entry point provides a scheme."""
+    pkg = tmp_path / "wt_plugin_demo.py"
+    pkg.write_text(
+        "from workflow_trace.backends.memory import MemoryBackend\n"
+        "class DemoBackend(MemoryBackend):\n"
+        "    @classmethod\n"
+        "    def from_url(cls, spec):\n"
+        "        b = cls(); b.spec = spec; return b\n"
+    )
+    dist = tmp_path / "wt_plugin_demo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wt-plugin-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[workflow_trace.backends]\ndemo = wt_plugin_demo:DemoBackend.from_url\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "demo" in available_schemes()
+    wt.configure("demo://anything")
+    backend = wt.get_backend()
+    assert "demo://anything" == backend.spec  # type: ignore[attr-defined]
+    convert(5)
+    assert [Project(id=5)] == backend.inputs  # type: ignore[attr-defined]
+    sys.modules.pop("wt_plugin_demo", None)
+
+
+def test_dataset_outputs_recorded(memory: MemoryBackend) -> None:
+    """The module-level decorated function records both directions."""
+    convert(1)
+    assert ([Project(id=1)], [Dataset(id=2)]) == (memory.inputs, memory.outputs)
