@@ -70,8 +70,8 @@ def test_consumes_every_form_and_shape(memory: MemoryBackend, name: str, form: s
     result = _run(shape, fn, value)
     assert ([1, 2] if shape == "generator" else "result") == result
     assert [expected] == memory.inputs
-    assert ["step_started", "input", "step_finished"] == [e.kind for e in memory.events]
-    assert "ok" == memory.events[-1].status
+    assert [e.kind for e in memory.events] == ["step_started", "input", "step_finished"]
+    assert memory.events[-1].status == "ok"
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -81,7 +81,7 @@ def test_produces_every_form_and_shape(memory: MemoryBackend, name: str, form: s
     """Each produces_* decorator records the return value (or, for generators, the arg=) as output."""
     value, expected = PRODUCES[name]
     if shape == "generator" and name != "produces_app":
-        dec = f"DEC(arg='out')"
+        dec = "DEC(arg='out')"
         if form == "bare":
             with pytest.raises(TypeError, match="generator"):
                 _build(shape, "DEC", "out", "", {"DEC": getattr(wt, name)})
@@ -92,7 +92,7 @@ def test_produces_every_form_and_shape(memory: MemoryBackend, name: str, form: s
     result = _run(shape, fn, value)
     assert ([1, 2] if shape == "generator" else value) == result
     assert [expected] == memory.outputs
-    assert ["step_started", "output", "step_finished"] == [e.kind for e in memory.events]
+    assert [e.kind for e in memory.events] == ["step_started", "output", "step_finished"]
 
 
 def test_implicit_step_is_named_after_the_qualified_name(memory: MemoryBackend) -> None:
@@ -114,7 +114,7 @@ def test_source_path_and_callable(memory: MemoryBackend) -> None:
 
     class Cfg:
         project_id = 42
-        datasets = [{"id": 1}, {"id": 2}]
+        datasets = ({"id": 1}, {"id": 2})
 
     @wt.consumes_project("cfg.project_id")
     @wt.consumes_dataset("cfg.datasets.1")
@@ -150,7 +150,7 @@ def test_auto_detection_by_annotation(memory: MemoryBackend) -> None:
         pass
 
     @wt.consumes_project
-    def run2(src: "list[ProjectInfo]") -> None:
+    def run2(src: list[ProjectInfo]) -> None:
         pass
 
     run(ProjectInfo(4))
@@ -180,10 +180,10 @@ def test_stacked_decorators_share_one_step(memory: MemoryBackend) -> None:
         return "/w/best.pt"
 
     train(1, 2)
-    assert 1 == len({e.step.run_id for e in memory.events})
-    assert ["step_started", "input", "input", "output", "output", "step_finished"] == [
+    assert len({e.step.run_id for e in memory.events}) == 1
+    assert [
         e.kind for e in memory.events
-    ]
+    ] == ["step_started", "input", "input", "output", "output", "step_finished"]
     assert [Project(id=1), Dataset(id=2)] == memory.inputs
     assert [File(path="/w/best.pt", model_weight=True), App()] == memory.outputs
 
@@ -203,8 +203,8 @@ def test_decorator_under_workflow_step_decorator_shares_its_step(memory: MemoryB
 
     train(1)
     train2(2)
-    assert ["training", "training2"] == [e.step.name for e in memory.events if e.kind == "input"]
-    assert 2 == len({e.step.run_id for e in memory.events})
+    assert [e.step.name for e in memory.events if e.kind == "input"] == ["training", "training2"]
+    assert len({e.step.run_id for e in memory.events}) == 2
 
 
 def test_inputs_before_the_call_outputs_only_on_return(memory: MemoryBackend) -> None:
@@ -219,11 +219,11 @@ def test_inputs_before_the_call_outputs_only_on_return(memory: MemoryBackend) ->
 
     with pytest.raises(ValueError, match="bad labels"):
         convert(1)
-    assert [1] == seen
-    assert [] == memory.outputs
-    assert ("failed", "ValueError", "bad labels") == (
+    assert seen == [1]
+    assert memory.outputs == []
+    assert (
         memory.events[-1].status, memory.events[-1].error.type, memory.events[-1].error.message  # type: ignore[union-attr]
-    )
+    ) == ("failed", "ValueError", "bad labels")
 
 
 def test_exception_passes_through_unchanged(memory: MemoryBackend) -> None:
@@ -271,7 +271,7 @@ def test_meta_is_attached(memory: MemoryBackend) -> None:
         return "/ckpt"
 
     save()
-    assert {"customRelationSettings": {"title": "<h4>Checkpoints</h4>"}} == memory.events[1].meta
+    assert memory.events[1].meta == {"customRelationSettings": {"title": "<h4>Checkpoints</h4>"}}
 
 
 def test_signature_and_metadata_are_preserved() -> None:
@@ -283,8 +283,8 @@ def test_signature_and_metadata_are_preserved() -> None:
         """Train."""
         return ""
 
-    assert ("train", "Train.") == (train.__name__, train.__doc__)
-    assert ["project", "epochs"] == list(inspect.signature(train).parameters)
+    assert (train.__name__, train.__doc__) == ("train", "Train.")
+    assert list(inspect.signature(train).parameters) == ["project", "epochs"]
     assert inspect.iscoroutinefunction(wt.consumes_project(_async_sample))
 
 
@@ -372,11 +372,11 @@ def test_unresolvable_path_is_contained(memory: MemoryBackend, caplog: pytest.Lo
     def train(cfg: dict[str, Any]) -> str:
         return "done"
 
-    assert "done" == train({"other": 1})
-    assert [] == memory.inputs
+    assert train({"other": 1}) == "done"
+    assert memory.inputs == []
     assert "cfg.project.id" not in caplog.text or "project" in caplog.text
     assert any(r.levelname == "WARNING" and "cannot read 'project'" in r.getMessage() for r in caplog.records)
-    assert 1 == len(swallowed)
+    assert len(swallowed) == 1
 
 
 def test_unresolvable_path_raises_in_strict_mode(memory: MemoryBackend) -> None:

@@ -41,7 +41,7 @@ SEED_SIGNATURES = {
 def test_the_thirteen_methods_have_the_seed_parameter_names() -> None:
     """Each facade method has the seed's parameter names, in order."""
     actual = {name: list(inspect.signature(getattr(workflow, name)).parameters) for name in SEED_SIGNATURES}
-    assert SEED_SIGNATURES == actual
+    assert actual == SEED_SIGNATURES
 
 
 def test_every_method_records_its_node(memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,7 +72,7 @@ def test_every_method_records_its_node(memory: MemoryBackend, monkeypatch: pytes
             App(), Job(id=12)] == memory.outputs
     edges = [e for e in memory.events if e.kind in ("input", "output")]
     assert {5} == {e.task_id for e in edges}
-    assert 1 == len({e.step.run_id for e in edges})
+    assert len({e.step.run_id for e in edges}) == 1
     assert meta == next(e.meta for e in edges if e.node == File(id=791))
 
 
@@ -88,7 +88,7 @@ def test_explicit_task_id(memory: MemoryBackend) -> None:
     """task_id= records the edge for that task."""
     with wt.workflow_step("s", task_id=8):
         workflow.add_output_task(44, task_id=6)
-    assert 6 == next(e.task_id for e in memory.events if e.kind == "output")
+    assert next(e.task_id for e in memory.events if e.kind == "output") == 6
 
 
 @pytest.mark.internal_errors
@@ -96,7 +96,7 @@ def test_bad_input_never_raises(memory: MemoryBackend, caplog: pytest.LogCapture
     """No try/except needed: bad input is logged at WARNING."""
     workflow.add_input_dataset("not an id")
     workflow.add_output_file(1, meta={"customRelationSettings": {"mainLink": {"url": "http://x", "title": "t"}}})
-    assert [] == memory.events[1:]
+    assert memory.events[1:] == []
     assert "add_input_dataset" in caplog.text
     assert "add_output_file" in caplog.text
 
@@ -139,10 +139,12 @@ def test_versions_route_to_the_backend() -> None:
                             skip_missed_entities: bool = False) -> Project:
             return Project(id=900)
 
-        def list_versions(self, project: Project, filters: list[dict[str, object]] | None = None) -> list[wt.VersionInfo]:
+        def list_versions(
+            self, project: Project, filters: list[dict[str, object]] | None = None
+        ) -> list[wt.VersionInfo]:
             return [wt.VersionInfo(id=1, version=1, project_id=project.id)]
 
     wt.configure(Versioning())
-    assert 15 == wt.version.create(5, "t", "d")
+    assert wt.version.create(5, "t", "d") == 15
     assert Project(id=900) == wt.version.restore(5, version_num=1)
     assert [wt.VersionInfo(id=1, version=1, project_id=5)] == wt.version.get_list(5)

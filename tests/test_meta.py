@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SHARED
 
 import workflow_trace as wt
 from workflow_trace import WorkflowMeta, WorkflowSettings
 from workflow_trace._meta import meta_to_wire
-
-from conftest import SHARED
 
 GOLDEN = SHARED / "supervisely" / "sdk_requests.jsonl"
 
@@ -83,7 +82,7 @@ def test_empty_meta_sends_nothing() -> None:
 def test_settings_validation_names_the_field(field: str, kwargs: dict[str, object]) -> None:
     """An invalid value is refused at construction with an error naming the field."""
     with pytest.raises(ValueError, match=field):
-        WorkflowSettings(**kwargs)  # type: ignore[arg-type]
+        WorkflowSettings(**kwargs)
 
 
 def test_unknown_settings_field_is_refused() -> None:
@@ -113,7 +112,7 @@ def test_dict_meta_validation_names_the_field(meta: dict[str, object], culprit: 
 def test_partial_icon_is_left_out_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """An icon without its colours is left out of the wire form, and a WARNING says why."""
     settings = WorkflowSettings(title="x", icon="archive")
-    assert {"title": "<h4>x</h4>"} == settings.to_wire()
+    assert settings.to_wire() == {"title": "<h4>x</h4>"}
     assert "icon_color" in caplog.text
 
 

@@ -87,7 +87,9 @@ def test_model_weight_marks_files() -> None:
     [(Dataset, 1.5, "float"), (Dataset, "abc", "str"), (Folder, 3, "int"), (Project, True, "bool"),
      (Dataset, object(), "object")],
 )
-def test_unsupported_values_raise_type_error_naming_type_and_culprit(cls: type[wt.Node], value: object, type_name: str) -> None:
+def test_unsupported_values_raise_type_error_naming_type_and_culprit(
+    cls: type[wt.Node], value: object, type_name: str
+) -> None:
     """An unsupported value is a TypeError naming the value's type and the decorator."""
     with pytest.raises(TypeError) as info:
         coerce_nodes(cls, value, culprit="@consumes_x on f")
@@ -97,8 +99,8 @@ def test_unsupported_values_raise_type_error_naming_type_and_culprit(cls: type[w
 
 def test_refs_and_parsing() -> None:
     """Refs are stable strings and parse back to nodes."""
-    assert "project:42" == Project(id=42, version_id=3).ref
-    assert "file:/m/best.pt" == File(id=3, path="/m/best.pt").ref
+    assert Project(id=42, version_id=3).ref == "project:42"
+    assert File(id=3, path="/m/best.pt").ref == "file:/m/best.pt"
     assert Project(id=42) == parse_node_ref("project:42")
     assert File(path="/models/best.pt") == parse_node_ref("file:/models/best.pt")
     assert App() == parse_node_ref("app")
@@ -125,5 +127,5 @@ def test_run_ids_are_uuid7_and_time_ordered() -> None:
     first = new_run_id()
     time.sleep(0.002)
     second = new_run_id()
-    assert 7 == uuid.UUID(first).version
+    assert uuid.UUID(first).version == 7
     assert first < second

@@ -83,10 +83,10 @@ def test_environment_backend_string(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_enabled_switch(memory: MemoryBackend) -> None:
     """configure(enabled=False) records nothing and still runs the function."""
     wt.configure(enabled=False)
-    assert 2 == convert(1)
+    assert convert(1) == 2
     with wt.workflow_step("s") as step:
         step.add_input(Project(id=1))
-    assert [] == memory.events
+    assert memory.events == []
     wt.configure(enabled=True)
     convert(1)
     assert [Project(id=1)] == memory.inputs
@@ -107,7 +107,7 @@ def test_raising_backend_is_contained(caplog: pytest.LogCaptureFixture) -> None:
     backend = RaisingBackend()
     wt.configure(backend)
     with caplog.at_level(logging.WARNING, logger="workflow_trace"):
-        assert 2 == convert(1)
+        assert convert(1) == 2
         with wt.workflow_step("s"):
             pass
         assert wt.flush() is False
@@ -174,7 +174,7 @@ def test_a_raising_repr_or_attribute_is_contained(memory: MemoryBackend, caplog:
     def f(project: object) -> str:
         return "ran"
 
-    assert "ran" == f(Evil())
+    assert f(Evil()) == "ran"
     assert "id exploded" in caplog.text
     with wt.workflow_step("s") as step:
         step.add_input(Evil(), kind=Project)
@@ -204,7 +204,7 @@ def test_reset_forgets_settings() -> None:
     """reset() drops backend, strict and enabled settings."""
     wt.configure("memory", strict=True, enabled=False)
     wt.reset()
-    assert (False, True) == (wt.is_strict(), wt.is_enabled())
+    assert (wt.is_strict(), wt.is_enabled()) == (False, True)
 
 
 def test_backend_work_is_not_recorded() -> None:
@@ -250,7 +250,7 @@ def test_third_party_backend_from_entry_point(tmp_path: Path, monkeypatch: pytes
     assert "demo" in available_schemes()
     wt.configure("demo://anything")
     backend = wt.get_backend()
-    assert "demo://anything" == backend.spec  # type: ignore[attr-defined]
+    assert backend.spec == "demo://anything"  # type: ignore[attr-defined]
     convert(5)
     assert [Project(id=5)] == backend.inputs  # type: ignore[attr-defined]
     sys.modules.pop("wt_plugin_demo", None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -17,12 +19,12 @@ def test_context_manager_records_start_inputs_outputs_and_finish(memory: MemoryB
     with wt.workflow_step("train", inputs=[Project(id=42)], outputs=[Dataset(id=2)]) as step:
         step.add_output(File(path="/w/best.pt", model_weight=True))
         step.add_input(7, kind="dataset")
-    assert ["step_started", "input", "output", "input", "output", "step_finished"] == [
+    assert [
         e.kind for e in memory.events
-    ]
+    ] == ["step_started", "input", "output", "input", "output", "step_finished"]
     assert [Project(id=42), Dataset(id=7)] == step.inputs
     assert [File(path="/w/best.pt", model_weight=True), Dataset(id=2)] == step.outputs
-    assert ("ok", None) == (step.status, step.error)
+    assert (step.status, step.error) == ("ok", None)
 
 
 def test_failed_step_records_type_and_message_and_reraises(memory: MemoryBackend) -> None:
@@ -33,9 +35,9 @@ def test_failed_step_records_type_and_message_and_reraises(memory: MemoryBackend
         raise error
     assert info.value is error
     last = memory.events[-1]
-    assert ("step_finished", "failed") == (last.kind, last.status)
-    assert ("RuntimeError", "CUDA out of memory") == (last.error.type, last.error.message)  # type: ignore[union-attr]
-    assert [] == memory.outputs
+    assert (last.kind, last.status) == ("step_finished", "failed")
+    assert (last.error.type, last.error.message) == ("RuntimeError", "CUDA out of memory")  # type: ignore[union-attr]
+    assert memory.outputs == []
 
 
 def test_nested_steps_are_child_runs_of_the_same_task(memory: MemoryBackend) -> None:
@@ -44,7 +46,7 @@ def test_nested_steps_are_child_runs_of_the_same_task(memory: MemoryBackend) -> 
         assert wt.current_step() is inner
     assert inner.parent is outer
     assert inner.ref.parent_run_id == outer.run_id
-    assert 9 == inner.task_id
+    assert inner.task_id == 9
     assert outer.run_id != inner.run_id
     assert wt.current_step() is None
 
@@ -72,9 +74,9 @@ def test_step_as_decorator_opens_one_step_per_call(memory: MemoryBackend) -> Non
         wt.current_step().add_input(n, kind=Dataset)  # type: ignore[union-attr]
         return n
 
-    assert [1, 2] == [job(1), job(2)]
+    assert [job(1), job(2)] == [1, 2]
     finished = [e for e in memory.events if e.kind == "step_finished"]
-    assert 2 == len({e.step.run_id for e in finished})
+    assert len({e.step.run_id for e in finished}) == 2
     assert {"test_step_as_decorator_opens_one_step_per_call.<locals>.job"} == {e.step.name for e in finished}
 
 
@@ -91,8 +93,8 @@ def test_async_context_manager_and_decorator(memory: MemoryBackend) -> None:
             await asyncio.sleep(0)
         return await infer(3)
 
-    assert 3 == asyncio.run(main())
-    assert ["load", "infer"] == [e.step.name for e in memory.events if e.kind == "step_finished"]
+    assert asyncio.run(main()) == 3
+    assert [e.step.name for e in memory.events if e.kind == "step_finished"] == ["load", "infer"]
 
 
 def test_threads_do_not_cross_talk(memory: MemoryBackend) -> None:
@@ -118,7 +120,7 @@ def test_threads_do_not_cross_talk(memory: MemoryBackend) -> None:
     for t, run_id in runs.items():
         got = {e.node.id for e in memory.events if e.kind == "input" and e.step.run_id == run_id}  # type: ignore[union-attr]
         assert {t * 1000 + i for i in range(200)} == got
-    assert 8 * 200 == len(memory.inputs)
+    assert len(memory.inputs) == 8 * 200
 
 
 def test_asyncio_tasks_do_not_cross_talk(memory: MemoryBackend) -> None:
@@ -165,7 +167,7 @@ def test_explicit_task_id_wins(memory: MemoryBackend, monkeypatch: pytest.Monkey
     monkeypatch.setenv("SUPERVISELY_TASK_ID", "77")
     with wt.workflow_step("s", task_id=3) as step:
         pass
-    assert 3 == step.task_id
+    assert step.task_id == 3
 
 
 def test_backend_owned_task_ids_for_outermost_steps() -> None:
@@ -186,7 +188,7 @@ def test_backend_owned_task_ids_for_outermost_steps() -> None:
         pass
     with wt.workflow_step("b") as b:
         pass
-    assert (101, 101, 102) == (a.task_id, child.task_id, b.task_id)
+    assert (a.task_id, child.task_id, b.task_id) == (101, 101, 102)
 
 
 @pytest.mark.internal_errors
@@ -204,7 +206,7 @@ def test_version_inputs_with_a_versioning_backend() -> None:
     """version_inputs creates a version before the block and records the project version."""
 
     class Versioning(MemoryBackend):
-        calls: list[tuple[object, ...]] = []
+        calls: ClassVar[list[tuple[object, ...]]] = []
 
         def create_version(self, project: Project, title: str | None, description: str | None) -> int:
             self.calls.append((project, title, description, len(self.events)))
@@ -236,7 +238,7 @@ def test_add_input_with_a_bad_value_is_contained(memory: MemoryBackend, caplog: 
     with wt.workflow_step("s") as step:
         step.add_input(3.5, kind="dataset")
         step.add_input(42)
-    assert [] == memory.inputs
+    assert memory.inputs == []
     assert "float" in caplog.text
     assert "kind=" in caplog.text
 
@@ -245,11 +247,11 @@ def test_generator_step_does_not_leak_into_the_consumer(memory: MemoryBackend) -
     """A decorated generator records in its own step without becoming the consumer's current step."""
 
     @wt.consumes_dataset
-    def batches(dataset_id: int):  # type: ignore[no-untyped-def]
+    def batches(dataset_id: int) -> Iterator[int]:
         yield 1
         yield 2
 
     for _ in batches(3):
         assert wt.current_step() is None
     assert [Dataset(id=3)] == memory.inputs
-    assert "ok" == memory.events[-1].status
+    assert memory.events[-1].status == "ok"

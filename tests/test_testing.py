@@ -20,7 +20,7 @@ def test_record_captures_events_and_restores_the_backend() -> None:
     with record() as rec:
         convert(1)
     assert ([Project(id=1)], [Dataset(id=7)]) == (rec.inputs, rec.outputs)
-    assert ["convert"] == [e.step.name for e in rec.steps]
+    assert [e.step.name for e in rec.steps] == ["convert"]
     assert wt.get_backend() is before
 
 
@@ -28,4 +28,4 @@ def test_workflow_events_fixture(workflow_events: Recording) -> None:
     """The pytest plugin's fixture records the test's events."""
     convert(3)
     assert [Project(id=3)] == workflow_events.inputs
-    assert 4 == len(workflow_events.of_step("convert"))
+    assert len(workflow_events.of_step("convert")) == 4

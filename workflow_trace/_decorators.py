@@ -14,7 +14,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import wrapt
 
@@ -146,7 +146,7 @@ class _Tracer:
     def __init__(self, func: Any) -> None:
         target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
         self.func = target
-        self.qualname: str = getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
+        self.qualname: str = str(getattr(target, "__qualname__", None) or getattr(target, "__name__", "function"))
         try:
             self.sig = inspect.signature(target)
         except (TypeError, ValueError) as exc:
@@ -190,7 +190,7 @@ class _Tracer:
     def detect(self, cls: type[Node], decorator: str) -> _Param:
         """Auto-detect the parameter holding a ``cls`` value: by name, then by annotation."""
         names = cls._param_names
-        pattern = re.compile(r"\b(?:%s)\b" % "|".join(map(re.escape, cls._annotation_names)))
+        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, cls._annotation_names)) + r")\b")
         found: list[str] = []
         for i, p in enumerate(self.params):
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or (i == 0 and p.name in _SKIP):
@@ -215,7 +215,9 @@ class _Tracer:
         return self.param(found[0], decorator)
 
     # -- the call path ------------------------------------------------------------------------------------
-    def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def __call__(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if _runtime.suppressed.get() or not _runtime.is_enabled():
             return wrapped(*args, **kwargs)
         if self.is_async:
@@ -363,14 +365,14 @@ def trace_function(func: F, *, spec: _Spec | None = None, step: workflow_step | 
             if tracer.step is not None:  # a second @workflow_step: a nested step around the first
                 outer = _Tracer(func)
                 outer.step = step
-                return wrapt.FunctionWrapper(func, outer)  # type: ignore[no-any-return]
+                return cast(F, wrapt.FunctionWrapper(func, outer))
             tracer.step = step
         return func
     tracer = _Tracer(func)
     if spec is not None:
         tracer.specs.append(spec)
     tracer.step = step
-    return wrapt.FunctionWrapper(func, tracer)  # type: ignore[no-any-return]
+    return cast(F, wrapt.FunctionWrapper(func, tracer))
 
 
 # -- the factory ---------------------------------------------------------------------------------------
@@ -415,7 +417,7 @@ class _NodeDecorator:
     @overload
     def __call__(self, source: str | Callable[..., Any] | None = None, /, **options: Any) -> Callable[[F], F]: ...
 
-    def __call__(self, *args: Any, **options: Any) -> Any:
+    def __call__(self, *args: Any, **options: Any) -> Any:  # type: ignore[misc]
         if len(args) == 1 and not options and _is_target(args[0]):
             return self._decorate(args[0], None, {})
         if len(args) > 1:
@@ -490,12 +492,11 @@ class _NodeDecorator:
                     param = tracer.param(first, name)
                 getter = _arg_getter(param, rest, where)
         else:
-            if tracer.is_gen or tracer.is_async_gen:
-                if arg is None:
-                    raise DecorationError(
-                        f"@{name} on generator function {tracer.signature_text}: a generator's output must "
-                        f"come from an argument: use @{name}(arg='param')"
-                    )
+            if (tracer.is_gen or tracer.is_async_gen) and arg is None:
+                raise DecorationError(
+                    f"@{name} on generator function {tracer.signature_text}: a generator's output must "
+                    f"come from an argument: use @{name}(arg='param')"
+                )
             if arg is not None:
                 first, *rest = arg.split(".")
                 getter = _arg_getter(tracer.param(first, name), rest, where)
@@ -558,7 +559,8 @@ def _doc(verb: str, kind: str, extra: str = "") -> str:
             f"Records the {kind} a function writes as an output, after it returns. The value is the return "
             f"value, a path into it (``source``), or an argument read after the call (``arg='name'``)."
         )
-    return f"{where}\n\nOptions: ``meta=`` (WorkflowMeta or wire dict), ``when=`` (predicate on the bound arguments){extra}."
+    options = "``meta=`` (WorkflowMeta or wire dict), ``when=`` (predicate on the bound arguments)"
+    return f"{where}\n\nOptions: {options}{extra}."
 
 
 consumes_project = _NodeDecorator(

@@ -202,9 +202,9 @@ def parse_node_ref(text: str) -> Node:
     if not sep or not ident:
         raise ValueError(f"node {text!r} must look like KIND:ID or KIND:PATH, e.g. project:42")
     if ident.isdigit() and cls._has_id:
-        return cls(id=int(ident))
+        return cls.model_validate({"id": int(ident)})
     if cls._has_path:
-        return cls(path=ident)
+        return cls.model_validate({"path": ident})
     raise ValueError(f"node {text!r}: a {kind} is named by an integer id")
 
 
@@ -264,7 +264,7 @@ def coerce_nodes(
     if isinstance(value, int):
         if not cls._has_id:
             raise NodeCoercionError(f"{culprit}: a {cls.__name__} is named by a path, not an int")
-        node = cls(id=value)
+        node = cls.model_validate({"id": value})
     elif isinstance(value, (str, os.PathLike)):
         if not cls._has_path:
             raise NodeCoercionError(
@@ -272,7 +272,7 @@ def coerce_nodes(
                 f"a {cls.__name__.lower()} is named by an integer id"
             )
         path = os.fspath(value)
-        node = cls(path=path if isinstance(path, str) else path.decode())
+        node = cls.model_validate({"path": path if isinstance(path, str) else path.decode()})
     elif isinstance(value, Mapping):
         if "id" not in value and "path" not in value:
             raise NodeCoercionError(

@@ -184,7 +184,7 @@ def emit(events: Sequence[Event]) -> None:
     token = suppressed.set(True)
     try:
         backend.emit(events)
-    except Exception as exc:  # noqa: BLE001 - re-raised as BackendError for the caller to contain
+    except Exception as exc:
         raise BackendError(
             f"{type(backend).__name__} could not record {len(events)} event(s): "
             f"{type(exc).__name__}: {safe_repr(exc, str_=True)}"
@@ -242,7 +242,7 @@ def handle_internal_error(exc: Exception, what: str, *, allow_raise: bool = True
         hook(exc)
 
 
-class contained:  # noqa: N801 - used like a function: `with contained("...")`
+class contained:
     """The one containment primitive: ``with contained("what"):`` around library logic on the call path.
 
     Outside strict mode an ``Exception`` raised inside is logged at WARNING on the ``workflow_trace``

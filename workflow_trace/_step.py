@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -261,7 +261,7 @@ def _check_nodes(values: Iterable[Any], what: str) -> tuple[Node, ...]:
     return tuple(nodes)
 
 
-class workflow_step:  # noqa: N801 - a context manager used like a function
+class workflow_step:
     """A step: a context manager, an async context manager and a decorator.
 
     ``with workflow_step("train", inputs=[wt.Project(id=42)]) as step: ... step.add_output(...)``
@@ -414,8 +414,8 @@ atexit.register(forget_process_step)
 
 # -- helpers for the decorator machinery ---------------------------------------------------------------
 def iter_with_step(
-    gen: Iterator[Any], begin: Callable[[], Callable[[BaseException | None], None]]
-) -> Iterator[Any]:
+    gen: Generator[Any, Any, Any], begin: Callable[[], Callable[[BaseException | None], None]]
+) -> Generator[Any, Any, Any]:
     """Drive a generator inside a step: ``begin()`` runs at the first ``next()``; its return is called
     with the exception (or ``None``) when the generator ends. ``send``/``throw``/``close`` pass through."""
     end = begin()

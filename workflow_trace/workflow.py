@@ -98,7 +98,7 @@ def add_input_task(input_task_id: int, task_id: int | None = None, meta: MetaLik
     _record("input", Task, input_task_id, task_id, meta, "add_input_task")
 
 
-def add_input_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:  # noqa: A002 - the SDK's name
+def add_input_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a labeling job as an input."""
     _record("input", Job, id, task_id, meta, "add_input_job")
 
@@ -135,7 +135,7 @@ def add_output_app(task_id: int | None = None, meta: MetaLike = None) -> None:
     _record("output", App, App(), task_id, meta, "add_output_app")
 
 
-def add_output_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:  # noqa: A002 - the SDK's name
+def add_output_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a labeling job as an output."""
     _record("output", Job, id, task_id, meta, "add_output_job")
 
