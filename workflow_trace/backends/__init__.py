@@ -130,7 +130,8 @@ class CompositeBackend:
             raise first
 
     def flush(self, timeout: float | None = None) -> bool:
-        return all([backend.flush(timeout) for backend in self.backends])
+        results = [backend.flush(timeout) for backend in self.backends]  # flush every one, no short-circuit
+        return all(results)
 
     def close(self) -> None:
         for backend in self.backends:
