@@ -5,13 +5,15 @@ Used by the delivery, Supervisely and OpenLineage tests::
     server = RecordingServer(handler=lambda req: (200, {"success": True}))
     server.start()            # binds 127.0.0.1 on a free port (or the port it had before a stop())
     ... server.url ...         # "http://127.0.0.1:PORT"
-    server.stop()             # the port refuses connections until start() again
+    server.stop()             # the port refuses connections (open ones are cut) until start() again
     server.requests           # list[Request]: method, path, headers, body (bytes), json()
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +42,29 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut the open keep-alive connections too: a stopped server answers nothing."""
+        with self._conn_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
 
 def _ok(_: Request) -> tuple[Any, ...]:
     return 200, {"success": True}
@@ -64,6 +89,9 @@ class RecordingServer:
 
         class _H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle's algorithm and the client's
+            # delayed ACK hold every keep-alive response for ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -106,6 +134,7 @@ class RecordingServer:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd.close_connections()
             self._httpd = None
 
     def __enter__(self) -> RecordingServer:
@@ -117,3 +146,52 @@ class RecordingServer:
     def bodies(self, path_suffix: str = "") -> list[Any]:
         with self.lock:
             return [r.json() for r in self.requests if r.path.endswith(path_suffix)]
+
+
+# -- a Transport for the delivery tests and benchmarks ------------------------------------------------
+
+
+class EventPostTransport:
+    """A :class:`~workflow_trace._transport.Transport` that POSTs each event's JSON to ``{url}/events``.
+
+    ``sent`` counts successful POSTs (this transport's view; the server's ``requests`` is the truth).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0, key: str | None = None) -> None:
+        import requests
+
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._key = key or f"test:{self.url}"
+        self.session = requests.Session()
+        self.session.trust_env = False  # 127.0.0.1 only: no proxies, no .netrc look-ups per request
+        self.sent = 0
+        self.calls = 0
+        self.closed = 0
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def send(self, events: Any) -> None:
+        import requests
+
+        from workflow_trace._transport import DeliveryError, check_response
+
+        self.calls += 1
+        for i, event in enumerate(events):
+            try:
+                response = self.session.post(
+                    self.url + "/events",
+                    data=event.model_dump_json(),
+                    headers={"Content-Type": "application/json"},
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as exc:
+                raise DeliveryError(f"POST failed: {type(exc).__name__}", retryable=True, delivered=i) from None
+            check_response(response, delivered=i, what="POST /events")
+            self.sent += 1
+
+    def close(self) -> None:
+        self.closed += 1
+        self.session.close()
