@@ -93,7 +93,7 @@ class TestLocation:
     @pytest.mark.parametrize("spec", ["sqlite://host/x.db", "sqlite::memory:", "sqlitex:a.db"])
     def test_bad_url(self, spec: str) -> None:
         """Strings that are not a local file are refused with a ValueError."""
-        with pytest.raises(ValueError, match="sqlite|memory"):
+        with pytest.raises(ValueError, match=r"sqlite|memory"):
             SQLiteBackend.from_url(spec)
 
     def test_registry(self, tmp_path: Path) -> None:
@@ -122,8 +122,10 @@ class TestSchema:
     def test_version_and_pragmas(self, db: SQLiteBackend) -> None:
         """The schema version is recorded and the journal is WAL."""
         db.new_task_id("x")
-        assert [(SCHEMA_VERSION,)] == rows(db.path, "PRAGMA user_version")
-        assert [("wal",)] == rows(db.path, "PRAGMA journal_mode")
+        expected = [(SCHEMA_VERSION,)]
+        assert expected == rows(db.path, "PRAGMA user_version")
+        expected = [("wal",)]
+        assert expected == rows(db.path, "PRAGMA journal_mode")
 
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         """A store written by a newer version is refused, not damaged."""
@@ -148,26 +150,32 @@ class TestSchema:
         """A file that is not SQLite at all gives a BackendError naming it."""
         path = tmp_path / "junk.db"
         path.write_text("hello, this is not a database" * 20)
-        with pytest.raises(BackendError, match="junk.db"):
+        with pytest.raises(BackendError, match=r"junk\.db"):
             SQLiteBackend(path).new_task_id("x")
 
 
 class TestRecording:
     def test_protocols(self, db: SQLiteBackend) -> None:
         """The store owns task ids and flushes synchronously."""
-        assert (True, True) == (isinstance(db, TaskIdBackend), db.flush(0.1))
+        expected = (True, True)
+        assert expected == (isinstance(db, TaskIdBackend), db.flush(0.1))
 
     def test_rows_after_a_run(self, db: SQLiteBackend) -> None:
         """A task's run leaves its task, step, nodes, edges and events."""
         task_id = db.new_task_id("train")
         db.emit(step_events(task_id, "train", [Project(id=42)], [File(path="/m/best.pt", model_weight=True)]))
-        assert {"events": 4, "tasks": 1, "steps": 1, "nodes": 2, "edges": 2} == db.counts()
+        expected = {"events": 4, "tasks": 1, "steps": 1, "nodes": 2, "edges": 2}
+        assert expected == db.counts()
         task = db.tasks()[0]
         expected = ("train", "local", "ok", os.getpid(), True, True)
         actual = (task.name, task.origin, task.status, task.pid, bool(task.host), task.finished_at is not None)
         assert expected == actual
         edges = [(e.direction, e.task_id, e.node) for e in db.edges()]
-        assert [("input", task_id, Project(id=42)), ("output", task_id, File(path="/m/best.pt", model_weight=True))] == edges
+        expected_edges = [
+            ("input", task_id, Project(id=42)),
+            ("output", task_id, File(path="/m/best.pt", model_weight=True)),
+        ]
+        assert expected_edges == edges
 
     def test_task_row_at_allocation(self, db: SQLiteBackend) -> None:
         """Allocating a task id records the task as running, with its start and command line."""
@@ -180,7 +188,8 @@ class TestRecording:
         task_id = db.new_task_id("export")
         db.emit(step_events(task_id, "export", error="disk full"))
         task = db.tasks()[0]
-        assert ("failed", "RuntimeError", "disk full") == (task.status, task.error_type, task.error_message)
+        expected = ("failed", "RuntimeError", "disk full")
+        assert expected == (task.status, task.error_type, task.error_message)
 
     def test_failed_child_step_does_not_fail_the_task(self, db: SQLiteBackend) -> None:
         """A nested step that failed (and was handled) leaves the task ok."""
@@ -191,24 +200,26 @@ class TestRecording:
         db.emit(child)
         db.emit(root[1:])
         statuses = {s.name: s.status for s in db.steps()}
-        assert ({"pipeline": "ok", "retry": "failed"}, "ok") == (statuses, db.tasks()[0].status)
+        expected = ({"pipeline": "ok", "retry": "failed"}, "ok")
+        assert expected == (statuses, db.tasks()[0].status)
 
     def test_running_until_every_root_step_finishes(self, db: SQLiteBackend) -> None:
         """A task with a step still open is running and has no end."""
         events = step_events(7, "serve")
         db.emit(events[:-1])
         task = db.tasks()[0]
-        assert ("running", None) == (task.status, task.finished_at)
+        expected = ("running", None)
+        assert expected == (task.status, task.finished_at)
 
     def test_replayed_batch_stored_once(self, db: SQLiteBackend) -> None:
         """Emitting the same batch again (a retry, a replayed spool) changes nothing."""
         task_id = db.new_task_id("train")
         batch = step_events(task_id, "train", [Dataset(id=1), Dataset(id=2)], [Job(id=3)])
         db.emit(batch)
-        before = db.counts()
         db.emit(batch)
         db.emit(batch[1:3])
-        assert (before, {"events": 5, "tasks": 1, "steps": 1, "nodes": 3, "edges": 3}) == (db.counts(), before)
+        expected = {"events": 5, "tasks": 1, "steps": 1, "nodes": 3, "edges": 3}
+        assert expected == db.counts()
 
     def test_node_identity(self, db: SQLiteBackend) -> None:
         """Nodes are kind + id/path + version; a file keeps its model-weight flag."""
@@ -237,7 +248,8 @@ class TestRecording:
         db.emit(step_events(5000, "second-step", [Project(id=2)]))
         local = db.new_task_id("local")
         tasks = [(t.id, t.name, t.origin) for t in db.tasks()]
-        assert ([(5000, "from-instance", "external"), (5001, "local", "local")], 5001) == (tasks, local)
+        expected = ([(5000, "from-instance", "external"), (5001, "local", "local")], 5001)
+        assert expected == (tasks, local)
 
     def test_events_without_task_id(self, db: SQLiteBackend) -> None:
         """Events with no task id get one local task per outermost run; child runs join it."""
@@ -258,7 +270,8 @@ class TestRecording:
         second = {"customNodeSettings": {"title": "<h4>Second</h4>"}}
         db.emit(step_events(task_id, "t", [Dataset(id=1)], meta=first))
         db.emit(step_events(task_id, "t", [Dataset(id=2)], meta=second))
-        assert {"title": "<h4>Second</h4>"} == db.tasks()[0].node_meta
+        expected = {"title": "<h4>Second</h4>"}
+        assert expected == db.tasks()[0].node_meta
 
     def test_iter_events_round_trip(self, db: SQLiteBackend) -> None:
         """Stored events read back equal to what was emitted, in order."""
@@ -276,7 +289,8 @@ class TestRecording:
         db.new_task_id("t")
         command = db.tasks()[0].command or ""
         leaked = [s for s in ("abc123", "hunter2", "s3cr3t-token-value") if s in command]
-        assert ([], True) == (leaked, "--lr 0.1" in command)
+        expected = ([], True)
+        assert expected == (leaked, "--lr 0.1" in command)
 
     def test_close_then_reuse(self, db: SQLiteBackend) -> None:
         """A closed store reopens on the next write."""
@@ -284,7 +298,8 @@ class TestRecording:
         db.close()
         db.close()
         db.emit(step_events(1, "b"))
-        assert 2 == db.counts()["steps"]
+        expected = 2
+        assert expected == db.counts()["steps"]
 
     def test_pickle_reopens_same_file(self, db: SQLiteBackend) -> None:
         """A pickled store (multiprocessing spawn) names the same file."""
@@ -323,10 +338,12 @@ class TestConcurrency:
             proc.start()
         for proc in procs:
             proc.join(120)
-        assert [0, 0, 0, 0] == [p.exitcode for p in procs]
+        expected = [0, 0, 0, 0]
+        assert expected == [p.exitcode for p in procs]
         counts = rows(path, "SELECT count(*), count(DISTINCT event_id) FROM events")
         per_task = rows(path, "SELECT task_id, count(*) FROM edges GROUP BY task_id ORDER BY task_id")
-        assert ([(2000, 2000)], [(1, 500), (2, 500), (3, 500), (4, 500)]) == (counts, per_task)
+        expected = ([(2000, 2000)], [(1, 500), (2, 500), (3, 500), (4, 500)])
+        assert expected == (counts, per_task)
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
     def test_forked_child_gets_its_own_connection(self, db: SQLiteBackend) -> None:
@@ -337,7 +354,8 @@ class TestConcurrency:
         proc.start()
         proc.join(60)
         db.emit(step_events(1, "parent-after"))
-        assert (0, 22) == (proc.exitcode, db.counts()["steps"])
+        expected = (0, 22)
+        assert expected == (proc.exitcode, db.counts()["steps"])
 
     def test_threads_share_one_store(self, db: SQLiteBackend) -> None:
         """Eight threads emitting through one object lose nothing."""
@@ -355,4 +373,5 @@ class TestConcurrency:
             thread.start()
         for thread in threads:
             thread.join()
-        assert ([], 200, 600) == (errors, db.counts()["tasks"], db.counts()["events"])
+        expected = ([], 200, 600)
+        assert expected == (errors, db.counts()["tasks"], db.counts()["events"])
