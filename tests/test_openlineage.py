@@ -18,6 +18,7 @@ from workflow_trace._transport import DeliveryError, Transport
 from workflow_trace.backends.openlineage import (
     FACETS_SCHEMA,
     RUN_EVENT_SCHEMA_URL,
+    OpenLineageBackend,
     OpenLineageMapper,
     OpenLineageTransport,
     _parse_backend_string,
@@ -554,3 +555,123 @@ class TestBackendString:
         monkeypatch.delenv("OPENLINEAGE_URL", raising=False)
         with pytest.raises(ConfigurationError, match=match):
             _parse_backend_string(spec)
+
+
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "breaker_cooldown": 0.05, "spool_poll": 0.05}
+
+
+def run_events(bodies: list[dict[str, Any]]) -> dict[str, str]:
+    """The event types each run received, in order, with RUNNING events (which depend on how the
+    delivery layer batched the events) left out: ``{run id: "START COMPLETE"}``."""
+    out: dict[str, list[str]] = {}
+    for body in bodies:
+        if body["eventType"] != "RUNNING":
+            out.setdefault(body["run"]["runId"], []).append(body["eventType"])
+    return {run_id: " ".join(types) for run_id, types in out.items()}
+
+
+def final(bodies: list[dict[str, Any]], run: Run) -> dict[str, Any]:
+    """The COMPLETE or FAIL event of a run."""
+    (body,) = [b for b in bodies if b["run"]["runId"] == run.step.run_id and b["eventType"] in ("COMPLETE", "FAIL")]
+    return body
+
+
+class TestBackend:
+    """OpenLineageBackend: the transport behind the delivery layer (queue, spool, retries, order)."""
+
+    def test_delivers_in_the_background(self, server: RecordingServer, tmp_path: Path) -> None:
+        """emit() only queues; flush() waits until the server has START then COMPLETE of every run."""
+
+        backend = OpenLineageBackend(server.url, api_key=SECRET, spool_path=tmp_path / "spool.db", **FAST)
+        runs = [Run(f"step{i}") for i in range(3)]
+        try:
+            for run in runs:
+                backend.emit(run.started(Project(id=1)))
+                backend.emit(run.outputs(File(path="/out.pt")))
+                backend.emit(run.finished())
+            assert backend.flush(10)
+        finally:
+            backend.close()
+        bodies = server.bodies()
+        assert {run.step.run_id: "START COMPLETE" for run in runs} == run_events(bodies)
+        assert [names(final(bodies, run)["outputs"]) for run in runs] == [["file/out.pt"]] * 3
+        assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in server.requests}
+
+    def test_server_down_spooled_then_delivered_once_in_order(self, tmp_path: Path) -> None:
+        """While the server is down events wait in the spool (without the key); then each is sent once."""
+
+        server = RecordingServer().start()
+        server.stop()
+        spool = tmp_path / "spool.db"
+        backend = OpenLineageBackend(server.url, api_key=SECRET, spool_path=spool, **FAST)
+        runs = [Run(f"step{i}") for i in range(4)]
+        try:
+            for run in runs:
+                backend.emit(run.started(Project(id=1)))
+                backend.emit(run.outputs(Project(id=2)) + run.finished())
+            assert not backend.flush(0.5)
+            assert spool.exists()
+            assert SECRET.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("spool.db*"))
+            server.start()
+            assert backend.flush(15)
+        finally:
+            backend.close()
+            server.stop()
+        bodies = server.bodies()
+        assert {run.step.run_id: "START COMPLETE" for run in runs} == run_events(bodies)
+        assert len(bodies) == len({json.dumps(b, sort_keys=True) for b in bodies}), "an event was sent twice"
+        assert [run.step.run_id for run in runs] == list(dict.fromkeys(b["run"]["runId"] for b in bodies))
+
+    def test_next_process_delivers_what_was_left(self, tmp_path: Path, validate: SpecValidator) -> None:
+        """Events spooled by a backend closed while the server was down are delivered by the next one."""
+
+        server = RecordingServer().start()
+        server.stop()
+        spool = tmp_path / "spool.db"
+        first = OpenLineageBackend(server.url, spool_path=spool, **FAST)
+        run = Run("train")
+        first.emit(run.started(Project(id=1)))
+        first.emit(run.outputs(File(path="/best.pt", model_weight=True)))
+        first.emit(run.finished())
+        first.flush(0.2)
+        first.close()
+        server.start()
+        second = OpenLineageBackend(server.url, spool_path=spool, **FAST)
+        try:
+            assert second.flush(15)
+        finally:
+            second.close()
+            server.stop()
+        bodies = server.bodies()
+        for body in bodies:
+            validate(body)
+        assert {run.step.run_id: "START COMPLETE"} == run_events(bodies)
+        assert names(final(bodies, run)["outputs"]) == ["file/best.pt"]
+
+    def test_backend_strings(
+        self, server: RecordingServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """``openlineage+http://...`` and ``openlineage`` + OPENLINEAGE_URL; the key from the environment."""
+        from workflow_trace.backends import create_backend
+
+        monkeypatch.setenv("WORKFLOW_TRACE_SPOOL", str(tmp_path / "spool.db"))
+        monkeypatch.setenv("OPENLINEAGE_API_KEY", SECRET)
+        monkeypatch.setenv("OPENLINEAGE_NAMESPACE", "ml-team")
+        monkeypatch.setenv("OPENLINEAGE_URL", server.url)
+        port = server.url.rsplit(":", 1)[1]
+        backends = [
+            create_backend(f"openlineage+http://127.0.0.1:{port}"),
+            create_backend("openlineage"),
+            create_backend(f"openlineage+http://127.0.0.1:{port}?namespace=other"),
+        ]
+        try:
+            assert all(isinstance(b, OpenLineageBackend) for b in backends)
+            for backend in backends:
+                assert SECRET not in repr(backend)
+                backend.emit(Run("a").started())
+                assert backend.flush(10)
+        finally:
+            for backend in backends:
+                backend.close()
+        assert [b["job"]["namespace"] for b in server.bodies()] == ["ml-team", "ml-team", "other"]
+        assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in server.requests}

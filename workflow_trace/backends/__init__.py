@@ -27,6 +27,7 @@ from .._nodes import Project
 if TYPE_CHECKING:
     from .memory import MemoryBackend
     from .null import NullBackend
+    from .openlineage import OpenLineageBackend
     from .sqlite import SQLiteBackend
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "CompositeBackend",
     "MemoryBackend",
     "NullBackend",
+    "OpenLineageBackend",
     "SQLiteBackend",
     "TaskIdBackend",
     "VersionInfo",
@@ -152,6 +154,7 @@ BackendFactory = Callable[[str], Backend]
 _BUILTIN: dict[str, str] = {
     "memory": "workflow_trace.backends.memory:MemoryBackend.from_url",
     "null": "workflow_trace.backends.null:NullBackend.from_url",
+    "openlineage": "workflow_trace.backends.openlineage:OpenLineageBackend.from_url",
     "sqlite": "workflow_trace.backends.sqlite:SQLiteBackend.from_url",
 }
 _REGISTERED: dict[str, BackendFactory] = {}
@@ -226,6 +229,7 @@ def __getattr__(name: str) -> Any:
     lazy = {
         "MemoryBackend": "workflow_trace.backends.memory",
         "NullBackend": "workflow_trace.backends.null",
+        "OpenLineageBackend": "workflow_trace.backends.openlineage",
         "SQLiteBackend": "workflow_trace.backends.sqlite",
     }
     if name in lazy:

@@ -58,6 +58,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
+from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
@@ -70,6 +71,7 @@ __all__ = [
     "DEFAULT_PRODUCER",
     "FACETS_SCHEMA",
     "RUN_EVENT_SCHEMA_URL",
+    "OpenLineageBackend",
     "OpenLineageMapper",
     "OpenLineageTransport",
 ]
@@ -616,3 +618,83 @@ def _parse_backend_string(spec: str) -> tuple[str, dict[str, str]]:
             )
         options[name] = value
     return url, options
+
+
+class OpenLineageBackend(DeliveringBackend):
+    """Sends the lineage to an OpenLineage server (Marquez, DataHub, ...), in the background.
+
+    A :class:`~workflow_trace._delivery.DeliveringBackend` over an :class:`OpenLineageTransport`: ``emit``
+    only queues; a worker POSTs the RunEvents, retries with backoff and spools to disk while the server
+    is unreachable (the next process delivers what is left), in order.
+
+    Args:
+        url: The server's base URL (``http://localhost:5000``).
+        namespace: The job namespace (one per team or pipeline family).
+        endpoint: The lineage endpoint under ``url``.
+        api_key: Sent as ``Authorization: Bearer <api_key>``; never logged, shown or spooled.
+        producer: The ``producer`` URI of the events.
+        spool_path: The spool file (default: the delivery layer's, see ``WORKFLOW_TRACE_SPOOL``).
+        server_address: The Supervisely server address, the namespace of id-based datasets
+            (default: ``SERVER_ADDRESS``).
+        timeout: Seconds to wait for the server, per request.
+        **delivery: Tuning of the delivery layer (``batch_size``, ``backoff_base``, ...).
+
+    Raises:
+        ConfigurationError: a bad URL, namespace or delivery option.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | None = None,
+        producer: str = DEFAULT_PRODUCER,
+        spool_path: str | os.PathLike[str] | None = None,
+        server_address: str | None = None,
+        timeout: float = 10.0,
+        **delivery: Any,
+    ) -> None:
+        transport = OpenLineageTransport(
+            url,
+            namespace=namespace,
+            endpoint=endpoint,
+            api_key=api_key,
+            producer=producer,
+            server_address=server_address,
+            timeout=timeout,
+        )
+        super().__init__(transport, spool_path=spool_path, **delivery)
+        self.openlineage: OpenLineageTransport = transport
+
+    @classmethod
+    def from_url(cls, spec: str) -> OpenLineageBackend:
+        """Build from ``openlineage+http(s)://host[:port][/path][?namespace=..&endpoint=..]``, or from
+        ``openlineage`` and ``OPENLINEAGE_URL``.
+
+        ``OPENLINEAGE_API_KEY``, ``OPENLINEAGE_NAMESPACE`` and ``OPENLINEAGE_ENDPOINT`` (the official
+        client's variables) give the API key, and the namespace and endpoint the string does not set.
+
+        Raises:
+            ConfigurationError: a string this backend cannot use, saying what to write.
+        """
+        url, options = _parse_backend_string(spec)
+        return cls(
+            url,
+            namespace=options.get("namespace") or os.environ.get("OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE,
+            endpoint=options.get("endpoint") or os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+            api_key=os.environ.get("OPENLINEAGE_API_KEY") or None,
+        )
+
+    @classmethod
+    def from_env(cls) -> OpenLineageBackend:
+        """Build from ``OPENLINEAGE_URL`` (and the other ``OPENLINEAGE_*`` variables).
+
+        Raises:
+            ConfigurationError: ``OPENLINEAGE_URL`` is not set or not an http(s) URL.
+        """
+        return cls.from_url("openlineage")
+
+    def __repr__(self) -> str:
+        return repr(self.openlineage).replace("OpenLineageTransport(", "OpenLineageBackend(", 1)
