@@ -675,3 +675,50 @@ class TestBackend:
                 backend.close()
         assert [b["job"]["namespace"] for b in server.bodies()] == ["ml-team", "ml-team", "other"]
         assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in server.requests}
+
+
+def test_pipeline_through_the_public_api(server: RecordingServer, tmp_path: Path, validate: SpecValidator) -> None:
+    """Decorators and steps, configured with OpenLineageBackend, give valid runs a lineage server joins."""
+    import workflow_trace as wt
+
+    backend = OpenLineageBackend(
+        server.url, api_key=SECRET, spool_path=tmp_path / "spool.db", server_address=SERVER, **FAST
+    )
+    wt.configure(backend=backend, strict=True)
+
+    @wt.consumes_project
+    @wt.produces_file(model_weight=True)
+    def train(project_id: int) -> str:
+        return "/models/best.pt"
+
+    @wt.consumes_file
+    def serve(file_path: str) -> None:
+        raise RuntimeError("no GPU")
+
+    with wt.workflow_step("pipeline", task_id=5):
+        with wt.workflow_step("prepare") as prepare:
+            prepare.add_input(wt.Dataset(id=7))
+            prepare.add_output(wt.Project(id=43))
+        train(43)
+    with pytest.raises(RuntimeError, match="no GPU"):
+        serve("/models/best.pt")
+    assert wt.flush(10)
+    bodies = server.bodies()
+    for body in bodies:
+        validate(body)
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for body in bodies:
+        by_job.setdefault(body["job"]["name"].rsplit(".", 1)[-1], []).append(body)
+    assert {"pipeline", "prepare", "serve"} == set(by_job)
+    assert [b["eventType"] for b in by_job["pipeline"] if b["eventType"] != "RUNNING"] == ["START", "COMPLETE"]
+    pipeline, prepare_done, serve_done = (by_job[n][-1] for n in ("pipeline", "prepare", "serve"))
+    assert (names(pipeline["inputs"]), names(pipeline["outputs"])) == (["project/43"], ["file/models/best.pt"])
+    parent = prepare_done["run"]["facets"]["parent"]
+    assert (pipeline["run"]["runId"], "pipeline") == (parent["run"]["runId"], parent["job"]["name"])
+    assert (names(prepare_done["inputs"]), names(prepare_done["outputs"])) == (["dataset/7"], ["project/43"])
+    assert serve_done["eventType"] == "FAIL"
+    assert serve_done["run"]["facets"]["errorMessage"]["message"] == "RuntimeError: no GPU"
+    # What training wrote is what serving read: one dataset, so the lineage server joins the two runs.
+    assert pipeline["outputs"][0]["namespace"] == serve_done["inputs"][0]["namespace"] == SERVER
+    assert pipeline["outputs"][0]["name"] == serve_done["inputs"][0]["name"]
+    assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in server.requests}
