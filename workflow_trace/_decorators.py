@@ -268,7 +268,7 @@ class _Tracer:
                 else:
                     step = _current.get()
                     if step is None:
-                        step = open_step(self.qualname, emit_now=False)
+                        step = open_step(self.qualname, emit_now=False, check_enabled=False)
                         token = _current.set(step)
                 if step.active:
                     items = self._collect("input", call, None, step)

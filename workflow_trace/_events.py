@@ -7,16 +7,18 @@ plain pydantic models so that a spool or a store can write them as JSON and read
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import time as _time
-import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from ._nodes import Node, NodeModel
+
+_M = TypeVar("_M", bound=BaseModel)
 
 __all__ = ["ErrorInfo", "Event", "EventKind", "StepRef", "new_event_id", "new_run_id", "utcnow"]
 
@@ -80,19 +82,30 @@ class Event(BaseModel):
         status: Literal["ok", "failed"] | None = None,
         error: ErrorInfo | None = None,
     ) -> Event:
-        """Build an event from already-validated parts without re-validating them (the hot path)."""
-        # Validating already-built nodes and refs is cheaper in pydantic v2 than model_construct().
-        return cls(
-            kind=kind,
-            event_id=new_event_id(),
-            time=utcnow(),
-            task_id=task_id,
-            step=step,
-            node=node,
-            meta=meta,
-            status=status,
-            error=error,
-        )
+        """Build an event from parts that are already valid (the hot path), with a new id and time."""
+        return cast(Event, _build(cls, {
+            "kind": kind, "event_id": new_event_id(), "time": utcnow(), "task_id": task_id, "step": step,
+            "node": node, "meta": meta, "status": status, "error": error,
+        }))
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _build_unvalidated(cls: type[_M], values: dict[str, Any]) -> _M:
+    # What BaseModel.model_construct does, minus its generic bookkeeping: about 2x cheaper than
+    # validation. Only for values workflow_trace built itself (checked types); never for user input.
+    obj = _new(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", _FIELDS[cls])
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _build_validated(cls: type[_M], values: dict[str, Any]) -> _M:
+    return cls(**values)
 
 
 def utcnow() -> datetime:
@@ -101,24 +114,66 @@ def utcnow() -> datetime:
 
 
 _getrandbits = random.getrandbits
-_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_V4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
-def new_event_id() -> str:
-    """A random (version 4) UUID string.
+class _EventIds:
+    """Event ids in the UUID version 4 layout: 62 random bits per process plus a 48-bit counter.
 
-    Uses ``random`` rather than ``os.urandom``: event ids need uniqueness, not secrecy, and this is the
-    hot path. ``random`` is reseeded in a forked child by the interpreter itself.
+    Unique without a system call per event (the hot path); a forked child draws a new prefix.
     """
-    h = "%032x" % ((_getrandbits(128) & _V4_CLEAR) | _V4_SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        bits = random.SystemRandom().getrandbits(80)
+        bits = (bits & ~(0xF << 28) & ~(0xC << 12)) | (0x4 << 28) | (0x8 << 12)  # version 4, RFC variant
+        h = f"{bits:020x}"
+        self.prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+        self.counter = itertools.count(random.SystemRandom().getrandbits(32))
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+new_event_id = _EventIds()
+new_event_id.__doc__ = "A unique event id (UUID version 4 layout)."
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=new_event_id.reseed)
 
 
 def new_run_id() -> str:
     """A time-ordered (version 7, RFC 9562) UUID string: runs sort by start time."""
     ms = _time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _getrandbits(74)
     value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
     value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_FIELDS: dict[type[BaseModel], frozenset[str]] = {
+    Event: frozenset(Event.model_fields), StepRef: frozenset(StepRef.model_fields)
+}
+
+
+def _self_check() -> Any:
+    """Use the fast builder only if it yields models equal to validated ones (guards pydantic upgrades)."""
+    step = StepRef(run_id="r", name="n")
+    values = {"kind": "input", "event_id": "e", "time": datetime(2020, 1, 1, tzinfo=timezone.utc),
+              "task_id": 1, "step": step, "node": None, "meta": None, "status": None, "error": None}
+    try:
+        fast = _build_unvalidated(Event, dict(values))
+        if fast == Event(**values) and fast.model_dump_json() == Event(**values).model_dump_json():
+            return _build_unvalidated
+    except Exception:  # noqa: BLE001 - any surprise means: use the validated path
+        pass
+    return _build_validated
+
+
+_build = _self_check()
+
+
+def step_ref(run_id: str, name: str, parent_run_id: str | None) -> StepRef:
+    """A StepRef from values workflow_trace made itself (no validation)."""
+    return cast(StepRef, _build(StepRef, {"run_id": run_id, "name": name, "parent_run_id": parent_run_id}))

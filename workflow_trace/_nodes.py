@@ -230,6 +230,32 @@ def _from_object(cls: type[Node], value: Any, ident: Any, path: Any, culprit: st
     return cls(**fields)
 
 
+_CACHE: dict[tuple[type[Node], Any, bool], Node] = {}
+_CACHE_SIZE = 4096
+
+
+def _coerce_scalar(cls: type[Node], value: Any, model_weight: bool, culprit: str) -> Node:
+    """An ``int`` id, or a ``str`` / ``os.PathLike`` path, as a ``cls`` node."""
+    fields: dict[str, Any]
+    if cls is App:
+        return App()
+    if isinstance(value, int):
+        if not cls._has_id:
+            raise NodeCoercionError(f"{culprit}: a {cls.__name__} is named by a path, not an int")
+        fields = {"id": value}
+    else:
+        if not cls._has_path:
+            raise NodeCoercionError(
+                f"{culprit}: cannot make a {cls.__name__} from a {type(value).__name__}: "
+                f"a {cls.__name__.lower()} is named by an integer id"
+            )
+        path = os.fspath(value)
+        fields = {"path": path if isinstance(path, str) else path.decode()}
+    if model_weight and cls is File:
+        fields["model_weight"] = True
+    return cls.model_validate(fields)
+
+
 def coerce_nodes(
     cls: type[Node], value: Any, *, model_weight: bool = False, culprit: str = "workflow_trace"
 ) -> list[Node]:
@@ -251,6 +277,15 @@ def coerce_nodes(
     """
     if value is None:
         return []
+    if type(value) in (int, str):  # the hot path: the same ids and paths come back call after call
+        key = (cls, value, model_weight)
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = _coerce_scalar(cls, value, model_weight, culprit)
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE[key] = cached
+        return [cached]
     if cls is App:
         # The app session has no identity of its own: any non-None value means "the session".
         return [App()]
@@ -261,19 +296,9 @@ def coerce_nodes(
     node: Node
     if isinstance(value, bool):
         raise NodeCoercionError(f"{culprit}: cannot make a {cls.__name__} from a bool")
-    if isinstance(value, int):
-        if not cls._has_id:
-            raise NodeCoercionError(f"{culprit}: a {cls.__name__} is named by a path, not an int")
-        node = cls.model_validate({"id": value})
-    elif isinstance(value, (str, os.PathLike)):
-        if not cls._has_path:
-            raise NodeCoercionError(
-                f"{culprit}: cannot make a {cls.__name__} from a str ({value!r}): "
-                f"a {cls.__name__.lower()} is named by an integer id"
-            )
-        path = os.fspath(value)
-        node = cls.model_validate({"path": path if isinstance(path, str) else path.decode()})
-    elif isinstance(value, Mapping):
+    if isinstance(value, (int, str, os.PathLike)):
+        return [_coerce_scalar(cls, value, model_weight, culprit)]
+    if isinstance(value, Mapping):
         if "id" not in value and "path" not in value:
             raise NodeCoercionError(
                 f"{culprit}: cannot make a {cls.__name__} from a mapping without an 'id' key"

@@ -78,9 +78,7 @@ def is_strict() -> bool:
 def is_enabled() -> bool:
     """Whether tracking is on (``configure(enabled=...)``, else not ``WORKFLOW_TRACE_DISABLED``)."""
     enabled = _state.enabled
-    if enabled is None:
-        return "WORKFLOW_TRACE_DISABLED" not in os.environ or not _env_flag("WORKFLOW_TRACE_DISABLED")
-    return enabled
+    return not _env_flag("WORKFLOW_TRACE_DISABLED") if enabled is None else enabled
 
 
 def _make_default_backend() -> Backend:

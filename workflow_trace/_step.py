@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from . import _runtime
 from ._errors import ConfigurationError, NodeCoercionError, VersioningNotSupportedError
-from ._events import ErrorInfo, Event, StepRef, new_event_id, new_run_id, utcnow
+from ._events import ErrorInfo, Event, new_run_id, step_ref
 from ._meta import MetaLike, meta_to_wire
 from ._nodes import Node, Project, coerce_nodes, node_class
 from ._runtime import contained, safe_repr
@@ -59,7 +59,7 @@ class Step:
         self.parent = parent
         self.task_id = task_id
         self.run_id = new_run_id()
-        self.ref = StepRef(run_id=self.run_id, name=name, parent_run_id=parent.run_id if parent else None)
+        self.ref = step_ref(self.run_id, name, parent.run_id if parent else None)
         self.inputs: list[Node] = []
         self.outputs: list[Node] = []
         self.status: Literal["ok", "failed"] | None = None
@@ -131,18 +131,13 @@ class Step:
             self._seen.add(key)
             target.append(node)
             recorded.append(node)
-            events.append(
-                Event(
-                    kind=direction, event_id=new_event_id(), time=utcnow(), task_id=self.task_id,
-                    step=self.ref, node=node, meta=meta,
-                )
-            )
+            events.append(Event.fast(direction, self.task_id, self.ref, node, meta))
         if events:
             _runtime.emit(events)
         return recorded
 
     def start_event(self) -> Event:
-        return Event(kind="step_started", event_id=new_event_id(), time=utcnow(), task_id=self.task_id, step=self.ref)
+        return Event.fast("step_started", self.task_id, self.ref)
 
     def finish(self, exc: BaseException | None, outputs: Sequence[tuple[Node, dict[str, Any] | None]] = ()) -> None:
         """Set the status, record ``outputs`` (only when the step succeeded) and emit ``step_finished``."""
@@ -155,12 +150,7 @@ class Step:
             return
         if exc is None and outputs:
             self.record("output", outputs)
-        self._pending.append(
-            Event(
-                kind="step_finished", event_id=new_event_id(), time=utcnow(), task_id=self.task_id, step=self.ref,
-                status=self.status, error=self.error,
-            )
-        )
+        self._pending.append(Event.fast("step_finished", self.task_id, self.ref, status=self.status, error=self.error))
         events, self._pending = self._pending, []
         _runtime.emit(events)
 
@@ -184,7 +174,7 @@ def _resolve_task_id(explicit: int | None, parent: Step | None, name: str) -> in
         _runtime.suppressed.reset(token)
 
 
-def open_step(name: str, task_id: int | None = None, *, emit_now: bool) -> Step:
+def open_step(name: str, task_id: int | None = None, *, emit_now: bool, check_enabled: bool = True) -> Step:
     """Create a step under the current one (its task id resolved) and make it current.
 
     With ``emit_now`` the ``step_started`` event is emitted at once; otherwise it waits in the step and
@@ -192,7 +182,7 @@ def open_step(name: str, task_id: int | None = None, *, emit_now: bool) -> Step:
     Never raises outside strict mode: a failure to resolve the task or emit is logged.
     """
     parent = _current.get()
-    if not _runtime.is_enabled() or _runtime.suppressed.get():
+    if check_enabled and (not _runtime.is_enabled() or _runtime.suppressed.get()):
         return Step(name, parent, task_id, active=False)
     step: Step | None = None
     with contained(f"step {name!r}: start"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _runtime
-from ._events import Event, new_event_id, utcnow
+from ._events import Event
 from ._meta import MetaLike, meta_to_wire
 from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
 from ._runtime import contained
@@ -61,11 +61,7 @@ def _record(direction: str, cls: type[Node], value: Any, task_id: int | None, me
             return
         if task_id is not None and task_id != step.task_id:
             # An explicit task id other than the step's: record these edges for that task.
-            _runtime.emit([
-                Event(kind=direction, event_id=new_event_id(), time=utcnow(), task_id=task_id,
-                      step=step.ref, node=n, meta=wire)
-                for n in nodes
-            ])
+            _runtime.emit([Event.fast(direction, task_id, step.ref, n, wire) for n in nodes])  # type: ignore[arg-type]
         else:
             step.record(direction, [(n, wire) for n in nodes])  # type: ignore[arg-type]
 
