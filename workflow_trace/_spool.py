@@ -76,11 +76,7 @@ def default_spool_path() -> Path:
     if explicit:
         return Path(explicit).expanduser().absolute()
     db = os.environ.get("WORKFLOW_TRACE_DB", "").strip()
-    if db:
-        if db.lower().startswith("sqlite:"):
-            db = db[len("sqlite:") :]
-            if db.startswith("//"):
-                db = db[2:]
+    if db:  # a plain path, as the local store reads it
         return Path(db).expanduser().absolute().parent / "spool.db"
     return Path(".workflow_trace", "spool.db").absolute()
 
