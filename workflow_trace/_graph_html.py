@@ -143,23 +143,32 @@ def _layers(nodes: list[str], succ: dict[str, list[str]], pred: dict[str, list[s
 
 
 def _order(layers: list[list[str]], succ: dict[str, list[str]], pred: dict[str, list[str]]) -> None:
-    """Barycentre sweeps (down, then up) that reorder each layer in place."""
+    """Barycentre sweeps (down, then up, ...) that reorder each layer in place.
+
+    Positions are centred (rows are drawn centred), and every sweep looks at both neighbouring sides, with
+    the side the sweep comes from counted twice: this keeps a task's outputs next to it even when they
+    also feed later tasks.
+    """
     pos: dict[str, float] = {}
-    for row in layers:
+
+    def place(row: list[str]) -> None:
+        middle = (len(row) - 1) / 2
         for i, key in enumerate(row):
-            pos[key] = float(i)
+            pos[key] = i - middle
+
+    for row in layers:
+        place(row)
     for sweep in range(SWEEPS):
         downward = sweep % 2 == 0
         sequence = layers[1:] if downward else layers[-2::-1]
+        main, other = (pred, succ) if downward else (succ, pred)
         for row in sequence:
-            neighbours = pred if downward else succ
             bary: dict[str, float] = {}
             for key in row:
-                near = neighbours.get(key, ())
-                bary[key] = sum(pos[n] for n in near) / len(near) if near else pos[key]
+                near = [pos[n] for n in main.get(key, ())] * 2 + [pos[n] for n in other.get(key, ())]
+                bary[key] = sum(near) / len(near) if near else pos[key]
             row.sort(key=lambda k: (bary[k], pos[k]))
-            for i, key in enumerate(row):
-                pos[key] = float(i)
+            place(row)
 
 
 def layout(graph: Graph) -> Layout:
@@ -253,8 +262,8 @@ def _card(node: GraphNode, x: float, y: float, colors: dict[str, tuple[str, str]
         f'<circle cx="38" cy="{CARD_H / 2:.0f}" r="19" fill="{_e(icon_bg)}"/>',
         f'<path transform="translate(26,{CARD_H / 2 - 12:.0f})" fill="{_e(icon_color)}" '
         f'fill-rule="evenodd" d="{_ICONS.get(style, _ICONS["file"])}"/>',
-        f'<text class="t" x="68" y="25">{_e(_clip(title, 24 if node.task is not None else 27))}</text>',
-        f'<text class="d" x="68" y="44">{_e(_clip(description, 34))}</text>',
+        f'<text class="t" x="68" y="25">{_e(_clip(title, 22))}</text>',
+        f'<text class="d" x="68" y="44">{_e(_clip(description, 30))}</text>',
         f'<text class="k" x="68" y="66">{_e(_clip(_footer(node), 22))}</text>',
     ]
     link = _safe_url(card.url) if card is not None else None

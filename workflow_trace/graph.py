@@ -613,7 +613,8 @@ class Graph:
         else:
             keys = [node.ref] if node.ref in self.nodes else []
         if not keys:
-            raise UnknownNodeError(f"no node {node.ref} in the graph (scope {self.scope})")
+            where = "the store" if self.scope.level == "workspace" else f"scope {self.scope}"
+            raise UnknownNodeError(f"no node {node.ref} in {where}")
         return keys
 
     def scoped(self, scope: str | Scope | None) -> Graph:
