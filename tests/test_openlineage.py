@@ -722,3 +722,39 @@ def test_pipeline_through_the_public_api(server: RecordingServer, tmp_path: Path
     assert pipeline["outputs"][0]["namespace"] == serve_done["inputs"][0]["namespace"] == SERVER
     assert pipeline["outputs"][0]["name"] == serve_done["inputs"][0]["name"]
     assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in server.requests}
+
+
+def test_a_script_pointed_at_an_endpoint_by_environment(server: RecordingServer, tmp_path: Path) -> None:
+    """WORKFLOW_TRACE_BACKEND=openlineage + OPENLINEAGE_URL, nothing in the code: delivered by exit."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import workflow_trace as wt\n"
+        "@wt.consumes_project\n"
+        "@wt.produces_file\n"
+        "def train(project_id): return '/models/best.pt'\n"
+        "train(42)\n"
+    )
+    env = {
+        **os.environ,
+        "WORKFLOW_TRACE_BACKEND": "openlineage",
+        "OPENLINEAGE_URL": server.url,
+        "OPENLINEAGE_API_KEY": SECRET,
+        "OPENLINEAGE_NAMESPACE": "quickstart",
+        "WORKFLOW_TRACE_SPOOL": str(tmp_path / "spool.db"),
+        "TASK_ID": "12",
+        "SERVER_ADDRESS": SERVER,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert SECRET not in done.stderr
+    bodies = server.bodies()
+    assert [b["eventType"] for b in bodies if b["eventType"] != "RUNNING"] == ["START", "COMPLETE"]
+    assert {"quickstart"} == {b["job"]["namespace"] for b in bodies}
+    complete = bodies[-1]
+    assert (names(complete["inputs"]), names(complete["outputs"])) == (["project/42"], ["file/models/best.pt"])
+    assert complete["run"]["facets"]["workflowTrace_task"]["taskId"] == 12

@@ -1,7 +1,7 @@
 """The OpenLineage backend: workflow lineage for Marquez, DataHub and every OpenLineage (2-0-2) consumer.
 
 A step is an OpenLineage *run* of a *job* named after the step; the nodes it reads and writes are
-*datasets* with stable names (``project/42``, ``file//models/best.pt``...), so that a lineage server joins
+*datasets* with stable names (``project/42``, ``file/models/best.pt``...), so that a lineage server joins
 the runs of every task into one graph. The mapping (also in the README):
 
 ================================  ===========================================================================
