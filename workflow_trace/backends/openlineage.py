@@ -74,6 +74,7 @@ __all__ = [
     "OpenLineageBackend",
     "OpenLineageMapper",
     "OpenLineageTransport",
+    "PlannedEvent",
 ]
 
 logger = logging.getLogger("workflow_trace")
