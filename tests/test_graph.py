@@ -383,6 +383,20 @@ class TestLayout:
         ]
         assert ([], [], set(graph.nodes)) == (backwards, overlaps, set(lay.positions))
 
+    def test_long_edges_go_around_cards(self, tmp_path: Path) -> None:
+        """An edge spanning several layers gets a lane in each, clear of every card there."""
+        with SQLiteBackend(tmp_path / "l.db") as store:
+            run(store, "import", [Folder(path="/raw")], [Project(id=1)])
+            run(store, "train", [Project(id=1)], [File(path="/w.pt", model_weight=True)])
+            run(store, "export", [Project(id=1), File(path="/w.pt")], [File(path="/a.zip")])
+        lay = layout(load_graph(tmp_path / "l.db"))
+        lane = lay.routes[("project:1", "task:3")]
+        blocked = [
+            (x, y) for x, y in lane for cx, cy in lay.positions.values() if cx == x and cy <= y <= cy + CARD_H
+        ]
+        expected = (2, [])
+        assert expected == (len(lane), blocked)
+
     def test_cycle_laid_out(self, tmp_path: Path) -> None:
         """A cycle is laid out with one edge drawn against the flow."""
         with SQLiteBackend(tmp_path / "c.db") as store:

@@ -15,7 +15,7 @@ import html
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
@@ -32,6 +32,8 @@ V_GAP = 24
 COMPONENT_GAP = 48
 MARGIN = 24
 SWEEPS = 4
+PLACEHOLDER_H = 12
+MAX_PLACEHOLDERS = 20_000
 
 # 24x24 glyphs (filled, even-odd), drawn for this page: no icon font, no network.
 _ICONS: dict[str, str] = {
@@ -60,6 +62,18 @@ def _clip(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _clip_left(text: str, limit: int) -> str:
+    """Keep the end of a long path: its last folders and the file name say the most."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+
+
+def _card_description(node: GraphNode, limit: int) -> str:
+    """The card's second line: its own description, a task's status, else the node's path."""
+    if (node.card is None or not node.card.description) and node.task is None and node.path:
+        return _clip_left(node.path, limit)
+    return _clip(node.description, limit)
+
+
 def _style_kind(node: GraphNode) -> str:
     return "model" if node.kind == "file" and node.model_weight else node.kind
 
@@ -75,6 +89,8 @@ class Layout:
     width: float
     height: float
     back_edges: set[tuple[str, str]]
+    #: Waypoints (left end of each lane, centre height) of edges that span several layers.
+    routes: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def _components(keys: list[str], pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
@@ -172,16 +188,23 @@ def _order(layers: list[list[str]], succ: dict[str, list[str]], pred: dict[str, 
 
 
 def layout(graph: Graph) -> Layout:
-    """Compute card positions for ``graph`` (left to right, components stacked top to bottom)."""
+    """Compute card positions for ``graph`` (left to right, components stacked top to bottom).
+
+    An edge that spans several layers gets a thin placeholder in every layer it crosses, so that ordering
+    keeps a lane free for it and it is drawn around the cards, not through them (up to
+    :data:`MAX_PLACEHOLDERS` in all; beyond that, long edges are drawn straight).
+    """
     keys = list(graph.nodes)
     pairs = list(dict.fromkeys((e.source, e.target) for e in graph.edges if e.source != e.target))
     succ: dict[str, list[str]] = defaultdict(list)
     for a, b in pairs:
         succ[a].append(b)
     positions: dict[str, tuple[float, float]] = {}
+    routes: dict[tuple[str, str], list[tuple[float, float]]] = {}
     back_all: set[tuple[str, str]] = set()
     top = float(MARGIN)
     width = 0.0
+    budget = MAX_PLACEHOLDERS
     for component in _components(keys, pairs):
         back = _back_edges(component, succ)
         back_all |= back
@@ -196,16 +219,54 @@ def layout(graph: Graph) -> Layout:
         rows: list[list[str]] = [[] for _ in range(max(layer.values(), default=0) + 1)]
         for node in component:
             rows[layer[node]].append(node)
-        _order(rows, dag_succ, dag_pred)
-        tallest = max(len(row) for row in rows)
+        # Placeholders ("\0" keys cannot be node keys) along every long forward edge.
+        chains: dict[tuple[str, str], list[str]] = {}
+        long_edges = [
+            (a, b) for a in component for b in succ.get(a, ())
+            if (a, b) not in back and layer[b] - layer[a] > 1
+        ]
+        needed = sum(layer[b] - layer[a] - 1 for a, b in long_edges)
+        if long_edges and needed <= budget:
+            budget -= needed
+            ord_succ: dict[str, list[str]] = defaultdict(list)
+            ord_pred: dict[str, list[str]] = defaultdict(list)
+            long_set = set(long_edges)
+            for a, children in dag_succ.items():
+                for b in children:
+                    if (a, b) not in long_set:
+                        ord_succ[a].append(b)
+                        ord_pred[b].append(a)
+            for a, b in long_edges:
+                chain = [f"\0{a}\0{b}\0{i}" for i in range(layer[a] + 1, layer[b])]
+                chains[(a, b)] = chain
+                for i, dummy in enumerate(chain):
+                    rows[layer[a] + 1 + i].append(dummy)
+                for u, v in zip([a, *chain], [*chain, b], strict=True):
+                    ord_succ[u].append(v)
+                    ord_pred[v].append(u)
+        else:
+            ord_succ, ord_pred = dag_succ, dag_pred
+        _order(rows, ord_succ, ord_pred)
+
+        def size(key: str) -> float:
+            return PLACEHOLDER_H if key.startswith("\0") else CARD_H
+
+        heights = [sum(size(k) for k in row) + V_GAP * (len(row) - 1) for row in rows]
+        tallest = max(heights)
+        spots: dict[str, tuple[float, float]] = {}
         for col, row in enumerate(rows):
-            offset = (tallest - len(row)) * (CARD_H + V_GAP) / 2
-            for i, node in enumerate(row):
-                positions[node] = (MARGIN + col * (CARD_W + H_GAP), top + offset + i * (CARD_H + V_GAP))
+            y = top + (tallest - heights[col]) / 2
+            for node in row:
+                spots[node] = (MARGIN + col * (CARD_W + H_GAP), y)
+                y += size(node) + V_GAP
+        for node in component:
+            positions[node] = spots[node]
+        for edge, chain in chains.items():
+            routes[edge] = [(spots[d][0], spots[d][1] + PLACEHOLDER_H / 2) for d in chain]
         width = max(width, MARGIN * 2 + len(rows) * (CARD_W + H_GAP) - H_GAP)
-        top += tallest * (CARD_H + V_GAP) - V_GAP + COMPONENT_GAP
+        top += tallest + COMPONENT_GAP
     height = top - COMPONENT_GAP + MARGIN if keys else MARGIN * 2
-    return Layout(positions, max(width, MARGIN * 2.0), height, back_all)
+    return Layout(positions, max(width, MARGIN * 2.0), height, back_all, routes)
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -263,7 +324,7 @@ def _card(node: GraphNode, x: float, y: float, colors: dict[str, tuple[str, str]
         f'<path transform="translate(26,{CARD_H / 2 - 12:.0f})" fill="{_e(icon_color)}" '
         f'fill-rule="evenodd" d="{_ICONS.get(style, _ICONS["file"])}"/>',
         f'<text class="t" x="68" y="25">{_e(_clip(title, 22))}</text>',
-        f'<text class="d" x="68" y="44">{_e(_clip(description, 30))}</text>',
+        f'<text class="d" x="68" y="44">{_e(_card_description(node, 30))}</text>',
         f'<text class="k" x="68" y="66">{_e(_clip(_footer(node), 22))}</text>',
     ]
     link = _safe_url(card.url) if card is not None else None
@@ -296,10 +357,20 @@ def _edge(graph: Graph, source: str, target: str, lay: Layout, label: str | None
         d = f"M{x1:.0f} {y1:.0f} C{x1:.0f} {drop:.0f} {x2:.0f} {drop:.0f} {x2:.0f} {y2 + 4:.0f}"
         mx, my = (x1 + x2) / 2, drop - 10
     else:
-        x1, y1 = sx + CARD_W, sy + CARD_H / 2
-        x2, y2 = tx - 4, ty + CARD_H / 2
-        bend = max(40.0, (x2 - x1) / 2)
-        d = f"M{x1:.0f} {y1:.0f} C{x1 + bend:.0f} {y1:.0f} {x2 - bend:.0f} {y2:.0f} {x2:.0f} {y2:.0f}"
+        # Through the lanes kept free for it: curves between layers, straight across each lane.
+        points = [(sx + CARD_W, sy + CARD_H / 2)]
+        for lx, ly in lay.routes.get((source, target), ()):
+            points += [(lx, ly), (lx + CARD_W, ly)]
+        points.append((tx - 4, ty + CARD_H / 2))
+        d = f"M{points[0][0]:.0f} {points[0][1]:.0f}"
+        for i in range(1, len(points)):
+            (x1, y1), (x2, y2) = points[i - 1], points[i]
+            if i % 2 == 0:
+                d += f" L{x2:.0f} {y2:.0f}"
+            else:
+                bend = max(30.0, (x2 - x1) / 2)
+                d += f" C{x1 + bend:.0f} {y1:.0f} {x2 - bend:.0f} {y2:.0f} {x2:.0f} {y2:.0f}"
+        (x1, y1), (x2, y2) = points[0], points[1]
         mx, my = (x1 + x2) / 2, (y1 + y2) / 2 - 6
     out = f'<path class="e {relation}" d="{d}" marker-end="url(#arrow)"/>'
     if label:

@@ -1,0 +1,109 @@
+"""examples/quickstart.py runs as a new user would run it and leaves the expected lineage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from workflow_trace.graph import Graph, load_graph
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "examples" / "quickstart.py"
+
+
+def run_quickstart(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the quickstart in ``cwd`` with no workflow_trace or Supervisely configuration."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("WORKFLOW_TRACE_") and k not in ("SERVER_ADDRESS", "API_TOKEN", "TASK_ID",
+                                                              "SUPERVISELY_TASK_ID")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, str(QUICKSTART)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+
+
+def edges(graph: Graph, cwd: Path) -> set[tuple[str, str]]:
+    """The graph's edges with the data paths made relative to ``cwd``."""
+    prefix = str(cwd.resolve()) + os.sep
+    return {(e.source.replace(prefix, ""), e.target.replace(prefix, "")) for e in graph.edges}
+
+
+@dataclass
+class Runs:
+    """Two runs of the quickstart in one folder, and the graph after the first."""
+
+    cwd: Path
+    results: list[subprocess.CompletedProcess[str]]
+    first_graph: Graph
+
+
+@pytest.fixture(scope="module")
+def ran_twice(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """The quickstart run twice in the same fresh folder."""
+    cwd = tmp_path_factory.mktemp("quickstart")
+    first = run_quickstart(cwd)
+    graph = load_graph(cwd / ".workflow_trace" / "workflow.db")
+    second = run_quickstart(cwd)
+    return Runs(cwd, [first, second], graph)
+
+
+def test_exits_cleanly(ran_twice: Runs) -> None:
+    """Both runs exit 0 with nothing on stderr and point the user at `workflow-trace show`."""
+    results = ran_twice.results
+    expected = [(0, "", True), (0, "", True)]
+    assert expected == [(r.returncode, r.stderr, "workflow-trace show" in r.stdout) for r in results]
+
+
+def test_tasks(ran_twice: Runs) -> None:
+    """One run records import, train, a failed export and a successful export."""
+    graph = ran_twice.first_graph
+    tasks = [(t.key, t.label, t.task.status if t.task else None) for t in graph.tasks]
+    expected = [("task:1", "import_images", "ok"), ("task:2", "train", "ok"), ("task:3", "export", "failed"),
+                ("task:4", "export", "ok")]
+    assert expected == tasks
+
+
+def test_edges(ran_twice: Runs) -> None:
+    """The lineage connects raw images -> project -> weights -> archive; the failed export read its inputs."""
+    cwd = ran_twice.cwd
+    graph = ran_twice.first_graph
+    expected = {
+        ("folder:quickstart_data/raw", "task:1"),
+        ("task:1", "project:quickstart_data/project"),
+        ("project:quickstart_data/project", "task:2"),
+        ("task:2", "file:quickstart_data/model/best.json"),
+        ("project:quickstart_data/project", "task:3"),
+        ("file:quickstart_data/model/best.json", "task:3"),
+        ("project:quickstart_data/project", "task:4"),
+        ("file:quickstart_data/model/best.json", "task:4"),
+        ("task:4", "file:quickstart_data/export/project.zip"),
+    }
+    assert expected == edges(graph, cwd)
+
+
+def test_cards_and_weights(ran_twice: Runs) -> None:
+    """The weights are marked as model weights and the archive has its card."""
+    cwd = ran_twice.cwd
+    graph = ran_twice.first_graph
+    data = cwd.resolve() / "quickstart_data"
+    weights = graph.nodes[f"file:{data / 'model' / 'best.json'}"]
+    archive = graph.nodes[f"file:{data / 'export' / 'project.zip'}"]
+    expected = (True, "Project archive", True)
+    assert expected == (weights.model_weight, archive.label, (data / "export" / "project.zip").is_file())
+
+
+def test_rerun_adds_tasks_not_nodes(ran_twice: Runs) -> None:
+    """A second run records four new tasks on the same data nodes."""
+    cwd = ran_twice.cwd
+    graph = load_graph(cwd / ".workflow_trace" / "workflow.db")
+    statuses = [t.task.status for t in graph.tasks if t.task]
+    expected = (["ok", "ok", "failed", "ok"] * 2, 4)
+    assert expected == (statuses, len(graph.nodes) - len(graph.tasks))
