@@ -11,10 +11,11 @@ Run it inside a Supervisely task, or point it at an instance::
         python examples/seed_app_decorated.py
 
 With the ``supervisely`` package installed the app does its real work (download, convert, upload).
-Without it, it runs in *demo mode*: the same calls, with stand-ins for what the SDK would have returned
-(``RESULT_PROJECT_ID`` and ``ARCHIVE_FILE_ID`` from the environment, or made-up ids), so that the
-workflow it records can be checked against any server. The request bodies are those of the SDK's
-``api.app.workflow.add_input_project`` / ``add_output_project`` / ``add_output_file``.
+Without it (or with ``SEED_APP_DEMO=1``) it runs in *demo mode*: the same calls, with stand-ins for
+what the SDK would have returned (``RESULT_PROJECT_ID`` and ``ARCHIVE_FILE_ID`` from the environment,
+or made-up ids), so that the workflow it records can be checked against any server. The request bodies
+are those of the SDK's ``api.app.workflow.add_input_project`` / ``add_output_project`` /
+``add_output_file``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def upload_archive(api: Any, project_info: Any, workdir: str) -> Any:
 @wt.workflow_step("Export project")
 def main() -> None:
     """Read the project, convert it, upload the archive: the guide's main()."""
-    api = SdkWork() if _has_sdk() else DemoWork()
+    api = SdkWork() if _has_sdk() and not os.environ.get("SEED_APP_DEMO") else DemoWork()
     project_info = api.get_project(int(os.environ["PROJECT_ID"]))
     workdir = tempfile.mkdtemp()
     try:

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from httpserver import RecordingServer, Request
 
+import workflow_trace as wt
 from workflow_trace._events import Event, StepRef, new_run_id
 from workflow_trace._meta import WorkflowMeta, WorkflowSettings, meta_to_wire
 from workflow_trace._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from workflow_trace._transport import DeliveryError, Transport
-from workflow_trace.backends.supervisely import SuperviselyTransport
+from workflow_trace.backends.supervisely import SuperviselyBackend, SuperviselyTransport
 
 TOKEN = "s3cr3t-T0KEN-" + "x" * 115  # as long as a real one, and unmistakable in any text
 GOLDEN = Path(__file__).parent.parent.parent / "shared" / "supervisely" / "sdk_requests.jsonl"
@@ -60,7 +63,7 @@ class FakeInstance:
                 return 404, {"error": "Not found"}
             return 200, {"version": self.version}
         if method == "tasks.info":
-            team = self.teams.get(body["id"])
+            team = self.teams.get(int(body["id"]))  # the SDK sends the environment's task id as a str
             if team is None:
                 return 404, {"error": f"task {body['id']} not found"}
             return 200, {"id": body["id"], "workspaceId": 3, "teamId": team, "type": "app", "meta": {}}
@@ -496,3 +499,486 @@ def test_send_from_several_threads_is_not_needed_but_safe(
     for th in threads:
         th.join()
     assert sorted(range(4)) == sorted(r.json()["id"] for r in instance.edges())
+
+
+# -- the backend: delivery, configuration, versions ----------------------------------------------------
+
+
+@pytest.fixture
+def backend(instance: FakeInstance, tmp_path: Path) -> Iterator[SuperviselyBackend]:
+    """A SuperviselyBackend pointed at the fake instance, spooling under tmp_path."""
+    b = SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "spool.db", timeout=5)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def configured(backend: SuperviselyBackend) -> SuperviselyBackend:
+    """The backend, configured as workflow_trace's backend."""
+    wt.configure(backend)
+    return backend
+
+
+def test_emit_queues_and_flush_delivers(instance: FakeInstance, backend: SuperviselyBackend) -> None:
+    """emit() returns at once; flush() waits until the edges are on the server."""
+    backend.emit([event("step_started"), event("input", Dataset(id=1)), event("step_finished")])
+    assert backend.flush(timeout=10) is True
+    assert [r.json()["id"] for r in instance.edges()] == [1]
+
+
+def test_events_get_the_backends_task_id_when_emitted(instance: FakeInstance, tmp_path: Path) -> None:
+    """An event without a task takes the backend's task_id (stamped at emit, so the spool keeps it)."""
+    b = SuperviselyBackend(instance.url, TOKEN, task_id=6, spool_path=tmp_path / "s.db")
+    try:
+        b.emit([event("input", Dataset(id=1), task_id=None), event("input", Dataset(id=2), task_id=5)])
+        assert b.flush(timeout=10)
+    finally:
+        b.close()
+    assert [(r.json()["node"]["id"], r.json()["id"]) for r in instance.edges()] == [(6, 1), (5, 2)]
+
+
+def test_events_without_any_task_are_dropped_with_a_warning(
+    instance: FakeInstance, backend: SuperviselyBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No task id anywhere: not queued; one WARNING with the count."""
+    with caplog.at_level(logging.WARNING):
+        backend.emit([event("input", Dataset(id=1), task_id=None), event("output", App(), task_id=None)])
+    assert backend.flush(timeout=10)
+    assert instance.edges() == []
+    assert any("2 event(s)" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+class TestConfiguration:
+    """from_env, from_api, the backend string and the environment's task header."""
+
+    def test_from_env(self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """SERVER_ADDRESS, API_TOKEN, TEAM_ID and TASK_ID, as the SDK reads them."""
+        for name, value in (("SERVER_ADDRESS", instance.url + "/"), ("API_TOKEN", TOKEN), ("TEAM_ID", "7"),
+                            ("TASK_ID", "5"), ("WORKFLOW_TRACE_SPOOL", str(tmp_path / "s.db"))):
+            monkeypatch.setenv(name, value)
+        b = SuperviselyBackend.from_env()
+        try:
+            assert (instance.url, 7, 5) == (b.server_address, b.team_id, b.task_id)
+            b.emit([event("input", Dataset(id=1), task_id=None)])
+            assert b.flush(timeout=10)
+        finally:
+            b.close()
+        assert instance.calls("tasks.info") == []
+        assert {r.headers.get("x-task-id") for r in instance.calls()} == {"5"}
+
+    def test_supervisely_task_id_wins_over_task_id(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SUPERVISELY_TASK_ID first, then TASK_ID (as the step resolves it)."""
+        monkeypatch.setenv("SUPERVISELY_TASK_ID", "8")
+        monkeypatch.setenv("TASK_ID", "9")
+        b = SuperviselyBackend("http://127.0.0.1:9", TOKEN)
+        b.close()
+        assert b.task_id == 8
+
+    @pytest.mark.parametrize("missing", ["SERVER_ADDRESS", "API_TOKEN"])
+    def test_from_env_names_what_is_missing(self, missing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A clear ConfigurationError naming the variable."""
+        monkeypatch.setenv("SERVER_ADDRESS", "http://127.0.0.1:9")
+        monkeypatch.setenv("API_TOKEN", TOKEN)
+        monkeypatch.delenv(missing)
+        with pytest.raises(wt.ConfigurationError, match=missing):
+            SuperviselyBackend.from_env()
+
+    def test_backend_string(self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """configure("supervisely") builds it from the environment; so does the default with the SDK's vars."""
+        monkeypatch.setenv("SERVER_ADDRESS", instance.url)
+        monkeypatch.setenv("API_TOKEN", TOKEN)
+        monkeypatch.setenv("WORKFLOW_TRACE_SPOOL", str(tmp_path / "s.db"))
+        wt.configure("supervisely")
+        assert isinstance(wt.get_backend(), SuperviselyBackend)
+        wt.reset()
+        assert isinstance(wt.get_backend(), SuperviselyBackend)
+        wt.reset()
+        wt.configure(f"supervisely+{instance.url}")
+        assert instance.url == wt.get_backend().server_address  # type: ignore[attr-defined]
+
+    def test_a_token_in_the_backend_string_is_refused_unseen(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Credentials in the string: refused, and the message does not repeat them."""
+        with pytest.raises(wt.ConfigurationError) as info:
+            wt.configure(f"supervisely+https://user:{TOKEN}@example.invalid")
+        assert TOKEN not in str(info.value)
+
+    def test_from_api(self, instance: FakeInstance, tmp_path: Path) -> None:
+        """Server, token and task id from an SDK Api object; the api is kept for versions."""
+        api = FakeSdkApi(instance.url, TOKEN, task_id="5")
+        b = SuperviselyBackend.from_api(api, spool_path=tmp_path / "s.db")
+        try:
+            assert (instance.url, 5) == (b.server_address, b.task_id)
+            assert b.create_version(Project(id=1), "t", "d") == 41
+        finally:
+            b.close()
+        assert api.project.version.created == [(1, "t", "d")]
+
+    def test_from_api_refuses_other_objects(self) -> None:
+        """Not an Api: a ConfigurationError naming the type."""
+        with pytest.raises(wt.ConfigurationError, match="int"):
+            SuperviselyBackend.from_api(3)
+
+
+class FakeVersionApi:
+    """``api.project.version`` of the SDK, recording the calls."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple[Any, ...]] = []
+        self.restored: list[tuple[Any, ...]] = []
+
+    def create(self, project_info: Any, version_title: Any = None, version_description: Any = None) -> int:
+        self.created.append((project_info, version_title, version_description))
+        return 41
+
+    def restore(self, project_info: Any, version_id: Any = None, version_num: Any = None,
+                skip_missed_entities: bool = False) -> Any:
+        self.restored.append((project_info, version_id, version_num, skip_missed_entities))
+        return SimpleNamespace(id=900, name="restored")
+
+
+class FakeSdkApi:
+    """The parts of ``supervisely.Api`` the backend uses."""
+
+    def __init__(self, server_address: str, token: str, task_id: str | None = None) -> None:
+        self.server_address = server_address
+        self.token = token
+        self.task_id = task_id
+        self.project = SimpleNamespace(version=FakeVersionApi())
+
+
+class TestVersions:
+    """list_versions over HTTP; create and restore through the SDK."""
+
+    def test_list_versions_reads_every_page(self, instance: FakeInstance, backend: SuperviselyBackend) -> None:
+        """projects.versions.list page after page, as VersionInfo."""
+        instance.per_page = 2
+        instance.versions[10] = [
+            {"id": 100 + n, "projectId": 10, "version": n, "name": f"v{n}", "description": None,
+             "createdAt": "2024-06-01T10:00:00.000Z"} for n in range(1, 6)
+        ]
+        versions = backend.list_versions(Project(id=10))
+        assert [(100 + n, n) for n in range(1, 6)] == [(v.id, v.version) for v in versions]
+        assert (versions[0].project_id, versions[0].title) == (10, "v1")
+        bodies = [r.json() for r in instance.calls("projects.versions.list")]
+        assert [b.get("page") for b in bodies] == [None, 2, 3]
+        assert bodies[0] == {"projectId": 10, "sort": "id", "sort_order": "asc"}
+
+    def test_list_versions_filters(self, instance: FakeInstance, backend: SuperviselyBackend) -> None:
+        """Filters are passed as the SDK passes them."""
+        flt = [{"field": "version", "operator": "=", "value": 3}]
+        assert [v.id for v in backend.list_versions(Project(id=123), flt)] == [77]
+        assert flt == instance.calls("projects.versions.list")[0].json()["filter"]
+
+    def test_list_versions_failure_is_a_versioning_error(
+        self, instance: FakeInstance, backend: SuperviselyBackend
+    ) -> None:
+        """HTTP 500: VersioningError with the server's message."""
+        instance.fail["projects.versions.list"] = (500, {"error": "db down"})
+        with pytest.raises(wt.VersioningError, match="db down"):
+            backend.list_versions(Project(id=1))
+
+    def test_create_without_the_sdk_says_so(
+        self, backend: SuperviselyBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No supervisely package: a VersioningError naming it."""
+        monkeypatch.setitem(sys.modules, "supervisely", None)
+        with pytest.raises(wt.VersioningError, match="`supervisely` package"):
+            backend.create_version(Project(id=1), None, None)
+        with pytest.raises(wt.VersioningError, match="`supervisely` package"):
+            backend.restore_version(Project(id=1), 3, None)
+
+    def test_create_and_restore_with_the_sdk(
+        self, instance: FakeInstance, backend: SuperviselyBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An installed SDK is built from the same settings and does the work."""
+        built: list[FakeSdkApi] = []
+
+        def make_api(server_address: str, token: str) -> FakeSdkApi:
+            built.append(FakeSdkApi(server_address, token))
+            return built[-1]
+
+        monkeypatch.setitem(sys.modules, "supervisely", SimpleNamespace(Api=make_api))
+        assert backend.create_version(Project(id=1), "title", None) == 41
+        assert Project(id=900) == backend.restore_version(Project(id=1), None, 2, skip_missed_entities=True)
+        assert [(instance.url, TOKEN)] == [(a.server_address, a.token) for a in built]
+        assert built[0].project.version.restored == [(1, None, 2, True)]
+
+    def test_a_local_project_cannot_be_versioned(self, backend: SuperviselyBackend) -> None:
+        """A project known by its local path only: VersioningError."""
+        with pytest.raises(wt.VersioningError, match="local"):
+            backend.list_versions(Project(path="/data/project"))
+
+    def test_it_is_a_versioning_backend(self, backend: SuperviselyBackend) -> None:
+        """The VersioningBackend protocol."""
+        assert isinstance(backend, wt.VersioningBackend)
+
+
+def test_the_token_is_never_in_reprs_logs_or_the_spool(
+    instance: FakeInstance, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Held events sit in the spool: its bytes, every log record and every repr are free of the token."""
+    instance.version = "6.1.0"
+    spool = tmp_path / "spool.db"
+    with caplog.at_level(logging.DEBUG):
+        b = SuperviselyBackend(instance.url, TOKEN, task_id=5, spool_path=spool)
+        b.emit([event("input", Dataset(id=1)), event("output", File(path="/x.pt"))])
+        assert b.flush(timeout=1) is False
+        texts = [repr(b), repr(b.transport), str(b)]
+        b.close()
+    texts += [r.getMessage() for r in caplog.records] + [repr(r.args) for r in caplog.records]
+    assert instance.edges() == []
+    assert any("6.9.31" in t for t in texts)
+    assert all(TOKEN not in t for t in texts)
+    data = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert TOKEN.encode() not in data
+    assert b"dataset" in data  # the held event is there, waiting for an upgrade
+
+
+# -- through decorators, steps and the SDK-style facade ------------------------------------------------
+
+
+def _golden_edges(seqs: list[int]) -> list[dict[str, Any]]:
+    records = golden_by_seq()
+    return [records[s] for s in seqs]
+
+
+class TestThroughTheApi:
+    """The public API, configured with a SuperviselyBackend, sends the SDK's requests."""
+
+    def test_the_facade_is_the_sdk(self, instance: FakeInstance, configured: SuperviselyBackend) -> None:
+        """workflow.add_input_* / add_output_*, called as an SDK app calls api.app.workflow.*."""
+        from workflow_trace import workflow as w
+
+        meta_33 = _META_33
+        with wt.workflow_step("facade", task_id=5):
+            w.add_input_project(123)
+            w.add_input_project(123, version_id=77)
+            w.add_input_project(123, version_num=3)
+            w.add_input_project(SimpleNamespace(id=124, name="p"))
+            w.add_input_dataset(456)
+            w.add_input_dataset({"id": 457})
+            w.add_input_file(789)
+            w.add_input_file(789, model_weight=True)
+            w.add_input_file(SimpleNamespace(id=790, path="/models/run0/weights.pt", name="weights.pt"))
+            w.add_input_folder("experiments/run1")
+            w.add_input_task(42)
+            w.add_input_job(11)
+            w.add_output_project(125)
+            w.add_output_project(125, version_id=78)
+            w.add_output_dataset(458)
+            w.add_output_file(791)
+            w.add_output_file(790, model_weight=True)
+            w.add_output_folder("/experiments/run1/")
+            w.add_output_app()
+            w.add_output_task(43)
+            w.add_output_job(12)
+            w.add_output_task(44, task_id=6)
+        # A step records a node once per direction and meta (the SDK would send duplicates): one step each.
+        with wt.workflow_step("meta", task_id=5):
+            w.add_output_file(791, meta=meta_33)
+            w.add_input_dataset(456, meta={"customNodeSettings": {"title": "<h4>raw</h4>"}})
+            w.add_input_dataset(456, meta={})
+        with wt.workflow_step("empty meta", task_id=5):
+            w.add_input_dataset(456, meta=WorkflowMeta())
+            w.add_output_app(meta={"customNodeSettings": {
+                "title": "<h4>Serve</h4>", "mainLink": {"url": "/apps/sessions/5", "title": "open"},
+            }})
+        assert configured.flush(timeout=10)
+        expected = _golden_edges(sorted(GOLDEN_EDGES))
+        edges = instance.edges()
+        assert len(expected) == len(edges)
+        for golden, req in zip(expected, edges, strict=True):
+            assert_same_request(golden, req)
+
+    def test_decorators(self, instance: FakeInstance, configured: SuperviselyBackend) -> None:
+        """Every consumes_* / produces_* kind and option; inputs before the call, outputs after it."""
+
+        @wt.consumes_project("project_id")
+        @wt.consumes_dataset("dataset_id")
+        @wt.consumes_file("weights", model_weight=True)
+        @wt.consumes_folder("folder")
+        @wt.consumes_task("serving")
+        @wt.consumes_job("job_id")
+        @wt.produces_project("project")
+        @wt.produces_dataset("dataset")
+        @wt.produces_file("checkpoint", meta=_META_33)
+        @wt.produces_folder(arg="out_dir")
+        @wt.produces_task("task")
+        @wt.produces_job("job")
+        @wt.produces_app
+        def run(project_id: int, dataset_id: int, weights: int, folder: str, serving: int, job_id: int,
+                out_dir: str) -> dict[str, int]:
+            return {"project": 125, "dataset": 458, "checkpoint": 791, "task": 43, "job": 12}
+
+        with wt.workflow_step("decorated", task_id=5):
+            run(123, 456, 789, "experiments/run1", 42, 11, out_dir="/experiments/run1/")
+        assert configured.flush(timeout=10)
+        expected = _golden_edges([6, 12, 15, 17, 18, 19, 20, 22, 33, 25, 27, 28, 26])
+        edges = instance.edges()
+        assert sorted(g["body_raw"].encode() for g in expected) == sorted(r.body for r in edges)
+        kinds = [r.path.rsplit("-", 1)[1] for r in edges]
+        assert kinds == ["input"] * 6 + ["output"] * 7
+
+    def test_a_step_with_the_task_from_the_environment(
+        self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """TASK_ID as inside a task: the step's edges hang off it; x-task-id is sent, as the SDK does."""
+        monkeypatch.setenv("TASK_ID", "5")
+        b = SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db")
+        wt.configure(b)
+        with wt.workflow_step("train", inputs=[Project(id=123, version_num=3)]) as step:
+            step.add_output(791, kind="file", meta=_META_33)
+        assert wt.flush(timeout=10)
+        b.close()
+        edges = instance.edges()
+        assert_same_request(golden_by_seq()[9], edges[0])
+        assert_same_request(golden_by_seq()[33], edges[1])
+        assert {r.headers.get("x-task-id") for r in instance.calls()} == {"5"}
+
+    def test_version_true_creates_the_version_first(
+        self, instance: FakeInstance, configured: SuperviselyBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """consumes_project(version=True): the SDK makes the version; the input is that version."""
+        sdk = FakeSdkApi(instance.url, TOKEN)
+        sdk.project.version.create = lambda *a: 77  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "supervisely", SimpleNamespace(Api=lambda *a: sdk))
+
+        @wt.consumes_project("project_id", version=True)
+        def train(project_id: int) -> None:
+            pass
+
+        with wt.workflow_step("train", task_id=5):
+            train(123)
+        assert configured.flush(timeout=10)
+        assert_same_request(golden_by_seq()[7], instance.edges()[0])
+
+    @pytest.mark.internal_errors
+    def test_version_true_without_the_sdk_records_the_plain_project(
+        self, instance: FakeInstance, configured: SuperviselyBackend, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """No supervisely package: a WARNING saying so, and the project is recorded without a version."""
+        monkeypatch.setitem(sys.modules, "supervisely", None)
+
+        @wt.consumes_project("project_id", version=True)
+        def train(project_id: int) -> None:
+            pass
+
+        with caplog.at_level(logging.WARNING), wt.workflow_step("train", task_id=5):
+            train(123)
+        assert configured.flush(timeout=10)
+        assert_same_request(golden_by_seq()[6], instance.edges()[0])
+        assert any("supervisely" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+    def test_step_events_stay_in_a_local_store_alongside(
+        self, instance: FakeInstance, backend: SuperviselyBackend
+    ) -> None:
+        """With a composite, the memory/local side keeps the step lifecycle; the server gets edges only."""
+        from workflow_trace.backends import CompositeBackend
+        from workflow_trace.backends.memory import MemoryBackend
+
+        local = MemoryBackend()
+        wt.configure(CompositeBackend(local, backend))
+        with wt.workflow_step("both", task_id=5) as step:
+            step.add_input(Dataset(id=1))
+        assert wt.flush(timeout=10)
+        assert [e.kind for e in local.events] == ["step_started", "input", "step_finished"]
+        assert [(r.json()["type"], r.json()["id"]) for r in instance.edges()] == [("dataset", 1)]
+
+
+# -- the seed app, both forms ----------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def _archive_body(task: int, team: int, file_id: int, name: str) -> bytes:
+    """What the SDK sends for the seed's add_output_file(file_info, meta=<archive card>)."""
+    return json.dumps({
+        "teamId": team, "node": {"type": "task", "id": task}, "type": "file", "id": file_id,
+        "meta": {"customRelationSettings": {
+            "title": f"<h4>Project Archive: {name}</h4>",
+            "icon": {"icon": "zmdi-archive", "color": "#ff4c9e", "backgroundColor": "#ffe3ed"},
+            "mainLink": {"url": f"/files/{file_id}/true/?teamId={team}", "title": "Download"},
+        }},
+    }).encode()
+
+
+def test_the_decorated_seed_app_records_the_seed_workflow(instance: FakeInstance, tmp_path: Path) -> None:
+    """examples/seed_app_decorated.py, run as a script against the instance: the guide's three edges."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKFLOW_TRACE_", "SUPERVISELY_"))}
+    env.update(
+        SERVER_ADDRESS=instance.url, API_TOKEN=TOKEN, TASK_ID="5", TEAM_ID="7", PROJECT_ID="123",
+        RESULT_PROJECT_ID="125", ARCHIVE_FILE_ID="791", WORKFLOW_TRACE_SPOOL=str(tmp_path / "spool.db"),
+        WORKFLOW_TRACE_DB=str(tmp_path / "workflow.db"),
+        PYTHONPATH=os.pathsep.join([str(EXAMPLES.parent), env.get("PYTHONPATH", "")]),
+    )
+    env["SEED_APP_DEMO"] = "1"  # even with the SDK installed: the fake instance stores no data
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "seed_app_decorated.py")], env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    expected = [
+        json.dumps({"teamId": 7, "node": {"type": "task", "id": 5}, "type": "project", "id": 123}).encode(),
+        json.dumps({"teamId": 7, "node": {"type": "task", "id": 5}, "type": "project", "id": 125}).encode(),
+        _archive_body(5, 7, 791, "project-123 (converted).tar.gz"),
+    ]
+    edges = instance.edges()
+    assert expected == [r.body for r in edges]
+    assert [r.path.rsplit(".", 1)[1] for r in edges] == ["add-input", "add-output", "add-output"]
+
+
+def _sdk_available() -> bool:
+    try:
+        import supervisely  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_the_hand_written_seed_workflow_sends_the_same(
+    instance: FakeInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guide's workflow.py, run with the real SDK against the same server: the same three bodies."""
+    if not _sdk_available():
+        pytest.skip("the supervisely package is not installed (pip install supervisely to run this check)")
+    import importlib.util
+
+    import supervisely as sly
+    from supervisely.api.file_api import FileInfo
+
+    spec = importlib.util.spec_from_file_location("seed_app_workflow_py", EXAMPLES / "seed_app_workflow_py.py")
+    assert spec is not None
+    assert spec.loader is not None
+    seed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed)
+    monkeypatch.setenv("SUPERVISELY_TASK_ID", "5")  # what the SDK's Api reads
+    api = sly.Api(instance.url, TOKEN)
+    api.app.workflow.enable()  # the SDK switches workflows off in development mode (outside a task)
+    project = SimpleNamespace(id=123)
+    result = SimpleNamespace(id=125)
+    fields = dict.fromkeys(FileInfo._fields)
+    fields.update(id=791, name="project-123 (converted).tar.gz", team_id=7, path="/exports/125/x.tar.gz")
+    seed.workflow_input(api, project)
+    seed.workflow_output(api, result, FileInfo(**fields))
+    expected = [
+        json.dumps({"teamId": 7, "node": {"type": "task", "id": 5}, "type": "project", "id": 123}).encode(),
+        json.dumps({"teamId": 7, "node": {"type": "task", "id": 5}, "type": "project", "id": 125}).encode(),
+        _archive_body(5, 7, 791, "project-123 (converted).tar.gz"),
+    ]
+    edges = instance.edges()
+    # The SDK sends the task id it read from the environment as a str ("5"): the only difference.
+    assert [_with_int_task(json.loads(body)) for body in expected] == [_with_int_task(r.json()) for r in edges]
+    assert {"5"} == {r.headers.get("x-task-id") for r in edges}
+
+
+def _with_int_task(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The body with the task node's id as an int, and its key paths in order."""
+    body["node"]["id"] = int(body["node"]["id"])
+    return body, list(_key_paths(body))

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .null import NullBackend
     from .openlineage import OpenLineageBackend
     from .sqlite import SQLiteBackend
+    from .supervisely import SuperviselyBackend
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -39,6 +40,7 @@ __all__ = [
     "NullBackend",
     "OpenLineageBackend",
     "SQLiteBackend",
+    "SuperviselyBackend",
     "TaskIdBackend",
     "VersionInfo",
     "VersioningBackend",
@@ -156,6 +158,7 @@ _BUILTIN: dict[str, str] = {
     "null": "workflow_trace.backends.null:NullBackend.from_url",
     "openlineage": "workflow_trace.backends.openlineage:OpenLineageBackend.from_url",
     "sqlite": "workflow_trace.backends.sqlite:SQLiteBackend.from_url",
+    "supervisely": "workflow_trace.backends.supervisely:SuperviselyBackend.from_url",
 }
 _REGISTERED: dict[str, BackendFactory] = {}
 
@@ -231,6 +234,7 @@ def __getattr__(name: str) -> Any:
         "NullBackend": "workflow_trace.backends.null",
         "OpenLineageBackend": "workflow_trace.backends.openlineage",
         "SQLiteBackend": "workflow_trace.backends.sqlite",
+        "SuperviselyBackend": "workflow_trace.backends.supervisely",
     }
     if name in lazy:
         return getattr(importlib.import_module(lazy[name]), name)

@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError, VersioningError
 from .._events import Event
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
@@ -484,6 +485,8 @@ class SuperviselyBackend:
         task_id: The task for events that carry none; ``None``: ``SUPERVISELY_TASK_ID`` / ``TASK_ID``.
         timeout: Seconds for each HTTP request.
         spool_path: Where undeliverable events wait (the delivery layer's default when ``None``).
+        **delivery_options: Passed to :class:`~workflow_trace._delivery.DeliveringBackend` (``batch_size``,
+            ``hold_interval``, ``backoff_max``, ...).
 
     Raises:
         ConfigurationError: an empty server address or token, or a malformed ``TEAM_ID`` / ``TASK_ID``.
@@ -498,6 +501,7 @@ class SuperviselyBackend:
         task_id: int | None = None,
         timeout: float = _DEFAULT_TIMEOUT,
         spool_path: str | os.PathLike[str] | None = None,
+        **delivery_options: Any,
     ) -> None:
         env_task = _env_task_id()
         if team_id is None:
@@ -511,12 +515,7 @@ class SuperviselyBackend:
         self._token = token.strip()
         self._sly_api: Any = None
         self._versions_client = _Client(self.server_address, self._token, float(timeout), env_task)
-        self._delivery = self._make_delivery(spool_path)
-
-    def _make_delivery(self, spool_path: str | os.PathLike[str] | None) -> Any:
-        from .._delivery import DeliveringBackend
-
-        return DeliveringBackend(self.transport, spool_path=spool_path)
+        self.delivery = DeliveringBackend(self.transport, spool_path=spool_path, **delivery_options)
 
     def __repr__(self) -> str:
         return (
@@ -629,7 +628,8 @@ class SuperviselyBackend:
                     no_task += 1
                     continue
                 # Stamped now, not at send time: a spooled event must never join another process's task.
-                event = event.model_copy(update={"task_id": self.task_id})
+                # A new validated event rather than model_copy(): events may be built without validation.
+                event = Event(**{**dict(event), "task_id": self.task_id})
             out.append(event)
         if no_task:
             logger.warning(
@@ -644,16 +644,16 @@ class SuperviselyBackend:
         """Queue the batch's input and output events for delivery (never waits for the network)."""
         prepared = self._prepare(events)
         if prepared:
-            self._delivery.emit(prepared)
+            self.delivery.emit(prepared)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued is sent (or ``timeout``); ``True`` when it is."""
-        return bool(self._delivery.flush(timeout))
+        return bool(self.delivery.flush(timeout))
 
     def close(self) -> None:
         """Drain what can be drained, then release the worker and the connections."""
         try:
-            self._delivery.close()
+            self.delivery.close()
         finally:
             self._versions_client.close()
 
