@@ -416,7 +416,7 @@ class TestQueueAndSpool:
         spool.release(transport.key, "someone-else")
         assert wait_for(lambda: len(received_ids(server)) == len(old))
         assert [e.event_id for e in old] == received_ids(server)
-        assert backend.stats().delivered == len(old)
+        assert wait_for(lambda: backend.stats().delivered == len(old))
 
     def test_emit_after_close_is_spooled(
         self, server: RecordingServer, make_backend: Callable[..., DeliveringBackend], tmp_path: Path

@@ -263,6 +263,7 @@ class DeliveringBackend:
         self._inflight: list[tuple[int, Event]] = []
         self._inflight_spooled = False
         self._settling = False
+        self._busy = 0
         self._seq = 0
         self._spool_mode = False  # this process has events in the spool: new ones wait behind them
         self._spill_gen = 0
@@ -334,8 +335,9 @@ class DeliveringBackend:
                 head = self._inflight[0][0] if self._inflight else (self._queue[0][0] if self._queue else None)
                 in_memory = head is not None and head <= target
                 spool_mode, spilling, pause_until = self._spool_mode, self._spilling, self._pause_until
+                busy = self._busy
             done = False
-            if not in_memory and spilling == 0:
+            if not in_memory and spilling == 0 and busy == 0:
                 if not spool_mode:
                     done = True
                 else:
@@ -558,6 +560,17 @@ class DeliveringBackend:
                 log.warning("spooled event %s for %s cannot be read; marked dead", row.event_id, self.key)
                 return  # claim again: the dead row is skipped
         outcome = self._send(events)
+        with self._lock:
+            self._busy += 1  # flush() must not see the rows settled before the counters are
+        try:
+            self._settle_rows(rows, events, outcome)
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def _settle_rows(self, rows: list[SpoolRow], events: list[Event], outcome: _Outcome) -> None:
+        """Record a spool batch's outcome: delete what went through, mark refused dead, count a failure."""
         k = outcome.delivered
         done = [r.event_id for r in rows[:k]]
         rest = rows[k:]
@@ -592,8 +605,6 @@ class DeliveringBackend:
                 outcome.message,
             )
         self._after_outcome(outcome)
-        with self._cond:
-            self._cond.notify_all()
 
     def _work_memory(self) -> None:
         with self._lock:
@@ -617,6 +628,7 @@ class DeliveringBackend:
             spooled_at_exit = self._inflight_spooled
             self._settling = not spooled_at_exit
         try:
+            self._after_outcome(outcome)
             if spooled_at_exit:
                 if k:  # remove from the spool what did go through
                     self.spool.settle(self.key, delete=[e.event_id for _, e in batch[:k]])
@@ -636,7 +648,6 @@ class DeliveringBackend:
                 self._inflight_spooled = False
                 self._settling = False
                 self._cond.notify_all()
-        self._after_outcome(outcome)
 
     def _send(self, events: list[Event]) -> _Outcome:
         """Call the transport; classify what happened. Never raises."""
