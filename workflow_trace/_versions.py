@@ -1,15 +1,16 @@
 """Project versions on the local store: content-addressed snapshots of a project folder.
 
 A local project is a folder. ``create`` hashes its files (streaming, SHA-256), stores each distinct content
-once under ``<store folder>/objects/`` (a hard link where the file system allows, a copy otherwise) and
-records a manifest; version numbers run 1, 2, 3 per project. When the folder is unchanged since the latest
+once under ``<store folder>/objects/`` and records a manifest; version numbers run 1, 2, 3 per project.
+When the folder is unchanged since the latest
 version, that version's id is returned and nothing is created (the seed's rule). Files whose size and
 modification time match the latest manifest are not re-read (``rehash=True`` forces it).
 
-Hard links cost no disk, but they share the file with the project: a tool that rewrites a file *in place*
-(instead of writing a new file and renaming it) changes the stored object too. ``restore`` verifies every
-file's hash, so such damage is reported (naming the file), never restored silently; set
-``WORKFLOW_TRACE_VERSION_LINKS=copy`` to always copy instead.
+Objects are copies by default. ``WORKFLOW_TRACE_VERSION_LINKS=hardlink`` stores hard links instead where the
+file system allows (no extra disk), but a hard link shares the file with the project: anything that rewrites
+a file *in place* — ``open(path, "w")``, ``Path.write_text`` — changes the stored object too, silently
+breaking the snapshot. That is why copying is the default; with either mode, ``restore`` verifies every
+file's hash, so damage is reported (naming the file), never restored silently.
 
 ``restore`` recreates a version as a new folder next to the original, ``"<name>, from ver. N"``, and
 registers it as a new local project. Two processes versioning the same folder at once make one version: the
@@ -146,14 +147,12 @@ class LocalVersions:
         if conn is None:
             with self._conn(write=True) as c:
                 return self.register(folder, c)
-        row = conn.execute("SELECT id FROM version_projects WHERE path = ?", (folder,)).fetchone()
-        if row is not None:
-            return int(row[0])
-        cur = conn.execute(
-            "INSERT INTO version_projects (path, name, created_at) VALUES (?, ?, ?)",
+        conn.execute(  # OR IGNORE: another process may register the same folder at the same moment
+            "INSERT OR IGNORE INTO version_projects (path, name, created_at) VALUES (?, ?, ?)",
             (folder, Path(folder).name, _now()),
         )
-        return int(cur.lastrowid or 0)
+        row = conn.execute("SELECT id FROM version_projects WHERE path = ?", (folder,)).fetchone()
+        return int(row[0])
 
     def resolve(self, project: Project, conn: sqlite3.Connection) -> tuple[int, Path]:
         """The local id and folder of ``project`` (by path, else by a registered id).
@@ -201,7 +200,7 @@ class LocalVersions:
         return entries
 
     def _store(self, root: Path, entries: list[_Entry]) -> None:
-        mode = os.environ.get("WORKFLOW_TRACE_VERSION_LINKS", "hardlink").strip().lower()
+        hardlink = os.environ.get("WORKFLOW_TRACE_VERSION_LINKS", "copy").strip().lower() == "hardlink"
         tmp_dir = self.objects / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         done: set[str] = set()
@@ -213,7 +212,7 @@ class LocalVersions:
             tmp = tmp_dir / uuid.uuid4().hex
             src = root / e.path
             try:
-                if mode == "copy":
+                if not hardlink:
                     raise OSError("copies requested")
                 os.link(src, tmp)
             except OSError:
