@@ -725,7 +725,7 @@ def test_the_token_is_never_in_reprs_logs_or_the_spool(
         b = SuperviselyBackend(instance.url, TOKEN, task_id=5, spool_path=spool)
         b.emit([event("input", Dataset(id=1)), event("output", File(path="/x.pt"))])
         assert b.flush(timeout=1) is False
-        texts = [repr(b), repr(b.transport), str(b)]
+        texts = [repr(b), repr(b.transport), str(b), str(vars(b)), str(vars(b.transport)), repr(b.delivery)]
         b.close()
     texts += [r.getMessage() for r in caplog.records] + [repr(r.args) for r in caplog.records]
     assert instance.edges() == []
@@ -982,3 +982,26 @@ def _with_int_task(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The body with the task node's id as an int, and its key paths in order."""
     body["node"]["id"] = int(body["node"]["id"])
     return body, list(_key_paths(body))
+
+
+def test_an_app_session_is_an_output_only(
+    instance: FakeInstance, transport: SuperviselyTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An input App event (not produced by the API, but possible from a hand-built event) is skipped."""
+    with caplog.at_level(logging.WARNING):
+        transport.send([event("input", App()), event("output", App())])
+    assert [r.path.rsplit(".", 1)[1] for r in instance.edges()] == ["add-output"]
+    assert any("output only" in r.getMessage() for r in caplog.records)
+
+
+def test_one_session_is_reused_and_renewed_after_fork(
+    instance: FakeInstance, transport: SuperviselyTransport
+) -> None:
+    """The same requests.Session across batches; a new one in a forked child (another pid)."""
+    client = transport._client
+    transport.send([event("input", Dataset(id=1))])
+    first = client._get_session()
+    transport.send([event("input", Dataset(id=2))])
+    assert client._get_session() is first
+    client._pid = -1  # as seen from a forked child
+    assert client._get_session() is not first

@@ -119,6 +119,15 @@ def _normalise_server(server_address: str) -> str:
     return server
 
 
+class _Secret(str):
+    """A str whose ``repr`` hides it: the token stays out of ``vars()``, debuggers and error reports."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
 class _HTTPError(DeliveryError):
     """A non-2xx answer, with its status code."""
 
@@ -160,7 +169,7 @@ class _Client:
 
     def scrub(self, text: str) -> str:
         """``text`` with the token replaced (a server may echo it back in an error message)."""
-        return text.replace(self._token, "***") if self._token else text
+        return text.replace(str.__str__(self._token), "***") if self._token else text
 
     def post(self, method: str, payload: Mapping[str, Any], *, delivered: int = 0) -> Any:
         """POST ``payload`` to ``method`` and return the decoded JSON answer.
@@ -235,7 +244,7 @@ class SuperviselyTransport:
             raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
         self.server_address = _normalise_server(server_address)
         self.team_id = team_id
-        self._client = _Client(self.server_address, token.strip(), float(timeout), task_header)
+        self._client = _Client(self.server_address, _Secret(token.strip()), float(timeout), task_header)
         self._instance_version: tuple[int, int, int] | None = None
         self._warned_old = False
         self._teams: dict[int, int] = {}
@@ -251,28 +260,28 @@ class SuperviselyTransport:
 
     # -- the instance ---------------------------------------------------------------------------------
 
-    def _refresh_version(self, delivered: int) -> None:
-        """Ask ``instance.version`` unless a version good for everything is already known.
-
-        A version that was too old (or unknown) is asked again on the next attempt: the instance may
-        have been upgraded meanwhile.
-        """
-        if self._instance_version is not None and self._instance_version >= JOBS_MIN_VERSION:
-            return
+    def _fetch_version(self, delivered: int) -> tuple[int, int, int] | None:
+        """``instance.version``, parsed; ``None`` when unknown (unparsable, or the method is missing)."""
         try:
             answer = self._client.post("instance.version", {}, delivered=delivered)
         except _HTTPError as exc:
             if exc.retryable or exc.status in (401, 403):
                 raise
             # Another 4xx: an instance too old to know the method. Its version is unknown.
-            self._instance_version = None
-            return
-        version = answer.get("version") if isinstance(answer, Mapping) else None
-        self._instance_version = _parse_version(version)
+            return None
+        return _parse_version(answer.get("version") if isinstance(answer, Mapping) else None)
 
     def _check_instance(self, needed: tuple[int, int, int], what: str, delivered: int) -> None:
-        """Raise a *hold* :class:`DeliveryError` unless the instance is at least ``needed``."""
+        """Raise a *hold* :class:`DeliveryError` unless the instance is at least ``needed``.
+
+        A version known to be good enough is not asked again; one that was too old (or unknown) is asked
+        again on the next attempt, since the instance may have been upgraded meanwhile (held attempts are
+        spaced by the delivery layer).
+        """
         version = self._instance_version
+        if version is not None and version >= needed:
+            return
+        version = self._instance_version = self._fetch_version(delivered)
         if version is not None and version >= needed:
             return
         shown = "unknown" if version is None else _fmt_version(version)
@@ -393,7 +402,7 @@ class SuperviselyTransport:
         Raises:
             DeliveryError: ``delivered`` = how many events at the head were handled (sent or skipped).
         """
-        checked = False
+        checked = False  # the instance's version, once per batch at most
         no_task = 0
         for index, event in enumerate(events):
             if event.kind not in ("input", "output") or event.node is None:
@@ -401,8 +410,13 @@ class SuperviselyTransport:
             if event.task_id is None:
                 no_task += 1
                 continue
+            if isinstance(event.node, App) and event.kind == "input":
+                logger.warning(
+                    "workflow_trace: an app session is an output only; the input of task %s is not sent",
+                    event.task_id,
+                )
+                continue
             if not checked:
-                self._refresh_version(index)
                 self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index)
                 checked = True
             if isinstance(event.node, Job):
@@ -512,7 +526,7 @@ class SuperviselyBackend:
         )
         self.server_address = self.transport.server_address
         self.team_id = team_id
-        self._token = token.strip()
+        self._token = _Secret(token.strip())
         self._sly_api: Any = None
         self._versions_client = _Client(self.server_address, self._token, float(timeout), env_task)
         self.delivery = DeliveringBackend(self.transport, spool_path=spool_path, **delivery_options)
