@@ -1005,3 +1005,60 @@ def test_one_session_is_reused_and_renewed_after_fork(
     assert client._get_session() is first
     client._pid = -1  # as seen from a forked child
     assert client._get_session() is not first
+
+
+class TestDeliveryEndToEnd:
+    """Failures seen through the delivery layer: retried, held, or kept dead — never lost silently."""
+
+    def test_a_500_is_retried_until_it_goes_through(self, instance: FakeInstance, tmp_path: Path) -> None:
+        """Two 500s, then the edge is delivered, once."""
+        answers = [(500, {"error": "busy"}), (500, {"error": "busy"})]
+        normal = instance.handle
+
+        def flaky(req: Request) -> tuple[Any, ...]:
+            if req.path.endswith("add-input") and answers:
+                return answers.pop(0)
+            return normal(req)
+
+        instance.server.handler = flaky
+        b = SuperviselyBackend(instance.url, TOKEN, task_id=5, spool_path=tmp_path / "s.db",
+                               backoff_base=0.01, backoff_max=0.05)
+        try:
+            b.emit([event("input", Dataset(id=1))])
+            assert b.flush(timeout=10)
+        finally:
+            b.close()
+        assert [r.json()["id"] for r in instance.edges()] == [1]
+        assert answers == []
+
+    def test_a_401_keeps_the_events_dead_in_the_spool(
+        self, instance: FakeInstance, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A refused token: not retried, flush() says so, a WARNING names the server's answer; no token."""
+        wrong = "wrong-" + TOKEN
+        with caplog.at_level(logging.WARNING):
+            b = SuperviselyBackend(instance.url, wrong, task_id=5, spool_path=tmp_path / "s.db")
+            try:
+                b.emit([event("input", Dataset(id=1))])
+                assert b.flush(timeout=10) is False
+            finally:
+                b.close()
+        assert instance.edges() == []
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("401" in m for m in messages)
+        assert all(wrong not in m for m in messages)
+        assert wrong.encode() not in (tmp_path / "s.db").read_bytes()
+
+    def test_held_events_go_out_after_an_upgrade(self, instance: FakeInstance, tmp_path: Path) -> None:
+        """An old instance holds the events; once it answers a newer version they are delivered."""
+        instance.version = "6.8.0"
+        b = SuperviselyBackend(instance.url, TOKEN, task_id=5, spool_path=tmp_path / "s.db", hold_interval=0.1)
+        try:
+            b.emit([event("input", Dataset(id=1)), event("output", Job(id=2))])
+            assert b.flush(timeout=0.5) is False
+            assert instance.edges() == []
+            instance.version = "6.12.0"
+            assert b.flush(timeout=10)
+        finally:
+            b.close()
+        assert [r.json()["type"] for r in instance.edges()] == ["dataset", "job"]
