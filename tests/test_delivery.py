@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -398,9 +401,6 @@ class TestQueueAndSpool:
         self, server: RecordingServer, make_backend: Callable[..., DeliveringBackend], tmp_path: Path
     ) -> None:
         """Spooled events leased by another live process are not sent until the lease is released."""
-        import os
-        import sqlite3
-
         transport = EventPostTransport(server.url)
         spool = Spool(tmp_path / "spool.db")
         old = run_events(1)
@@ -408,7 +408,7 @@ class TestQueueAndSpool:
         with sqlite3.connect(spool.path) as conn:
             conn.execute(
                 "INSERT INTO leases VALUES (?, 'someone-else', ?, ?, ?)",
-                (transport.key, os.getpid(), __import__("socket").gethostname(), time.time() + 600),
+                (transport.key, os.getpid(), socket.gethostname(), time.time() + 600),
             )
         backend = make_backend(transport, spool_poll=0.05)
         time.sleep(0.3)  # several polls of the spool

@@ -70,12 +70,16 @@ _HOST = socket.gethostname()
 _inherited: list[sqlite3.Connection] = []
 
 
-def default_spool_path() -> Path:
-    """The spool file from the environment, made absolute (see the module docstring)."""
+def default_spool_path(db: str | os.PathLike[str] | None = None) -> Path:
+    """The spool file from the environment, made absolute (see the module docstring).
+
+    Args:
+        db: A local store path to use instead of ``WORKFLOW_TRACE_DB`` (the command line's ``--db``).
+    """
     explicit = os.environ.get("WORKFLOW_TRACE_SPOOL", "").strip()
     if explicit:
         return Path(explicit).expanduser().absolute()
-    db = os.environ.get("WORKFLOW_TRACE_DB", "").strip()
+    db = str(db).strip() if db is not None else os.environ.get("WORKFLOW_TRACE_DB", "").strip()
     if db:  # a plain path, as the local store reads it
         return Path(db).expanduser().absolute().parent / "spool.db"
     return Path(".workflow_trace", "spool.db").absolute()

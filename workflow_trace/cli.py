@@ -6,6 +6,7 @@
     workflow-trace export --format mermaid|dot|json|html [-o FILE] [--scope S] [--db PATH]
     workflow-trace tasks [--scope S] [--db PATH]           a table of tasks
     workflow-trace lineage NODE [--direction up|down|both] [--db PATH]   e.g. project:42, file:/m/best.pt
+    workflow-trace spool [retry | drop --dead] [--dest KEY] [--spool PATH]   events waiting for a server
 
 ``--db`` defaults to ``$WORKFLOW_TRACE_DB`` or ``./.workflow_trace/workflow.db``, like the backend. Errors
 (no store, a bad scope, an unknown node) are one line on stderr and exit code 2.
@@ -213,6 +214,61 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- spool -------------------------------------------------------------------------------------
+
+
+def _add_spool(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "spool", parents=[common], help="events waiting for a remote server: counts, retry, drop --dead",
+        description="The delivery spool: events a remote backend (Supervisely, OpenLineage) has not taken "
+        "yet (pending: retried automatically) or refused (dead). 'retry' makes dead events pending "
+        "again; 'drop --dead' deletes them.",
+    )
+    parser.add_argument("action", nargs="?", default="status", choices=("status", "retry", "drop"))
+    parser.add_argument("--dead", action="store_true", help="with drop: delete the dead events")
+    parser.add_argument("--dest", metavar="KEY", help="only this destination (as listed by 'spool')")
+    parser.add_argument(
+        "--spool", metavar="PATH",
+        help="the spool file (default: $WORKFLOW_TRACE_SPOOL, else spool.db next to the store)",
+    )
+    parser.set_defaults(handler=_cmd_spool)
+
+
+def _cmd_spool(args: argparse.Namespace) -> int:
+    import time
+
+    from ._spool import Spool, default_spool_path
+
+    spool = Spool(args.spool or default_spool_path(args.db))
+    if args.action == "retry":
+        print(f"{spool.retry_dead(args.dest)} dead event(s) made pending again in {spool.path}")
+        return 0
+    if args.action == "drop":
+        if not args.dead:
+            raise CliError("say what to drop: spool drop --dead")
+        print(f"{spool.drop_dead(args.dest)} dead event(s) deleted from {spool.path}")
+        return 0
+    counts = [c for c in spool.counts() if args.dest in (None, c.dest)]
+    if not counts:
+        print(f"the spool is empty ({spool.path})")
+        return 0
+    header = ("DESTINATION", "PENDING", "DEAD", "OLDEST", "LAST ERROR")
+    rows = [
+        (
+            c.dest, str(c.pending), str(c.dead),
+            "-" if c.oldest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.oldest)),
+            " ".join((c.last_error or "-").split())[:80],
+        )
+        for c in counts
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    print(f"spool: {spool.path}")
+    for row in (header, *rows):
+        cells = (cell.rjust(widths[i]) if i in (1, 2) else cell.ljust(widths[i]) for i, cell in enumerate(row))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
 # -- main --------------------------------------------------------------------------------------
 
 Registrar = Callable[
@@ -220,7 +276,7 @@ Registrar = Callable[
 ]
 
 #: The subcommands, in the order ``--help`` lists them.
-_COMMANDS: list[Registrar] = [_add_show, _add_export, _add_tasks, _add_lineage]
+_COMMANDS: list[Registrar] = [_add_show, _add_export, _add_tasks, _add_lineage, _add_spool]
 
 
 def build_parser() -> argparse.ArgumentParser:
