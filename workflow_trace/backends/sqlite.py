@@ -15,7 +15,7 @@ What it keeps (schema version 1, ``PRAGMA user_version``; later versions add to 
   line, the main node's card (``customNodeSettings``, last one wins).
 - ``steps``: run ids, names, parent links, start/end, status, error.
 - ``nodes``: one row per identity (kind + id/path + project version); files keep their model-weight flag.
-- ``edges``: one row per input/output event: direction, task, step, node, card meta, time.
+- ``edges``: one row per input/output event (``event_seq``): direction, task, step, node, card meta, time.
 
 Task ids are one namespace per store: an id the store allocated and the same number given explicitly or
 through ``SUPERVISELY_TASK_ID`` / ``TASK_ID`` name the same task (that is how the SDK's ``task_id=``
@@ -70,6 +70,9 @@ DEFAULT_PATH = os.path.join(".workflow_trace", "workflow.db")
 #: Seconds a writer waits for another process's write transaction before giving up.
 BUSY_TIMEOUT = 30.0
 
+#: Page cache per connection, in KiB.
+CACHE_KIB = 32 * 1024
+
 #: Schema migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -121,10 +124,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             version_num INTEGER,
             model_weight INTEGER NOT NULL DEFAULT 0
         )""",
-        "CREATE INDEX nodes_by_ref ON nodes (ref)",
         """CREATE TABLE edges (
             id INTEGER PRIMARY KEY,
-            event_id TEXT NOT NULL UNIQUE REFERENCES events(event_id),
+            event_seq INTEGER NOT NULL REFERENCES events(seq),
             direction TEXT NOT NULL CHECK (direction IN ('input', 'output')),
             task_id INTEGER REFERENCES tasks(id),
             run_id TEXT NOT NULL,
@@ -257,12 +259,9 @@ def _json(text: str | None) -> dict[str, Any] | None:
 
 def _identity(node: Node) -> tuple[str, list[Any]]:
     """The store's identity of a node (kind + id/path + version) and the column values."""
-    ident = getattr(node, "id", None)
-    path = getattr(node, "path", None)
-    version_id = getattr(node, "version_id", None)
-    version_num = getattr(node, "version_num", None)
-    key = json.dumps([node.kind, ident, path, version_id, version_num], separators=(",", ":"))  # type: ignore[attr-defined]
-    return key, [ident, path, version_id, version_num]
+    fields = node.__dict__  # the model's field values (faster than getattr on missing fields)
+    values = [fields.get("id"), fields.get("path"), fields.get("version_id"), fields.get("version_num")]
+    return json.dumps([fields["kind"], *values], separators=(",", ":")), values
 
 
 def _node_from_row(kind: str, ext_id: Any, path: Any, version_id: Any, version_num: Any, mw: Any) -> Node:
@@ -313,7 +312,7 @@ class SQLiteBackend:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._known_tasks: set[int] = set()
-        self._node_ids: dict[str, int] = {}
+        self._node_ids: dict[str, tuple[int, int]] = {}  # identity -> (row id, model_weight as stored)
         _INSTANCES.add(self)
 
     @classmethod
@@ -382,6 +381,8 @@ class SQLiteBackend:
             if mode is None or str(mode[0]).lower() != "wal":
                 raise BackendError(f"{self.path}: cannot switch the store to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # The event_id and node identity indexes take random keys: a larger page cache keeps them hot.
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -451,7 +452,8 @@ class SQLiteBackend:
                             (event_id, kind, time, task_id, run_id, body),
                         )
                         if cur.rowcount == 1:
-                            self._derive(conn, event, task_id, time)
+                            assert cur.lastrowid is not None
+                            self._derive(conn, event, task_id, time, cur.lastrowid)
             except sqlite3.Error as exc:
                 # The caches may name rows of the rolled-back transaction.
                 self._known_tasks = set()
@@ -527,7 +529,7 @@ class SQLiteBackend:
             self._known_tasks.add(task_id)
         return task_id
 
-    def _derive(self, conn: sqlite3.Connection, event: Event, task_id: int, time: str) -> None:
+    def _derive(self, conn: sqlite3.Connection, event: Event, task_id: int, time: str, seq: int) -> None:
         step = event.step
         if event.kind in ("step_started", "step_finished"):
             root = 1
@@ -565,10 +567,10 @@ class SQLiteBackend:
         elif event.node is not None:
             node_id = self._node_id(conn, event.node)
             conn.execute(
-                "INSERT INTO edges (event_id, direction, task_id, run_id, node_id, meta, time) "
+                "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    event.event_id, event.kind, task_id, step.run_id, node_id,
+                    seq, event.kind, task_id, step.run_id, node_id,
                     json.dumps(event.meta) if event.meta else None, time,
                 ),
             )
@@ -606,18 +608,26 @@ class SQLiteBackend:
 
     def _node_id(self, conn: sqlite3.Connection, node: Node) -> int:
         identity, values = _identity(node)
-        model_weight = int(isinstance(node, File) and node.model_weight)
-        node_id = self._node_ids.get(identity)
-        if node_id is None:
-            conn.execute(
-                "INSERT OR IGNORE INTO nodes (identity, kind, ref, ext_id, path, version_id, version_num, "
-                "model_weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (identity, node.kind, node.ref, *values, model_weight),  # type: ignore[attr-defined]
-            )
+        model_weight = int(bool(node.__dict__.get("model_weight")))
+        cached = self._node_ids.get(identity)
+        if cached is not None:
+            node_id, known_weight = cached
+            if model_weight and not known_weight:
+                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
+                self._node_ids[identity] = (node_id, 1)
+            return node_id
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO nodes (identity, kind, ref, ext_id, path, version_id, version_num, "
+            "model_weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (identity, node.__dict__["kind"], node.ref, *values, model_weight),
+        )
+        if cur.rowcount == 1 and cur.lastrowid is not None:
+            node_id = cur.lastrowid
+        else:  # known to the file (another process, or before this connection): read it, mark it
             node_id = int(conn.execute("SELECT id FROM nodes WHERE identity = ?", (identity,)).fetchone()[0])
-            self._node_ids[identity] = node_id
-        if model_weight:
-            conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ? AND model_weight = 0", (node_id,))
+            if model_weight:
+                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ? AND model_weight = 0", (node_id,))
+        self._node_ids[identity] = (node_id, model_weight)
         return node_id
 
     # -- reading ---------------------------------------------------------------------------------
