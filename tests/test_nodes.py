@@ -41,10 +41,11 @@ def test_nodes_are_frozen_hashable_and_compared_by_value() -> None:
 
 def test_project_and_file_need_an_identity() -> None:
     """A project or a file with neither id nor path is refused."""
-    with pytest.raises(ValueError, match="id or a path"):
+    with pytest.raises(ValueError, match="an id, a path or a version_id"):
         Project()
     with pytest.raises(ValueError, match="id or a path"):
         File()
+    assert 77 == Project(version_id=77).version_id  # the SDK's add_input_project(version_id=77)
 
 
 @pytest.mark.parametrize(
@@ -106,6 +107,15 @@ def test_refs_and_parsing() -> None:
     assert App() == parse_node_ref("app")
     with pytest.raises(ValueError, match="unknown node kind"):
         parse_node_ref("thing:1")
+
+
+def test_fast_events_copy_like_validated_ones() -> None:
+    """Events built on the hot path support model_copy(update=...) like any pydantic model."""
+    from workflow_trace._events import Event, StepRef
+
+    event = Event.fast("input", 1, StepRef(run_id="r", name="n"), Dataset(id=1))
+    assert 2 == event.model_copy(update={"task_id": 2}).task_id
+    assert 1 == event.task_id
 
 
 def test_event_round_trips_through_json() -> None:

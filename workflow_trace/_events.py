@@ -98,7 +98,7 @@ def _build_unvalidated(cls: type[_M], values: dict[str, Any]) -> _M:
     # validation. Only for values workflow_trace built itself (checked types); never for user input.
     obj = _new(cls)
     _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", _FIELDS[cls])
+    _set(obj, "__pydantic_fields_set__", set(_FIELDS[cls]))  # a set of its own: model_copy() updates it
     _set(obj, "__pydantic_extra__", None)
     _set(obj, "__pydantic_private__", None)
     return obj

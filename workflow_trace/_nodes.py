@@ -76,8 +76,8 @@ class Project(Node):
 
     @model_validator(mode="after")
     def _check_identity(self) -> Project:
-        if self.id is None and self.path is None:
-            raise ValueError("Project needs an id or a path")
+        if self.id is None and self.path is None and self.version_id is None:
+            raise ValueError("Project needs an id, a path or a version_id")
         return self
 
 
