@@ -80,6 +80,12 @@ class Project(Node):
             raise ValueError("Project needs an id, a path or a version_id")
         return self
 
+    @property
+    def ref(self) -> str:
+        if self.id is None and self.path is None:
+            return f"project:version-{self.version_id}"
+        return super().ref
+
 
 class Dataset(Node):
     """A dataset of a project."""
