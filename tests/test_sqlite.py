@@ -203,6 +203,16 @@ class TestRecording:
         expected = ({"pipeline": "ok", "retry": "failed"}, "ok")
         assert expected == (statuses, db.tasks()[0].status)
 
+    def test_child_stored_before_its_parent(self, db: SQLiteBackend) -> None:
+        """A failed child step whose events arrive before the parent's start does not fail the task."""
+        root = step_events(4, "pipeline")
+        child = step_events(4, "retry", error="flaky", parent=root[0].step.run_id)
+        db.emit(child)
+        db.emit(root)
+        expected = ("ok", None)
+        task = db.tasks()[0]
+        assert expected == (task.status, task.error_type)
+
     def test_running_until_every_root_step_finishes(self, db: SQLiteBackend) -> None:
         """A task with a step still open is running and has no end."""
         events = step_events(7, "serve")

@@ -11,8 +11,10 @@ What it keeps (schema version 1, ``PRAGMA user_version``; later versions add to 
 - ``events``: append-only, every event as JSON; ``event_id`` is UNIQUE, so a replayed batch is stored once
   and only newly stored events update the tables below.
 - ``tasks``: id, name, origin (``local``: allocated here; ``external``: an id from the environment or an
-  explicit ``task_id``), start/end, status (``running``, ``ok``, ``failed``), error, pid, host, command
-  line, the main node's card (``customNodeSettings``, last one wins).
+  explicit ``task_id``), start/end, status (``running``, ``ok``, ``failed``: from the task's outermost
+  steps), error, pid, host and command line (of the process that allocated the id or, for an external
+  id, first stored it; secret-looking option values masked), the main node's card
+  (``customNodeSettings``, the last one wins).
 - ``steps``: run ids, names, parent links, start/end, status, error.
 - ``nodes``: one row per identity (kind + id/path + project version); files keep their model-weight flag.
 - ``edges``: one row per input/output event (``event_seq``): direction, task, step, node, card meta, time.
@@ -113,6 +115,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             error_message TEXT
         )""",
         "CREATE INDEX steps_by_task ON steps (task_id, root)",
+        "CREATE INDEX steps_by_parent ON steps (parent_run_id)",
         """CREATE TABLE nodes (
             id INTEGER PRIMARY KEY,
             identity TEXT NOT NULL UNIQUE,
@@ -545,6 +548,13 @@ class SQLiteBackend:
                     "started_at = excluded.started_at",
                     (step.run_id, task_id, step.name, step.parent_run_id, root, time),
                 )
+                # A child step stored before this one (its events were sent first) is not a root after all.
+                adopted = conn.execute(
+                    "UPDATE steps SET root = 0 WHERE parent_run_id = ? AND task_id = ? AND root = 1",
+                    (step.run_id, task_id),
+                ).rowcount
+                if adopted:
+                    self._update_task_status(conn, task_id)
                 conn.execute(
                     "UPDATE tasks SET started_at = ? WHERE id = ? AND (started_at IS NULL OR started_at > ?)",
                     (time, task_id, time),
