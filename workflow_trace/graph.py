@@ -5,11 +5,14 @@ sessions) are the nodes; every recorded input is an edge ``data -> task`` and ev
 ``task -> data``. Repeated records of the same connection are one edge with a ``count``. A task that
 another task consumes (``consumes_task``) is the same node as that task.
 
->>> from workflow_trace.graph import load_graph
->>> graph = load_graph()                          # ./.workflow_trace/workflow.db or $WORKFLOW_TRACE_DB
->>> print(graph.scoped("project:42").to_text())   # the tasks that touched project 42 and what they touched
->>> graph.upstream("file:/models/best.pt")        # what produced it, transitively
->>> html = graph.to_html()                        # one self-contained file: inline SVG, no JavaScript
+Example::
+
+    from workflow_trace.graph import load_graph
+
+    graph = load_graph()                          # ./.workflow_trace/workflow.db or $WORKFLOW_TRACE_DB
+    print(graph.scoped("project:42").to_text())   # the tasks that touched project 42 and what they touched
+    graph.upstream("file:/models/best.pt")        # what produced it, transitively (a Graph)
+    html = graph.to_html()                        # one self-contained page: inline SVG, no JavaScript
 
 Scopes follow the Supervisely workflow: ``workspace`` (everything), ``project:ID`` (the tasks that touched
 that project and every node those tasks touched), ``task:ID`` (one task, the nodes it touched, and the
