@@ -1,0 +1,622 @@
+"""Lineage from an unmodified Supervisely app: instrument the SDK's data entry and exit points.
+
+::
+
+    import workflow_trace
+    workflow_trace.autolog()          # one line at start-up; or run `python -m workflow_trace run app.py`
+
+    import supervisely as sly
+    api = sly.Api.from_env()
+    project = api.project.get_info_by_id(42)                  # input  project:42
+    sly.download_project(api, project.id, "/tmp/p")           # input  project:42 (recorded once per step)
+    res_id, _ = sly.upload_project("/tmp/p", api, 3)          # output project:<res_id>
+    api.file.upload(7, "/tmp/p.tar.gz", "/exports/p.tar.gz")  # output file:/exports/p.tar.gz
+
+:func:`autolog` registers a ``wrapt`` post-import hook for ``supervisely``: when the SDK is imported (or
+at once, if it already is) the functions listed in :data:`INSTRUMENTED` are replaced, on their classes
+and modules, by ``wrapt.FunctionWrapper`` proxies. Reading is an input, creating or uploading an output.
+``autolog(disable=True)`` puts the original function objects back.
+
+Rules:
+
+- **After success only.** A call that raises records nothing; inputs too are recorded after the SDK
+  returns (the id often comes from the result), unlike ``@consumes_*``, which records before the call.
+- **Untouched calls.** The SDK's result and exceptions pass through unchanged; everything
+  workflow_trace does around the call runs inside its containment primitive.
+- **What the app asks for, once.** Only calls the app makes itself are recorded. An instrumented function
+  called from inside the SDK (``download_project`` looking up the project's info, ``upload_project``
+  creating the project and its datasets) records nothing beyond what the outer call means; so do calls
+  made while workflow_trace itself works (a backend, a version being created). A node is recorded once
+  per step and direction, and reading back a node the step already produced (``get_info_by_id`` of the
+  project just uploaded) is not an input.
+- **Where it goes.** Into the current step (``workflow_step`` or a decorated function), else into the
+  per-process step, exactly like the :mod:`workflow_trace.workflow` facade.
+- **Which ``Api``.** Patching is per class (that is what makes an unmodified app work, whatever ``Api``
+  objects it builds); ``autolog(api)`` records only the calls made through that ``Api`` instance
+  (several calls widen the set; ``autolog()`` records every instance).
+- **Import first.** Names bound before ``autolog()`` ran (``from supervisely import download_project``
+  in a module imported earlier) keep the original function; ``sly.download_project`` and method calls on
+  ``api.*`` are always seen. ``python -m workflow_trace run`` switches autolog on before the script runs.
+- **SDK frameworks.** Work that SDK code does on the app's behalf (``sly.nn.training.TrainApp``, which
+  records its own workflow) is SDK-internal and not recorded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import runpy
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import FrameType, ModuleType, TracebackType
+from typing import Any, Literal
+
+import wrapt
+
+from . import _runtime
+from ._nodes import Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
+from ._runtime import contained, logger
+from ._step import current_step, process_step, workflow_step
+from .workflow import _record
+
+__all__ = ["INSTRUMENTED", "Instrumented", "autolog", "is_active", "run_script"]
+
+Direction = Literal["input", "output"]
+
+#: File suffixes recorded as model weights (``model_weight=True``) when a file is downloaded or uploaded.
+MODEL_WEIGHT_SUFFIXES = (".pt", ".pth", ".onnx", ".engine", ".safetensors", ".ckpt", ".tflite")
+
+# -- what a call means ------------------------------------------------------------------------------------
+
+#: One edge an SDK call produced: direction, node class, the value to coerce, and node field updates.
+Edge = tuple[Direction, type[Node], Any, dict[str, Any]]
+
+
+class _Call:
+    """The arguments of one SDK call, read by parameter name (positional or keyword)."""
+
+    __slots__ = ("args", "kwargs", "params")
+
+    def __init__(self, params: _Params, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.params = params
+        self.args = args
+        self.kwargs = kwargs
+
+    def arg(self, name: str) -> Any:
+        """The value passed for ``name`` (its default when it was not passed; ``None`` if it has none)."""
+        if name in self.kwargs:
+            return self.kwargs[name]
+        index = self.params.index.get(name)
+        if index is not None and index < len(self.args):
+            return self.args[index]
+        return self.params.defaults.get(name)
+
+
+@dataclass(frozen=True)
+class _Params:
+    """A function's parameter names (without ``self``) and defaults, computed once per patch."""
+
+    index: dict[str, int]
+    defaults: dict[str, Any]
+
+    @classmethod
+    def of(cls, func: Callable[..., Any], *, drop_first: bool) -> _Params:
+        try:
+            params = list(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):  # a builtin or an odd callable: name lookups fall back to kwargs
+            return cls({}, {})
+        if drop_first and params:
+            params = params[1:]
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return cls(
+            {p.name: i for i, p in enumerate(positional)},
+            {p.name: p.default for p in params if p.default is not p.empty},
+        )
+
+
+def _is_weight(path: Any) -> bool:
+    return isinstance(path, str) and path.lower().endswith(MODEL_WEIGHT_SUFFIXES)
+
+
+def _id_of(value: Any) -> Any:
+    """An id: the value itself (an ``int``), or its ``id`` attribute (``ProjectInfo``...)."""
+    return value if isinstance(value, int) else getattr(value, "id", None)
+
+
+def _result(direction: Direction, kind: type[Node]) -> Callable[[_Call, Any], Iterable[Edge]]:
+    """The call's result (an ``...Info``, a list of them, or ``None``) is the node."""
+    return lambda call, result: [(direction, kind, result, {})]
+
+
+def _arg(direction: Direction, kind: type[Node], name: str) -> Callable[[_Call, Any], Iterable[Edge]]:
+    """The argument ``name`` (an id or a path) is the node."""
+    return lambda call, result: [(direction, kind, call.arg(name), {})]
+
+
+def _file_arg(direction: Direction, name: str) -> Callable[[_Call, Any], Iterable[Edge]]:
+    """A path in team Files; checkpoints (:data:`MODEL_WEIGHT_SUFFIXES`) are model weights."""
+
+    def edges(call: _Call, result: Any) -> Iterable[Edge]:
+        path = call.arg(name)
+        return [(direction, File, path, {"model_weight": _is_weight(path)})]
+
+    return edges
+
+
+def _file_result(call: _Call, result: Any) -> Iterable[Edge]:
+    """Uploaded ``FileInfo`` (one or a list): output files; checkpoints are model weights."""
+    infos = result if isinstance(result, list) else [result]  # a FileInfo is a NamedTuple: not a list
+    return [
+        ("output", File, info, {"model_weight": _is_weight(getattr(info, "path", None))})
+        for info in infos
+        if info is not None
+    ]
+
+
+def _uploaded_project(call: _Call, result: Any) -> Iterable[Edge]:
+    """``upload_project`` and friends return ``(project_id, project_name)``."""
+    if isinstance(result, tuple) and result and not hasattr(result, "id"):
+        return [("output", Project, result[0], {})]
+    return [("output", Project, result, {})]
+
+
+def _started_session(call: _Call, result: Any) -> Iterable[Edge]:
+    """``api.app.start`` returns a ``SessionInfo`` whose task is ``task_id``."""
+    return [("output", Task, getattr(result, "task_id", None), {})]
+
+
+def _created_version(call: _Call, result: Any) -> Iterable[Edge]:
+    """``api.project.version.create`` returns the version id: the app pins what it reads to it."""
+    project_id = _id_of(call.arg("project_info"))
+    if isinstance(result, bool) or not isinstance(result, int) or not isinstance(project_id, int):
+        return []
+    return [("input", Project, Project(id=project_id, version_id=result), {})]
+
+
+# -- the instrumented calls ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instrumented:
+    """One instrumented SDK function.
+
+    Attributes:
+        label: How apps call it (``api.project.get_info_by_id``), for the README and log messages.
+        module: The module that defines it.
+        qualname: ``Class.method`` or ``function`` inside ``module``.
+        kind: The node kind recorded (``"project"``...), or ``None`` for a pass-through.
+        direction: ``"input"``, ``"output"``, or ``"through"``: a convenience wrapper whose own
+            instrumented calls count as the app's (``sly.upload`` calls ``Project.upload``).
+        edges: What a successful call records, from its arguments and result.
+    """
+
+    label: str
+    module: str
+    qualname: str
+    kind: str | None
+    direction: Literal["input", "output", "through"]
+    edges: Callable[[_Call, Any], Iterable[Edge]] | None = None
+
+
+def _specs() -> tuple[Instrumented, ...]:
+    api = "supervisely.api"
+    prj = "supervisely.project"
+    specs: list[Instrumented] = [
+        # Reads: the project, dataset, labeling job or team file is an input.
+        Instrumented("api.project.get_info_by_id", f"{api}.project_api", "ProjectApi.get_info_by_id",
+                     "project", "input", _result("input", Project)),
+        Instrumented("api.project.get_info_by_name", f"{api}.project_api", "ProjectApi.get_info_by_name",
+                     "project", "input", _result("input", Project)),
+        Instrumented("api.dataset.get_info_by_id", f"{api}.dataset_api", "DatasetApi.get_info_by_id",
+                     "dataset", "input", _result("input", Dataset)),
+        Instrumented("api.dataset.get_info_by_name", f"{api}.dataset_api", "DatasetApi.get_info_by_name",
+                     "dataset", "input", _result("input", Dataset)),
+        Instrumented("api.labeling_job.get_info_by_id", f"{api}.labeling_job_api",
+                     "LabelingJobApi.get_info_by_id", "job", "input", _result("input", Job)),
+        Instrumented("api.file.download", f"{api}.file_api", "FileApi.download",
+                     "file", "input", _file_arg("input", "remote_path")),
+        Instrumented("api.file.download_directory", f"{api}.file_api", "FileApi.download_directory",
+                     "folder", "input", _arg("input", Folder, "remote_path")),
+        Instrumented("api.file.download_input", f"{api}.file_api", "FileApi.download_input",
+                     None, "through"),
+        Instrumented("api.task.send_request", f"{api}.task_api", "TaskApi.send_request",
+                     "task", "input", _arg("input", Task, "task_id")),
+        Instrumented("api.project.version.create", f"{prj}.data_version", "DataVersion.create",
+                     "project", "input", _created_version),
+        # Downloads of a whole project, any modality.
+        Instrumented("sly.download", f"{prj}.download", "download",
+                     "project", "input", _arg("input", Project, "project_id")),
+        Instrumented("sly.download_fast", f"{prj}.download", "download_fast",
+                     "project", "input", _arg("input", Project, "project_id")),
+        Instrumented("sly.download_async", f"{prj}.download", "download_async",
+                     "project", "input", _arg("input", Project, "project_id")),
+        # Writes: the created project, dataset, job or task, the uploaded file or folder is an output.
+        Instrumented("api.project.create", f"{api}.project_api", "ProjectApi.create",
+                     "project", "output", _result("output", Project)),
+        Instrumented("api.project.get_or_create", f"{api}.project_api", "ProjectApi.get_or_create",
+                     "project", "output", _result("output", Project)),
+        Instrumented("api.dataset.create", f"{api}.dataset_api", "DatasetApi.create",
+                     "dataset", "output", _result("output", Dataset)),
+        Instrumented("api.dataset.get_or_create", f"{api}.dataset_api", "DatasetApi.get_or_create",
+                     "dataset", "output", _result("output", Dataset)),
+        Instrumented("api.project.version.restore", f"{prj}.data_version", "DataVersion.restore",
+                     "project", "output", _result("output", Project)),
+        Instrumented("api.file.upload", f"{api}.file_api", "FileApi.upload", "file", "output", _file_result),
+        Instrumented("api.file.upload_bulk", f"{api}.file_api", "FileApi.upload_bulk",
+                     "file", "output", _file_result),
+        Instrumented("api.file.upload_directory", f"{api}.file_api", "FileApi.upload_directory",
+                     "folder", "output", _result("output", Folder)),
+        Instrumented("api.labeling_job.create", f"{api}.labeling_job_api", "LabelingJobApi.create",
+                     "job", "output", _result("output", Job)),
+        Instrumented("api.task.start", f"{api}.task_api", "TaskApi.start",
+                     "task", "output", _result("output", Task)),
+        Instrumented("api.app.start", f"{api}.app_api", "AppApi.start", "task", "output", _started_session),
+        Instrumented("sly.upload", f"{prj}.upload", "upload", None, "through"),
+    ]
+    for method in ("upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
+                   "upload_hash", "upload_hashes", "upload_id", "upload_ids"):
+        specs.append(Instrumented(f"api.image.{method}", f"{api}.image_api", f"ImageApi.{method}",
+                                  "dataset", "output", _arg("output", Dataset, "dataset_id")))
+    modalities = (
+        ("project", "Project", ""),
+        ("video_project", "VideoProject", "video_"),
+        ("volume_project", "VolumeProject", "volume_"),
+        ("pointcloud_project", "PointcloudProject", "pointcloud_"),
+        ("pointcloud_episode_project", "PointcloudEpisodeProject", "pointcloud_episode_"),
+    )
+    for module, cls, prefix in modalities:
+        where = f"{prj}.{module}"
+        specs += [
+            Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project",
+                         "project", "input", _arg("input", Project, "project_id")),
+            Instrumented(f"sly.{cls}.download", where, f"{cls}.download",
+                         "project", "input", _arg("input", Project, "project_id")),
+            Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async",
+                         "project", "input", _arg("input", Project, "project_id")),
+            Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project",
+                         "project", "output", _uploaded_project),
+            Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", "project", "output", _uploaded_project),
+        ]
+    specs.append(Instrumented("sly.download_video_project_async", f"{prj}.video_project",
+                              "download_video_project_async", "project", "input",
+                              _arg("input", Project, "project_id")))
+    return tuple(specs)
+
+
+#: Every SDK function :func:`autolog` instruments (those missing from the installed SDK are skipped).
+INSTRUMENTED: tuple[Instrumented, ...] = _specs()
+
+
+# -- whether a call is the app's -------------------------------------------------------------------------
+
+_APP, _THROUGH, _INSIDE = 0, 1, 2
+#: ``_INSIDE`` while an instrumented call runs (the SDK calls it makes are its own business);
+#: ``_THROUGH`` inside a pass-through wrapper (its instrumented calls count as the app's).
+_mode: ContextVar[int] = ContextVar("workflow_trace_autolog", default=_APP)
+
+_SKIP_FRAMES = ("wrapt", __name__)
+
+
+def _sdk_module(name: str) -> bool:
+    return name == "supervisely" or name.startswith("supervisely.")
+
+
+def _called_from_sdk() -> bool:
+    """Whether the nearest caller outside wrapt and this module is SDK code."""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__") or ""
+        if not name.startswith(_SKIP_FRAMES):
+            return _sdk_module(name)
+        frame = frame.f_back
+    return False
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.active = False
+        self.hook_registered = False
+        #: ``None``: every ``Api``; else weak references to the ``Api`` objects whose calls are recorded.
+        self.apis: list[weakref.ref[Any]] | None = None
+        #: (holder, attribute, original, wrapper) for every replacement made, to undo them.
+        self.patches: list[tuple[Any, str, Any, Any]] = []
+        self.patched: set[tuple[str, str]] = set()
+
+
+_state = _State()
+
+
+def _tracks(api: Any) -> bool:
+    apis = _state.apis
+    if apis is None:
+        return True
+    return any(ref() is api for ref in apis)
+
+
+class _Wrapper:
+    """The ``wrapt`` wrapper of one instrumented function."""
+
+    __slots__ = ("is_async", "on_instance", "params", "spec")
+
+    def __init__(self, spec: Instrumented, func: Callable[..., Any], *, method: bool) -> None:
+        self.spec = spec
+        self.params = _Params.of(func, drop_first=method)
+        self.on_instance = method
+        self.is_async = inspect.iscoroutinefunction(func)
+
+    def _decide(self, instance: Any, call: _Call) -> bool:
+        if _runtime.suppressed.get() or not _runtime.is_enabled():
+            return False
+        mode = _mode.get()
+        if mode == _INSIDE or (mode == _APP and _called_from_sdk()):
+            return False
+        if _state.apis is not None:
+            api = getattr(instance, "_api", None) if self.on_instance else call.arg("api")
+            if not _tracks(api):
+                return False
+        return True
+
+    def _emit(self, call: _Call, result: Any) -> None:
+        edges = self.spec.edges
+        if edges is None:
+            return
+        with contained(f"autolog: {self.spec.label}"):
+            for direction, kind, value, update in edges(call, result):
+                _record_edge(direction, kind, value, self.spec.label, update)
+
+    def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> Any:
+        call = _Call(self.params, args, kwargs)
+        record = False
+        with contained(f"autolog: {self.spec.label}"):
+            record = self._decide(instance, call)
+        if not record:
+            return wrapped(*args, **kwargs)
+        mode = _THROUGH if self.spec.direction == "through" else _INSIDE
+        if self.is_async:
+            return self._acall(wrapped, call, mode)
+        token = _mode.set(mode)
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            _mode.reset(token)
+        self._emit(call, result)
+        return result
+
+    async def _acall(self, wrapped: Callable[..., Any], call: _Call, mode: int) -> Any:
+        token = _mode.set(mode)
+        try:
+            result = await wrapped(*call.args, **call.kwargs)
+        finally:
+            _mode.reset(token)
+        self._emit(call, result)
+        return result
+
+
+def _record_edge(direction: Direction, kind: type[Node], value: Any, label: str, update: dict[str, Any]) -> None:
+    """Record through the facade's path (current step, else the process step; enabled, suppressed)."""
+    if value is None:
+        return
+    model_weight = bool(update.pop("model_weight", False))
+    if direction == "input":
+        # Reading back what this step wrote (the info of the project just uploaded) is not an input.
+        step = current_step() or process_step()
+        produced = {node.ref for node in step.outputs}
+        nodes = [n for n in coerce_nodes(kind, value, model_weight=model_weight, culprit=label)
+                 if n.ref not in produced]
+        if not nodes:
+            return
+        value = nodes
+    _record(direction, kind, value, None, None, f"autolog: {label}", model_weight=model_weight, **update)
+
+
+# -- patching --------------------------------------------------------------------------------------------
+
+
+def _resolve(spec: Instrumented) -> tuple[Any, str, Any] | None:
+    """``(holder, attribute, original)`` for a spec, or ``None`` when the installed SDK lacks it."""
+    module = sys.modules.get(spec.module)
+    if module is None:
+        try:
+            module = importlib.import_module(spec.module)
+        except ImportError:
+            return None
+    owner_name, _, attribute = spec.qualname.rpartition(".")
+    holder: Any = module
+    if owner_name:
+        holder = getattr(module, owner_name, None)
+        if not isinstance(holder, type):
+            return None
+    # The raw attribute (a function, or a staticmethod object), from where it is defined.
+    original = vars(holder).get(attribute)
+    if original is None or isinstance(original, wrapt.FunctionWrapper):
+        return None
+    return holder, attribute, original
+
+
+def _patch(spec: Instrumented, exported: dict[int, tuple[Any, Any]]) -> None:
+    """Replace one function by its wrapper; a module function also goes into ``exported`` (by id)."""
+    key = (spec.module, spec.qualname)
+    if key in _state.patched:
+        return
+    resolved = _resolve(spec)
+    if resolved is None:
+        logger.debug("workflow_trace autolog: %s is not in the installed SDK; not instrumented", spec.label)
+        return
+    holder, attribute, original = resolved
+    func = original.__func__ if isinstance(original, (staticmethod, classmethod)) else original
+    if not callable(func):
+        return
+    method = isinstance(holder, type) and not isinstance(original, staticmethod)
+    wrapper = wrapt.FunctionWrapper(original, _Wrapper(spec, func, method=method))
+    setattr(holder, attribute, wrapper)
+    _state.patches.append((holder, attribute, original, wrapper))
+    _state.patched.add(key)
+    if not isinstance(holder, type):
+        exported[id(original)] = (original, wrapper)
+
+
+def _replace_exports(exported: dict[int, tuple[Any, Any]]) -> None:
+    """A module function is re-exported (``sly.download_project``): replace it wherever the SDK holds it."""
+    if not exported:
+        return
+    for name, module in list(sys.modules.items()):
+        if not _sdk_module(name) or not isinstance(module, ModuleType):
+            continue
+        for alias, value in list(vars(module).items()):
+            found = exported.get(id(value))
+            if found is not None and found[0] is value:
+                setattr(module, alias, found[1])
+                _state.patches.append((module, alias, value, found[1]))
+
+
+def _instrument() -> None:
+    """Patch every function not patched yet (the SDK is imported)."""
+    with _state.lock:
+        if not _state.active:
+            return
+        exported: dict[int, tuple[Any, Any]] = {}
+        for spec in INSTRUMENTED:
+            with contained(f"autolog: instrumenting {spec.label}"):
+                _patch(spec, exported)
+        with contained("autolog: instrumenting re-exported functions"):
+            _replace_exports(exported)
+
+
+def _uninstrument() -> None:
+    """Put every original back (only where our wrapper is still in place)."""
+    with _state.lock:
+        patches, _state.patches = _state.patches, []
+        _state.patched.clear()
+        for holder, attribute, original, wrapper in reversed(patches):
+            if vars(holder).get(attribute) is wrapper:
+                setattr(holder, attribute, original)
+            else:
+                logger.warning(
+                    "workflow_trace autolog: %s.%s was replaced by someone else; leaving it as it is",
+                    getattr(holder, "__name__", holder), attribute,
+                )
+
+
+def _on_import(module: ModuleType) -> None:
+    """The post-import hook for ``supervisely`` (registered once; inert while autolog is off)."""
+    with contained("autolog: instrumenting the supervisely SDK"):
+        _instrument()
+
+
+def autolog(api: Any = None, *, disable: bool = False) -> None:
+    """Record the workflow of a Supervisely app without changing it: instrument the SDK's entry and exit points.
+
+    Safe to call before or after ``import supervisely``, and more than once (idempotent). Without the
+    ``supervisely`` package it only waits for it to be imported.
+
+    Args:
+        api: ``None`` to record the calls of every ``supervisely.Api`` object; an ``Api`` to record only
+            the calls made through it (several calls add to the set; ``autolog()`` widens it to all).
+        disable: Remove the instrumentation: the original SDK functions are put back.
+
+    Never raises outside strict mode (a failure is logged at WARNING on the ``workflow_trace`` logger).
+    """
+    with _state.lock:
+        if disable:
+            _state.active = False
+            _state.apis = None
+            _uninstrument()
+            return
+        with contained("autolog"):
+            if api is None:
+                _state.apis = None
+            elif not _state.active:
+                _state.apis = [_weak(api)]
+            elif _state.apis is not None and not _tracks(api):
+                _state.apis.append(_weak(api))
+            _state.active = True
+            if not _state.hook_registered:
+                _state.hook_registered = True
+                # Calls the hook at once if supervisely is already imported, else when it is.
+                wrapt.register_post_import_hook(_on_import, "supervisely")
+            elif "supervisely" in sys.modules:
+                _instrument()
+
+
+def _weak(api: Any) -> weakref.ref[Any]:
+    try:
+        return weakref.ref(api)
+    except TypeError:  # an object without weak reference support: keep it alive instead
+        return lambda: api  # type: ignore[return-value]
+
+
+def is_active() -> bool:
+    """Whether :func:`autolog` is on."""
+    return _state.active
+
+
+# -- python -m workflow_trace run script.py --------------------------------------------------------------
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The process exit code Python gives for ``SystemExit(code)``."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _script_traceback(tb: TracebackType | None, path: str) -> TracebackType | None:
+    """The traceback from the script's first frame on (without runpy and this module), as Python shows it."""
+    start = tb
+    while start is not None and os.path.abspath(start.tb_frame.f_code.co_filename) != path:
+        start = start.tb_next
+    return start or tb
+
+
+def run_script(path: str, argv: Sequence[str] = ()) -> int:
+    """Run a Python script with :func:`autolog` on, inside one step named after it; flush at the end.
+
+    The script runs as ``__main__`` with ``sys.argv == [path, *argv]`` and its folder first on
+    ``sys.path``, as ``python path argv...`` would run it. Its workflow goes to the configured backend
+    (by default the instance given by ``SERVER_ADDRESS``/``API_TOKEN``, else the local store).
+
+    Returns:
+        The exit code Python would have given: 0, the script's ``sys.exit()`` code, or 1 after an
+        uncaught exception, which is printed by ``sys.excepthook`` (the step is recorded as failed).
+        ``KeyboardInterrupt`` propagates.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+    """
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise FileNotFoundError(f"no such script: {path}")
+    autolog()
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    sys.argv = [path, *argv]
+    if sys.path:
+        sys.path[0] = os.path.dirname(full)
+    else:
+        sys.path.append(os.path.dirname(full))
+    code = 0
+    try:
+        with workflow_step(os.path.basename(path)):
+            runpy.run_path(full, run_name="__main__")
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except Exception as exc:  # noqa: BLE001 - the script's own uncaught error: reported as Python would
+        sys.excepthook(type(exc), exc, _script_traceback(exc.__traceback__, full))
+        code = 1
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+        _runtime.flush()
+    return code
+
