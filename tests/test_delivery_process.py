@@ -119,6 +119,21 @@ def test_exit_with_the_server_down_spools_and_the_next_process_delivers(
     assert Spool(spool).pending_count(key) == 0
 
 
+def test_exit_delivers_the_process_steps_end(server: RecordingServer, tmp_path: Path) -> None:
+    """SDK-style calls outside any step: the process step's end, emitted at exit, is delivered by this process."""
+    run_child(
+        """
+        import workflow_trace as wt
+        wt.configure(backend)
+        wt.workflow.add_input_project(42)
+        """,
+        server.url,
+        str(tmp_path / "spool.db"),
+    )
+    assert [b["kind"] for b in server.bodies("/events")] == ["step_started", "input", "step_finished"]
+    assert not (tmp_path / "spool.db").exists()
+
+
 def test_fork_child_sends_its_own_events_not_the_parents(server: RecordingServer, tmp_path: Path) -> None:
     """After fork the child delivers its events with its own worker; the parent's queue is not re-sent."""
     gate = threading.Event()

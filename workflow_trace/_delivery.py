@@ -48,6 +48,7 @@ import os
 import random
 import re
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -415,11 +416,12 @@ class DeliveringBackend:
                 self.key,
                 self.spool.path,
             )
-        try:
-            if self.spool.exists():
-                self.spool.release(self.key, self._origin)
-        except (sqlite3.Error, OSError):
-            log.debug("releasing the spool lease of %s failed", self.key, exc_info=True)
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            # Otherwise the worker releases the lease when it stops: it may be sending spooled events now,
+            # and another process must not send them again meanwhile. (A worker killed with its process
+            # leaves a lease that the next process on this host takes over at once: its pid is gone.)
+            self._release_lease()
 
     def _spool_late(self, events: Sequence[Event]) -> None:
         """An emit after close: write straight to the spool (the next process delivers it)."""
@@ -474,6 +476,15 @@ class DeliveringBackend:
                 log.exception("the delivery worker for %s failed; retrying in 1 s", self.key)
                 _report_internal(exc)
                 self._wake.wait(1.0)
+        self._release_lease()
+
+    def _release_lease(self) -> None:
+        """Let other processes deliver this destination's spool (at once, not after the lease expires)."""
+        try:
+            if self.spool.exists():
+                self.spool.release(self.key, self._origin)
+        except (sqlite3.Error, OSError):
+            log.debug("releasing the spool lease of %s failed", self.key, exc_info=True)
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0:
@@ -810,6 +821,16 @@ def _at_exit() -> None:
         return
     _exit_done_pid = os.getpid()
     deadline = time.monotonic() + exit_timeout()
+    # The process-level step (SDK-style calls outside any step) finishes at exit too. Its atexit hook was
+    # registered before this one, so it would run after it: finish it first, so that its step_finished is
+    # delivered now rather than by the next process.
+    step_module = sys.modules.get("workflow_trace._step")
+    forget = getattr(step_module, "forget_process_step", None)
+    if callable(forget):
+        try:
+            forget()
+        except Exception:  # finishing the step is best effort; delivery goes on
+            log.exception("finishing the process step at exit failed")
     for backend in list(_live):
         try:
             backend._shutdown(deadline)
@@ -836,8 +857,6 @@ def _register_multiprocessing_exit() -> None:
     if _mp_hook_pid == os.getpid():
         return
     _mp_hook_pid = os.getpid()
-    import sys
-
     mp = sys.modules.get("multiprocessing")
     if mp is None or mp.parent_process() is None:
         return
