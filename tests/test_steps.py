@@ -80,6 +80,17 @@ def test_step_as_decorator_opens_one_step_per_call(memory: MemoryBackend) -> Non
     assert {"test_step_as_decorator_opens_one_step_per_call.<locals>.job"} == {e.step.name for e in finished}
 
 
+def test_bare_step_decorator(memory: MemoryBackend) -> None:
+    """@workflow_step without parentheses names the step after the function."""
+
+    @wt.workflow_step
+    def prepare() -> str:
+        return "ready"
+
+    assert "ready" == prepare()
+    assert {"test_bare_step_decorator.<locals>.prepare"} == {e.step.name for e in memory.events}
+
+
 def test_async_context_manager_and_decorator(memory: MemoryBackend) -> None:
     """async with and an async decorated function work like their sync twins."""
 

@@ -269,6 +269,14 @@ class workflow_step:
         TypeError / ValueError: bad arguments, at construction.
     """
 
+    def __new__(cls, name: Any = None, **kwargs: Any) -> Any:
+        # Bare use as a decorator, ``@workflow_step`` without parentheses: decorate at once.
+        if name is not None and not isinstance(name, str) and not kwargs and (
+            callable(name) or isinstance(name, (classmethod, staticmethod))
+        ):
+            return cls()(name)
+        return super().__new__(cls)
+
     def __init__(
         self,
         name: str | None = None,
@@ -353,7 +361,7 @@ class workflow_step:
 
     def copy(self) -> workflow_step:
         """A fresh, unentered step with the same settings (a decorator enters one per call)."""
-        new = workflow_step.__new__(workflow_step)
+        new: workflow_step = object.__new__(workflow_step)
         new.__dict__.update(self.__dict__)
         new._active = []
         new._lock = threading.Lock()
