@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Event",
     "Backend",
     "BackendFactory",
     "CompositeBackend",
