@@ -401,7 +401,7 @@ class DeliveringBackend:
             self.flush(max(0.0, deadline - time.monotonic()))
         except Exception:  # shutdown goes on, whatever flush did
             log.exception("flushing %s at shutdown failed", self.key)
-        left = self._spill_memory("the process was exiting", at_exit=True)
+        left = self._spill_memory("not delivered before shutdown", at_exit=True)
         self._wake.set()
         # A worker that is settling a failed batch writes it to the spool itself: give it a moment.
         with self._cond:
@@ -411,7 +411,7 @@ class DeliveringBackend:
             )
         if left:
             log.warning(
-                "%d workflow event(s) for %s not delivered before exit; kept in the spool %s",
+                "%d workflow event(s) for %s not delivered before shutdown; kept in the spool %s for later",
                 left,
                 self.key,
                 self.spool.path,
