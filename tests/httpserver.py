@@ -7,6 +7,9 @@ Used by the delivery, Supervisely and OpenLineage tests::
     ... server.url ...         # "http://127.0.0.1:PORT"
     server.stop()             # the port refuses connections (open ones are cut) until start() again
     server.requests           # list[Request]: method, path, headers, body (bytes), json()
+
+A handler returns ``(status, payload)`` or ``(status, payload, headers)``: a payload that is ``bytes`` is
+sent as it is, anything else as JSON; a ``Content-Type`` in ``headers`` replaces ``application/json``.
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ class RecordingServer:
                         owner.rejected.append(req)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                if not any(k.lower() == "content-type" for k in extra):
+                    self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in extra.items():
                     self.send_header(k, v)
