@@ -521,7 +521,7 @@ def test_run_script_passes_argv_and_returns_the_exit_code(tmp_path: Path, memory
     assert 0 == run_script(str(script), ["0"])
     assert saved == sys.argv
     finished = [e for e in memory.events if e.kind == "step_finished"]
-    assert ["job.py", "job.py"] == [e.step.name for e in finished]
+    assert [("job.py", "failed"), ("job.py", "ok")] == [(e.step.name, e.status) for e in finished]
 
 
 def test_run_script_reports_an_uncaught_exception_like_python(

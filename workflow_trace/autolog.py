@@ -588,8 +588,8 @@ def run_script(path: str, argv: Sequence[str] = ()) -> int:
 
     Returns:
         The exit code Python would have given: 0, the script's ``sys.exit()`` code, or 1 after an
-        uncaught exception, which is printed by ``sys.excepthook`` (the step is recorded as failed).
-        ``KeyboardInterrupt`` propagates.
+        uncaught exception, which is printed by ``sys.excepthook``. The step is recorded as failed for
+        an exception or a non-zero exit. ``KeyboardInterrupt`` propagates.
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
@@ -607,11 +607,17 @@ def run_script(path: str, argv: Sequence[str] = ()) -> int:
     code = 0
     try:
         with workflow_step(os.path.basename(path)):
-            runpy.run_path(full, run_name="__main__")
-    except SystemExit as exc:
-        code = _exit_code(exc)
+            try:
+                runpy.run_path(full, run_name="__main__")
+            except SystemExit as exc:
+                code = _exit_code(exc)
+                if code:
+                    raise  # the step failed; sys.exit(0) is a normal end
+    except SystemExit:
+        pass
     except Exception as exc:  # noqa: BLE001 - the script's own uncaught error: reported as Python would
-        sys.excepthook(type(exc), exc, _script_traceback(exc.__traceback__, full))
+        trimmed = _script_traceback(exc.__traceback__, full)
+        sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
         code = 1
     finally:
         sys.argv = saved_argv
