@@ -294,8 +294,9 @@ def _footer(node: GraphNode) -> str:
     if node.task is not None:
         return f"{kind} {node.task.id}"
     if node.kind == "project" and node.versions:
-        nums = [f"v{num}" for _, num in node.versions if num is not None]
-        return f"{kind} · {', '.join(nums)}" if nums else f"{kind} · versioned"
+        from .graph import _version_label
+
+        return f"{kind} · {', '.join(_version_label(v) for v in node.versions)}"
     if node.external_id is not None and node.kind != "task":
         return f"{kind} {node.external_id}"
     return kind

@@ -213,10 +213,15 @@ def version_project(project: Project, title: str | None, step: Step) -> Project:
     description = f"created automatically by {who}"
     token = _runtime.suppressed.set(True)
     try:
-        version_id = create(project, title or f"Before {step.name}", description)
+        version_id = int(create(project, title or f"Before {step.name}", description))
+        number = getattr(backend, "version_number", None)
+        version_num = number(version_id) if number is not None else None
     finally:
         _runtime.suppressed.reset(token)
-    return project.model_copy(update={"version_id": int(version_id)})
+    update: dict[str, Any] = {"version_id": version_id}
+    if version_num is not None:
+        update["version_num"] = int(version_num)
+    return project.model_copy(update=update)
 
 
 def versioned_inputs(

@@ -811,6 +811,8 @@ class Graph:
         for key, node in self.nodes.items():
             left, right = shapes.get(node.kind, ('["', '"]'))
             detail = key if node.kind != "task" else f"{key} · {node.task.status if node.task else '?'}"
+            if node.versions:
+                detail += " · " + ", ".join(_version_label(v) for v in node.versions)
             label = f"{_mermaid(node.label)}<br/><small>{_mermaid(detail)}</small>"
             css = f":::{'failed' if node.failed else node.kind}"
             lines.append(f"  {ids[key]}{left}{label}{right}{css}")
@@ -970,6 +972,8 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
             text += " [model weights]"
     if edge is not None and edge.version_label:
         text += f" @{edge.version_label}"
+    elif edge is None and node.versions:
+        text += f" (versions {', '.join(_version_label(v) for v in node.versions)})"
     return text
 
 

@@ -6,7 +6,7 @@ folders are created on first use). Backend strings: ``sqlite:///abs/path.db`` (a
 ``sqlite:relative/path.db`` (relative to the working directory), ``sqlite:~/lineage.db`` (home) and
 ``sqlite`` / ``sqlite:`` / ``sqlite://`` (the default path).
 
-What it keeps (schema version 1, ``PRAGMA user_version``; later versions add to :data:`MIGRATIONS`):
+What it keeps (schema version 3, ``PRAGMA user_version``; each version appends to :data:`MIGRATIONS`):
 
 - ``events``: append-only, every event as JSON; ``event_id`` is UNIQUE, so a replayed batch is stored once
   and only newly stored events update the tables below.
@@ -18,6 +18,15 @@ What it keeps (schema version 1, ``PRAGMA user_version``; later versions add to 
 - ``steps``: run ids, names, parent links, start/end, status, error.
 - ``nodes``: one row per identity (kind + id/path + project version); files keep their model-weight flag.
 - ``edges``: one row per input/output event (``event_seq``): direction, task, step, node, card meta, time.
+- ``version_projects``, ``versions``, ``version_files`` (schema 2): local project versions, see
+  :mod:`workflow_trace._versions`; the stored file contents live in ``objects/`` next to the store file.
+- ``pushed`` (schema 3): which events ``workflow-trace push`` handed to which destination (its
+  ``transport.key``), so that pushing again sends only what is new.
+
+Versions: the backend implements :class:`~workflow_trace.backends.VersioningBackend` for local project
+folders (``Project(path=...)``, or ``Project(id=...)`` with the id the store registered for a folder).
+Versioning hashes and copies files outside the lock that serialises :meth:`SQLiteBackend.emit`, on its
+own short connections: recording events from other threads never waits for a large folder to be hashed.
 
 Task ids are one namespace per store: an id the store allocated and the same number given explicitly or
 through ``SUPERVISELY_TASK_ID`` / ``TASK_ID`` name the same task (that is how the SDK's ``task_id=``
@@ -50,9 +59,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from .._errors import BackendError, WorkflowTraceError
+from .._errors import BackendError, VersioningError, WorkflowTraceError
 from .._events import Event, utcnow
 from .._nodes import App, File, Node, Project, node_class
+from .._versions import MIGRATION as _VERSIONS_MIGRATION
+from .._versions import LocalVersions
+from . import VersionInfo
 
 __all__ = [
     "DEFAULT_PATH",
@@ -140,12 +152,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX edges_by_task ON edges (task_id)",
         "CREATE INDEX edges_by_node ON edges (node_id)",
     ),
+    # 2: local project versions (workflow_trace._versions).
+    tuple(_VERSIONS_MIGRATION),
+    # 3: events `workflow-trace push` handed to a destination (keyed by the destination's transport key).
+    (
+        """CREATE TABLE pushed (
+            dest TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            pushed_at TEXT NOT NULL,
+            PRIMARY KEY (dest, event_id)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_OUR_TABLES = {"events", "tasks", "steps", "nodes", "edges", "sqlite_sequence"}
+_OUR_TABLES = {
+    "events", "tasks", "steps", "nodes", "edges", "sqlite_sequence",
+    "version_projects", "versions", "version_files", "pushed",
+}
 _SECRET_ARG = re.compile(r"token|password|passwd|secret|api[-_]?key|credential", re.IGNORECASE)
 _MAX_COMMAND = 2000
 
@@ -495,6 +521,126 @@ class SQLiteBackend:
                 raise BackendError(f"{self.path}: cannot allocate a task id: {exc}") from exc
             self._known_tasks.add(task_id)
             return task_id
+
+    # -- VersioningBackend -----------------------------------------------------------------------
+
+    def local_versions(self) -> LocalVersions:
+        """The project versions kept in this store (the file is created and migrated first).
+
+        The lock is held only while the store is opened: versioning itself runs on the returned
+        object's own short connections, so hashing a large folder never delays :meth:`emit`.
+
+        Raises:
+            BackendError: the store cannot be opened.
+        """
+        with self._lock:
+            self._connection()
+        return LocalVersions(self.path, timeout=BUSY_TIMEOUT)
+
+    def create_version(self, project: Project, title: str | None, description: str | None) -> int:
+        """Snapshot a local project folder; the latest version's id when nothing changed since it.
+
+        Raises:
+            VersioningError: not a local project, a missing folder, or the store cannot be written.
+        """
+        try:
+            return self.local_versions().create(project, title, description)
+        except sqlite3.Error as exc:
+            raise VersioningError(f"{self.path}: cannot record a version: {exc}") from exc
+
+    def restore_version(
+        self,
+        project: Project,
+        version_id: int | None = None,
+        version_num: int | None = None,
+        skip_missed_entities: bool = False,
+    ) -> Project:
+        """Recreate a version (by id or number) as a new folder next to the original; the new project.
+
+        Raises:
+            VersioningError: neither ``version_id`` nor ``version_num``, no such version, or a stored file
+                missing or damaged (named) while ``skip_missed_entities`` is false.
+        """
+        if version_id is None and version_num is None:
+            raise VersioningError("restore_version needs a version_id or a version_num")
+        try:
+            return self.local_versions().restore(project, version_id, version_num, skip_missed_entities)
+        except sqlite3.Error as exc:
+            raise VersioningError(f"{self.path}: cannot restore a version: {exc}") from exc
+
+    def list_versions(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
+        """The versions of a local project, oldest first (filters as in the seed: ``field``,
+        ``operator``, ``value`` over ``id``, ``version``, ``title``, ``description``, ``created_at``).
+
+        Raises:
+            ValueError: a malformed filter.
+            VersioningError: not a local project, or the store cannot be read.
+        """
+        try:
+            return self.local_versions().list(project, filters)
+        except sqlite3.Error as exc:
+            raise VersioningError(f"{self.path}: cannot read versions: {exc}") from exc
+
+    def version_number(self, version_id: int) -> int | None:
+        """The number (1, 2, ...) of a version id of this store, or ``None``."""
+        try:
+            return self.local_versions().version_number(version_id)
+        except sqlite3.Error as exc:
+            raise VersioningError(f"{self.path}: cannot read versions: {exc}") from exc
+
+    # -- push bookkeeping ------------------------------------------------------------------------
+
+    def iter_unpushed(self, dest: str) -> Iterator[tuple[Event, bool]]:
+        """The stored events not yet pushed to ``dest``, in the order they were stored.
+
+        Yields:
+            ``(event, local)``: ``local`` is true when the event's task id was allocated by this store
+            (it means nothing to a server that owns task ids, such as a Supervisely instance).
+        """
+        last = 0
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(
+                    "SELECT e.seq, e.body, t.origin FROM events e LEFT JOIN tasks t ON t.id = e.task_id "
+                    "WHERE e.seq > ? AND NOT EXISTS "
+                    "(SELECT 1 FROM pushed p WHERE p.dest = ? AND p.event_id = e.event_id) "
+                    "ORDER BY e.seq LIMIT 1000",
+                    (last, dest),
+                ).fetchall()
+            if not rows:
+                return
+            for seq, body, origin in rows:
+                last = seq
+                yield Event.model_validate_json(body), origin == "local"
+
+    def mark_pushed(self, dest: str, event_ids: Sequence[str]) -> None:
+        """Record that ``event_ids`` were handed to ``dest`` (``workflow-trace push``).
+
+        Raises:
+            BackendError: the store cannot be written.
+        """
+        if not event_ids:
+            return
+        now = utcnow().isoformat()
+        with self._lock:
+            conn = self._connection()
+            try:
+                with self._transaction(conn):
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, ?)",
+                        [(dest, event_id, now) for event_id in event_ids],
+                    )
+            except sqlite3.Error as exc:
+                raise BackendError(f"{self.path}: cannot record pushed events: {exc}") from exc
+
+    def pushed_count(self, dest: str) -> int:
+        """How many stored events were pushed to ``dest`` before."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pushed p JOIN events e ON e.event_id = p.event_id WHERE p.dest = ?",
+                (dest,),
+            ).fetchone()
+        return int(row[0])
 
     # -- deriving rows ---------------------------------------------------------------------------
 
