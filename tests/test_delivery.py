@@ -284,7 +284,7 @@ class TestFailures:
             events = run_events(1, n_inputs=1)
             backend.emit(events)
             spool = Spool(tmp_path / "spool.db")
-            assert wait_for(lambda: spool.exists() and spool.counts()[0].dead == len(events))
+            assert wait_for(lambda: [c.dead for c in spool.counts()] == [len(events)])
             assert backend.flush(5) is False
             assert spool.counts()[0].pending == 0
             assert "gave up after 2 attempts" in (spool.counts()[0].last_error or "")
