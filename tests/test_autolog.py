@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import runpy
@@ -22,9 +23,22 @@ from typing import Any
 
 import pytest
 
+# Importing the SDK renames logging levels process-wide (WARNING -> WARN, CRITICAL -> FATAL): put the
+# standard names back, or the other test modules' `levelname == "WARNING"` checks would see "WARN".
+_LEVEL_NAMES = {level: logging.getLevelName(level) for level in (10, 20, 30, 40, 50)}
+
 sly = pytest.importorskip(
     "supervisely", reason="autolog instruments the real Supervisely SDK: pip install supervisely"
 )
+
+
+def _restore_level_names() -> None:
+    for level, name in _LEVEL_NAMES.items():
+        if logging.getLevelName(level) != name:
+            logging.addLevelName(level, name)
+
+
+_restore_level_names()
 
 import wrapt  # noqa: E402
 from httpserver import RecordingServer, Request  # noqa: E402
@@ -206,6 +220,7 @@ def _autolog_off() -> Iterator[None]:
         yield
     finally:
         autolog(disable=True)
+        _restore_level_names()
 
 
 @pytest.fixture
@@ -542,3 +557,44 @@ def test_run_script_needs_a_file(tmp_path: Path) -> None:
     """A missing script is a FileNotFoundError before anything runs."""
     with pytest.raises(FileNotFoundError, match="no such script"):
         run_script(str(tmp_path / "nope.py"))
+
+
+# -- python -m workflow_trace run ------------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workflow_trace", "run", *args], capture_output=True, text=True,
+                          timeout=180, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def test_the_command_runs_the_unmodified_app_into_the_local_store(instance: FakeInstance, tmp_path: Path) -> None:
+    """`python -m workflow_trace run examples/autolog_app.py`: exit 0, the app's edges in the store."""
+    from workflow_trace.graph import load_graph
+
+    db = tmp_path / "wf.db"
+    out = _cli(str(APP), env={"WORKFLOW_TRACE_BACKEND": f"sqlite:///{db}"})
+    assert 0 == out.returncode, out.stderr[-3000:]
+    graph = load_graph(db)
+    assert APP_EDGES == {(e.relation, e.data_key) for e in graph.edges}
+    assert ["autolog_app.py"] == [t.label for t in graph.tasks]
+
+
+def test_the_command_keeps_the_scripts_arguments_exit_code_and_traceback(tmp_path: Path) -> None:
+    """Arguments (options too) reach the script; its exit code and uncaught traceback are Python's."""
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import sys\n"
+        "print(sys.argv[1:])\n"
+        "if sys.argv[1] == '--boom':\n"
+        "    raise ValueError('boom')\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    env = {"WORKFLOW_TRACE_BACKEND": "memory"}
+    assert (4, "['4']") == ((r := _cli(str(script), "4", env=env)).returncode, r.stdout.strip())
+    failed = _cli(str(script), "--boom", env=env)
+    assert (1, "['--boom']") == (failed.returncode, failed.stdout.strip())
+    assert failed.stderr.startswith("Traceback (most recent call last):")
+    assert failed.stderr.rstrip().endswith("ValueError: boom")
+    missing = _cli(str(tmp_path / "nope.py"), env=env)
+    assert 2 == missing.returncode
+    assert "no such script" in missing.stderr

@@ -582,9 +582,10 @@ def _script_traceback(tb: TracebackType | None, path: str) -> TracebackType | No
 def run_script(path: str, argv: Sequence[str] = ()) -> int:
     """Run a Python script with :func:`autolog` on, inside one step named after it; flush at the end.
 
-    The script runs as ``__main__`` with ``sys.argv == [path, *argv]`` and its folder first on
-    ``sys.path``, as ``python path argv...`` would run it. Its workflow goes to the configured backend
-    (by default the instance given by ``SERVER_ADDRESS``/``API_TOKEN``, else the local store).
+    The script runs as ``__main__`` with ``sys.argv[1:] == argv`` and its folder first on ``sys.path``,
+    as ``python path argv...`` would run it (``sys.argv[0]`` and ``__file__`` are its absolute path).
+    Its workflow goes to the configured backend (by default the instance given by ``SERVER_ADDRESS`` /
+    ``API_TOKEN``, else the local store).
 
     Returns:
         The exit code Python would have given: 0, the script's ``sys.exit()`` code, or 1 after an
