@@ -115,8 +115,11 @@ class Step:
             return self.record(direction, [(n, wire) for n in nodes])
         return []
 
-    def record(self, direction: Direction, items: Sequence[tuple[Node, dict[str, Any] | None]]) -> list[Node]:
-        """Emit events for the items this step has not recorded yet (one batch, with any pending event).
+    def record(
+        self, direction: Direction, items: Sequence[tuple[Node, dict[str, Any] | None]], *, send: bool = True
+    ) -> list[Node]:
+        """Emit events for the items this step has not recorded yet (one batch, with any pending event;
+        with ``send=False`` they wait in the step for the next batch).
 
         A node recorded twice in one step, in the same direction with the same meta, is recorded once.
         """
@@ -132,7 +135,9 @@ class Step:
             target.append(node)
             recorded.append(node)
             events.append(Event.fast(direction, self.task_id, self.ref, node, meta))
-        if events:
+        if not send:
+            self._pending = events
+        elif events:
             _runtime.emit(events)
         return recorded
 
@@ -149,7 +154,7 @@ class Step:
         if not self.active:
             return
         if exc is None and outputs:
-            self.record("output", outputs)
+            self.record("output", outputs, send=False)  # outputs and step_finished go out as one batch
         self._pending.append(Event.fast("step_finished", self.task_id, self.ref, status=self.status, error=self.error))
         events, self._pending = self._pending, []
         _runtime.emit(events)
