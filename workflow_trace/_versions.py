@@ -163,13 +163,34 @@ class LocalVersions:
         if project.path is not None:
             folder = Path(os.path.abspath(project.path))
             return self.register(folder, conn), folder
-        row = conn.execute("SELECT id, path FROM version_projects WHERE id = ?", (project.id,)).fetchone()
-        if row is None:
+        found = self._find(project, conn)
+        if found is None:
+            if project.id is None:
+                raise VersioningError(f"no local project has a version with id {project.version_id}")
             raise VersioningError(
                 f"project {project.id} is not a local project: give its folder, Project(path=...), "
                 "to version it on the local store"
             )
-        return int(row[0]), Path(row[1])
+        return found
+
+    @staticmethod
+    def _find(project: Project, conn: sqlite3.Connection) -> tuple[int, Path] | None:
+        if project.path is not None:
+            folder = str(Path(os.path.abspath(project.path)))
+            row = conn.execute("SELECT id, path FROM version_projects WHERE path = ?", (folder,)).fetchone()
+        elif project.id is not None:
+            row = conn.execute("SELECT id, path FROM version_projects WHERE id = ?", (project.id,)).fetchone()
+        else:  # a version given alone: Project(version_id=...)
+            row = conn.execute(
+                "SELECT p.id, p.path FROM versions v JOIN version_projects p ON p.id = v.project_id WHERE v.id = ?",
+                (project.version_id,),
+            ).fetchone()
+        return None if row is None else (int(row[0]), Path(row[1]))
+
+    def find(self, project: Project) -> tuple[int, Path] | None:
+        """The local id and folder of a project the store knows, or ``None`` (nothing is registered)."""
+        with self._conn() as conn:
+            return self._find(project, conn)
 
     # -- create ----------------------------------------------------------------------------------------
     def _scan(self, root: Path, previous: dict[str, _Entry], rehash: bool) -> list[_Entry]:
@@ -359,6 +380,15 @@ class LocalVersions:
             for r in rows
         ]
         return [info for info in infos if all(check(info) for check in checks)]
+
+    def sizes(self, project: Project) -> dict[int, tuple[int, int]]:
+        """Files and bytes of each version of a known project, by version id (empty when unknown)."""
+        with self._conn() as conn:
+            found = self._find(project, conn)
+            if found is None:
+                return {}
+            rows = conn.execute("SELECT id, files, bytes FROM versions WHERE project_id = ?", (found[0],))
+            return {int(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
     def version_number(self, version_id: int) -> int | None:
         """The number of a version id, or ``None``."""

@@ -383,7 +383,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
             del os.environ["WORKFLOW_TRACE_SPOOL"]
         else:
             os.environ["WORKFLOW_TRACE_SPOOL"] = saved
-    if isinstance(dest, SQLiteBackend) and dest.path == store.path:
+    if isinstance(dest, SQLiteBackend) and dest.path.resolve() == store.path.resolve():
         dest.close()
         raise CliError(f"cannot push {store.path} into itself")
     delivery = dest if isinstance(dest, DeliveringBackend) else getattr(dest, "delivery", None)
