@@ -25,6 +25,8 @@ from .._events import Event
 from .._nodes import Project
 
 if TYPE_CHECKING:
+    from .._delivery import DeliveringBackend
+    from .._transport import DeliveryError, Transport
     from .memory import MemoryBackend
     from .null import NullBackend
     from .openlineage import OpenLineageBackend
@@ -33,16 +35,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "Event",
     "Backend",
     "BackendFactory",
     "CompositeBackend",
+    "DeliveringBackend",
+    "DeliveryError",
+    "Event",
     "MemoryBackend",
     "NullBackend",
     "OpenLineageBackend",
     "SQLiteBackend",
     "SuperviselyBackend",
     "TaskIdBackend",
+    "Transport",
     "VersionInfo",
     "VersioningBackend",
     "available_schemes",
@@ -231,6 +236,9 @@ def create_backend(spec: str) -> Backend:
 def __getattr__(name: str) -> Any:
     # Backends are imported lazily so that `import workflow_trace` stays cheap.
     lazy = {
+        "DeliveringBackend": "workflow_trace._delivery",
+        "DeliveryError": "workflow_trace._transport",
+        "Transport": "workflow_trace._transport",
         "MemoryBackend": "workflow_trace.backends.memory",
         "NullBackend": "workflow_trace.backends.null",
         "OpenLineageBackend": "workflow_trace.backends.openlineage",
