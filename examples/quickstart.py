@@ -5,12 +5,16 @@ Run it, then look at what it recorded (from the same folder)::
     python examples/quickstart.py
     workflow-trace show                                  # or: python -m workflow_trace show
     workflow-trace export --format html -o lineage.html  # open it in a browser
+    workflow-trace versions list quickstart_data/project
+    workflow-trace versions restore quickstart_data/project --version 1
 
 Three steps, no server, no downloads. *import* turns a folder of generated images into a project,
-*train* fits a tiny classifier on the project (a loop inside a step) and writes model weights, *export*
-zips project and weights into an archive. The first export attempt fails on purpose (its quota is too
-small) to show a failed task; the script catches the error and tries again. The data goes to
-``./quickstart_data``, the lineage to ``./.workflow_trace/workflow.db``. Run it again: it records new tasks.
+*train* versions the project (a snapshot in the local store, so the data it trained on can be restored
+later), fits a tiny classifier on it (a loop inside a step) and writes model weights, *export* zips
+project and weights into an archive. The first export attempt fails on purpose (its quota is too small)
+to show a failed task; the script catches the error and tries again. The data goes to
+``./quickstart_data``, the lineage and the versions to ``./.workflow_trace/``. Run it again: it records
+new tasks, and since the project did not change, training reads version 1 again.
 """
 
 from __future__ import annotations
@@ -58,8 +62,10 @@ def import_images(folder: str) -> str:
 
 
 def train(project: str, epochs: int = 20) -> str:
-    """Fit a one-feature logistic regression (mean brightness -> bright?) and save the weights."""
-    with wt.workflow_step("train", inputs=[wt.Project(path=project)]) as step:
+    """Version the project, fit a one-feature logistic regression (mean brightness -> bright?) on it and
+    save the weights."""
+    # version_inputs: the project is snapshotted before training; the graph shows the version it read.
+    with wt.workflow_step("train", inputs=[wt.Project(path=project)], version_inputs=True) as step:
         labels = json.loads((Path(project) / "annotations.json").read_text())
         samples = []
         for name, label in labels.items():
@@ -109,6 +115,7 @@ def main() -> None:
     print(f"wrote {archive}")
     print(f"lineage recorded in {getattr(wt.get_backend(), 'path', 'the configured backend')}")
     print("now run: workflow-trace show   (or: python -m workflow_trace show)")
+    print(f"restore the data train read: workflow-trace versions restore {project} --version 1")
 
 
 if __name__ == "__main__":

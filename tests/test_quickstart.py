@@ -107,3 +107,37 @@ def test_rerun_adds_tasks_not_nodes(ran_twice: Runs) -> None:
     statuses = [t.task.status for t in graph.tasks if t.task]
     expected = (["ok", "ok", "failed", "ok"] * 2, 4)
     assert expected == (statuses, len(graph.nodes) - len(graph.tasks))
+
+
+def test_training_reads_a_version(ran_twice: Runs) -> None:
+    """train versions its input project: the graph shows v1, and the unchanged rerun reads v1 again."""
+    cwd = ran_twice.cwd
+    project = f"project:{cwd.resolve() / 'quickstart_data' / 'project'}"
+    graph = load_graph(cwd / ".workflow_trace" / "workflow.db")
+    read = [(e.target, e.version_num) for e in graph.edges if e.source == project and e.version_id is not None]
+    expected = ([("task:2", 1), ("task:6", 1)], ((1, 1),), True)
+    assert expected == (read, graph.nodes[project].versions, "@v1" in graph.to_text())
+
+
+def test_restore_version_1_from_the_command_line(ran_twice: Runs) -> None:
+    """`workflow-trace versions restore quickstart_data/project --version 1` gives the project's files back."""
+    cwd = ran_twice.cwd
+    listed = subprocess.run(
+        [sys.executable, "-m", "workflow_trace", "versions", "list", "quickstart_data/project"],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "WORKFLOW_TRACE_DB": str(cwd / ".workflow_trace" / "workflow.db")},
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow_trace", "versions", "restore", "quickstart_data/project", "--version", "1"],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "WORKFLOW_TRACE_DB": str(cwd / ".workflow_trace" / "workflow.db")},
+    )
+    project = cwd / "quickstart_data" / "project"
+    restored = Path(result.stdout.strip())
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    expected = (0, 1, 0, project.parent / "project, from ver. 1", files(project))
+    assert expected == (listed.returncode, sum(" v1 " in line for line in listed.stdout.splitlines()),
+                        result.returncode, restored, files(restored))
