@@ -149,6 +149,8 @@ class FakeInstance(RecordingServer):
                 infos.append(_file(self.next_file, folder.decode() + name.decode()))
                 self.next_file += 1
             return 200, infos
+        if m.startswith("/net/s77/"):  # a deployed model's session (sly.nn.inference.Session)
+            return 200, {"app_name": "Serve a model", "session_id": 77}
         if m == "file-storage.download":
             return 200, b"checkpoint", {"Content-Type": "application/octet-stream"}
         answer = self.answers(m, body)
@@ -180,7 +182,7 @@ class FakeInstance(RecordingServer):
                 for i in b["imageIds"]],
             "annotations.bulk.add": lambda: [{"success": True}],
             "tasks.info": lambda: {"id": b["id"], "workspaceId": 3, "teamId": 7, "type": "app",
-                                   "status": "started", "meta": {}, "settings": {}},
+                                   "status": "started", "meta": {"sessionToken": "s77"}, "settings": {}},
             "tasks.run.app": lambda: [{"taskId": 77, "userId": 1, "moduleId": 5, "appId": 6}],
             "tasks.request.direct": lambda: {"ok": True},
             "jobs.add": lambda: [{"id": 11}, {"id": 12}],
@@ -468,6 +470,7 @@ def test_autolog_with_an_api_records_only_that_api(instance: FakeInstance, memor
         (lambda api, tmp: api.task.start(agent_id=1, module_id=5, app_version="v1"), [("output", "task:77")]),
         (lambda api, tmp: api.task.send_request(77, "predict", {}), [("input", "task:77")]),
         (lambda api, tmp: api.app.start(agent_id=1, module_id=5, app_version="v1"), [("output", "task:77")]),
+        (lambda api, tmp: sly.nn.inference.Session(api, task_id=77), [("input", "task:77")]),
         (lambda api, tmp: api.labeling_job.create("label it", 457, [1, 2]),
          [("output", "job:11"), ("output", "job:12")]),
         (lambda api, tmp: api.labeling_job.get_info_by_id(11), [("input", "job:11")]),
@@ -477,7 +480,7 @@ def test_autolog_with_an_api_records_only_that_api(instance: FakeInstance, memor
          [("input", "file:/models/best.pt")]),
         (lambda api, tmp: api.image.upload_path(457, "b.png", _write_png(tmp)), [("output", "dataset:457")]),
     ],
-    ids=["dataset-info", "project-create", "dataset-create", "task-start", "send-request", "app-start",
+    ids=["dataset-info", "project-create", "dataset-create", "task-start", "send-request", "app-start", "session",
          "job-create", "job-info", "file-upload-bulk", "file-download", "image-upload"],
 )
 def test_each_call_means_its_edge(api: Any, memory: MemoryBackend, tmp_path: Path, call: Any,

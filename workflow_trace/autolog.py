@@ -43,7 +43,6 @@ Rules:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import runpy
@@ -228,6 +227,11 @@ def _specs() -> tuple[Instrumented, ...]:
                      "task", "input", _arg("input", Task, "task_id")),
         Instrumented("api.project.version.create", f"{prj}.data_version", "DataVersion.create",
                      "project", "input", _created_version),
+        # Inference through a deployed model: the serving task is an input.
+        Instrumented("sly.nn.inference.Session(api, task_id)", "supervisely.nn.inference.session",
+                     "Session.__init__", "task", "input", _arg("input", Task, "task_id")),
+        Instrumented("sly.nn.inference.SessionJSON(api, task_id)", "supervisely.nn.inference.session",
+                     "SessionJSON.__init__", "task", "input", _arg("input", Task, "task_id")),
         # Downloads of a whole project, any modality.
         Instrumented("sly.download", f"{prj}.download", "download",
                      "project", "input", _arg("input", Project, "project_id")),
@@ -321,7 +325,8 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.active = False
-        self.hook_registered = False
+        #: Modules with a post-import hook (registered once per process; inert while autolog is off).
+        self.hooks: set[str] = set()
         #: ``None``: every ``Api``; else weak references to the ``Api`` objects whose calls are recorded.
         self.apis: list[weakref.ref[Any]] | None = None
         #: (holder, attribute, original, wrapper) for every replacement made, to undo them.
@@ -357,7 +362,9 @@ class _Wrapper:
         if mode == _INSIDE or (mode == _APP and _called_from_sdk()):
             return False
         if _state.apis is not None:
-            api = getattr(instance, "_api", None) if self.on_instance else call.arg("api")
+            api = getattr(instance, "_api", None) if self.on_instance else None
+            if api is None:
+                api = call.arg("api")
             if not _tracks(api):
                 return False
         return True
@@ -420,13 +427,11 @@ def _record_edge(direction: Direction, kind: type[Node], value: Any, label: str,
 
 
 def _resolve(spec: Instrumented) -> tuple[Any, str, Any] | None:
-    """``(holder, attribute, original)`` for a spec, or ``None`` when the installed SDK lacks it."""
+    """``(holder, attribute, original)`` for a spec, or ``None`` when the installed SDK lacks it (or its
+    module is not imported yet)."""
     module = sys.modules.get(spec.module)
     if module is None:
-        try:
-            module = importlib.import_module(spec.module)
-        except ImportError:
-            return None
+        return None
     owner_name, _, attribute = spec.qualname.rpartition(".")
     holder: Any = module
     if owner_name:
@@ -483,6 +488,12 @@ def _instrument() -> None:
             return
         exported: dict[int, tuple[Any, Any]] = {}
         for spec in INSTRUMENTED:
+            if spec.module not in sys.modules:
+                # Not imported by `import supervisely` in this SDK version: patch it when it is imported.
+                if spec.module not in _state.hooks:
+                    _state.hooks.add(spec.module)
+                    wrapt.register_post_import_hook(_on_import, spec.module)
+                continue
             with contained(f"autolog: instrumenting {spec.label}"):
                 _patch(spec, exported)
         with contained("autolog: instrumenting re-exported functions"):
@@ -537,8 +548,8 @@ def autolog(api: Any = None, *, disable: bool = False) -> None:
             elif _state.apis is not None and not _tracks(api):
                 _state.apis.append(_weak(api))
             _state.active = True
-            if not _state.hook_registered:
-                _state.hook_registered = True
+            if "supervisely" not in _state.hooks:
+                _state.hooks.add("supervisely")
                 # Calls the hook at once if supervisely is already imported, else when it is.
                 wrapt.register_post_import_hook(_on_import, "supervisely")
             elif "supervisely" in sys.modules:
