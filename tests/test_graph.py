@@ -367,6 +367,52 @@ class TestExports:
             Graph().export("svg")
 
 
+class TestVersions:
+    @pytest.fixture
+    def versions(self, tmp_path: Path) -> Graph:
+        """Project 42 read as v2 and v3 by two tasks; project 50 read by a version id alone (no number)."""
+        path = tmp_path / "versions.db"
+        with SQLiteBackend(path) as store:
+            run(store, "train", [Project(id=42, version_id=11, version_num=2)], [File(path="/m.pt")])
+            run(store, "eval", [Project(id=42, version_id=12, version_num=3), Project(id=50, version_id=70)])
+        return load_graph(path)
+
+    def test_every_format_shows_the_versions(self, versions: Graph) -> None:
+        """Text, Mermaid, DOT, JSON and HTML show v2/v3 on the edges and the project node."""
+        text, mermaid, dot, html = versions.to_text(), versions.to_mermaid(), versions.to_dot(), versions.to_html()
+        data = json.loads(versions.to_json())
+        node = next(n for n in data["nodes"] if n["id"] == "project:42")
+        edges = [(e["target"], e["version_id"], e["version_num"]) for e in data["edges"] if e["source"] == "project:42"]
+        expected = {
+            "text": (True, True),
+            "mermaid": (True, True, True),
+            "dot": (True, True, True),
+            "json": ([{"version_id": 11, "version_num": 2}, {"version_id": 12, "version_num": 3}],
+                     [("task:1", 11, 2), ("task:2", 12, 3)]),
+            "html": (True, True, True),
+        }
+        actual = {
+            "text": ("<- project:42 @v2" in text, "<- project:42 @v3" in text),
+            "mermaid": ('-.->|"v2"|' in mermaid, '-.->|"v3"|' in mermaid, "project:42 · v2, v3" in mermaid),
+            "dot": ('label="v2", style=dashed' in dot, 'label="v3", style=dashed' in dot, "\\nv2, v3 · id 42" in dot),
+            "json": (node["versions"], edges),
+            "html": (">v2</text>" in html, ">v3</text>" in html, "Project · v2, v3" in html),
+        }
+        assert expected == actual
+
+    def test_a_version_id_without_number(self, versions: Graph) -> None:
+        """A version known only by its id (as the Supervisely SDK records it) is shown as 'version ID'."""
+        text, mermaid, html = versions.to_text(), versions.to_mermaid(), versions.to_html()
+        expected = (True, True, True, "version 70 · id 50")
+        assert expected == ("<- project:50 @version 70" in text, "project:50 · version 70" in mermaid,
+                            "Project · version 70" in html, versions.nodes["project:50"].description)
+
+    def test_lineage_of_a_project_names_its_versions(self, versions: Graph) -> None:
+        """The first line of a project's lineage lists the versions read."""
+        expected = "project:42 (versions v2, v3)"
+        assert expected == versions.lineage_text("project:42").splitlines()[0]
+
+
 class TestLayout:
     def test_left_to_right(self, every_kind: Path) -> None:
         """Every edge that does not close a cycle goes left to right; cards do not overlap."""

@@ -289,6 +289,30 @@ class TestRecording:
         db.emit(batch)
         assert batch == list(db.iter_events())
 
+    def test_push_record(self, db: SQLiteBackend) -> None:
+        """Events not yet pushed to a destination come back in order, flagged when their task is local;
+        marked events are left out for that destination only."""
+        local_id = db.new_task_id("local")
+        local = step_events(local_id, "local", [Dataset(id=1)])
+        external = step_events(5, "external", [Dataset(id=2)])
+        db.emit(local)
+        db.emit(external)
+        first = list(db.iter_unpushed("dest-a"))
+        db.mark_pushed("dest-a", [e.event_id for e in local[:2]])
+        db.mark_pushed("dest-a", [local[0].event_id])  # twice: recorded once
+        expected = (
+            [(e, True) for e in local] + [(e, False) for e in external],
+            [*local[2:], *external],
+            [*local, *external],
+            (2, 0),
+        )
+        assert expected == (
+            first,
+            [e for e, _ in db.iter_unpushed("dest-a")],
+            [e for e, _ in db.iter_unpushed("dest-b")],
+            (db.pushed_count("dest-a"), db.pushed_count("dest-b")),
+        )
+
     def test_command_line_masks_secrets(self, db: SQLiteBackend, monkeypatch: pytest.MonkeyPatch) -> None:
         """Values of secret-looking options and the API token never reach the store."""
         monkeypatch.setenv("API_TOKEN", "s3cr3t-token-value")

@@ -195,3 +195,37 @@ def test_two_processes_versioning_one_folder_make_one_version(tmp_path: Path) ->
     assert [1] == [v.version for v in store.list(Project(path=str(root)))]
     restored = store.restore(Project(path=str(root)), None, 1)
     assert _tree(root) == _tree(Path(restored.path or ""))
+
+
+def test_find_does_not_register(tmp_path: Path) -> None:
+    """find names a known project by path or id and returns None for an unknown one, registering nothing."""
+    store, root = _store(tmp_path), _project(tmp_path)
+    store.create(Project(path=str(root)), None, None)
+    local_id = store.register(root)
+    other = tmp_path / "other"
+    other.mkdir()
+    expected = ((local_id, root), (local_id, root), None, None)
+    assert expected == (store.find(Project(path=str(root))), store.find(Project(id=local_id)),
+                        store.find(Project(path=str(other))), store.find(Project(id=local_id + 1)))
+    assert None is store.find(Project(path=str(other)))  # still unknown: the lookup did not register it
+
+
+def test_sizes(tmp_path: Path) -> None:
+    """Files and bytes of each version, by version id."""
+    store, root = _store(tmp_path), _project(tmp_path)
+    v1 = store.create(Project(path=str(root)), None, None)
+    (root / "more.bin").write_bytes(b"x" * 100)
+    v2 = store.create(Project(path=str(root)), None, None)
+    expected = {v1: (3, 28), v2: (4, 128)}
+    assert expected == store.sizes(Project(path=str(root)))
+
+
+def test_a_version_alone_names_its_project(tmp_path: Path) -> None:
+    """Project(version_id=...) alone resolves to the project of that version (restore, list)."""
+    store, root = _store(tmp_path), _project(tmp_path)
+    v1 = store.create(Project(path=str(root)), None, None)
+    restored = store.restore(Project(version_id=v1), v1, None)
+    expected = ([1], _tree(root))
+    assert expected == ([v.version for v in store.list(Project(version_id=v1))], _tree(Path(restored.path or "")))
+    with pytest.raises(VersioningError, match="no local project has a version with id 99"):
+        store.list(Project(version_id=99))

@@ -13,7 +13,21 @@
     workflow-trace run SCRIPT [ARGS...]                    run a script with autolog on, in one step
 
 ``--db`` defaults to ``$WORKFLOW_TRACE_DB`` or ``./.workflow_trace/workflow.db``, like the backend. Errors
-(no store, a bad scope, an unknown node) are one line on stderr and exit code 2.
+(no store, a bad scope, an unknown node, an unknown project or version, a missing stored file) are one line
+on stderr and exit code 2.
+
+``push`` replays the store's events in the order they were stored through the destination backend (its
+background delivery, retries and spool), then waits up to ``--timeout`` seconds for delivery. It is
+idempotent: the store records, per destination (the backend's ``transport.key``, e.g.
+``openlineage:http://host:5000/api/v1/lineage`` or ``supervisely:https://host``; never a token), the id of
+every event it handed over, and the next push sends only the others. Servers that store each event id once
+(a local store) would not need this; a Supervisely instance has no such check, so the record is what keeps
+an edge from being added twice. An event counts as handed over once it was delivered or is waiting in the
+durable spool (``spool.db`` next to the store), from which the next push or any process using that
+destination delivers it; a push interrupted by ``kill -9`` between sending and recording may send the last
+batch again. Events of tasks the store numbered itself (``origin: local``) are not sent to Supervisely,
+whose task ids they would collide with. Exit code 0: everything delivered; 1: some events wait in the
+spool or were refused (``workflow-trace spool`` shows them).
 
 Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares it and sets ``handler``;
 ``_cmd_<name>(args) -> int`` runs it. A new subcommand is a new pair and one entry in :data:`_COMMANDS`.
