@@ -406,12 +406,12 @@ def _cmd_push(args: argparse.Namespace) -> int:
     key = _destination_key(dest)
     owns_task_ids = isinstance(dest, SuperviselyBackend)
     deadline = time.monotonic() + args.timeout
-    total = store.counts()["events"]
-    before = store.pushed_count(key)
-    replayed = local = 0
+    total = before = replayed = local = 0
     stopped = False
+    batch: list[Event] = []
     try:
-        batch: list[Event] = []
+        total = store.counts()["events"]
+        before = store.pushed_count(key)
 
         def push_batch() -> bool:
             dest.emit(batch)
