@@ -149,7 +149,7 @@ class CompositeBackend:
 
     def __getattr__(self, name: str) -> Any:
         # Task ids, versioning: each capability comes from the first backend that has it.
-        if name in {"new_task_id", "create_version", "restore_version", "list_versions"}:
+        if name in {"new_task_id", "create_version", "restore_version", "list_versions", "version_number"}:
             for backend in self.backends:
                 if hasattr(backend, name):
                     return getattr(backend, name)
