@@ -516,7 +516,8 @@ def _uninstrument() -> None:
 
 
 def _on_import(module: ModuleType) -> None:
-    """The post-import hook for ``supervisely`` (registered once; inert while autolog is off)."""
+    """The post-import hook for ``supervisely`` and for SDK modules it did not import (registered once
+    per module; inert while autolog is off)."""
     with contained("autolog: instrumenting the supervisely SDK"):
         _instrument()
 
