@@ -65,8 +65,37 @@ _state = _State()
 internal_error_hooks: list[Callable[[BaseException], None]] = []
 
 
+def _make_env_reader() -> Callable[[str], str | None]:
+    """A fast ``os.environ.get``: the hot path reads a few variables on every call.
+
+    ``os.environ.get`` encodes the key and builds a new string each time (about a microsecond); reading
+    the mapping behind ``os.environ`` with pre-encoded keys costs a dict lookup. Both see every change
+    made through ``os.environ`` (monkeypatch included). Falls back to ``os.environ.get`` where the
+    interpreter's ``os._Environ`` does not look as expected.
+    """
+    data = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    decode = getattr(os.environ, "decodevalue", None)
+    if not isinstance(data, dict) or encode is None or decode is None:
+        return os.environ.get
+    keys: dict[str, Any] = {}
+
+    def get(name: str) -> str | None:
+        key = keys.get(name)
+        if key is None:
+            key = keys[name] = encode(name)
+        raw = data.get(key)
+        return None if raw is None else str(decode(raw))
+
+    return get
+
+
+env_get = _make_env_reader()
+
+
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
+    value = env_get(name)
+    return value is not None and value.strip().lower() in _TRUE
 
 
 def is_strict() -> bool:
@@ -269,7 +298,7 @@ class contained:
 def env_task_id() -> int | None:
     """The task id from the environment: ``SUPERVISELY_TASK_ID``, else ``TASK_ID`` (what the SDK reads)."""
     for name in ("SUPERVISELY_TASK_ID", "TASK_ID"):
-        raw = os.environ.get(name)
+        raw = env_get(name)
         if raw:
             try:
                 return int(raw.strip())
