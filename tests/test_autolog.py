@@ -45,7 +45,7 @@ from httpserver import RecordingServer, Request  # noqa: E402
 
 import workflow_trace as wt  # noqa: E402
 from workflow_trace import _runtime  # noqa: E402
-from workflow_trace.autolog import INSTRUMENTED, _resolve, autolog, is_active, run_script  # noqa: E402
+from workflow_trace._autolog import INSTRUMENTED, _resolve, autolog, is_active, run_script  # noqa: E402
 from workflow_trace.backends.memory import MemoryBackend  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -511,7 +511,7 @@ def test_checkpoints_are_model_weights(api: Any, memory: MemoryBackend, tmp_path
 def test_autolog_before_the_sdk_is_imported(instance: FakeInstance, tmp_path: Path) -> None:
     """In a fresh interpreter, autolog() first and `import supervisely` later still instruments it."""
     code = (
-        "from workflow_trace.autolog import autolog\n"
+        "from workflow_trace import autolog\n"
         "autolog()\n"
         "import sys; assert 'supervisely' not in sys.modules\n"
         "import supervisely, wrapt\n"

@@ -138,6 +138,18 @@ def test_produces_path_into_result_and_arg(memory: MemoryBackend) -> None:
     assert [Project(id=9), Folder(path="/exports/run1")] == memory.outputs
 
 
+def test_produces_index_path_into_a_tuple(memory: MemoryBackend) -> None:
+    """A produces_* path may start with an index into the returned tuple."""
+
+    @wt.produces_project("0")
+    @wt.produces_file("1.path")
+    def export() -> tuple[int, dict[str, str]]:
+        return 5, {"path": "/a.zip"}
+
+    export()
+    assert [Project(id=5), File(path="/a.zip")] == memory.outputs
+
+
 def test_auto_detection_by_annotation(memory: MemoryBackend) -> None:
     """With no matching name, a parameter annotated with the node or SDK info type is found."""
 

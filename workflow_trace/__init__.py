@@ -8,6 +8,7 @@ in-memory for tests) receives the events. Tracking never breaks or blocks the ho
 from __future__ import annotations
 
 from . import version, workflow
+from ._autolog import autolog
 from ._decorators import (
     consumes_dataset,
     consumes_file,
@@ -68,6 +69,7 @@ __all__ = [
     "WorkflowSettings",
     "WorkflowTraceError",
     "__version__",
+    "autolog",
     "coerce_nodes",
     "configure",
     "consumes_dataset",

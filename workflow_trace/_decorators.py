@@ -447,7 +447,7 @@ class _NodeDecorator:
                 f"{name}(): the source must be a parameter name or path (str) or a callable, "
                 f"not {type(source).__name__}"
             )
-        if isinstance(source, str) and not _valid_path(source):
+        if isinstance(source, str) and not _valid_path(source, into_result=self.direction == "output"):
             raise DecorationError(f"{name}(): {source!r} is not a parameter name or a dotted path")
         when = options.get("when")
         if when is not None and not callable(when):
@@ -540,11 +540,13 @@ def _arg_getter(param: _Param, rest: list[str], where: str) -> Getter:
     return getter
 
 
-_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|-?[0-9]+))*$")
+_SEG = r"(?:[A-Za-z_][A-Za-z0-9_]*|-?[0-9]+)"
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\." + _SEG + r")*$")  # starts with a parameter name
+_RESULT_PATH = re.compile(r"^" + _SEG + r"(?:\." + _SEG + r")*$")  # into a return value: "0.id" is fine
 
 
-def _valid_path(text: str) -> bool:
-    return bool(_PATH.match(text))
+def _valid_path(text: str, *, into_result: bool = False) -> bool:
+    return bool((_RESULT_PATH if into_result else _PATH).match(text))
 
 
 def _doc(verb: str, kind: str, extra: str = "") -> str:

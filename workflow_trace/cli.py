@@ -545,7 +545,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .autolog import run_script
+    from ._autolog import run_script
 
     if not os.path.isfile(args.script):
         raise CliError(f"no such script: {args.script}")
