@@ -137,6 +137,7 @@ class _Spec:
     meta: dict[str, Any] | None
     model_weight: bool
     version: bool | str
+    culprit: str  # "@consumes_project on train", for messages (built once, at decoration time)
 
 
 # -- the shared wrapper ------------------------------------------------------------------------------------
@@ -333,17 +334,18 @@ class _Tracer:
         for spec in self.specs:
             if spec.direction != direction:
                 continue
-            culprit = f"@{spec.decorator} on {self.qualname}"
-            with contained(culprit):
+            with contained(spec.culprit):
                 if spec.when is not None and not spec.when(call.bound()):
                     continue
                 nodes = coerce_nodes(
-                    spec.cls, spec.getter(call, result), model_weight=spec.model_weight, culprit=culprit
+                    spec.cls, spec.getter(call, result), model_weight=spec.model_weight, culprit=spec.culprit
                 )
-                new: Items = [(n, spec.meta) for n in nodes]
+                meta = spec.meta
                 if spec.version:
-                    new = versioned_inputs(new, spec.version, step, culprit)
-                items.extend(new)
+                    items.extend(versioned_inputs([(n, meta) for n in nodes], spec.version, step, spec.culprit))
+                else:
+                    for node in nodes:
+                        items.append((node, meta))
         return items
 
 
@@ -522,6 +524,7 @@ class _NodeDecorator:
             meta=options.get("meta"),
             model_weight=bool(options.get("model_weight", False)),
             version=options.get("version", False),
+            culprit=where,
         )
         if _tracer_of(func) is None:
             wrapped = wrapt.FunctionWrapper(func, tracer)
