@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -74,6 +75,17 @@ def test_every_method_records_its_node(memory: MemoryBackend, monkeypatch: pytes
     assert {5} == {e.task_id for e in edges}
     assert len({e.step.run_id for e in edges}) == 1
     assert meta == next(e.meta for e in edges if e.node == File(id=791))
+
+
+def test_reset_finishes_the_process_step_in_its_own_backend(memory: MemoryBackend, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """reset() ends the process step in the backend it recorded to, creating no default store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORKFLOW_TRACE_DB")
+    workflow.add_input_project(1)
+    wt.reset()
+    assert ["step_started", "input", "step_finished"] == [e.kind for e in memory.events]
+    assert not (tmp_path / ".workflow_trace").exists()
 
 
 def test_calls_inside_a_step_join_it(memory: MemoryBackend) -> None:

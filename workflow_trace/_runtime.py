@@ -172,6 +172,10 @@ def configure(
 
 def reset() -> None:
     """Forget every setting (the backend workflow_trace built is flushed and closed). For tests."""
+    from . import _step
+
+    # Finish the per-process step first, into the backend it was recording to (not a new default one).
+    _step.forget_process_step()
     with _state.lock:
         old, owned = _state.backend, _state.owned
         _state.backend, _state.owned = None, False
@@ -179,9 +183,6 @@ def reset() -> None:
         _state.enabled = None
     if old is not None and owned:
         _close_quietly(old)
-    from . import _step
-
-    _step.forget_process_step()
 
 
 def get_backend() -> Backend:
