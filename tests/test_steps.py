@@ -236,6 +236,7 @@ def test_version_inputs_with_a_versioning_backend() -> None:
     ({"task_id": "5"}, "task_id"),
     ({"meta": {"nope": 1}}, "meta"),
     ({"version_inputs": 3}, "version_inputs"),
+    ({"inputs": [wt.App()]}, "output only"),
 ])
 def test_bad_step_arguments_fail_at_construction(kwargs: dict[str, object], match: str) -> None:
     """Wrong arguments are refused when the step is built, naming the argument."""
@@ -249,9 +250,11 @@ def test_add_input_with_a_bad_value_is_contained(memory: MemoryBackend, caplog: 
     with wt.workflow_step("s") as step:
         step.add_input(3.5, kind="dataset")
         step.add_input(42)
-    assert memory.inputs == []
+        step.add_input(wt.App())
+    assert [] == memory.inputs
     assert "float" in caplog.text
     assert "kind=" in caplog.text
+    assert "output only" in caplog.text
 
 
 def test_generator_step_does_not_leak_into_the_consumer(memory: MemoryBackend) -> None:

@@ -21,7 +21,7 @@ from . import _runtime
 from ._errors import ConfigurationError, NodeCoercionError, VersioningNotSupportedError
 from ._events import ErrorInfo, Event, new_run_id, step_ref
 from ._meta import MetaLike, meta_to_wire
-from ._nodes import Node, Project, coerce_nodes, node_class
+from ._nodes import App, Node, Project, coerce_nodes, node_class
 from ._runtime import contained, safe_repr
 
 __all__ = ["Step", "current_step", "workflow_step"]
@@ -112,6 +112,8 @@ class Step:
                     )
             else:
                 nodes = coerce_nodes(node_class(kind), value, culprit=culprit)
+            if direction == "input" and any(isinstance(n, App) for n in nodes):
+                raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
             return self.record(direction, [(n, wire) for n in nodes])
         return []
 
@@ -250,6 +252,8 @@ def versioned_inputs(
 def _check_nodes(values: Iterable[Any], what: str) -> tuple[Node, ...]:
     nodes: list[Node] = []
     for value in values:
+        if isinstance(value, App) and what == "inputs":
+            raise TypeError("workflow_step(inputs=...): the app session (App) is an output only")
         if isinstance(value, Node):
             nodes.append(value)
         elif isinstance(value, (list, tuple, set, frozenset)):
