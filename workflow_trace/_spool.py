@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ._events import Event
+from ._sqlite import write_transaction
 
 __all__ = [
     "DestinationCounts",
@@ -177,15 +178,8 @@ class Spool:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``: takes the write lock up front, no upgrade deadlock)."""
-        with self._lock:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._lock, write_transaction(self._connect()) as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

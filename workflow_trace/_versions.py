@@ -35,6 +35,7 @@ from typing import Any
 
 from ._errors import VersioningError
 from ._nodes import Project
+from ._sqlite import write_transaction
 from .backends import VersionInfo
 
 __all__ = ["MIGRATION", "LocalVersions"]
@@ -125,13 +126,8 @@ class LocalVersions:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             if write:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with write_transaction(conn):
                     yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
             else:
                 yield conn
         finally:

@@ -62,6 +62,7 @@ from typing import Any, Optional
 from .._errors import BackendError, VersioningError, WorkflowTraceError
 from .._events import Event, utcnow
 from .._nodes import App, File, Node, Project, node_class
+from .._sqlite import write_transaction
 from .._versions import MIGRATION as _VERSIONS_MIGRATION
 from .._versions import LocalVersions
 from . import VersionInfo
@@ -429,7 +430,7 @@ class SQLiteBackend:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        with self._transaction(conn):
+        with write_transaction(conn):
             # Read again under the write lock: another process may have migrated meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -446,18 +447,6 @@ class SQLiteBackend:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-        # IMMEDIATE takes the write lock up front: two readers upgrading to writers cannot deadlock.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
     # -- Backend protocol ------------------------------------------------------------------------
 
     def emit(self, events: Sequence[Event]) -> None:
@@ -472,7 +461,7 @@ class SQLiteBackend:
         with self._lock:
             conn = self._connection()
             try:
-                with self._transaction(conn):
+                with write_transaction(conn):
                     for event, (event_id, kind, time, run_id, body) in zip(events, rows, strict=True):
                         task_id = self._resolve_task(conn, event)
                         cur = conn.execute(
@@ -515,7 +504,7 @@ class SQLiteBackend:
         with self._lock:
             conn = self._connection()
             try:
-                with self._transaction(conn):
+                with write_transaction(conn):
                     task_id = self._insert_task(conn, None, name, "local", utcnow().isoformat())
             except sqlite3.Error as exc:
                 raise BackendError(f"{self.path}: cannot allocate a task id: {exc}") from exc
@@ -625,7 +614,7 @@ class SQLiteBackend:
         with self._lock:
             conn = self._connection()
             try:
-                with self._transaction(conn):
+                with write_transaction(conn):
                     conn.executemany(
                         "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, ?)",
                         [(dest, event_id, now) for event_id in event_ids],
