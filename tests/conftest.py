@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import workflow_trace as wt
-from workflow_trace import _runtime
+from workflow_trace import _context
 from workflow_trace.backends.memory import MemoryBackend
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -31,11 +31,11 @@ def _clean_config(
     monkeypatch.setenv("WORKFLOW_TRACE_DB", str(tmp_path / "default-store" / "workflow.db"))
     wt.reset()
     swallowed: list[BaseException] = []
-    _runtime.internal_error_hooks.append(swallowed.append)
+    _context.internal_error_hooks.append(swallowed.append)
     try:
         yield swallowed
     finally:
-        _runtime.internal_error_hooks.remove(swallowed.append)
+        _context.internal_error_hooks.remove(swallowed.append)
         wt.reset()
     if swallowed and request.node.get_closest_marker("internal_errors") is None:
         pytest.fail(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import make_event
 from httpserver import EventPostTransport, RecordingServer, Request
 
 import workflow_trace as wt
@@ -37,10 +38,10 @@ FAST: dict[str, Any] = {
 def run_events(task_id: int | None, n_inputs: int = 2, name: str = "step") -> list[Event]:
     """One run's events: step_started, ``n_inputs`` inputs, an output, step_finished."""
     step = StepRef(run_id=new_run_id(), name=name)
-    events = [Event.fast("step_started", task_id, step)]
-    events += [Event.fast("input", task_id, step, wt.Dataset(id=i + 1)) for i in range(n_inputs)]
-    events.append(Event.fast("output", task_id, step, wt.Project(id=100)))
-    events.append(Event.fast("step_finished", task_id, step, status="ok"))
+    events = [make_event("step_started", task_id, step)]
+    events += [make_event("input", task_id, step, wt.Dataset(id=i + 1)) for i in range(n_inputs)]
+    events.append(make_event("output", task_id, step, wt.Project(id=100)))
+    events.append(make_event("step_finished", task_id, step, status="ok"))
     return events
 
 
@@ -99,7 +100,7 @@ class TestDelivery:
     def test_batches_arrive_in_order_and_leave_no_spool(
         self, server: RecordingServer, make_backend: Callable[..., DeliveringBackend], tmp_path: Path
     ) -> None:
-        """Events arrive once each, in emission order, in batches; a healthy run writes no spool file."""
+        """Events arrive once each, in emission order, in batches; a healthy run leaves nothing in the spool."""
         backend = make_backend(server, batch_size=50)
         events = [e for task in range(5) for e in run_events(task, n_inputs=40)]
         for start in range(0, len(events), 7):
@@ -107,7 +108,7 @@ class TestDelivery:
         assert backend.flush(30) is True
         assert [e.event_id for e in events] == received_ids(server)
         assert backend.transport.calls >= len(events) // 50  # type: ignore[attr-defined]
-        assert not (tmp_path / "spool.db").exists()
+        assert Spool(tmp_path / "spool.db").counts() == []
         assert backend.stats().delivered == len(events)
 
     def test_event_json_round_trips(
@@ -252,7 +253,8 @@ class TestFailures:
     def test_hold_keeps_events_without_counting_attempts(
         self, server: RecordingServer, make_backend: Callable[..., DeliveringBackend]
     ) -> None:
-        """``hold=True`` keeps the events pending (max_attempts does not apply) and retries later."""
+        """``hold=True`` keeps the event pending (max_attempts does not apply) and retries it later, without
+        holding back the events behind it."""
         inner = EventPostTransport(server.url)
         holds = iter(range(3))
 
@@ -271,7 +273,10 @@ class TestFailures:
         events = run_events(1)
         backend.emit(events)
         assert backend.flush(30) is True
-        assert [e.event_id for e in events] == received_ids(server)
+        ids = [e.event_id for e in events]
+        # Each held event waits; those behind it go on (a hold never blocks the queue head-of-line).
+        expected = (sorted(ids), ids[3:], ids[:3])
+        assert expected == (sorted(received_ids(server)), received_ids(server)[:2], received_ids(server)[2:])
         assert backend.stats().dead == 0
 
     def test_max_attempts_gives_up_counted_and_logged(
@@ -365,7 +370,7 @@ class TestQueueAndSpool:
             events = [e for task in range(30) for e in run_events(task, n_inputs=1)]
             for event in events:
                 backend.emit([event])
-            assert backend.stats().spooled > 0
+            assert wait_for(lambda: backend.stats().spooled > 0)
             assert backend.stats().queued <= 10 + 5
             assert Spool(tmp_path / "spool.db").pending_count(backend.key) > 0
             gate.set()
@@ -407,7 +412,7 @@ class TestQueueAndSpool:
         spool.add(transport.key, "00000000000000000001-1-old", enumerate(old, 1))
         with sqlite3.connect(spool.path) as conn:
             conn.execute(
-                "INSERT INTO leases VALUES (?, 'someone-else', ?, ?, ?)",
+                "INSERT INTO leases VALUES (?, '00000000000000000001-1-old', 'someone-else', ?, ?, ?)",
                 (transport.key, os.getpid(), socket.gethostname(), time.time() + 600),
             )
         backend = make_backend(transport, spool_poll=0.05)
@@ -462,7 +467,7 @@ class TestConcurrency:
             ids = emitted.setdefault(task_id, [])
             start.wait()
             for i in range(1000):
-                event = Event.fast("input", task_id, step, wt.Dataset(id=i + 1))
+                event = make_event("input", task_id, step, wt.Dataset(id=i + 1))
                 ids.append(event.event_id)
                 backend.emit([event])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import make_event
 from httpserver import EventPostTransport, RecordingServer, Request
 
 from workflow_trace._delivery import DeliveringBackend
@@ -32,7 +33,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def events(n: int) -> list[Event]:
     step = StepRef(run_id=new_run_id(), name="cli")
-    return [Event.fast("input", 1, step, meta={"n": i}) for i in range(n)]
+    return [make_event("input", 1, step, meta={"n": i}) for i in range(n)]
 
 
 @pytest.fixture

@@ -110,12 +110,13 @@ def test_refs_and_parsing() -> None:
 
 
 def test_fast_events_copy_like_validated_ones() -> None:
-    """Events built on the hot path support model_copy(update=...) like any pydantic model."""
-    from workflow_trace._events import Event, StepRef
+    """Events made from the call path's records support model_copy(update=...) like any pydantic model."""
+    from workflow_trace._events import INPUT, RunRef, to_event
 
-    event = Event.fast("input", 1, StepRef(run_id="r", name="n"), Dataset(id=1))
+    event = to_event((INPUT, 1, 1_700_000_000.0, 1, RunRef("r", "n", None), Dataset(id=1), None, None))
     assert 2 == event.model_copy(update={"task_id": 2}).task_id
     assert 1 == event.task_id
+    assert event == type(event).model_validate_json(event.model_dump_json())
 
 
 def test_event_round_trips_through_json() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import make_event
 
 from tests.httpserver import RecordingServer, Request
 from workflow_trace._events import ErrorInfo, Event, StepRef, new_run_id
@@ -170,19 +171,19 @@ class Run:
         self.task_id = task_id
 
     def started(self, *inputs: Node, meta: dict[str, Any] | None = None) -> list[Event]:
-        return [Event.fast("step_started", self.task_id, self.step), *self.inputs(*inputs, meta=meta)]
+        return [make_event("step_started", self.task_id, self.step), *self.inputs(*inputs, meta=meta)]
 
     def inputs(self, *nodes: Node, meta: dict[str, Any] | None = None) -> list[Event]:
-        return [Event.fast("input", self.task_id, self.step, node, meta) for node in nodes]
+        return [make_event("input", self.task_id, self.step, node, meta) for node in nodes]
 
     def outputs(self, *nodes: Node, meta: dict[str, Any] | None = None) -> list[Event]:
-        return [Event.fast("output", self.task_id, self.step, node, meta) for node in nodes]
+        return [make_event("output", self.task_id, self.step, node, meta) for node in nodes]
 
     def finished(self, error: BaseException | None = None) -> list[Event]:
         if error is None:
-            return [Event.fast("step_finished", self.task_id, self.step, status="ok")]
+            return [make_event("step_finished", self.task_id, self.step, status="ok")]
         info = ErrorInfo(type=type(error).__name__, message=str(error))
-        return [Event.fast("step_finished", self.task_id, self.step, status="failed", error=info)]
+        return [make_event("step_finished", self.task_id, self.step, status="failed", error=info)]
 
 
 def names(datasets: list[dict[str, Any]]) -> list[str]:
@@ -611,7 +612,7 @@ class TestBackend:
                 backend.emit(run.outputs(Project(id=2)) + run.finished())
             assert not backend.flush(0.5)
             assert spool.exists()
-            assert SECRET.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("spool.db*"))
+            assert SECRET.encode() not in b"".join(p.read_bytes() for p in tmp_path.rglob("spool.db*") if p.is_file())
             server.start()
             assert backend.flush(15)
         finally:

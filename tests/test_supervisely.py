@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _support import make_event
 from httpserver import RecordingServer, Request
 
 import workflow_trace as wt
@@ -124,7 +126,7 @@ def transport(instance: FakeInstance) -> Iterator[SuperviselyTransport]:
 
 def event(kind: str, node: Node | None = None, *, task_id: int | None = 5, meta: Any = None) -> Event:
     """One event of a step called ``test``."""
-    return Event.fast(
+    return make_event(
         kind,  # type: ignore[arg-type]
         task_id,
         StepRef(run_id=new_run_id(), name="test"),
@@ -554,9 +556,9 @@ class TestConfiguration:
     """from_env, from_api, the backend string and the environment's task header."""
 
     def test_from_env(self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        """SERVER_ADDRESS, API_TOKEN, TEAM_ID and TASK_ID, as the SDK reads them."""
+        """SERVER_ADDRESS, API_TOKEN, TEAM_ID and SUPERVISELY_TASK_ID, as the SDK reads them."""
         for name, value in (("SERVER_ADDRESS", instance.url + "/"), ("API_TOKEN", TOKEN), ("TEAM_ID", "7"),
-                            ("TASK_ID", "5"), ("WORKFLOW_TRACE_SPOOL", str(tmp_path / "s.db"))):
+                            ("SUPERVISELY_TASK_ID", "5"), ("WORKFLOW_TRACE_SPOOL", str(tmp_path / "s.db"))):
             monkeypatch.setenv(name, value)
         b = SuperviselyBackend.from_env()
         try:
@@ -824,7 +826,8 @@ class TestThroughTheApi:
     def test_a_step_with_the_task_from_the_environment(
         self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        """TASK_ID as inside a task: the step's edges hang off it; x-task-id is sent, as the SDK does."""
+        """TASK_ID (which workflow_trace reads after SUPERVISELY_TASK_ID; the SDK does not): the step's edges
+        hang off it; no x-task-id header, which the SDK sends only for SUPERVISELY_TASK_ID."""
         monkeypatch.setenv("TASK_ID", "5")
         b = SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db")
         wt.configure(b)
@@ -835,7 +838,7 @@ class TestThroughTheApi:
         edges = instance.edges()
         assert_same_request(golden_by_seq()[9], edges[0])
         assert_same_request(golden_by_seq()[33], edges[1])
-        assert {r.headers.get("x-task-id") for r in instance.calls()} == {"5"}
+        assert {r.headers.get("x-task-id") for r in instance.calls()} == {None}
 
     def test_version_true_creates_the_version_first(
         self, instance: FakeInstance, configured: SuperviselyBackend, monkeypatch: pytest.MonkeyPatch
@@ -997,14 +1000,21 @@ def test_an_app_session_is_an_output_only(
 def test_one_session_is_reused_and_renewed_after_fork(
     instance: FakeInstance, transport: SuperviselyTransport
 ) -> None:
-    """The same requests.Session across batches; a new one in a forked child (another pid)."""
+    """The same requests.Session across batches; a new one in a forked child (a real fork)."""
     client = transport._client
     transport.send([event("input", Dataset(id=1))])
     first = client._get_session()
     transport.send([event("input", Dataset(id=2))])
     assert client._get_session() is first
-    client._pid = -1  # as seen from a forked child
-    assert client._get_session() is not first
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first request opens its own session
+        os.write(write, b"new" if client._get_session() is not first else b"same")
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert b"new" == os.read(read, 10)
+    assert client._get_session() is first
 
 
 class TestDeliveryEndToEnd:

@@ -58,7 +58,7 @@ class TestSchema:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.close()
-        expected = (3, True)
+        expected = (4, True)
         assert expected == (version, {"version_projects", "versions", "version_files", "pushed"} <= tables)
         assert SCHEMA_VERSION == version
 

@@ -9,21 +9,6 @@ from __future__ import annotations
 
 from . import version, workflow
 from ._autolog import autolog
-from ._decorators import (
-    consumes_dataset,
-    consumes_file,
-    consumes_folder,
-    consumes_job,
-    consumes_project,
-    consumes_task,
-    produces_app,
-    produces_dataset,
-    produces_file,
-    produces_folder,
-    produces_job,
-    produces_project,
-    produces_task,
-)
 from ._errors import (
     BackendError,
     ConfigurationError,
@@ -37,10 +22,26 @@ from ._errors import (
 from ._events import ErrorInfo, Event, StepRef
 from ._meta import WorkflowMeta, WorkflowSettings
 from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
+from ._protocols import Backend, VersionInfo, VersioningBackend
 from ._runtime import configure, flush, get_backend, is_enabled, is_strict, reset
-from ._step import Step, current_step, workflow_step
+from ._step import Step, current_step
+from ._tracing import (
+    consumes_dataset,
+    consumes_file,
+    consumes_folder,
+    consumes_job,
+    consumes_project,
+    consumes_task,
+    produces_app,
+    produces_dataset,
+    produces_file,
+    produces_folder,
+    produces_job,
+    produces_project,
+    produces_task,
+    workflow_step,
+)
 from ._version import __version__
-from .backends import Backend, VersionInfo, VersioningBackend
 
 __all__ = [
     "App",

@@ -58,9 +58,10 @@ from typing import Any, Literal
 import wrapt
 
 from . import _runtime
+from ._context import contained, logger, suppressed
 from ._nodes import Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
-from ._runtime import contained, logger
-from ._step import current_step, process_step, workflow_step
+from ._step import current_step, process_step
+from ._tracing import workflow_step
 from .workflow import _record
 
 __all__ = ["INSTRUMENTED", "Instrumented", "autolog", "is_active", "run_script"]
@@ -356,7 +357,7 @@ class _Wrapper:
         self.is_async = inspect.iscoroutinefunction(func)
 
     def _decide(self, instance: Any, call: _Call) -> bool:
-        if _runtime.suppressed.get() or not _runtime.is_enabled():
+        if suppressed.get() or not _runtime.is_enabled():
             return False
         mode = _mode.get()
         if mode == _INSIDE or (mode == _APP and _called_from_sdk()):
@@ -420,7 +421,8 @@ def _record_edge(direction: Direction, kind: type[Node], value: Any, label: str,
         if not nodes:
             return
         value = nodes
-    _record(direction, kind, value, None, None, f"autolog: {label}", model_weight=model_weight, **update)
+    _record(1 if direction == "input" else 2, kind, value, None, None, f"autolog: {label}",
+            model_weight=model_weight, **update)
 
 
 # -- patching --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ form and a WARNING says which field is missing.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from ._errors import ConfigurationError
 
-__all__ = ["MetaLike", "WorkflowMeta", "WorkflowSettings", "meta_to_wire"]
+__all__ = ["Meta", "MetaLike", "WorkflowMeta", "WorkflowSettings", "meta_to_wire", "to_meta"]
 
 logger = logging.getLogger("workflow_trace")
 
@@ -233,3 +234,30 @@ def meta_to_wire(meta: MetaLike) -> dict[str, Any] | None:
         raise ConfigurationError(str(exc)) from None
     wire = {k: copy.deepcopy(v) for k, v in meta.items() if v}
     return wire or None
+
+
+class Meta:
+    """A validated card in the wire form, made once (when decorating, or once per facade call).
+
+    What records carry: ``wire`` is the dict sent and stored, ``json`` its compact JSON (the dedup key of a
+    node recorded twice with the same card, and the journal's bytes).
+    """
+
+    __slots__ = ("json", "wire")
+
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.wire = wire
+        self.json = json.dumps(wire, separators=(",", ":"), ensure_ascii=False)
+
+    def __repr__(self) -> str:
+        return f"Meta({self.json})"
+
+
+def to_meta(meta: MetaLike) -> Meta | None:
+    """Validate ``meta`` (a ``WorkflowMeta`` or a wire dict) once; ``None`` when it says nothing.
+
+    Raises:
+        ConfigurationError: (a ``ValueError``) an invalid meta, naming the field.
+    """
+    wire = meta_to_wire(meta)
+    return None if wire is None else Meta(wire)

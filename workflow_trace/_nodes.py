@@ -43,6 +43,9 @@ class Node(BaseModel):
     _has_path: ClassVar[bool] = False
     #: Whether an ``int`` value is this kind's id.
     _has_id: ClassVar[bool] = True
+    #: Whether a string of ASCII digits is this kind's id (as the SDK takes it: projects, datasets, tasks
+    #: and jobs are named by id; a file's or folder's string is a path, even ``"42"``).
+    _digits_are_id: ClassVar[bool] = True
 
     @property
     def ref(self) -> str:
@@ -110,6 +113,7 @@ class File(Node):
     )
     _annotation_names = ("File", "FileInfo")
     _has_path = True
+    _digits_are_id = False
 
     @model_validator(mode="after")
     def _check_identity(self) -> File:
@@ -133,6 +137,7 @@ class Folder(Node):
     _annotation_names = ("Folder",)
     _has_path = True
     _has_id = False
+    _digits_are_id = False
 
 
 class Task(Node):
@@ -245,6 +250,8 @@ def _coerce_scalar(cls: type[Node], value: Any, model_weight: bool, culprit: str
     fields: dict[str, Any]
     if cls is App:
         return App()
+    if isinstance(value, str) and cls._digits_are_id and value.isascii() and value.isdigit():
+        value = int(value)  # "42" from argparse or the environment: the id, as the SDK would take it
     if isinstance(value, int):
         if not cls._has_id:
             raise NodeCoercionError(f"{culprit}: a {cls.__name__} is named by a path, not an int")
@@ -270,7 +277,9 @@ def coerce_nodes(
     A node stays as it is; an ``int`` is the kind's id; an object with an ``id`` attribute (the SDK's
     ``ProjectInfo``, ``FileInfo``, ...) or a mapping with ``"id"`` gives its id (and its ``path`` for
     files); a ``str`` or ``os.PathLike`` is a path for files, folders and projects; a list, tuple, set or
-    generator gives one node per item; ``None`` gives nothing.
+    generator gives one node per item; ``None`` gives nothing. A string of ASCII digits is the id of a
+    project, dataset, task or job (``"42"`` from argparse or the environment, as the SDK takes it);
+    ``Project(path="42")`` stays possible explicitly, and files and folders keep strings as paths.
 
     Args:
         cls: The node class to build.

@@ -1,131 +1,158 @@
-"""Global configuration, the active backend, strict mode and the containment primitive.
+"""Configuration: the active backend, strict mode, the on/off switches, and where records go.
 
-Configuration is read at call time: decorate at import, ``configure()`` later. Environment variables
-(``WORKFLOW_TRACE_STRICT``, ``WORKFLOW_TRACE_DISABLED``) are read on every call unless ``configure()``
-set the value explicitly; the default backend (``WORKFLOW_TRACE_BACKEND``, ``WORKFLOW_TRACE_DB``,
-``SERVER_ADDRESS`` + ``API_TOKEN``) is chosen once, on first use after ``configure()`` / ``reset()``.
+Configuration is read at call time: decorate at import, ``configure()`` later. The environment
+(``WORKFLOW_TRACE_STRICT``, ``WORKFLOW_TRACE_DISABLED``, ``WORKFLOW_TRACE_THREADS``, ``SUPERVISELY_TASK_ID``
+/ ``TASK_ID``) is honoured at call time, yet read only when it changed: every write to ``os.environ`` marks
+the settings stale and the next record reads them again — which keeps a decorated call near the cost of a
+bare ``wrapt`` wrapper. A
+setting given to ``configure()`` wins over its variable. The default backend (``WORKFLOW_TRACE_BACKEND``,
+``SERVER_ADDRESS`` + ``API_TOKEN``, else the local store) is built on first use.
+
+Records go to :func:`write`: the built-in backends take them as they are (``write_records``); any other
+backend gets :class:`~workflow_trace.Event` models built at its door, with tracking suppressed while it
+runs (a decorated function it calls records nothing).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
-from types import TracebackType
 from typing import Any
 
-from ._errors import BackendError, ConfigurationError, WorkflowTraceError
-from ._events import Event
-from .backends import Backend, create_backend
+from ._context import contained, env_task_id, flush_warnings, settings, suppressed, warn
+from ._errors import BackendError, ConfigurationError
+from ._events import Record, to_event
+from ._protocols import Backend
+from .backends import create_backend
 
 __all__ = [
-    "InternalError",
     "configure",
-    "contained",
-    "emit",
     "env_task_id",
     "flush",
     "get_backend",
-    "handle_internal_error",
     "is_enabled",
     "is_strict",
-    "logger",
+    "on_reset",
     "reset",
-    "safe_repr",
-    "suppressed",
+    "state",
+    "write",
 ]
 
-logger = logging.getLogger("workflow_trace")
-
 _TRUE = frozenset({"1", "true", "yes", "on"})
-
-#: True while workflow_trace itself works (a backend emitting, a version being created): decorated
-#: functions called then record nothing.
-suppressed: ContextVar[bool] = ContextVar("workflow_trace_suppressed", default=False)
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
-class InternalError(WorkflowTraceError):
-    """An unexpected error inside workflow_trace, re-raised in strict mode."""
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    warn(("env", name), "ignoring %s=%r: use 1/0, true/false, yes/no or on/off", name, value)
+    return default
 
 
 class _State:
+    """The configuration, and what is derived from it once per configuration epoch."""
+
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # configure/reset/get_backend only, never the call path
         self.backend: Backend | None = None
         self.owned = False  # whether workflow_trace built the backend (and so closes it)
         self.strict: bool | None = None
-        self.enabled: bool | None = None
+        self.enabled_setting: bool | None = None
+        self.threads_setting: bool | None = None
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget what was derived: the next record reads the environment again."""
+        self.ready = False
+        self.enabled = True
+        self.threads = True
+        self.env_task: int | None = None
+        self.sink: Callable[[list[Record]], None] | None = None
+        self.generation = getattr(self, "generation", 0) + 1
+
+    def resolve(self) -> _State:
+        """Read the environment for settings ``configure()`` did not give."""
+        self.enabled = (
+            not _env_flag("WORKFLOW_TRACE_DISABLED", False) if self.enabled_setting is None else self.enabled_setting
+        )
+        settings.strict = _env_flag("WORKFLOW_TRACE_STRICT", False) if self.strict is None else self.strict
+        self.threads = (
+            _env_flag("WORKFLOW_TRACE_THREADS", True) if self.threads_setting is None else self.threads_setting
+        )
+        self.env_task = env_task_id()
+        self.ready = True
+        return self
 
 
-_state = _State()
-
-#: Called with every internal error that was contained (swallowed); the test suite hooks in here.
-internal_error_hooks: list[Callable[[BaseException], None]] = []
+#: The one configuration of this process (read on the call path without a lock).
+state = _State()
 
 
-def _make_env_reader() -> Callable[[str], str | None]:
-    """A fast ``os.environ.get``: the hot path reads a few variables on every call.
+def _watch_environment() -> None:
+    """Notice every change to ``os.environ``: the next record reads the variables again.
 
-    ``os.environ.get`` encodes the key and builds a new string each time (about a microsecond); reading
-    the mapping behind ``os.environ`` with pre-encoded keys costs a dict lookup. Both see every change
-    made through ``os.environ`` (monkeypatch included). Falls back to ``os.environ.get`` where the
-    interpreter's ``os._Environ`` does not look as expected.
+    The call path then pays one attribute check instead of an ``os.environ`` lookup per variable, yet
+    ``WORKFLOW_TRACE_DISABLED`` and friends are honoured at call time. Only ``os.environ``'s item methods
+    are wrapped (the original runs first, unchanged); ``os.putenv`` alone, which ``os.environ`` does not
+    see either, is not noticed.
     """
-    data = getattr(os.environ, "_data", None)
-    encode = getattr(os.environ, "encodekey", None)
-    decode = getattr(os.environ, "decodevalue", None)
-    if not isinstance(data, dict) or encode is None or decode is None:
-        return os.environ.get
-    keys: dict[str, Any] = {}
+    cls = type(os.environ)
+    if getattr(cls, "_workflow_trace_watched", False):
+        return
+    set_item, del_item = cls.__setitem__, cls.__delitem__
 
-    def get(name: str) -> str | None:
-        key = keys.get(name)
-        if key is None:
-            key = keys[name] = encode(name)
-        raw = data.get(key)
-        return None if raw is None else str(decode(raw))
+    def __setitem__(self: Any, key: Any, value: Any) -> None:
+        set_item(self, key, value)
+        state.ready = False
 
-    return get
+    def __delitem__(self: Any, key: Any) -> None:
+        del_item(self, key)
+        state.ready = False
 
-
-env_get = _make_env_reader()
+    cls.__setitem__ = __setitem__  # type: ignore[method-assign]
+    cls.__delitem__ = __delitem__  # type: ignore[method-assign]
+    cls._workflow_trace_watched = True  # type: ignore[attr-defined]
 
 
-def _env_flag(name: str) -> bool:
-    value = env_get(name)
-    return value is not None and value.strip().lower() in _TRUE
+_watch_environment()
+
+#: Called by :func:`reset` before the backend is closed (the steps layer finishes its process step).
+on_reset: list[Callable[[], None]] = []
 
 
 def is_strict() -> bool:
     """Whether internal errors raise (``configure(strict=True)`` or ``WORKFLOW_TRACE_STRICT=1``)."""
-    strict = _state.strict
-    return _env_flag("WORKFLOW_TRACE_STRICT") if strict is None else strict
+    if not state.ready:
+        state.resolve()
+    return settings.strict
 
 
 def is_enabled() -> bool:
     """Whether tracking is on (``configure(enabled=...)``, else not ``WORKFLOW_TRACE_DISABLED``)."""
-    enabled = _state.enabled
-    return not _env_flag("WORKFLOW_TRACE_DISABLED") if enabled is None else enabled
+    return (state if state.ready else state.resolve()).enabled
 
 
-def _make_default_backend() -> Backend:
+def _default_backend() -> Backend:
     spec = os.environ.get("WORKFLOW_TRACE_BACKEND", "").strip()
     if spec:
-        return create_backend(spec)
+        try:
+            return create_backend(spec)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"WORKFLOW_TRACE_BACKEND={spec!r}: {exc}") from None
     if os.environ.get("SERVER_ADDRESS") and os.environ.get("API_TOKEN"):
         return create_backend("supervisely")
-    from .backends.sqlite import SQLiteBackend
-
-    return SQLiteBackend()
+    return create_backend("sqlite")
 
 
 def _close_quietly(backend: Backend) -> None:
-    try:
+    with contained(f"closing {type(backend).__name__}", allow_raise=False):
         backend.close()
-    except Exception as exc:  # noqa: BLE001 - closing an old backend must not break configure()
-        logger.warning("workflow_trace: closing %s failed: %s", safe_repr(backend), safe_repr(exc))
 
 
 def configure(
@@ -133,8 +160,9 @@ def configure(
     *,
     strict: bool | None = None,
     enabled: bool | None = None,
+    threads: bool | None = None,
 ) -> None:
-    """Set the backend, strict mode and the on/off switch. ``None`` leaves a setting as it is.
+    """Set the backend, strict mode and the on/off switches. ``None`` leaves a setting as it is.
 
     Args:
         backend: A backend instance, or a backend string (``"memory"``, ``"null"``,
@@ -142,6 +170,8 @@ def configure(
             ``"openlineage+http://host:port"``, or a scheme registered by a plug-in).
         strict: Raise internal errors (``WorkflowTraceError``) instead of logging them: for tests and CI.
         enabled: Switch tracking on or off.
+        threads: Whether threads started, and ``concurrent.futures`` work submitted, while a step is current
+            run in that step (default on; ``WORKFLOW_TRACE_THREADS=0`` switches it off too).
 
     Raises:
         ConfigurationError: (a ``ValueError``) an unknown scheme (the message lists those that exist),
@@ -151,84 +181,114 @@ def configure(
     if backend is not None:
         if isinstance(backend, str):
             new = create_backend(backend)
-        elif isinstance(backend, Backend):
+        elif isinstance(backend, Backend) or hasattr(backend, "write_records"):
             new = backend
         else:
             raise ConfigurationError(
                 f"configure(backend=...) takes a backend string or an object with emit(), flush() and "
                 f"close(), not {type(backend).__name__}"
             )
-    with _state.lock:
+    old: Backend | None = None
+    with state.lock:
         if new is not None:
-            old, owned = _state.backend, _state.owned
-            _state.backend, _state.owned = new, isinstance(backend, str)
-            if old is not None and owned and old is not new:
-                _close_quietly(old)
+            old, owned = state.backend, state.owned
+            state.backend, state.owned = new, isinstance(backend, str)
+            if not owned or old is new:
+                old = None
         if strict is not None:
-            _state.strict = bool(strict)
+            state.strict = settings.strict = bool(strict)
         if enabled is not None:
-            _state.enabled = bool(enabled)
+            state.enabled_setting = bool(enabled)
+        if threads is not None:
+            state.threads_setting = bool(threads)
+        state.invalidate()
+    if old is not None:
+        _close_quietly(old)
 
 
 def reset() -> None:
     """Forget every setting (the backend workflow_trace built is flushed and closed). For tests."""
-    from . import _step
-
-    # Finish the per-process step first, into the backend it was recording to (not a new default one).
-    _step.forget_process_step()
-    with _state.lock:
-        old, owned = _state.backend, _state.owned
-        _state.backend, _state.owned = None, False
-        _state.strict = None
-        _state.enabled = None
+    for hook in list(on_reset):
+        with contained("reset", allow_raise=False):
+            hook()
+    with state.lock:
+        old, owned = state.backend, state.owned
+        state.backend, state.owned = None, False
+        state.strict = state.enabled_setting = state.threads_setting = None
+        state.invalidate()
     if old is not None and owned:
         _close_quietly(old)
+    flush_warnings()
 
 
 def get_backend() -> Backend:
     """The backend in use: the configured one, else the default (built on first use).
 
     The default is the Supervisely backend when ``SERVER_ADDRESS`` and ``API_TOKEN`` are set, else the
-    local store (``$WORKFLOW_TRACE_DB`` or ``./.workflow_trace/workflow.db``); ``WORKFLOW_TRACE_BACKEND``
-    overrides both.
-    """
-    backend = _state.backend
-    if backend is not None:
-        return backend
-    with _state.lock:
-        if _state.backend is None:
-            _state.backend = _make_default_backend()
-            _state.owned = True
-        return _state.backend
-
-
-def emit(events: Sequence[Event]) -> None:
-    """Hand one batch to the backend, with tracking suppressed while it runs.
+    local store; ``WORKFLOW_TRACE_BACKEND`` overrides both.
 
     Raises:
-        BackendError: the backend failed (the caller contains it).
+        ConfigurationError: ``WORKFLOW_TRACE_BACKEND`` names no backend (the message names the variable).
     """
-    backend = get_backend()
-    token = suppressed.set(True)
-    try:
-        backend.emit(events)
-    except Exception as exc:
-        raise BackendError(
-            f"{type(backend).__name__} could not record {len(events)} event(s): "
-            f"{type(exc).__name__}: {safe_repr(exc, str_=True)}"
-        ) from exc
-    finally:
-        suppressed.reset(token)
+    backend = state.backend
+    if backend is not None:
+        return backend
+    with state.lock:
+        if state.backend is None:
+            state.backend = _default_backend()
+            state.owned = True
+            state.sink = None
+        return state.backend
+
+
+def _event_sink(backend: Backend) -> Callable[[list[Record]], None]:
+    def emit(records: list[Record]) -> None:
+        events = [to_event(r) for r in records]
+        token = suppressed.set(True)
+        try:
+            backend.emit(events)
+        except Exception as exc:
+            raise BackendError(f"{type(backend).__name__} could not record {len(events)} event(s): {exc}") from exc
+        finally:
+            suppressed.reset(token)
+
+    return emit
+
+
+def sink_of(backend: Any) -> Callable[[list[Record]], None]:
+    """How records reach ``backend``: its own ``write_records``, else events made at its door."""
+    write_records = getattr(backend, "write_records", None)
+    return write_records if callable(write_records) else _event_sink(backend)
+
+
+def write(records: list[Record]) -> None:
+    """Hand one batch of records to the backend.
+
+    Raises:
+        BackendError / ConfigurationError: the backend failed or could not be built (callers contain it).
+    """
+    sink = state.sink
+    if sink is None:
+        sink = state.sink = sink_of(get_backend())
+    sink(records)
+
+
+def new_task_id(name: str) -> int | None:
+    """A task id from a backend that owns ids (the local store), else ``None``."""
+    allocate = getattr(get_backend(), "new_task_id", None)
+    return None if allocate is None else int(allocate(name))
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Wait until the backend delivered everything emitted so far.
+    """Wait until the backend stored or delivered everything recorded so far.
 
     Returns:
-        ``True`` when everything is delivered; ``False`` when something is still pending (it stays in
-        the spool) or the backend failed (logged at WARNING; raised in strict mode).
+        ``True`` when everything is stored or delivered; ``False`` when something is still pending (it
+        stays in the journal or the spool, and is kept) or the backend failed (logged at WARNING; raised
+        in strict mode).
     """
-    backend = _state.backend
+    flush_warnings()
+    backend = state.backend
     if backend is None:
         return True
     with contained("flush"):
@@ -240,69 +300,11 @@ def flush(timeout: float | None = None) -> bool:
     return False
 
 
-def safe_repr(value: Any, limit: int = 200, *, str_: bool = False) -> str:
-    """``repr`` (or ``str``) of a user value that never raises and is bounded in length."""
+def emit_events(events: Sequence[Any]) -> None:
+    """Hand public events to the backend (``push`` and tests): converted by the backend itself."""
+    backend = get_backend()
+    token = suppressed.set(True)
     try:
-        text = str(value) if str_ else repr(value)
-    except Exception:  # noqa: BLE001 - a user's __repr__ may raise; we only describe the value
-        text = f"<{type(value).__name__} object (its {'__str__' if str_ else '__repr__'} raised)>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def handle_internal_error(exc: Exception, what: str, *, allow_raise: bool = True) -> None:
-    """Contain an error raised by workflow_trace: raise it in strict mode, else log it at WARNING.
-
-    Args:
-        exc: The error.
-        what: What workflow_trace was doing, for the message.
-        allow_raise: ``False`` while the user's own exception is propagating: it must win, so even in
-            strict mode the tracking error is only logged (at ERROR).
-    """
-    if is_strict():
-        if allow_raise:
-            if isinstance(exc, WorkflowTraceError):
-                raise exc
-            raise InternalError(f"{what}: {type(exc).__name__}: {safe_repr(exc, str_=True)}") from exc
-        logger.error("workflow_trace: %s: %s: %s", what, type(exc).__name__, safe_repr(exc, str_=True))
-    else:
-        logger.warning("workflow_trace: %s: %s: %s", what, type(exc).__name__, safe_repr(exc, str_=True))
-    for hook in internal_error_hooks:
-        hook(exc)
-
-
-class contained:
-    """The one containment primitive: ``with contained("what"):`` around library logic on the call path.
-
-    Outside strict mode an ``Exception`` raised inside is logged at WARNING on the ``workflow_trace``
-    logger and swallowed; in strict mode it is raised as a ``WorkflowTraceError``. ``BaseException``s
-    that are not ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) always propagate.
-    """
-
-    __slots__ = ("allow_raise", "what")
-
-    def __init__(self, what: str, *, allow_raise: bool = True) -> None:
-        self.what = what
-        self.allow_raise = allow_raise
-
-    def __enter__(self) -> contained:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        if exc is None or not isinstance(exc, Exception):
-            return False
-        handle_internal_error(exc, self.what, allow_raise=self.allow_raise)
-        return True
-
-
-def env_task_id() -> int | None:
-    """The task id from the environment: ``SUPERVISELY_TASK_ID``, else ``TASK_ID`` (what the SDK reads)."""
-    for name in ("SUPERVISELY_TASK_ID", "TASK_ID"):
-        raw = env_get(name)
-        if raw:
-            try:
-                return int(raw.strip())
-            except ValueError:
-                logger.warning("workflow_trace: ignoring %s=%s: not an integer task id", name, safe_repr(raw))
-    return None
+        backend.emit(list(events))
+    finally:
+        suppressed.reset(token)

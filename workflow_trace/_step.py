@@ -1,35 +1,45 @@
-"""Steps: the runs that inputs and outputs belong to.
+"""Steps: the runs that inputs and outputs belong to, and the tasks that hold them.
 
-The current step lives in a ``ContextVar``: threads and asyncio tasks each see their own. A decorated
-function called outside any step opens an implicit step named after its qualified name; nested steps are
-child runs linked to their parent and share its task.
+The current step lives in a ``ContextVar``: asyncio tasks each see their own; threads started and
+``concurrent.futures`` work submitted while a step is current run inside it (the context is carried at
+``Thread.start`` / ``Executor.submit``, as sentry's and OpenTelemetry's threading integrations do; switch
+it off with ``configure(threads=False)`` or ``WORKFLOW_TRACE_THREADS=0``). Process pools are not covered:
+in a worker process, pass ``task_id=`` to a ``workflow_step`` there (or let the worker record its own runs).
+
+A ``workflow_step`` (in the tracing layer) is configuration only; every entry (``with``, or a call of a
+decorated function) gets a :class:`Step` of its own — its run — so one object can be entered by several
+threads or tasks at once. The task (the workflow's main node) of a run: an explicit ``task_id``, else the
+parent step's, else
+``SUPERVISELY_TASK_ID`` / ``TASK_ID``, else — on a backend that owns ids, like the local store — a local
+task: a new one for each explicit outermost step, and one per function and process for implicit steps (a
+loader called 10,000 times is one task with 10,000 runs). Facade calls outside any step record into one
+step per process (named after the script, finished at exit).
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
-from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import Any, Literal, TypeVar
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import Any, Literal
 
 from . import _runtime
-from ._errors import ConfigurationError, NodeCoercionError, VersioningNotSupportedError
-from ._events import ErrorInfo, Event, new_run_id, step_ref
-from ._meta import MetaLike, meta_to_wire
+from ._context import at_exit, at_fork, contained, mask_params, safe_repr, suppressed
+from ._errors import NodeCoercionError, VersioningNotSupportedError
+from ._events import FINISHED, INPUT, OUTPUT, STARTED, Record, RunRef, StepRef, ids, new_run_id
+from ._meta import Meta, MetaLike, to_meta
 from ._nodes import App, Node, Project, coerce_nodes, node_class
-from ._runtime import contained, safe_repr
 
-__all__ = ["Step", "current_step", "workflow_step"]
-
-Direction = Literal["input", "output"]
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Step", "current_step", "finish", "open_run", "process_step", "start"]
 
 _current: ContextVar[Step | None] = ContextVar("workflow_trace_step", default=None)
+_next_seq = ids.next_seq
+_now = time.time
 
 
 def current_step() -> Step | None:
@@ -37,7 +47,27 @@ def current_step() -> Step | None:
     return _current.get()
 
 
-class Step:
+def check_params(params: Any, where: str) -> dict[str, Any] | None:
+    """Params as a JSON-serialisable dict with secret-looking values masked, or a ``TypeError``."""
+    if params is None:
+        return None
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{where}: params must be a mapping of names to JSON values, not {type(params).__name__}")
+    out = dict(params)
+    for key, value in out.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where}: param names must be str, not {type(key).__name__} ({key!r})")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{where}: param {key!r} is not JSON-serialisable ({type(value).__name__}: {exc}); pass numbers, "
+                "strings, booleans, None, lists or dicts of them"
+            ) from None
+    return mask_params(out)
+
+
+class Step(RunRef):
     """A running step (one run). Returned by ``with workflow_step(...) as step``.
 
     Attributes:
@@ -45,28 +75,34 @@ class Step:
         run_id: A time-ordered UUID of this run.
         parent: The enclosing step, or ``None``.
         task_id: The task (workflow main node) the step records for, or ``None``.
+        inputs / outputs: The nodes recorded, in order.
+        params: The run's parameters (``params=`` and :meth:`log_params`).
         status: ``None`` while running, then ``"ok"`` or ``"failed"``.
-        error: The exception type and message when it failed.
+        error: ``(type, message)`` when it failed.
     """
 
-    __slots__ = (
-        "_pending", "_seen", "active", "error", "inputs", "name", "outputs", "parent", "ref", "run_id",
-        "status", "task_id",
-    )
+    __slots__ = ("active", "config", "error", "inputs", "outputs", "params", "parent", "prev", "seen", "status",
+                 "task_id")
 
-    def __init__(self, name: str, parent: Step | None, task_id: int | None, *, active: bool = True) -> None:
-        self.name = name
+    def __init__(self, name: str, parent: Step | None, task_id: int | None, *, active: bool = True,
+                 config: object = None, params: dict[str, Any] | None = None) -> None:
+        super().__init__(new_run_id(), name, None if parent is None else parent.run_id)
         self.parent = parent
         self.task_id = task_id
-        self.run_id = new_run_id()
-        self.ref = step_ref(self.run_id, name, parent.run_id if parent else None)
+        self.active = active  # False when tracking was off: the step records nothing
+        self.config = config
+        self.params = params
         self.inputs: list[Node] = []
         self.outputs: list[Node] = []
+        self.seen: set[Any] = set()
         self.status: Literal["ok", "failed"] | None = None
-        self.error: ErrorInfo | None = None
-        self.active = active  # False when tracking is off: the step records nothing
-        self._pending: list[Event] = []
-        self._seen: set[tuple[Any, ...]] = set()
+        self.error: tuple[str, str] | None = None
+        self.prev: Step | None = None
+
+    @property
+    def ref(self) -> StepRef:
+        """This run as events name it."""
+        return StepRef(run_id=self.run_id, name=self.name, parent_run_id=self.parent_run_id)
 
     def __repr__(self) -> str:
         return (
@@ -75,32 +111,39 @@ class Step:
         )
 
     # -- public API -------------------------------------------------------------------------------------
-    def add_input(
-        self, value: Any, kind: str | type[Node] | None = None, meta: MetaLike = None
-    ) -> list[Node]:
+    def add_input(self, value: Any, kind: str | type[Node] | None = None, meta: MetaLike = None) -> list[Node]:
         """Record ``value`` (a node, or a value coerced with ``kind``) as an input of this step.
 
         Never raises outside strict mode (a bad value is logged at WARNING). Returns the nodes recorded.
         """
-        return self._add("input", value, kind, meta)
+        return self._add(INPUT, value, kind, meta)
 
-    def add_output(
-        self, value: Any, kind: str | type[Node] | None = None, meta: MetaLike = None
-    ) -> list[Node]:
+    def add_output(self, value: Any, kind: str | type[Node] | None = None, meta: MetaLike = None) -> list[Node]:
         """Record ``value`` (a node, or a value coerced with ``kind``) as an output of this step.
 
         Never raises outside strict mode (a bad value is logged at WARNING). Returns the nodes recorded.
         """
-        return self._add("output", value, kind, meta)
+        return self._add(OUTPUT, value, kind, meta)
+
+    def log_params(self, **params: Any) -> None:
+        """Add parameters to this run (hyperparameters, options); recorded when the run ends.
+
+        Raises (in strict mode only; otherwise logged):
+            TypeError: a value that is not JSON-serialisable.
+        """
+        with contained(f"step {self.name!r}: log_params"):
+            checked = check_params(params, f"step {self.name!r}: log_params")
+            if checked:
+                self.params = {**(self.params or {}), **checked}
 
     # -- internals --------------------------------------------------------------------------------------
-    def _add(self, direction: Direction, value: Any, kind: str | type[Node] | None, meta: MetaLike) -> list[Node]:
-        if not self.active or not _runtime.is_enabled():
+    def _add(self, kind: int, value: Any, node_kind: str | type[Node] | None, meta: MetaLike) -> list[Node]:
+        if not self.active or not _runtime.is_enabled() or suppressed.get():
             return []
-        with contained(f"step {self.name!r}: add_{direction}"):
-            wire = meta_to_wire(meta)
-            culprit = f"add_{direction}"
-            if kind is None:
+        culprit = "add_input" if kind == INPUT else "add_output"
+        with contained(f"step {self.name!r}: {culprit}"):
+            card = to_meta(meta)
+            if node_kind is None:
                 if isinstance(value, Node):
                     nodes: list[Node] = [value]
                 elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, Node) for v in value):
@@ -111,97 +154,100 @@ class Step:
                         f"{type(value).__name__}"
                     )
             else:
-                nodes = coerce_nodes(node_class(kind), value, culprit=culprit)
-            if direction == "input" and any(isinstance(n, App) for n in nodes):
+                nodes = coerce_nodes(node_class(node_kind), value, culprit=culprit)
+            if kind == INPUT and any(isinstance(n, App) for n in nodes):
                 raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
-            return self.record(direction, [(n, wire) for n in nodes])
+            records: list[Record] = []
+            added = self.collect(records, kind, nodes, card)
+            if records:
+                _runtime.write(records)
+            return added
         return []
 
-    def record(
-        self, direction: Direction, items: Sequence[tuple[Node, dict[str, Any] | None]], *, send: bool = True
-    ) -> list[Node]:
-        """Emit events for the items this step has not recorded yet (one batch, with any pending event;
-        with ``send=False`` they wait in the step for the next batch).
+    def collect(self, records: list[Record], kind: int, nodes: Iterable[Node], meta: Meta | None,
+                task_id: int | None = -1) -> list[Node]:
+        """Append records for the nodes this run has not recorded yet (same direction and card).
 
-        A node recorded twice in one step, in the same direction with the same meta, is recorded once.
+        Relative local paths carry the working directory, so the store knows what they meant.
         """
-        events = self._pending
-        self._pending = []
-        recorded: list[Node] = []
-        target = self.inputs if direction == "input" else self.outputs
-        for node, meta in items:
-            key = (direction, node, None if meta is None else json.dumps(meta, sort_keys=True))
-            if key in self._seen:
+        seen = self.seen
+        added: list[Node] = []
+        target = self.inputs if kind == INPUT else self.outputs
+        task = self.task_id if task_id == -1 else task_id
+        meta_key = None if meta is None else meta.json
+        for node in nodes:
+            key = (kind, node, meta_key, task)
+            if key in seen:
                 continue
-            self._seen.add(key)
+            seen.add(key)
             target.append(node)
-            recorded.append(node)
-            events.append(Event.fast(direction, self.task_id, self.ref, node, meta))
-        if not send:
-            self._pending = events
-        elif events:
-            _runtime.emit(events)
-        return recorded
+            added.append(node)
+            path = node.__dict__.get("path")
+            cwd = os.getcwd() if path is not None and not path.startswith("/") else None
+            records.append((kind, _next_seq(), _now(), task, self, node, meta, cwd))
+        return added
 
-    def start_event(self) -> Event:
-        return Event.fast("step_started", self.task_id, self.ref)
+    def start_record(self) -> Record:
+        return (STARTED, _next_seq(), _now(), self.task_id, self, None, None, self.params)
 
-    def finish(self, exc: BaseException | None, outputs: Sequence[tuple[Node, dict[str, Any] | None]] = ()) -> None:
-        """Set the status, record ``outputs`` (only when the step succeeded) and emit ``step_finished``."""
+    def finish_records(self, records: list[Record], exc: BaseException | None) -> list[Record]:
+        """Set the status and append the ``step_finished`` record (after any outputs in ``records``)."""
         if exc is None:
             self.status = "ok"
         else:
             self.status = "failed"
-            self.error = ErrorInfo(type=type(exc).__name__, message=safe_repr(exc, 2000, str_=True))
-        if not self.active:
-            return
-        if exc is None and outputs:
-            self.record("output", outputs, send=False)  # outputs and step_finished go out as one batch
-        self._pending.append(Event.fast("step_finished", self.task_id, self.ref, status=self.status, error=self.error))
-        events, self._pending = self._pending, []
-        _runtime.emit(events)
+            self.error = (type(exc).__name__, safe_repr(exc, 2000, str_=True))
+        records.append((FINISHED, _next_seq(), _now(), self.task_id, self, None, None,
+                        (self.status, self.error, self.params)))
+        return records
 
 
-def _resolve_task_id(explicit: int | None, parent: Step | None, name: str) -> int | None:
+# -- tasks ------------------------------------------------------------------------------------------------
+
+_implicit_tasks: dict[str, int | None] = {}
+_implicit_generation = 0
+
+
+def _task_for(explicit: int | None, parent: Step | None, name: str, implicit: bool) -> int | None:
+    """The task of a new run (see the module docstring)."""
     if explicit is not None:
         return explicit
     if parent is not None:
         return parent.task_id
-    from_env = _runtime.env_task_id()
-    if from_env is not None:
-        return from_env
-    backend = _runtime.get_backend()
-    new_task_id = getattr(backend, "new_task_id", None)
-    if new_task_id is None:
-        return None
-    token = _runtime.suppressed.set(True)
+    st = _runtime.state
+    if st.env_task is not None:
+        return st.env_task
+    if not implicit:
+        return _new_task(name)
+    global _implicit_generation
+    if _implicit_generation != st.generation:  # another backend: its own ids
+        _implicit_tasks.clear()
+        _implicit_generation = st.generation
     try:
-        return int(new_task_id(name))
+        return _implicit_tasks[name]
+    except KeyError:
+        task = _implicit_tasks[name] = _new_task(name)
+        return task
+
+
+def _new_task(name: str) -> int | None:
+    token = suppressed.set(True)
+    try:
+        return _runtime.new_task_id(name)
     finally:
-        _runtime.suppressed.reset(token)
+        suppressed.reset(token)
 
 
-def open_step(name: str, task_id: int | None = None, *, emit_now: bool, check_enabled: bool = True) -> Step:
-    """Create a step under the current one (its task id resolved) and make it current.
+def open_run(name: str, parent: Step | None, *, task_id: int | None = None, implicit: bool = False,
+             config: object = None, params: dict[str, Any] | None = None) -> Step:
+    """A new run under ``parent`` (its task resolved). The caller records its start and makes it current.
 
-    With ``emit_now`` the ``step_started`` event is emitted at once; otherwise it waits in the step and
-    goes out with the first batch (so an implicit step costs one emit before the call, one after).
-    Never raises outside strict mode: a failure to resolve the task or emit is logged.
+    Raises:
+        WorkflowTraceError / OSError: the task could not be resolved (callers contain it).
     """
-    parent = _current.get()
-    if check_enabled and (not _runtime.is_enabled() or _runtime.suppressed.get()):
-        return Step(name, parent, task_id, active=False)
-    step: Step | None = None
-    with contained(f"step {name!r}: start"):
-        step = Step(name, parent, _resolve_task_id(task_id, parent, name))
-        step._pending.append(step.start_event())
-        if emit_now:
-            events, step._pending = step._pending, []
-            _runtime.emit(events)
-    if step is None:  # resolving the task id failed: record without a task rather than not at all
-        step = Step(name, parent, task_id)
-        step._pending.append(step.start_event())
-    return step
+    if not _threads_patched:
+        _patch_threads()
+    return Step(name, parent, _task_for(task_id, parent, name, implicit), config=config, params=params)
 
 
 def version_project(project: Project, title: str | None, step: Step) -> Project:
@@ -217,180 +263,44 @@ def version_project(project: Project, title: str | None, step: Step) -> Project:
             f"{type(backend).__name__} does not support versions; {project.ref} is recorded without a version"
         )
     who = f"task {step.task_id}" if step.task_id is not None else f"step {step.name!r}"
-    description = f"created automatically by {who}"
-    token = _runtime.suppressed.set(True)
+    token = suppressed.set(True)
     try:
-        version_id = int(create(project, title or f"Before {step.name}", description))
+        version_id = int(create(project, title or f"Before {step.name}", f"created automatically by {who}"))
         number = getattr(backend, "version_number", None)
         version_num = number(version_id) if number is not None else None
     finally:
-        _runtime.suppressed.reset(token)
+        suppressed.reset(token)
     update: dict[str, Any] = {"version_id": version_id}
     if version_num is not None:
         update["version_num"] = int(version_num)
     return project.model_copy(update=update)
 
 
-def versioned_inputs(
-    items: Sequence[tuple[Node, dict[str, Any] | None]], version: bool | str, step: Step, culprit: str
-) -> list[tuple[Node, dict[str, Any] | None]]:
-    """Replace each project by a fresh version of it (``version`` true or a title); contained per item."""
+def versioned(nodes: list[Node], version: bool | str, step: Step, culprit: str) -> list[Node]:
+    """Each project replaced by a fresh version of it (``version`` true or a title); contained per node."""
     if not version:
-        return list(items)
+        return nodes
     title = version if isinstance(version, str) else None
-    out: list[tuple[Node, dict[str, Any] | None]] = []
-    for node, meta in items:
+    out: list[Node] = []
+    for node in nodes:
         if isinstance(node, Project) and node.version_id is None:
-            versioned = node
+            versioned_node: Node = node
             with contained(f"{culprit}: versioning {node.ref}"):
-                versioned = version_project(node, title, step)
-            node = versioned
-        out.append((node, meta))
+                versioned_node = version_project(node, title, step)
+            node = versioned_node
+        out.append(node)
     return out
 
 
-def _check_nodes(values: Iterable[Any], what: str) -> tuple[Node, ...]:
-    nodes: list[Node] = []
-    for value in values:
-        if isinstance(value, App) and what == "inputs":
-            raise TypeError("workflow_step(inputs=...): the app session (App) is an output only")
-        if isinstance(value, Node):
-            nodes.append(value)
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            nodes.extend(_check_nodes(value, what))
-        else:
-            raise TypeError(
-                f"workflow_step({what}=...) takes nodes such as wt.Project(id=42), not {type(value).__name__}"
-            )
-    return tuple(nodes)
-
-
-class workflow_step:
-    """A step: a context manager, an async context manager and a decorator.
-
-    ``with workflow_step("train", inputs=[wt.Project(id=42)]) as step: ... step.add_output(...)``
-
-    Args:
-        name: The step's name (a decorated function's qualified name by default, else ``"step"``).
-        inputs: Nodes recorded as inputs when the step opens.
-        outputs: Nodes recorded as outputs when the step ends without an exception.
-        task_id: The task to record for; else the parent step's, ``SUPERVISELY_TASK_ID``, ``TASK_ID``, or
-            a new local task id from backends that own ids (the local store).
-        version_inputs: Version every project input before the block runs (``True`` or a title).
-        meta: Card settings applied to ``inputs`` and ``outputs`` (a ``WorkflowMeta`` or wire dict).
-
-    Raises:
-        TypeError / ValueError: bad arguments, at construction.
-    """
-
-    def __new__(cls, name: Any = None, **kwargs: Any) -> Any:
-        # Bare use as a decorator, ``@workflow_step`` without parentheses: decorate at once.
-        if name is not None and not isinstance(name, str) and not kwargs and (
-            callable(name) or isinstance(name, (classmethod, staticmethod))
-        ):
-            return cls()(name)
-        return super().__new__(cls)
-
-    def __init__(
-        self,
-        name: str | None = None,
-        *,
-        inputs: Iterable[Node] = (),
-        outputs: Iterable[Node] = (),
-        task_id: int | None = None,
-        version_inputs: bool | str = False,
-        meta: MetaLike = None,
-    ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"workflow_step(name=...) must be a str, not {type(name).__name__}")
-        if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
-            raise TypeError(f"workflow_step(task_id=...) must be an int, not {type(task_id).__name__}")
-        if not isinstance(version_inputs, (bool, str)):
-            raise TypeError("workflow_step(version_inputs=...) must be True, False or a version title")
-        self.name = name
-        self.inputs = _check_nodes(inputs, "inputs")
-        self.outputs = _check_nodes(outputs, "outputs")
-        self.task_id = task_id
-        self.version_inputs = version_inputs
-        try:
-            self.meta = meta_to_wire(meta)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"workflow_step(meta=...): {exc}") from None
-        self._active: list[tuple[Step, Token[Step | None] | None]] = []
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"workflow_step(name={self.name!r}, task_id={self.task_id!r})"
-
-    # -- context manager ----------------------------------------------------------------------------------
-    def _enter(self, name: str | None = None) -> Step:
-        step = open_step(name or self.name or "step", self.task_id, emit_now=not self.inputs)
-        if step.active and self.inputs:
-            with contained(f"step {step.name!r}: inputs"):
-                items = [(n, self.meta) for n in self.inputs]
-                items = versioned_inputs(items, self.version_inputs, step, f"step {step.name!r}")
-                step.record("input", items)
-        token: Token[Step | None] | None = _current.set(step)
-        with self._lock:
-            self._active.append((step, token))
-        return step
-
-    def _exit(self, exc: BaseException | None) -> None:
-        with self._lock:
-            step, token = self._active.pop()
-        if token is not None:
-            try:
-                _current.reset(token)
-            except ValueError:  # exited in another context (e.g. another asyncio task): restore parent
-                _current.set(step.parent)
-        with contained(f"step {step.name!r}: finish", allow_raise=exc is None):
-            step.finish(exc, [(n, self.meta) for n in self.outputs])
-
-    def __enter__(self) -> Step:
-        return self._enter()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> Literal[False]:
-        self._exit(exc)
-        return False
-
-    async def __aenter__(self) -> Step:
-        return self._enter()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> Literal[False]:
-        self._exit(exc)
-        return False
-
-    # -- decorator ----------------------------------------------------------------------------------------
-    def __call__(self, func: F) -> F:
-        """Run every call of ``func`` in its own step (named ``name`` or the function's qualified name)."""
-        if not callable(func) and not isinstance(func, (classmethod, staticmethod)):
-            raise TypeError(f"workflow_step(...) decorates a function, not {type(func).__name__}")
-        from ._decorators import trace_function
-
-        return trace_function(func, step=self)
-
-    def copy(self) -> workflow_step:
-        """A fresh, unentered step with the same settings (a decorator enters one per call)."""
-        new: workflow_step = object.__new__(workflow_step)
-        new.__dict__.update(self.__dict__)
-        new._active = []
-        new._lock = threading.Lock()
-        return new
-
-
 # -- the process step: where `workflow_trace.workflow.add_*` calls outside any step go ---------------------
-_process_lock = threading.Lock()
 _process: dict[int, Step] = {}
+_process_lock = threading.Lock()
 
 
 def process_step() -> Step:
     """One step per process for facade calls made outside any step (like an SDK app: one task per run).
 
-    It is opened on first use and finished (``ok``) at interpreter exit.
+    It is opened on first use and finished (``ok``) at interpreter exit, or by ``reset()``.
     """
     pid = os.getpid()
     step = _process.get(pid)
@@ -400,31 +310,94 @@ def process_step() -> Step:
         step = _process.get(pid)
         if step is None:
             script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-            token = _current.set(None)
-            try:
-                step = open_step(script or "python", emit_now=True)
-            finally:
-                _current.reset(token)
+            step = start(script or "python", None)
             _process.clear()
             _process[pid] = step
     return step
 
 
-def forget_process_step() -> None:
+def start(name: str, parent: Step | None, *, task_id: int | None = None) -> Step:
+    """Open a run and record its start at once (the process step, autolog's script step)."""
+    if not _runtime.is_enabled() or suppressed.get():
+        return Step(name, parent, task_id, active=False)
+    step: Step | None = None
+    with contained(f"step {name!r}: start"):
+        step = open_run(name, parent, task_id=task_id)
+    if step is None:
+        step = Step(name, parent, task_id)
+    with contained(f"step {name!r}: start"):
+        _runtime.write([step.start_record()])
+    return step
+
+
+def finish(step: Step, exc: BaseException | None, records: list[Record] | None = None) -> None:
+    """Record the end of ``step`` after ``records`` (its outputs); contained."""
+    if not step.active or step.status is not None:
+        return
+    with contained(f"step {step.name!r}: finish", allow_raise=exc is None):
+        _runtime.write(step.finish_records([] if records is None else records, exc))
+
+
+def finish_process_step() -> None:
     """Finish the process step, if any (at exit, and on ``reset()``)."""
-    with _process_lock:
-        steps = list(_process.values())
-        _process.clear()
+    steps = list(_process.values())
+    _process.clear()
     for step in steps:
-        if step.status is None and step.active:
-            with contained(f"step {step.name!r}: finish"):
-                step.finish(None)
+        finish(step, None)
 
 
-atexit.register(forget_process_step)
+def _after_fork() -> None:
+    global _process_lock
+    _process.clear()  # the parent's process step is the parent's; the child opens its own
+    _process_lock = threading.Lock()
+    _implicit_tasks.clear()
 
 
-# -- helpers for the decorator machinery ---------------------------------------------------------------
+at_exit(finish_process_step, order=10)
+at_fork(_after_fork)
+_runtime.on_reset.append(finish_process_step)
+
+
+# -- threads ----------------------------------------------------------------------------------------------
+_threads_patched = False
+_original_start = threading.Thread.start
+_original_submit = ThreadPoolExecutor.submit
+
+
+def _run_in(step: Step | None, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    prev = _current.get()
+    try:
+        _current.set(step)
+        return fn(*args, **kwargs)
+    finally:
+        _current.set(prev)
+
+
+def _start(self: threading.Thread) -> None:
+    step = _current.get()
+    if step is not None and _runtime.state.threads:
+        run = self.run
+        self.run = lambda: _run_in(step, run)  # type: ignore[method-assign]
+    _original_start(self)
+
+
+def _submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    step = _current.get()
+    if _runtime.state.threads and (step is not None or getattr(self, "_wt_carried", False)):
+        self._wt_carried = True  # type: ignore[attr-defined]  # its workers may have a step: set one each time
+        return _original_submit(self, _run_in, step, fn, *args, **kwargs)
+    return _original_submit(self, fn, *args, **kwargs)
+
+
+def _patch_threads() -> None:
+    """Carry the current step into threads and thread-pool work (once per process)."""
+    global _threads_patched
+    _threads_patched = True
+    threading.Thread.start = _start  # type: ignore[method-assign]
+    ThreadPoolExecutor.submit = _submit  # type: ignore[assignment,method-assign]
+
+
+# -- generators ---------------------------------------------------------------------------------------------
 def iter_with_step(
     gen: Generator[Any, Any, Any], begin: Callable[[], Callable[[BaseException | None], None]]
 ) -> Generator[Any, Any, Any]:
@@ -458,4 +431,3 @@ async def aiter_with_step(
         end(exc)
         raise
     end(None)
-

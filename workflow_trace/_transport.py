@@ -1,24 +1,29 @@
-"""The contract between remote backends and the delivery layer.
+"""The contract between remote backends and the delivery layer, and the one way they speak HTTP.
 
 A remote backend (Supervisely, OpenLineage, a third-party one) is a :class:`Transport`: it knows how to
 send events to its server, synchronously, from the delivery layer's background worker. The delivery
-layer (``_delivery.py``) owns everything else: the queue, batching, retries with backoff, the durable
-spool, the circuit breaker, flushing at exit and after ``fork()``. ``DeliveringBackend(transport)`` turns a
-transport into a :class:`~workflow_trace.backends.Backend`.
+layer (``_delivery.py``) owns everything else: the durable spool, retries with backoff, holding, flushing
+at exit and after ``fork()``. ``DeliveringBackend(transport)`` turns a transport into a backend.
+
+:func:`post` is the one HTTP call both built-in transports make: redirects are never followed (a 3xx is an
+error naming where it pointed, and credentials only ever go to the configured origin), every text that came
+from the server or from a URL is redacted before it is logged, raised or spooled, and the answer is
+classified for retry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
+from ._context import redact
 from ._events import Event
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["DeliveryError", "Transport", "check_response", "parse_retry_after"]
+__all__ = ["DeliveryError", "Transport", "check_response", "parse_retry_after", "post"]
 
 
 class DeliveryError(Exception):
@@ -27,11 +32,12 @@ class DeliveryError(Exception):
     Args:
         message: Why (the server's message for an HTTP error). Never include a token.
         retryable: ``True`` for connection errors, timeouts, 408, 429 and 5xx; ``False`` for other 4xx
-            (those events are kept in the spool as *dead* and not retried automatically).
+            and redirects (those events are kept in the spool as *dead* and not retried automatically).
         retry_after: Seconds the server asked us to wait (``Retry-After``), if any.
         delivered: How many events at the head of the batch were delivered before the failure.
-        hold: Keep the events pending without counting attempts against them, and retry later (e.g. the
-            instance is too old for workflows: the events must survive until it is upgraded).
+        hold: The event at index ``delivered`` cannot be taken yet (e.g. the instance is too old for it):
+            it waits in the spool without counting attempts, and the events after it go on.
+        status: The HTTP status when the server answered (``None``: no answer).
     """
 
     def __init__(
@@ -42,12 +48,14 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         delivered: int = 0,
         hold: bool = False,
+        status: int | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.retryable = retryable
         self.retry_after = retry_after
         self.delivered = delivered
         self.hold = hold
+        self.status = status
 
 
 @runtime_checkable
@@ -71,38 +79,78 @@ def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
     if not value:
         return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from datetime import datetime, timezone
+    from urllib3.exceptions import InvalidHeader
+    from urllib3.util.retry import Retry
 
-        when = parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
+    try:
+        return max(0.0, float(Retry().parse_retry_after(value.strip())))
+    except (InvalidHeader, ValueError, TypeError, OverflowError):
         return None
+
+
+def _text(response: requests.Response) -> str:
+    text = redact((response.text or "").strip().replace("\n", " "))
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def check_response(response: requests.Response, *, delivered: int = 0, what: str = "request") -> None:
     """Raise :class:`DeliveryError` for a non-2xx response, classified for retry.
 
-    408, 429 and 5xx are retryable (honouring ``Retry-After``); other 4xx are not. The message carries
-    the server's own text (truncated), never the request headers.
+    408, 429 and 5xx are retryable (honouring ``Retry-After``); redirects and other 4xx are not. The
+    message carries the server's own text (truncated, redacted), never the request headers.
     """
     status = response.status_code
     if 200 <= status < 300:
         return
-    text = (response.text or "").strip().replace("\n", " ")
-    if len(text) > 300:
-        text = text[:300] + "..."
+    if 300 <= status < 400:
+        target = urlsplit(response.headers.get("Location", "")).netloc or "elsewhere"
+        raise DeliveryError(
+            f"{what} failed: HTTP {status}: the server redirects to {redact(target)} (not followed: events and "
+            "credentials only go to the configured address; fix the URL)",
+            retryable=False, delivered=delivered, status=status,
+        )
     retryable = status in (408, 429) or status >= 500
     raise DeliveryError(
-        f"{what} failed: HTTP {status}: {text or response.reason}",
+        f"{what} failed: HTTP {status}: {_text(response) or response.reason}",
         retryable=retryable,
         retry_after=parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
         delivered=delivered,
+        status=status,
     )
+
+
+def post(session: requests.Session, url: str, data: bytes, *, timeout: float, what: str, delivered: int = 0,
+         headers: dict[str, str] | None = None) -> requests.Response:
+    """POST ``data`` without following redirects; a failure is a :class:`DeliveryError`.
+
+    Raises:
+        DeliveryError: a bad URL (not retryable), a connection error or timeout (retryable), or a non-2xx
+            answer (see :func:`check_response`).
+    """
+    import requests
+
+    try:
+        response = session.post(url, data=data, timeout=timeout, allow_redirects=False, headers=headers)
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema) as exc:
+        raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=False,
+                            delivered=delivered) from None
+    except requests.RequestException as exc:
+        raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=True,
+                            delivered=delivered) from None
+    try:
+        check_response(response, delivered=delivered, what=what)
+    except DeliveryError:
+        response.close()
+        raise
+    return response
+
+
+def json_or_none(response: requests.Response) -> Any:
+    """The JSON of a 2xx answer, or ``None`` when it has no (valid) JSON body: it was delivered anyway."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -35,8 +36,8 @@ from typing import Any
 
 from ._errors import VersioningError
 from ._nodes import Project
-from ._sqlite import write_transaction
-from .backends import VersionInfo
+from ._protocols import VersionInfo
+from ._sqlite import connect, write_transaction
 
 __all__ = ["MIGRATION", "LocalVersions"]
 
@@ -74,6 +75,7 @@ MIGRATION = [
 ]
 
 _CHUNK = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _FIELDS = {"id", "version", "title", "description", "created_at"}
 _OPERATORS = {"=", "!=", "<", "<=", ">", ">=", "in"}
 
@@ -102,6 +104,13 @@ def _manifest(entries: list[_Entry]) -> str:
     return digest.hexdigest()
 
 
+def _safe_relative(path: str) -> bool:
+    """Whether a recorded file path stays inside the folder it is restored into."""
+    if not path or "\0" in path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return False
+    return all(part not in ("", ".", "..") for part in path.replace("\\", "/").split("/"))
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -122,9 +131,8 @@ class LocalVersions:
     # -- plumbing ------------------------------------------------------------------------------------
     @contextmanager
     def _conn(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(str(self.db_path), timeout=self.timeout, isolation_level=None)
+        conn = connect(self.db_path, self.timeout)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             if write:
                 with write_transaction(conn):
                     yield conn
@@ -316,6 +324,12 @@ class LocalVersions:
                 raise VersioningError(f"{root} has no version with {which}")
             vid, number = int(row[0]), int(row[1])
             entries = self._files(conn, vid)
+        for e in entries:  # every record is checked before anything is written
+            if not _safe_relative(e.path) or not _SHA256.fullmatch(e.sha256):
+                raise VersioningError(
+                    f"version {number} of {root} has a bad file record {e.path!r} (sha256 {e.sha256[:16]!r}): "
+                    "a restored file must stay inside the restored folder; nothing was restored"
+                )
         target = root.parent / f"{root.name}, from ver. {number}"
         n = 2
         while target.exists():
@@ -334,6 +348,8 @@ class LocalVersions:
     def _restore_file(self, e: _Entry, target: Path, skip: bool) -> None:
         source = self._object(e.sha256)
         dest = target / e.path
+        if os.path.commonpath([str(target), os.path.abspath(dest)]) != str(target):  # checked before: defence
+            raise VersioningError(f"bad file record {e.path!r}: it would be written outside {target}")
         problem: str | None = None
         if not source.is_file():
             problem = f"the stored object of {e.path} is missing"
@@ -348,7 +364,7 @@ class LocalVersions:
                 dest.unlink()
                 problem = f"the stored object of {e.path} is damaged (its hash does not match)"
             else:
-                os.chmod(dest, e.mode)
+                os.chmod(dest, e.mode & 0o777)
                 os.utime(dest, ns=(e.mtime_ns, e.mtime_ns))
         if problem is not None:
             if not skip:

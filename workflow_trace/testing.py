@@ -70,16 +70,18 @@ class Recording:
 @contextmanager
 def record() -> Iterator[Recording]:
     """Capture every event emitted inside the block in memory (the configured backend is set aside)."""
-    state = _runtime._state
+    state = _runtime.state
     with state.lock:
         saved = (state.backend, state.owned)
         backend = MemoryBackend()
         state.backend, state.owned = backend, False
+        state.invalidate()
     try:
         yield Recording(backend)
     finally:
         with state.lock:
             state.backend, state.owned = saved
+            state.invalidate()
 
 
 try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import _runtime
+from ._context import suppressed
 from ._errors import VersioningError, VersioningNotSupportedError
 from ._nodes import Project, coerce_nodes
-from .backends import VersionInfo
+from ._protocols import VersionInfo
 
 __all__ = ["create", "get_list", "restore"]
 
@@ -39,7 +40,7 @@ def _method(name: str) -> Any:
 
 def _call(name: str, *args: Any, **kwargs: Any) -> Any:
     method = _method(name)
-    token = _runtime.suppressed.set(True)
+    token = suppressed.set(True)
     try:
         return method(*args, **kwargs)
     except VersioningError:
@@ -47,7 +48,7 @@ def _call(name: str, *args: Any, **kwargs: Any) -> Any:
     except (OSError, ValueError, LookupError) as exc:
         raise VersioningError(f"{name} failed: {exc}") from exc
     finally:
-        _runtime.suppressed.reset(token)
+        suppressed.reset(token)
 
 
 def create(project_info: Any, version_title: str | None = None, version_description: str | None = None) -> int:

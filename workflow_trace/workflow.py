@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import _runtime
-from ._events import Event
-from ._meta import MetaLike, meta_to_wire
+from ._context import contained, suppressed
+from ._events import Record
+from ._meta import MetaLike, to_meta
 from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
-from ._runtime import contained
 from ._step import current_step, process_step
 
 __all__ = [
@@ -42,10 +42,12 @@ __all__ = [
     "is_enabled",
 ]
 
+_INPUT, _OUTPUT = 1, 2
 
-def _record(direction: str, cls: type[Node], value: Any, task_id: int | None, meta: MetaLike,
+
+def _record(kind: int, cls: type[Node], value: Any, task_id: int | None, meta: MetaLike,
             method: str, **update: Any) -> None:
-    if not _runtime.is_enabled() or _runtime.suppressed.get():
+    if not _runtime.is_enabled() or suppressed.get():
         return
     with contained(f"workflow.{method}"):
         nodes = coerce_nodes(cls, value, model_weight=bool(update.pop("model_weight", False)), culprit=method)
@@ -55,85 +57,85 @@ def _record(direction: str, cls: type[Node], value: Any, task_id: int | None, me
             nodes = [type(n).model_validate(n.model_dump()) for n in nodes]  # re-check the updated fields
         if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
             raise TypeError(f"{method}(task_id=...) must be an int, not {type(task_id).__name__}")
-        wire = meta_to_wire(meta)
+        card = to_meta(meta)
         step = current_step() or process_step()
         if not step.active:
             return
-        if task_id is not None and task_id != step.task_id:
-            # An explicit task id other than the step's: record these edges for that task.
-            _runtime.emit([Event.fast(direction, task_id, step.ref, n, wire) for n in nodes])  # type: ignore[arg-type]
-        else:
-            step.record(direction, [(n, wire) for n in nodes])  # type: ignore[arg-type]
+        records: list[Record] = []
+        # An explicit task id other than the step's: these edges are recorded for that task.
+        step.collect(records, kind, nodes, card, task_id if task_id is not None else step.task_id)
+        if records:
+            _runtime.write(records)
 
 
 def add_input_project(project: Any, version_id: int | None = None, version_num: int | None = None,
                       task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a project (id, ``ProjectInfo`` or ``Project``), or one of its versions, as an input."""
-    _record("input", Project, project, task_id, meta, "add_input_project",
+    _record(_INPUT, Project, project, task_id, meta, "add_input_project",
             version_id=version_id, version_num=version_num)
 
 
 def add_input_dataset(dataset: Any, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a dataset (id or ``DatasetInfo``) as an input."""
-    _record("input", Dataset, dataset, task_id, meta, "add_input_dataset")
+    _record(_INPUT, Dataset, dataset, task_id, meta, "add_input_dataset")
 
 
 def add_input_file(file: Any, model_weight: bool = False, task_id: int | None = None,
                    meta: MetaLike = None) -> None:
     """Record a file (id, ``FileInfo`` or path in team Files) as an input; ``model_weight`` for checkpoints."""
-    _record("input", File, file, task_id, meta, "add_input_file", model_weight=model_weight)
+    _record(_INPUT, File, file, task_id, meta, "add_input_file", model_weight=model_weight)
 
 
 def add_input_folder(path: str, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a folder in team Files as an input."""
-    _record("input", Folder, path, task_id, meta, "add_input_folder")
+    _record(_INPUT, Folder, path, task_id, meta, "add_input_folder")
 
 
 def add_input_task(input_task_id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record another task (e.g. a serving session) as an input."""
-    _record("input", Task, input_task_id, task_id, meta, "add_input_task")
+    _record(_INPUT, Task, input_task_id, task_id, meta, "add_input_task")
 
 
 def add_input_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a labeling job as an input."""
-    _record("input", Job, id, task_id, meta, "add_input_job")
+    _record(_INPUT, Job, id, task_id, meta, "add_input_job")
 
 
 def add_output_project(project: Any, version_id: int | None = None, task_id: int | None = None,
                        meta: MetaLike = None) -> None:
     """Record a project (id, ``ProjectInfo`` or ``Project``), or a version of it, as an output."""
-    _record("output", Project, project, task_id, meta, "add_output_project", version_id=version_id)
+    _record(_OUTPUT, Project, project, task_id, meta, "add_output_project", version_id=version_id)
 
 
 def add_output_dataset(dataset: Any, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a dataset as an output."""
-    _record("output", Dataset, dataset, task_id, meta, "add_output_dataset")
+    _record(_OUTPUT, Dataset, dataset, task_id, meta, "add_output_dataset")
 
 
 def add_output_file(file: Any, model_weight: bool = False, task_id: int | None = None,
                     meta: MetaLike = None) -> None:
     """Record a file (id, ``FileInfo`` or path) as an output; ``model_weight`` for checkpoints."""
-    _record("output", File, file, task_id, meta, "add_output_file", model_weight=model_weight)
+    _record(_OUTPUT, File, file, task_id, meta, "add_output_file", model_weight=model_weight)
 
 
 def add_output_folder(path: str, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a folder in team Files as an output."""
-    _record("output", Folder, path, task_id, meta, "add_output_folder")
+    _record(_OUTPUT, Folder, path, task_id, meta, "add_output_folder")
 
 
 def add_output_task(output_task_id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record another task (e.g. one this app launched) as an output."""
-    _record("output", Task, output_task_id, task_id, meta, "add_output_task")
+    _record(_OUTPUT, Task, output_task_id, task_id, meta, "add_output_task")
 
 
 def add_output_app(task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record the current task's offline session as an output."""
-    _record("output", App, App(), task_id, meta, "add_output_app")
+    _record(_OUTPUT, App, App(), task_id, meta, "add_output_app")
 
 
 def add_output_job(id: int, task_id: int | None = None, meta: MetaLike = None) -> None:
     """Record a labeling job as an output."""
-    _record("output", Job, id, task_id, meta, "add_output_job")
+    _record(_OUTPUT, Job, id, task_id, meta, "add_output_job")
 
 
 def enable() -> None:

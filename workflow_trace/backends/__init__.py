@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
-
+from .._context import contained
 from .._errors import ConfigurationError
-from .._events import Event
-from .._nodes import Project
+from .._events import Event, Record, to_event
+from .._protocols import Backend, RecordBackend, TaskIdBackend, VersionInfo, VersioningBackend
 
 if TYPE_CHECKING:
     from .._delivery import DeliveringBackend
@@ -44,6 +42,7 @@ __all__ = [
     "MemoryBackend",
     "NullBackend",
     "OpenLineageBackend",
+    "RecordBackend",
     "SQLiteBackend",
     "SuperviselyBackend",
     "TaskIdBackend",
@@ -56,62 +55,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "workflow_trace.backends"
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """Receives batches of events. ``emit`` may raise: the caller contains the failure."""
-
-    def emit(self, events: Sequence[Event]) -> None:
-        """Record or send one batch of events (one step boundary's worth)."""
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything emitted so far is delivered; ``True`` when it is."""
-
-    def close(self) -> None:
-        """Release resources (flushing what can be flushed)."""
-
-
-class VersionInfo(BaseModel):
-    """One version (snapshot) of a project, as ``list_versions`` returns it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    version: int
-    project_id: Optional[int] = None
-    project_path: Optional[str] = None
-    title: Optional[str] = None
-    description: Optional[str] = None
-    created_at: Optional[datetime] = None
-
-
-@runtime_checkable
-class VersioningBackend(Backend, Protocol):
-    """A backend that can snapshot projects (the seed's ``api.project.version`` API)."""
-
-    def create_version(self, project: Project, title: str | None, description: str | None) -> int:
-        """Create a version (or return the latest one's id when nothing changed)."""
-
-    def restore_version(
-        self,
-        project: Project,
-        version_id: int | None,
-        version_num: int | None,
-        skip_missed_entities: bool = False,
-    ) -> Project:
-        """Recreate a version as a new project and return it."""
-
-    def list_versions(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
-        """The project's versions, filtered as the seed describes."""
-
-
-@runtime_checkable
-class TaskIdBackend(Protocol):
-    """A backend that owns task ids (the local store): each outermost step without a task id gets one."""
-
-    def new_task_id(self, name: str) -> int:
-        """Allocate a new task id for a step called ``name``."""
 
 
 class CompositeBackend:
@@ -129,15 +72,23 @@ class CompositeBackend:
     def __repr__(self) -> str:
         return f"CompositeBackend({', '.join(repr(b) for b in self.backends)})"
 
-    def emit(self, events: Sequence[Event]) -> None:
-        first: BaseException | None = None
+    def write_records(self, records: list[Record]) -> None:
+        """Records to each backend (built-in ones take them as they are, others get events)."""
+        events: list[Event] | None = None
         for backend in self.backends:
-            try:
+            with contained(f"{type(backend).__name__} in a composite backend", allow_raise=False):
+                write = getattr(backend, "write_records", None)
+                if callable(write):
+                    write(records)
+                    continue
+                if events is None:
+                    events = [to_event(r) for r in records]
                 backend.emit(events)
-            except Exception as exc:  # noqa: BLE001 - contained per backend, re-raised below
-                first = first or exc
-        if first is not None:
-            raise first
+
+    def emit(self, events: Sequence[Event]) -> None:
+        for backend in self.backends:
+            with contained(f"{type(backend).__name__} in a composite backend", allow_raise=False):
+                backend.emit(events)
 
     def flush(self, timeout: float | None = None) -> bool:
         results = [backend.flush(timeout) for backend in self.backends]  # flush every one, no short-circuit

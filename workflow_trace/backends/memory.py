@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
-from .._events import Event
+from .._events import Event, Record, ids, to_event
 from .._nodes import Node
 
 __all__ = ["MemoryBackend"]
 
 
 class MemoryBackend:
-    """Keeps every event in a list, in emission order. Thread-safe."""
+    """Keeps every event in a list, in emission order. Thread-safe.
+
+    The call path hands it records (no pydantic object built); :attr:`events` turns them into
+    :class:`~workflow_trace.Event` models when read.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._batches: list[tuple[str, Sequence[Record] | Sequence[Event]]] = []
         self._events: list[Event] = []
         self.batches = 0
 
@@ -27,12 +30,17 @@ class MemoryBackend:
         return cls()
 
     def __repr__(self) -> str:
-        return f"MemoryBackend(events={len(self._events)})"
+        return f"MemoryBackend(events={len(self.events)})"
+
+    def write_records(self, records: list[Record]) -> None:
+        """Keep a batch of records (list.append is atomic: no lock on the call path)."""
+        self._batches.append((ids.prefix, records))
+        self.batches += 1
 
     def emit(self, events: Sequence[Event]) -> None:
-        with self._lock:
-            self._events.extend(events)
-            self.batches += 1
+        """Keep a batch of events."""
+        self._batches.append(("", list(events)))
+        self.batches += 1
 
     def flush(self, timeout: float | None = None) -> bool:
         return True
@@ -42,15 +50,23 @@ class MemoryBackend:
 
     def clear(self) -> None:
         """Forget every recorded event."""
-        with self._lock:
-            self._events.clear()
-            self.batches = 0
+        self._batches.clear()
+        self._events = []
+        self.batches = 0
 
     @property
     def events(self) -> list[Event]:
         """A copy of the recorded events, oldest first."""
-        with self._lock:
-            return list(self._events)
+        batches = self._batches
+        n = len(batches)
+        if n:
+            taken = batches[:n]
+            del batches[:n]
+            converted = self._events[:]
+            for prefix, items in taken:
+                converted.extend(e if isinstance(e, Event) else to_event(e, prefix) for e in items)
+            self._events = converted
+        return list(self._events)
 
     @property
     def inputs(self) -> list[Node]:

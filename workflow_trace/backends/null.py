@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._events import Event
+from .._events import Event, Record
 
 __all__ = ["NullBackend"]
 
@@ -21,6 +21,9 @@ class NullBackend:
 
     def __repr__(self) -> str:
         return "NullBackend()"
+
+    def write_records(self, records: list[Record]) -> None:
+        pass
 
     def emit(self, events: Sequence[Event]) -> None:
         pass

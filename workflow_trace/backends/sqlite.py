@@ -1,56 +1,47 @@
 """The local lineage store: an embedded SQLite database, the default backend on a machine without a server.
 
-Where it lives: ``SQLiteBackend(path)``; with no path, ``$WORKFLOW_TRACE_DB`` or
-``./.workflow_trace/workflow.db`` (relative to the working directory when the backend is created; parent
-folders are created on first use). Backend strings: ``sqlite:///abs/path.db`` (absolute),
-``sqlite:relative/path.db`` (relative to the working directory), ``sqlite:~/lineage.db`` (home) and
-``sqlite`` / ``sqlite:`` / ``sqlite://`` (the default path).
+Where it lives: ``SQLiteBackend(path)``; with no path, :func:`~workflow_trace._sqlite.default_store_path`
+(``$WORKFLOW_TRACE_DB``, else the nearest ``.workflow_trace/`` from the current folder upwards — never
+above the git work tree's root or the home directory — else ``./.workflow_trace/workflow.db``). Backend
+strings: ``sqlite:///abs/path.db``, ``sqlite:relative/path.db``, ``sqlite:~/lineage.db`` and ``sqlite``.
 
-What it keeps (schema version 3, ``PRAGMA user_version``; each version appends to :data:`MIGRATIONS`):
+How it writes: the call path never touches SQLite. Records are encoded as journal lines and appended to
+this process's journal (:mod:`workflow_trace._journal`) with one ``os.write``; a writer thread stores them
+with group commit. After a decorated call returns, a ``kill -9`` loses none of its events: the next
+process that uses the store stores them (and readers show them at once, merged in memory).
+``flush()`` means stored. Task ids are reserved in blocks by the writer, so a new local task costs no
+I/O on the call path either.
 
-- ``events``: append-only, every event as JSON; ``event_id`` is UNIQUE, so a replayed batch is stored once
-  and only newly stored events update the tables below.
-- ``tasks``: id, name, origin (``local``: allocated here; ``external``: an id from the environment or an
-  explicit ``task_id``), start/end, status (``running``, ``ok``, ``failed``: from the task's outermost
-  steps), error, pid, host and command line (of the process that allocated the id or, for an external
-  id, first stored it; secret-looking option values masked), the main node's card
-  (``customNodeSettings``, the last one wins).
-- ``steps``: run ids, names, parent links, start/end, status, error.
-- ``nodes``: one row per identity (kind + id/path + project version); files keep their model-weight flag.
-- ``edges``: one row per input/output event (``event_seq``): direction, task, step, node, card meta, time.
-- ``version_projects``, ``versions``, ``version_files`` (schema 2): local project versions, see
-  :mod:`workflow_trace._versions`; the stored file contents live in ``objects/`` next to the store file.
-- ``pushed`` (schema 3): which events ``workflow-trace push`` handed to which destination (its
-  ``transport.key``), so that pushing again sends only what is new.
+What it keeps (schema version 4, ``PRAGMA user_version``; ``application_id`` ``WFTR``; each version
+appends to :data:`MIGRATIONS`):
 
-Versions: the backend implements :class:`~workflow_trace.backends.VersioningBackend` for local project
-folders (``Project(path=...)``, or ``Project(id=...)`` with the id the store registered for a folder).
-Versioning hashes and copies files outside the lock that serialises :meth:`SQLiteBackend.emit`, on its
-own short connections: recording events from other threads never waits for a large folder to be hashed.
+- ``events``: append-only, every event (``event_id`` UNIQUE: a replayed event is stored once).
+- ``tasks``: id, name, origin (``local``: an id this store reserved; ``external``: from the environment
+  or ``task_id=``), start/end, status (``failed`` when a root run failed, ``running`` while one runs, else
+  ``ok``), the first failure, the number of runs, the process that first stored it, the main node's card.
+- ``steps``: every run (explicit, nested or implicit step): task, name, parent, root flag, times, status,
+  error, params.
+- ``processes``: pid, host, start, command line (secret-looking values masked), working directory,
+  Python version, git commit and dirty flag of the script's repository.
+- ``nodes``: one row per identity (kind + id + path + project version); relative local paths are stored
+  resolved against the directory they were recorded in (``recorded_path`` keeps them as written).
+- ``edges``: one row per input/output event: direction, task, run, node, card, time, and for local
+  inputs the size and modification time they had when read (``reproduce`` compares them).
+- ``task_blocks``, ``journals``: reserved task ids; how far each journal is stored.
+- ``version_projects``, ``versions``, ``version_files``: local project versions (:mod:`._versions`);
+  ``pushed``: which events ``workflow-trace push`` handed to which destination.
 
-Task ids are one namespace per store: an id the store allocated and the same number given explicitly or
-through ``SUPERVISELY_TASK_ID`` / ``TASK_ID`` name the same task (that is how the SDK's ``task_id=``
-attaches records to an existing task). New local ids come from the store's own sequence
-(``AUTOINCREMENT``), which always stays above every id the store has seen, so a new local task never joins
-an existing one. Runs inside Supervisely tasks report to the instance; if you also record them locally,
-give them their own file (``WORKFLOW_TRACE_DB``) so a later instance id cannot meet an earlier local one.
-
-Concurrency: WAL journal, ``synchronous=NORMAL``, a 30 s busy timeout and ``BEGIN IMMEDIATE`` writes, so
-several processes (a training job and its data-loader workers, two apps) can write one file without errors
-or lost rows. One :meth:`SQLiteBackend.emit` call is one transaction. An instance is thread-safe (one
-connection behind a lock) and fork-safe (a child process opens its own connection).
+Reading never writes: a file that is not a store, or a newer one, is refused (the file untouched); an
+older store is migrated in a memory copy until a writer migrates the file itself.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
-import socket
 import sqlite3
-import sys
-import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,19 +50,45 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from .._codeversion import code_version
+from .._context import at_fork, contained, describe, logger, mask_argv, warn
 from .._errors import BackendError, VersioningError, WorkflowTraceError
-from .._events import Event, utcnow
+from .._events import (
+    FINISHED,
+    INPUT,
+    KINDS,
+    STARTED,
+    TASK,
+    Event,
+    Record,
+    decode_line,
+    encode_events,
+    encode_records,
+    event_id,
+    iso,
+)
+from .._journal import Checkpoint, JournalWriter, Orphan, find_orphans, journal_dir, read_lines
 from .._nodes import App, File, Node, Project, node_class
-from .._sqlite import write_transaction
+from .._protocols import VersionInfo
+from .._sqlite import (
+    STORE_APP_ID,
+    NotAStoreError,
+    connect,
+    default_store_path,
+    inspect,
+    memory_copy,
+    open_readonly,
+    tables,
+    write_transaction,
+)
 from .._versions import MIGRATION as _VERSIONS_MIGRATION
 from .._versions import LocalVersions
-from . import VersionInfo
 
 __all__ = [
-    "DEFAULT_PATH",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "EdgeRow",
+    "RunRow",
     "SQLiteBackend",
     "StepRow",
     "StoreNotFoundError",
@@ -79,14 +96,11 @@ __all__ = [
     "default_store_path",
 ]
 
-#: Where the store lives when neither a path nor ``$WORKFLOW_TRACE_DB`` is given (relative to the cwd).
-DEFAULT_PATH = os.path.join(".workflow_trace", "workflow.db")
-
-#: Seconds a writer waits for another process's write transaction before giving up.
+#: Seconds a writer waits for another process's write transaction before giving up (and retrying).
 BUSY_TIMEOUT = 30.0
-
-#: Page cache per connection, in KiB.
-CACHE_KIB = 32 * 1024
+#: Task ids reserved per block (the first block; later ones double, up to 1024). One process with one
+#: task (a script) takes one id, so ids stay dense across processes.
+FIRST_BLOCK = 1
 
 #: Schema migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -164,17 +178,60 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (dest, event_id)
         ) WITHOUT ROWID""",
     ),
+    # 4: runs with params, processes (code version), journals, reserved task ids, local-read fingerprints.
+    (
+        "ALTER TABLE tasks ADD COLUMN process_id INTEGER",
+        "ALTER TABLE tasks ADD COLUMN runs INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN running_roots INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN failed_roots INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE steps ADD COLUMN params TEXT",
+        "ALTER TABLE edges ADD COLUMN cwd TEXT",
+        "ALTER TABLE edges ADD COLUMN stat TEXT",
+        "ALTER TABLE nodes ADD COLUMN recorded_path TEXT",
+        """CREATE TABLE processes (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL UNIQUE,
+            pid INTEGER,
+            host TEXT,
+            started_at TEXT,
+            command TEXT,
+            cwd TEXT,
+            python TEXT,
+            git_commit TEXT,
+            git_dirty INTEGER,
+            git_root TEXT
+        )""",
+        """CREATE TABLE task_blocks (
+            first INTEGER NOT NULL,
+            last INTEGER NOT NULL,
+            owner TEXT NOT NULL,
+            reserved_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE journals (
+            owner TEXT NOT NULL,
+            segment INTEGER NOT NULL,
+            offset INTEGER NOT NULL,
+            PRIMARY KEY (owner, segment)
+        ) WITHOUT ROWID""",
+        "UPDATE nodes SET recorded_path = path",
+        """UPDATE tasks SET
+            runs = (SELECT count(*) FROM steps WHERE steps.task_id = tasks.id),
+            running_roots = (SELECT count(*) FROM steps WHERE steps.task_id = tasks.id AND root
+                             AND status = 'running'),
+            failed_roots = (SELECT count(*) FROM steps WHERE steps.task_id = tasks.id AND root
+                            AND status = 'failed')""",
+        f"PRAGMA application_id = {STORE_APP_ID}",
+    ),
 )
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_OUR_TABLES = {
-    "events", "tasks", "steps", "nodes", "edges", "sqlite_sequence",
-    "version_projects", "versions", "version_files", "pushed",
+_REQUIRED_TABLES = {"events", "tasks", "steps", "nodes", "edges"}
+_OUR_TABLES = _REQUIRED_TABLES | {
+    "sqlite_sequence", "version_projects", "versions", "version_files", "pushed", "processes", "task_blocks",
+    "journals",
 }
-_SECRET_ARG = re.compile(r"token|password|passwd|secret|api[-_]?key|credential", re.IGNORECASE)
-_MAX_COMMAND = 2000
 
 
 class StoreNotFoundError(WorkflowTraceError, FileNotFoundError):
@@ -197,11 +254,16 @@ class TaskRow:
     host: Optional[str]
     command: Optional[str]
     node_meta: Optional[dict[str, Any]]
+    runs: int = 0
+    git_commit: Optional[str] = None
+    git_dirty: Optional[bool] = None
+    python: Optional[str] = None
+    cwd: Optional[str] = None
 
 
 @dataclass(frozen=True)
-class StepRow:
-    """One step (run) of a task."""
+class RunRow:
+    """One run (step) of a task."""
 
     run_id: str
     task_id: Optional[int]
@@ -212,11 +274,19 @@ class StepRow:
     status: str
     error_type: Optional[str]
     error_message: Optional[str]
+    params: Optional[dict[str, Any]] = None
+
+
+StepRow = RunRow
 
 
 @dataclass(frozen=True)
 class EdgeRow:
-    """One recorded input or output: ``direction`` is ``input`` (node -> task) or ``output``."""
+    """One recorded input or output: ``direction`` is ``input`` (node -> task) or ``output``.
+
+    ``node`` has its path resolved against ``cwd`` when it was recorded relative; ``stat`` is what a local
+    input looked like when read (``{"size", "mtime"}``, folders also ``"files"``), else ``None``.
+    """
 
     direction: str
     task_id: Optional[int]
@@ -224,16 +294,9 @@ class EdgeRow:
     node: Node
     meta: Optional[dict[str, Any]]
     time: datetime
-
-
-def default_store_path() -> Path:
-    """The store used when none is named: ``$WORKFLOW_TRACE_DB`` or ``./.workflow_trace/workflow.db``.
-
-    Returns:
-        An absolute path (resolved against the current working directory now).
-    """
-    env = os.environ.get("WORKFLOW_TRACE_DB", "").strip()
-    return Path(os.path.abspath(os.path.expanduser(env or DEFAULT_PATH)))
+    cwd: Optional[str] = None
+    stat: Optional[dict[str, Any]] = None
+    recorded_path: Optional[str] = None
 
 
 def _path_from_url(spec: str) -> Path | None:
@@ -254,28 +317,6 @@ def _path_from_url(spec: str) -> Path | None:
     return Path(os.path.abspath(os.path.expanduser(rest)))
 
 
-def _command_line() -> str:
-    """This process's command line, with values of secret-looking options and the API token masked."""
-    token = os.environ.get("API_TOKEN") or ""
-    out: list[str] = []
-    mask_next = False
-    for arg in sys.argv:
-        if mask_next:
-            out.append("***")
-            mask_next = False
-            continue
-        if arg.startswith("-") and _SECRET_ARG.search(arg.split("=", 1)[0]):
-            if "=" in arg:
-                arg = arg.split("=", 1)[0] + "=***"
-            else:
-                mask_next = True
-        if token and len(token) >= 4 and token in arg:
-            arg = arg.replace(token, "***")
-        out.append(arg)
-    text = shlex.join(out)
-    return text if len(text) <= _MAX_COMMAND else text[: _MAX_COMMAND - 3] + "..."
-
-
 def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
@@ -287,11 +328,47 @@ def _json(text: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _identity(node: Node) -> tuple[str, list[Any]]:
-    """The store's identity of a node (kind + id/path + version) and the column values."""
-    fields = node.__dict__  # the model's field values (faster than getattr on missing fields)
-    values = [fields.get("id"), fields.get("path"), fields.get("version_id"), fields.get("version_num")]
-    return json.dumps([fields["kind"], *values], separators=(",", ":")), values
+def _is_local_path_kind(kind: str) -> bool:
+    return kind in ("file", "folder", "project")
+
+
+def _resolve(path: str, cwd: str | None) -> str:
+    """A recorded path as an absolute one: relative paths against the directory they were recorded in."""
+    if cwd is None or os.path.isabs(path) or path.startswith("/"):
+        return path
+    return os.path.normpath(os.path.join(cwd, path))
+
+
+def fingerprint(path: str) -> dict[str, Any] | None:
+    """Size and modification time of a local file, or of a folder's files (count, total, newest); ``None``
+    when there is nothing at ``path``."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not os.path.isdir(path):
+        return {"size": st.st_size, "mtime": st.st_mtime_ns}
+    files = size = 0
+    newest = st.st_mtime_ns
+    for root, _dirs, names in os.walk(path):
+        if files > 100_000:  # a huge folder: what was counted so far says enough
+            return {"files": files, "size": size, "mtime": newest, "partial": True}
+        for name in names:
+            try:
+                fst = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            files += 1
+            size += fst.st_size
+            newest = max(newest, fst.st_mtime_ns)
+    return {"files": files, "size": size, "mtime": newest}
+
+
+def _identity(fields: dict[str, Any], path: str | None) -> str:
+    return json.dumps(
+        [fields["kind"], fields.get("id"), path, fields.get("version_id"), fields.get("version_num")],
+        separators=(",", ":"), ensure_ascii=False,
+    )
 
 
 def _node_from_row(kind: str, ext_id: Any, path: Any, version_id: Any, version_num: Any, mw: Any) -> Node:
@@ -311,39 +388,477 @@ def _node_from_row(kind: str, ext_id: Any, path: Any, version_id: Any, version_n
     return cls(**fields)
 
 
-_INSTANCES: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
-# Connections inherited across fork(): never used and never closed in the child (SQLite forbids both),
-# only kept referenced so that garbage collection does not close them either.
-_INHERITED: list[sqlite3.Connection] = []
+def check_store_file(path: Path) -> None:
+    """Refuse a file this version cannot read, without changing it (not even creating ``-wal``/``-shm``).
+
+    The header says what the file is; while a ``-wal`` file exists (the store is in use) its newest
+    header may still be in the WAL, so SQLite is asked instead, read-only.
+
+    Raises:
+        StoreNotFoundError: there is no file.
+        NotAStoreError: not SQLite, not a workflow_trace store, a newer store, or an unreadable one.
+    """
+    if not path.exists():
+        raise StoreNotFoundError(
+            f"no lineage store at {path} (run a pipeline first, or pass --db / set WORKFLOW_TRACE_DB)"
+        )
+    if path.is_dir():
+        raise NotAStoreError(f"{path} is a directory, not a lineage store")
+    try:
+        info = inspect(path)
+    except OSError as exc:
+        raise NotAStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    user_version, app_id = info.user_version, info.application_id
+    live = info.wal and path.with_name(path.name + "-wal").exists()
+    found: set[str] | None = None
+    if live or app_id == 0:
+        try:
+            conn = open_readonly(path, immutable=not live)
+            try:
+                if live:
+                    user_version = conn.execute("PRAGMA user_version").fetchone()[0]
+                    app_id = conn.execute("PRAGMA application_id").fetchone()[0] & 0xFFFFFFFF
+                found = tables(conn)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise NotAStoreError(f"{path} is not a usable lineage store: {exc}") from None
+    if app_id not in (0, STORE_APP_ID):
+        raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+    if user_version > SCHEMA_VERSION:
+        raise NotAStoreError(
+            f"{path} has schema version {user_version}, newer than this workflow_trace understands "
+            f"({SCHEMA_VERSION}); upgrade workflow_trace"
+        )
+    if user_version < 1 or (found is not None and not _REQUIRED_TABLES <= found):
+        raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
 
 
-def _after_fork_in_child() -> None:
-    for backend in list(_INSTANCES):
-        backend._forget_connection()
+def migrate(conn: sqlite3.Connection, path: Path | str) -> None:
+    """Bring a store (or an empty file) to :data:`SCHEMA_VERSION`, in one write transaction.
+
+    Raises:
+        NotAStoreError: a newer store, or an SQLite file with tables of another application.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    with write_transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise NotAStoreError(
+                f"{path} has schema version {version}, newer than this workflow_trace understands "
+                f"({SCHEMA_VERSION}); upgrade workflow_trace"
+            )
+        if version < 0 or (version == 0 and tables(conn) - _OUR_TABLES):
+            raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id not in (0, STORE_APP_ID):
+            raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    # The header (schema version, application id) into the main file, where readers look first.
+    with contained("checkpointing the store after a migration", allow_raise=False):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_LIVE: weakref.WeakValueDictionary[int, SQLiteBackend] = weakref.WeakValueDictionary()
+
+
+def flush_writers(path: Path, timeout: float = 30.0) -> None:
+    """Store what this process's backends have journaled for ``path`` (readers see their own writes)."""
+    for backend in list(_LIVE.values()):
+        if backend.path == path:
+            backend.flush(timeout)
+
+
+class _Ingest:
+    """The writer thread's side of one store: its connection and caches (used by that thread only)."""
+
+    def __init__(self, backend: SQLiteBackend) -> None:
+        self.backend = backend
+        self.conn: sqlite3.Connection | None = None
+        self.nodes: dict[str, tuple[int, int]] = {}
+        self.runs: dict[str, tuple[int | None, bool]] = {}
+        self.tasks: set[int] = set()
+        self.processes: dict[str, int] = {}
+        self.fingerprints: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self.own_code_done = False
+
+    def connection(self) -> sqlite3.Connection:
+        if self.conn is None:
+            path = self.backend.path
+            if path.is_dir():
+                raise BackendError(f"{path} is a directory, not a lineage store")
+            if path.is_file() and path.stat().st_size > 0:
+                info = inspect(path)
+                if info.application_id not in (0, STORE_APP_ID) or info.user_version > SCHEMA_VERSION:
+                    check_store_file(path)  # raises, naming what the file is
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(path, BUSY_TIMEOUT)
+            try:
+                migrate(conn, path)
+            except BaseException:
+                conn.close()
+                raise
+            self.conn = conn
+        return self.conn
+
+    def forget(self) -> None:
+        """Caches may name rows of a rolled-back transaction: start afresh."""
+        self.nodes.clear()
+        self.runs.clear()
+        self.tasks.clear()
+        self.processes.clear()
+
+    # -- journals ---------------------------------------------------------------------------------
+
+    def ingest(self, conn: sqlite3.Connection, lines: list[bytes], header: dict[str, Any], own: bool) -> None:
+        """Store decoded journal lines (call inside a write transaction)."""
+        prefix = str(header.get("prefix") or "")
+        process_id = self._process(conn, header, own)
+        tasks: dict[int, list[Any]] = {}
+        for raw in lines:
+            try:
+                row = json.loads(raw)
+                kind, ident = row[0], row[1]
+            except (ValueError, IndexError, TypeError):
+                warn(("store", "bad line"), "%s: skipped a journal line that cannot be read", self.backend.path)
+                continue
+            timestamp, task_id, run_id = row[2], row[3], row[4]
+            when = iso(timestamp)
+            if kind == TASK:  # a local task id was allocated: its row, before any of its events
+                self._task(conn, task_id, row, when, process_id, tasks)
+                continue
+            eid = ident if isinstance(ident, str) else event_id(prefix, ident)
+            if isinstance(ident, str) and conn.execute(
+                "SELECT 1 FROM events WHERE event_id = ?", (eid,)
+            ).fetchone():
+                continue  # a replayed event: stored once
+            task_id = self._task(conn, task_id, row, when, process_id, tasks)
+            seq = conn.execute(
+                "INSERT INTO events (event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (eid, KINDS[kind], when, task_id, run_id, raw.decode()),
+            ).lastrowid
+            if kind == STARTED:
+                self._started(conn, row, task_id, when, tasks)
+            elif kind == FINISHED:
+                self._finished(conn, row, task_id, when, tasks)
+            else:
+                self._edge(conn, row, kind, task_id, when, seq, own)
+        self._update_tasks(conn, tasks)
+
+    def _process(self, conn: sqlite3.Connection, header: dict[str, Any], own: bool) -> int | None:
+        owner = header.get("owner")
+        if not isinstance(owner, str):
+            return None
+        cached = self.processes.get(owner)
+        if cached is not None:
+            if own and not self.own_code_done:
+                self._code_version(conn, cached, header)
+            return cached
+        row = conn.execute("SELECT id FROM processes WHERE owner = ?", (owner,)).fetchone()
+        if row is None:
+            argv = [str(a) for a in header.get("argv") or []]
+            started = header.get("started")
+            cur = conn.execute(
+                "INSERT INTO processes (owner, pid, host, started_at, command, cwd, python)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    owner, header.get("pid"), header.get("host"),
+                    iso(started) if isinstance(started, (int, float)) else None,
+                    shlex.join(mask_argv(argv))[:2000] if argv else None, header.get("cwd"), header.get("python"),
+                ),
+            )
+            process_id = int(cur.lastrowid or 0)
+        else:
+            process_id = int(row[0])
+        self.processes[owner] = process_id
+        if own and not self.own_code_done:
+            self._code_version(conn, process_id, header)
+        return process_id
+
+    def _code_version(self, conn: sqlite3.Connection, process_id: int, header: dict[str, Any]) -> None:
+        # This process's own code version, read once (only the writer thread does it, never the call path).
+        self.own_code_done = True
+        argv = header.get("argv") or [""]
+        version = code_version(str(argv[0]) if argv else "", header.get("cwd"))
+        conn.execute(
+            "UPDATE processes SET git_commit = ?, git_dirty = ?, git_root = ? WHERE id = ?",
+            (version.git_commit, None if version.git_dirty is None else int(version.git_dirty), version.git_root,
+             process_id),
+        )
+
+    def _task(self, conn: sqlite3.Connection, task_id: Any, row: list[Any], when: str, process_id: int | None,
+              tasks: dict[int, list[Any]]) -> int | None:
+        if task_id is None:
+            # No task id (a backend that owns none allocated it): the run, or its parent, decides.
+            for run_id in (row[4], row[6]):
+                if run_id is None:
+                    continue
+                known = self.runs.get(run_id)
+                if known is None:
+                    found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+                    known = (found[0], bool(found[1])) if found else None
+                if known is not None and known[0] is not None:
+                    return int(known[0])
+            tid: int = int(conn.execute(
+                "INSERT INTO tasks (name, origin, started_at, status, process_id) VALUES (?, 'local', ?, 'running', ?)",
+                (row[5], when, process_id),
+            ).lastrowid or 0)
+            self._fill_process(conn, tid, process_id)
+            self.tasks.add(tid)
+            self.runs[row[4]] = (tid, True)
+            return tid
+        tid = int(task_id)
+        if tid in self.tasks:
+            return tid
+        if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (tid,)).fetchone() is None:
+            local = conn.execute(
+                "SELECT 1 FROM task_blocks WHERE ? BETWEEN first AND last", (tid,)
+            ).fetchone() is not None
+            conn.execute(
+                "INSERT INTO tasks (id, name, origin, started_at, status, process_id)"
+                " VALUES (?, ?, ?, ?, 'running', ?)",
+                (tid, row[5], "local" if local else "external", when, process_id),
+            )
+            self._fill_process(conn, tid, process_id)
+        self.tasks.add(int(tid))
+        return int(tid)
+
+    @staticmethod
+    def _fill_process(conn: sqlite3.Connection, task_id: int, process_id: int | None) -> None:
+        if process_id is not None:
+            conn.execute(
+                "UPDATE tasks SET pid = p.pid, host = p.host, command = p.command FROM processes p "
+                "WHERE tasks.id = ? AND p.id = ?",
+                (task_id, process_id),
+            )
+
+    def _root(self, conn: sqlite3.Connection, parent: str | None, task_id: int | None) -> bool:
+        if parent is None:
+            return True
+        known = self.runs.get(parent)
+        if known is None:
+            found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (parent,)).fetchone()
+            if found is None:
+                return True
+            known = (found[0], bool(found[1]))
+        return known[0] != task_id
+
+    def _started(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
+                 tasks: dict[int, list[Any]]) -> None:
+        run_id, name, parent, params = row[4], row[5], row[6], row[7]
+        root = self._root(conn, parent, task_id)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, task_id, name, parent, int(root), when, None if params is None else json.dumps(params)),
+        )
+        if len(self.runs) > 100_000:
+            self.runs.clear()
+        self.runs[run_id] = (task_id, root)
+        if cur.rowcount != 1:
+            conn.execute("UPDATE steps SET started_at = ? WHERE run_id = ?", (when, run_id))
+            return
+        if task_id is None:
+            return
+        delta = tasks.setdefault(task_id, [0, 0, 0, when, None, None, None])
+        delta[0] += 1
+        if root:
+            delta[1] += 1
+            delta[3] = min(delta[3], when) if delta[3] else when
+        # A child run stored before this one (another process's journal) is not a root after all.
+        adopted = conn.execute(
+            "SELECT run_id, status FROM steps WHERE parent_run_id = ? AND task_id = ? AND root = 1",
+            (run_id, task_id),
+        ).fetchall()
+        for child, status in adopted:
+            conn.execute("UPDATE steps SET root = 0 WHERE run_id = ?", (child,))
+            self.runs[child] = (task_id, False)
+            delta[1] -= status == "running"
+            delta[2] -= status == "failed"
+
+    def _finished(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
+                  tasks: dict[int, list[Any]]) -> None:
+        run_id, name, parent = row[4], row[5], row[6]
+        status, err_type, err_message, params = row[7], row[8], row[9], row[10]
+        params_json = None if params is None else json.dumps(params)
+        known = self.runs.get(run_id)
+        if known is None:
+            found = conn.execute("SELECT task_id, root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+            known = (found[0], bool(found[1])) if found else None
+            was_running = found is not None and found[2] == "running"
+        else:
+            was_running = True
+        if known is None:
+            root = self._root(conn, parent, task_id)
+            conn.execute(
+                "INSERT INTO steps (run_id, task_id, name, parent_run_id, root, finished_at, status, error_type, "
+                "error_message, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, task_id, name, parent, int(root), when, status, err_type, err_message, params_json),
+            )
+            if task_id is not None:
+                delta = tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])
+                delta[0] += 1
+        else:
+            root = known[1]
+            conn.execute(
+                "UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
+                "params = coalesce(?, params) WHERE run_id = ?",
+                (when, status, err_type, err_message, params_json, run_id),
+            )
+        self.runs.pop(run_id, None)
+        if task_id is None or not root:
+            return
+        delta = tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])
+        if was_running:
+            delta[1] -= 1
+        if status == "failed":
+            delta[2] += 1
+            if delta[5] is None:
+                delta[5], delta[6] = err_type, err_message
+        delta[4] = max(delta[4], when) if delta[4] else when
+
+    def _edge(self, conn: sqlite3.Connection, row: list[Any], kind: int, task_id: int | None, when: str,
+              seq: int | None, own: bool) -> None:
+        fields, meta, cwd = row[7], row[8], row[9]
+        if not isinstance(fields, dict) or "kind" not in fields:
+            return
+        recorded = fields.get("path")
+        path = None if recorded is None else _resolve(str(recorded), cwd)
+        node_id = self._node(conn, fields, path, recorded)
+        stat = None
+        if own and kind == INPUT and path is not None and _is_local_path_kind(fields["kind"]):
+            stat = self._fingerprint(path)
+        conn.execute(
+            "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, KINDS[kind], task_id, row[4], node_id, json.dumps(meta) if meta else None, when, cwd,
+             None if stat is None else json.dumps(stat)),
+        )
+        node_settings = (meta or {}).get("customNodeSettings") if isinstance(meta, dict) else None
+        if node_settings and task_id is not None:
+            # The main node's card: the last action wins (as on the instance).
+            conn.execute(
+                "UPDATE tasks SET node_meta = ?, node_meta_time = ? "
+                "WHERE id = ? AND (node_meta_time IS NULL OR node_meta_time <= ?)",
+                (json.dumps(node_settings), when, task_id, when),
+            )
+
+    def _fingerprint(self, path: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        cached = self.fingerprints.get(path)
+        if cached is not None and now - cached[0] < 2.0:
+            return cached[1]
+        value = fingerprint(path)
+        if len(self.fingerprints) > 10_000:
+            self.fingerprints.clear()
+        self.fingerprints[path] = (now, value)
+        return value
+
+    def _node(self, conn: sqlite3.Connection, fields: dict[str, Any], path: str | None, recorded: Any) -> int:
+        identity = _identity(fields, path)
+        model_weight = int(bool(fields.get("model_weight")))
+        cached = self.nodes.get(identity)
+        if cached is not None:
+            node_id, known_weight = cached
+            if model_weight and not known_weight:
+                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
+                self.nodes[identity] = (node_id, 1)
+            return node_id
+        kind = fields["kind"]
+        ident = fields.get("id") if fields.get("id") is not None else path
+        ref = kind if ident is None else f"{kind}:{ident}"
+        if kind == "project" and fields.get("id") is None and path is None:
+            ref = f"project:version-{fields.get('version_id')}"
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO nodes (identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
+            "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (identity, kind, ref, fields.get("id"), path, fields.get("version_id"), fields.get("version_num"),
+             model_weight, recorded),
+        )
+        if cur.rowcount == 1 and cur.lastrowid is not None:
+            node_id = cur.lastrowid
+        else:
+            node_id = int(conn.execute("SELECT id FROM nodes WHERE identity = ?", (identity,)).fetchone()[0])
+            if model_weight:
+                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ? AND model_weight = 0", (node_id,))
+        if len(self.nodes) > 100_000:
+            self.nodes.clear()
+        self.nodes[identity] = (node_id, model_weight)
+        return node_id
+
+    @staticmethod
+    def _update_tasks(conn: sqlite3.Connection, tasks: dict[int, list[Any]]) -> None:
+        for task_id, (runs, running, failed, started, finished, err_type, err_message) in tasks.items():
+            conn.execute(
+                """UPDATE tasks SET
+                    runs = runs + :runs,
+                    running_roots = max(0, running_roots + :running),
+                    failed_roots = max(0, failed_roots + :failed),
+                    started_at = CASE WHEN :started IS NOT NULL AND (started_at IS NULL OR started_at > :started)
+                                      THEN :started ELSE started_at END,
+                    finished_at = CASE WHEN running_roots + :running > 0 THEN NULL
+                                       WHEN :finished IS NULL THEN finished_at
+                                       WHEN finished_at IS NULL OR finished_at < :finished THEN :finished
+                                       ELSE finished_at END,
+                    status = CASE WHEN failed_roots + :failed > 0 THEN 'failed'
+                                  WHEN running_roots + :running > 0 THEN 'running' ELSE 'ok' END,
+                    error_type = CASE WHEN failed_roots + :failed <= 0 THEN NULL
+                                      ELSE coalesce(error_type, :err_type) END,
+                    error_message = CASE WHEN failed_roots + :failed <= 0 THEN NULL
+                                         ELSE coalesce(error_message, :err_message) END
+                WHERE id = :task""",
+                {"runs": runs, "running": running, "failed": failed, "started": started, "finished": finished,
+                 "err_type": err_type, "err_message": err_message, "task": task_id},
+            )
+
+    def reserve_block(self, size: int, owner: str) -> tuple[int, int]:
+        conn = self.connection()
+        with write_transaction(conn):
+            top = max(
+                conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0],
+                conn.execute("SELECT coalesce(max(last), 0) FROM task_blocks").fetchone()[0],
+                conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'tasks'").fetchone()[0],
+            )
+            first, last = top + 1, top + size
+            conn.execute(
+                "INSERT INTO task_blocks (first, last, owner, reserved_at) VALUES (?, ?, ?, datetime('now'))",
+                (first, last, owner),
+            )
+            if conn.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'tasks'").fetchone():
+                conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (last,))
+            else:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?)", (last,))
+        return first, last
 
 
 class SQLiteBackend:
     """Records events in a local SQLite file and reads them back for the graph (see the module docstring).
 
     Args:
-        path: The store file. ``None``: ``$WORKFLOW_TRACE_DB`` or ``./.workflow_trace/workflow.db``.
-            Relative paths are resolved against the working directory now.
+        path: The store file. ``None``: the default store (``$WORKFLOW_TRACE_DB`` or the nearest
+            ``.workflow_trace/``). Relative paths are resolved against the working directory now.
 
-    Nothing touches the disk until the first write or read.
+    Nothing touches the disk until the first record or read.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path: Path = default_store_path() if path is None else Path(os.path.abspath(os.fspath(path)))
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-        self._known_tasks: set[int] = set()
-        self._node_ids: dict[str, tuple[int, int]] = {}  # identity -> (row id, model_weight as stored)
-        _INSTANCES.add(self)
+        self._state = _Ingest(self)
+        self._writer = JournalWriter(
+            journal_dir(self.path), self._ingest_own, self._recover,
+            header={"kind": "store"}, name=f"the local store {self.path}",
+        )
+        self._free_ids: list[int] = []
+        self._block = FIRST_BLOCK
+        self._allocated = 0  # ahead-of-time reservation starts with the second task (one-task scripts: no gaps)
+        self._reserving = False
+        self._readonly = False  # opened for reading (never writes, not even a new empty store)
+        at_fork(self._after_fork)
+        _LIVE[id(self)] = self
 
     @classmethod
     def from_url(cls, spec: str) -> SQLiteBackend:
@@ -356,20 +871,15 @@ class SQLiteBackend:
 
     @classmethod
     def open_existing(cls, path: str | os.PathLike[str] | None = None) -> SQLiteBackend:
-        """Open a store that must already exist (for reading).
+        """A store that must already exist, checked for reading (the file is not changed).
 
         Raises:
             StoreNotFoundError: there is no file at ``path``.
-            BackendError: the file is not a workflow_trace store, or a newer version of one.
+            NotAStoreError: (a ``BackendError``) not a workflow_trace store, or a newer one.
         """
         backend = cls(path)
-        if not backend.path.is_file():
-            raise StoreNotFoundError(
-                f"no lineage store at {backend.path} (run a pipeline first, or pass --db / set "
-                "WORKFLOW_TRACE_DB)"
-            )
-        with backend._lock:
-            backend._connection()
+        check_store_file(backend.path)
+        backend._readonly = True
         return backend
 
     def __repr__(self) -> str:
@@ -385,145 +895,334 @@ class SQLiteBackend:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- connection ------------------------------------------------------------------------------
+    # -- writing (the call path: encode and append, nothing else) ----------------------------------
 
-    def _forget_connection(self) -> None:
-        """Drop the connection without touching it (after fork) and get a fresh lock."""
-        if self._conn is not None:
-            _INHERITED.append(self._conn)
-        self._conn = None
-        self._lock = threading.Lock()
-
-    def _connection(self) -> sqlite3.Connection:
-        """The open connection of this process (opened and migrated on first use). Call under the lock."""
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        if self._conn is not None:  # forked without the at-fork hook (should not happen)
-            _INHERITED.append(self._conn)
-            self._conn = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise BackendError(f"{self.path}: cannot switch the store to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            # The event_id and node identity indexes take random keys: a larger page cache keeps them hot.
-            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            self._migrate(conn)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise BackendError(f"{self.path}: not a usable lineage store: {exc}") from None
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        self._pid = os.getpid()
-        self._known_tasks = set()
-        self._node_ids = {}
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        with write_transaction(conn):
-            # Read again under the write lock: another process may have migrated meanwhile.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise BackendError(
-                    f"{self.path} has schema version {version}, newer than this workflow_trace "
-                    f"understands ({SCHEMA_VERSION}); upgrade workflow_trace"
-                )
-            if version == 0:
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if tables - _OUR_TABLES:
-                    raise BackendError(f"{self.path} is an SQLite file but not a workflow_trace store")
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    # -- Backend protocol ------------------------------------------------------------------------
-
-    def emit(self, events: Sequence[Event]) -> None:
-        """Store one batch in one transaction; events already stored (same ``event_id``) are skipped.
+    def write_records(self, records: list[Record]) -> None:
+        """Journal records (the built-in fast path; see the module docstring).
 
         Raises:
-            BackendError: the store cannot be opened or written (the caller contains it).
+            BackendError: the journal cannot be written (the caller contains it; flush() says False).
+        """
+        try:
+            self._writer.append(encode_records(records), len(records))
+        except OSError as exc:
+            raise BackendError(f"cannot record {len(records)} event(s) in {self._writer.directory}: "
+                               f"{exc.strerror or exc}") from None
+
+    def emit(self, events: Sequence[Event]) -> None:
+        """Store public events (a replay, ``push``, a third-party caller) before returning; events already
+        stored (same ``event_id``) are skipped. The call path does not come here (it uses the journal).
+
+        Raises:
+            BackendError: the store cannot be written (the events stay in the journal and are stored later).
         """
         if not events:
             return
-        rows = [(e.event_id, e.kind, e.time.isoformat(), e.step.run_id, e.model_dump_json()) for e in events]
-        with self._lock:
-            conn = self._connection()
-            try:
-                with write_transaction(conn):
-                    for event, (event_id, kind, time, run_id, body) in zip(events, rows, strict=True):
-                        task_id = self._resolve_task(conn, event)
-                        cur = conn.execute(
-                            "INSERT OR IGNORE INTO events (event_id, kind, time, task_id, run_id, body) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            (event_id, kind, time, task_id, run_id, body),
-                        )
-                        if cur.rowcount == 1:
-                            assert cur.lastrowid is not None
-                            self._derive(conn, event, task_id, time, cur.lastrowid)
-            except sqlite3.Error as exc:
-                # The caches may name rows of the rolled-back transaction.
-                self._known_tasks = set()
-                self._node_ids = {}
-                raise BackendError(f"{self.path}: cannot store events: {exc}") from exc
-            except BaseException:
-                self._known_tasks = set()
-                self._node_ids = {}
-                raise
+        try:
+            self._writer.append(encode_events(list(events)), len(events))
+        except OSError as exc:
+            raise BackendError(f"cannot record {len(events)} event(s) in {self._writer.directory}: "
+                               f"{exc.strerror or exc}") from None
+        if not self._writer.flush(BUSY_TIMEOUT):
+            raise BackendError(f"{self.path}: cannot store events yet ({self._writer.last_error or 'timeout'}); "
+                               "they are kept in the journal")
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Writes are synchronous: everything emitted is already stored."""
-        return True
+        """Wait until everything recorded so far is stored; ``False`` on timeout or a store that fails."""
+        return self._writer.flush(timeout)
 
     def close(self) -> None:
-        """Close this process's connection (a later call opens a new one)."""
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        """Store what is left (within the exit timeout), stop the writer, close its connection."""
+        self._writer.close(time.monotonic() + 30.0)
+        conn, self._state.conn = self._state.conn, None
+        if conn is not None:
+            with contained("closing the store", allow_raise=False):
+                conn.close()
 
-    # -- TaskIdBackend ---------------------------------------------------------------------------
+    # -- task ids -----------------------------------------------------------------------------------
 
     def new_task_id(self, name: str) -> int:
-        """Allocate a local task id and record the task (name, start, pid, host, command line).
+        """A new local task id from a block the writer thread reserved in the store.
+
+        Only when the block is used up does the caller wait (for the writer to reserve the next one);
+        the next block is reserved ahead, in the background, once a quarter of this one is left.
+
+        Raises:
+            BackendError: no block can be reserved (the store cannot be opened or written).
+        """
+        free = self._free_ids
+        try:
+            task_id = free.pop()
+        except IndexError:
+            try:
+                self._writer.call(self._reserve, BUSY_TIMEOUT + 5.0)
+            except (sqlite3.Error, OSError, TimeoutError, BackendError) as exc:
+                raise BackendError(f"cannot reserve task ids in {self.path}: {describe(exc)}") from None
+            task_id = free.pop()
+        self._allocated += 1
+        if self._allocated > 1 and len(free) <= self._block // 4 and not self._reserving:
+            self._reserving = True
+            self._writer.call_soon(self._reserve)
+        # The task's row (name, start, process) is stored with the allocation, before any of its events.
+        self._writer.append(f"[{TASK},0,{time.time()!r},{task_id},null,{json.dumps(name)},null]\n".encode(), 0)
+        return task_id
+
+    def _reserve(self) -> None:
+        """Reserve the next block of task ids (in the writer thread)."""
+        try:
+            first, last = self._state.reserve_block(self._block, self._writer.owner)
+            self._free_ids[:0] = range(last, first - 1, -1)  # popped from the end: lowest first
+            self._block = min(self._block * 2, 1024)
+        finally:
+            self._reserving = False
+
+    def _after_fork(self) -> None:
+        self._free_ids = []  # the parent's reserved ids are the parent's
+        self._reserving = False
+        self._allocated = 0
+        self._block = FIRST_BLOCK
+        self._state = _Ingest(self)
+
+    # -- the writer thread ----------------------------------------------------------------------------
+
+    def _ingest_own(self, lines: list[bytes], header: dict[str, Any], checkpoint: Checkpoint) -> None:
+        self._store(lines, header, checkpoint, own=True)
+
+    def _store(self, lines: list[bytes], header: dict[str, Any], checkpoint: Checkpoint, *, own: bool) -> None:
+        state = self._state
+        conn = state.connection()
+        try:
+            with write_transaction(conn):
+                state.ingest(conn, lines, header, own)
+                conn.execute(
+                    "INSERT OR REPLACE INTO journals (owner, segment, offset) VALUES (?, ?, ?)",
+                    (checkpoint.owner, checkpoint.segment, checkpoint.offset),
+                )
+        except BaseException:
+            state.forget()
+            raise
+
+    def _recover(self, orphans: list[Orphan]) -> None:
+        """Store the journals of processes that are gone, then delete them."""
+        conn = self._state.connection()
+        for orphan in orphans:
+            done = True
+            stored = 0
+            for segment, path in orphan.segments:
+                row = conn.execute(
+                    "SELECT offset FROM journals WHERE owner = ? AND segment = ?", (orphan.owner, segment)
+                ).fetchone()
+                lines, start, header = read_lines(path, int(row[0]) if row else 0)
+                if not lines:
+                    continue
+                end = start + sum(len(line) + 1 for line in lines)
+                try:
+                    self._store(lines, header or {}, Checkpoint(orphan.owner, segment, end), own=False)
+                    stored += len(lines)
+                except (sqlite3.Error, OSError) as exc:
+                    done = False
+                    warn(("store", "recover"), "%s: cannot store the journal of a process that ended (%s); "
+                         "trying again later", self.path, exc)
+                    break
+            if done:
+                with write_transaction(conn):
+                    conn.execute("DELETE FROM journals WHERE owner = ?", (orphan.owner,))
+            orphan.release(delete=done)
+            if stored:
+                logger.info("workflow_trace: stored %d event(s) a process left in its journal (%s)", stored,
+                            orphan.owner)
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for reading; the file itself is never written (see the module docstring).
+
+        This process's own records are stored first (readers see their own writes).
+        """
+        flush_writers(self.path)
+        if not self._readonly and not self.path.exists():
+            self.local_versions()  # a store of our own, read before anything was recorded: create it
+        check_store_file(self.path)
+        try:
+            conn = open_readonly(self.path)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn = open_readonly(self.path, immutable=True)  # a read-only folder: no -shm can be made
+        try:
+            conn = self._complete(conn)
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def _complete(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """``conn``, or an in-memory copy migrated and with the journals of ended processes merged."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        directory = journal_dir(self.path)
+        orphans = list(find_orphans(directory)) if directory.is_dir() else []
+        if version == SCHEMA_VERSION and not orphans:
+            return conn
+        try:
+            mem = memory_copy(conn)
+        finally:
+            conn.close()
+        migrate(mem, self.path)
+        state = _Ingest(self)
+        for orphan in orphans:
+            try:
+                for segment, path in orphan.segments:
+                    row = mem.execute(
+                        "SELECT offset FROM journals WHERE owner = ? AND segment = ?", (orphan.owner, segment)
+                    ).fetchone()
+                    lines, _start, header = read_lines(path, int(row[0]) if row else 0)
+                    if lines:
+                        with write_transaction(mem):
+                            state.ingest(mem, lines, header or {}, own=False)
+            finally:
+                orphan.release(delete=False)
+        return mem
+
+    def tasks(self) -> list[TaskRow]:
+        """Every task, by id."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT t.id, t.name, t.origin, t.started_at, t.finished_at, t.status, t.error_type, "
+                "t.error_message, coalesce(p.pid, t.pid), coalesce(p.host, t.host), coalesce(p.command, t.command), "
+                "t.node_meta, t.runs, p.git_commit, p.git_dirty, p.python, p.cwd "
+                "FROM tasks t LEFT JOIN processes p ON p.id = t.process_id ORDER BY t.id"
+            ).fetchall()
+        return [
+            TaskRow(
+                id=r[0], name=r[1], origin=r[2], started_at=_time(r[3]), finished_at=_time(r[4]),
+                status=r[5], error_type=r[6], error_message=r[7], pid=r[8], host=r[9], command=r[10],
+                node_meta=_json(r[11]), runs=int(r[12] or 0), git_commit=r[13],
+                git_dirty=None if r[14] is None else bool(r[14]), python=r[15], cwd=r[16],
+            )
+            for r in rows
+        ]
+
+    def runs(self) -> list[RunRow]:
+        """Every run, by start time."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT run_id, task_id, name, parent_run_id, started_at, finished_at, status, error_type, "
+                "error_message, params FROM steps ORDER BY coalesce(started_at, finished_at), run_id"
+            ).fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], _time(r[4]), _time(r[5]), r[6], r[7], r[8], _json(r[9])) for r in rows]
+
+    steps = runs
+
+    def edges(self) -> list[EdgeRow]:
+        """Every recorded input and output, in the order they were stored."""
+        with self._reading() as conn:
+            node_rows = conn.execute(
+                "SELECT id, kind, ext_id, path, version_id, version_num, model_weight, recorded_path FROM nodes"
+            ).fetchall()
+            edge_rows = conn.execute(
+                "SELECT direction, task_id, run_id, node_id, meta, time, cwd, stat FROM edges ORDER BY id"
+            ).fetchall()
+        nodes = {r[0]: (_node_from_row(*r[1:7]), r[7]) for r in node_rows}
+        out = []
+        for r in edge_rows:
+            node, recorded = nodes[r[3]]
+            out.append(EdgeRow(r[0], r[1], r[2], node, _json(r[4]), datetime.fromisoformat(r[5]), r[6], _json(r[7]),
+                               recorded))
+        return out
+
+    def iter_events(self) -> Iterator[Event]:
+        """Every stored event, in the order it was stored (for replaying the store elsewhere)."""
+        for event, _local in self._iter(None):
+            yield event
+
+    def _iter(self, dest: str | None) -> Iterator[tuple[Event, bool]]:
+        last = 0
+        while True:
+            with self._reading() as conn:
+                query = (
+                    "SELECT e.seq, e.body, e.event_id, t.origin FROM events e "
+                    "LEFT JOIN tasks t ON t.id = e.task_id WHERE e.seq > ? "
+                )
+                args: tuple[Any, ...] = (last,)
+                if dest is not None:
+                    query += "AND NOT EXISTS (SELECT 1 FROM pushed p WHERE p.dest = ? AND p.event_id = e.event_id) "
+                    args = (last, dest)
+                rows = conn.execute(query + "ORDER BY e.seq LIMIT 1000", args).fetchall()
+            if not rows:
+                return
+            for seq, body, eid, origin in rows:
+                last = seq
+                yield _event_of(body, eid), origin == "local"
+
+    def iter_unpushed(self, dest: str) -> Iterator[tuple[Event, bool]]:
+        """The stored events not yet pushed to ``dest``, in the order they were stored.
+
+        Yields:
+            ``(event, local)``: ``local`` is true when the event's task id was allocated by this store
+            (it means nothing to a server that owns task ids, such as a Supervisely instance).
+        """
+        yield from self._iter(dest)
+
+    def mark_pushed(self, dest: str, event_ids: Sequence[str]) -> None:
+        """Record that ``event_ids`` were handed to ``dest`` (``workflow-trace push``).
 
         Raises:
             BackendError: the store cannot be written.
         """
-        with self._lock:
-            conn = self._connection()
+        if not event_ids:
+            return
+        try:
+            conn = connect(self.path, BUSY_TIMEOUT)
             try:
+                migrate(conn, self.path)
                 with write_transaction(conn):
-                    task_id = self._insert_task(conn, None, name, "local", utcnow().isoformat())
-            except sqlite3.Error as exc:
-                raise BackendError(f"{self.path}: cannot allocate a task id: {exc}") from exc
-            self._known_tasks.add(task_id)
-            return task_id
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, datetime('now'))",
+                        [(dest, e) for e in event_ids],
+                    )
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise BackendError(f"{self.path}: cannot record pushed events: {exc}") from exc
 
-    # -- VersioningBackend -----------------------------------------------------------------------
+    def pushed_count(self, dest: str) -> int:
+        """How many stored events were pushed to ``dest`` before."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pushed p JOIN events e ON e.event_id = p.event_id WHERE p.dest = ?", (dest,)
+            ).fetchone()
+        return int(row[0])
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table: ``events``, ``tasks``, ``steps``, ``nodes``, ``edges``."""
+        with self._reading() as conn:
+            return {
+                table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                for table in ("events", "tasks", "steps", "nodes", "edges")
+            }
+
+    # -- versions -----------------------------------------------------------------------------------
 
     def local_versions(self) -> LocalVersions:
         """The project versions kept in this store (the file is created and migrated first).
 
-        The lock is held only while the store is opened: versioning itself runs on the returned
-        object's own short connections, so hashing a large folder never delays :meth:`emit`.
-
         Raises:
             BackendError: the store cannot be opened.
         """
-        with self._lock:
-            self._connection()
+        try:
+            conn = connect(self.path, BUSY_TIMEOUT) if self.path.parent.exists() else None
+            if conn is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = connect(self.path, BUSY_TIMEOUT)
+            try:
+                migrate(conn, self.path)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as exc:
+            raise BackendError(f"cannot open the store {self.path}: {exc}") from None
         return LocalVersions(self.path, timeout=BUSY_TIMEOUT)
 
     def create_version(self, project: Project, title: str | None, description: str | None) -> int:
@@ -547,8 +1246,8 @@ class SQLiteBackend:
         """Recreate a version (by id or number) as a new folder next to the original; the new project.
 
         Raises:
-            VersioningError: neither ``version_id`` nor ``version_num``, no such version, or a stored file
-                missing or damaged (named) while ``skip_missed_entities`` is false.
+            VersioningError: neither ``version_id`` nor ``version_num``, no such version, a bad record, or a
+                stored file missing or damaged (named) while ``skip_missed_entities`` is false.
         """
         if version_id is None and version_num is None:
             raise VersioningError("restore_version needs a version_id or a version_num")
@@ -558,8 +1257,7 @@ class SQLiteBackend:
             raise VersioningError(f"{self.path}: cannot restore a version: {exc}") from exc
 
     def list_versions(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
-        """The versions of a local project, oldest first (filters as in the seed: ``field``,
-        ``operator``, ``value`` over ``id``, ``version``, ``title``, ``description``, ``created_at``).
+        """The versions of a local project, oldest first (filters as in the seed).
 
         Raises:
             ValueError: a malformed filter.
@@ -577,275 +1275,9 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise VersioningError(f"{self.path}: cannot read versions: {exc}") from exc
 
-    # -- push bookkeeping ------------------------------------------------------------------------
 
-    def iter_unpushed(self, dest: str) -> Iterator[tuple[Event, bool]]:
-        """The stored events not yet pushed to ``dest``, in the order they were stored.
-
-        Yields:
-            ``(event, local)``: ``local`` is true when the event's task id was allocated by this store
-            (it means nothing to a server that owns task ids, such as a Supervisely instance).
-        """
-        last = 0
-        while True:
-            with self._reading() as conn:
-                rows = conn.execute(
-                    "SELECT e.seq, e.body, t.origin FROM events e LEFT JOIN tasks t ON t.id = e.task_id "
-                    "WHERE e.seq > ? AND NOT EXISTS "
-                    "(SELECT 1 FROM pushed p WHERE p.dest = ? AND p.event_id = e.event_id) "
-                    "ORDER BY e.seq LIMIT 1000",
-                    (last, dest),
-                ).fetchall()
-            if not rows:
-                return
-            for seq, body, origin in rows:
-                last = seq
-                yield Event.model_validate_json(body), origin == "local"
-
-    def mark_pushed(self, dest: str, event_ids: Sequence[str]) -> None:
-        """Record that ``event_ids`` were handed to ``dest`` (``workflow-trace push``).
-
-        Raises:
-            BackendError: the store cannot be written.
-        """
-        if not event_ids:
-            return
-        now = utcnow().isoformat()
-        with self._lock:
-            conn = self._connection()
-            try:
-                with write_transaction(conn):
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, ?)",
-                        [(dest, event_id, now) for event_id in event_ids],
-                    )
-            except sqlite3.Error as exc:
-                raise BackendError(f"{self.path}: cannot record pushed events: {exc}") from exc
-
-    def pushed_count(self, dest: str) -> int:
-        """How many stored events were pushed to ``dest`` before."""
-        with self._reading() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pushed p JOIN events e ON e.event_id = p.event_id WHERE p.dest = ?",
-                (dest,),
-            ).fetchone()
-        return int(row[0])
-
-    # -- deriving rows ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _insert_task(
-        conn: sqlite3.Connection, task_id: int | None, name: str, origin: str, started_at: str
-    ) -> int:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO tasks (id, name, origin, started_at, status, pid, host, command) "
-            "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-            (task_id, name, origin, started_at, os.getpid(), socket.gethostname(), _command_line()),
-        )
-        if task_id is None:
-            assert cur.lastrowid is not None
-            return cur.lastrowid
-        return task_id
-
-    def _resolve_task(self, conn: sqlite3.Connection, event: Event) -> int:
-        """The task of an event; creates the row of a task id first seen here."""
-        task_id = event.task_id
-        if task_id is None:
-            # No task id (another backend allocated none): the step's run, or its parent's, decides;
-            # otherwise the run becomes a new local task.
-            for run_id in (event.step.run_id, event.step.parent_run_id):
-                if run_id is None:
-                    continue
-                row = conn.execute("SELECT task_id FROM steps WHERE run_id = ?", (run_id,)).fetchone()
-                if row is not None and row[0] is not None:
-                    return int(row[0])
-            task_id = self._insert_task(conn, None, event.step.name, "local", event.time.isoformat())
-            self._known_tasks.add(task_id)
-            return task_id
-        if task_id not in self._known_tasks:
-            self._insert_task(conn, task_id, event.step.name, "external", event.time.isoformat())
-            self._known_tasks.add(task_id)
-        return task_id
-
-    def _derive(self, conn: sqlite3.Connection, event: Event, task_id: int, time: str, seq: int) -> None:
-        step = event.step
-        if event.kind in ("step_started", "step_finished"):
-            root = 1
-            if step.parent_run_id is not None:
-                parent = conn.execute(
-                    "SELECT task_id FROM steps WHERE run_id = ?", (step.parent_run_id,)
-                ).fetchone()
-                root = int(parent is None or parent[0] != task_id)
-            if event.kind == "step_started":
-                conn.execute(
-                    "INSERT INTO steps (run_id, task_id, name, parent_run_id, root, started_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
-                    "started_at = excluded.started_at",
-                    (step.run_id, task_id, step.name, step.parent_run_id, root, time),
-                )
-                # A child step stored before this one (its events were sent first) is not a root after all.
-                adopted = conn.execute(
-                    "UPDATE steps SET root = 0 WHERE parent_run_id = ? AND task_id = ? AND root = 1",
-                    (step.run_id, task_id),
-                ).rowcount
-                if adopted:
-                    self._update_task_status(conn, task_id)
-                conn.execute(
-                    "UPDATE tasks SET started_at = ? WHERE id = ? AND (started_at IS NULL OR started_at > ?)",
-                    (time, task_id, time),
-                )
-            else:
-                err = event.error
-                conn.execute(
-                    "INSERT INTO steps (run_id, task_id, name, parent_run_id, root, finished_at, status, "
-                    "error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (run_id) DO UPDATE SET finished_at = excluded.finished_at, "
-                    "status = excluded.status, error_type = excluded.error_type, "
-                    "error_message = excluded.error_message",
-                    (
-                        step.run_id, task_id, step.name, step.parent_run_id, root, time,
-                        event.status or "ok", err.type if err else None, err.message if err else None,
-                    ),
-                )
-            if root:
-                self._update_task_status(conn, task_id)
-        elif event.node is not None:
-            node_id = self._node_id(conn, event.node)
-            conn.execute(
-                "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    seq, event.kind, task_id, step.run_id, node_id,
-                    json.dumps(event.meta) if event.meta else None, time,
-                ),
-            )
-        node_settings = (event.meta or {}).get("customNodeSettings")
-        if node_settings:
-            # The main node's card: the last action wins (as on the instance).
-            conn.execute(
-                "UPDATE tasks SET node_meta = ?, node_meta_time = ? "
-                "WHERE id = ? AND (node_meta_time IS NULL OR node_meta_time <= ?)",
-                (json.dumps(node_settings), time, task_id, time),
-            )
-
-    @staticmethod
-    def _update_task_status(conn: sqlite3.Connection, task_id: int) -> None:
-        """A task is failed if a root step failed, running while one runs, else ok."""
-        conn.execute(
-            """UPDATE tasks SET
-                status = CASE
-                    WHEN EXISTS (SELECT 1 FROM steps WHERE task_id = :t AND root AND status = 'failed')
-                        THEN 'failed'
-                    WHEN EXISTS (SELECT 1 FROM steps WHERE task_id = :t AND root AND status = 'running')
-                        THEN 'running'
-                    ELSE 'ok' END,
-                finished_at = CASE
-                    WHEN EXISTS (SELECT 1 FROM steps WHERE task_id = :t AND root AND status = 'running')
-                        THEN NULL
-                    ELSE (SELECT max(finished_at) FROM steps WHERE task_id = :t AND root) END,
-                error_type = (SELECT error_type FROM steps WHERE task_id = :t AND root
-                              AND status = 'failed' ORDER BY finished_at LIMIT 1),
-                error_message = (SELECT error_message FROM steps WHERE task_id = :t AND root
-                                 AND status = 'failed' ORDER BY finished_at LIMIT 1)
-            WHERE id = :t""",
-            {"t": task_id},
-        )
-
-    def _node_id(self, conn: sqlite3.Connection, node: Node) -> int:
-        identity, values = _identity(node)
-        model_weight = int(bool(node.__dict__.get("model_weight")))
-        cached = self._node_ids.get(identity)
-        if cached is not None:
-            node_id, known_weight = cached
-            if model_weight and not known_weight:
-                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
-                self._node_ids[identity] = (node_id, 1)
-            return node_id
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO nodes (identity, kind, ref, ext_id, path, version_id, version_num, "
-            "model_weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (identity, node.__dict__["kind"], node.ref, *values, model_weight),
-        )
-        if cur.rowcount == 1 and cur.lastrowid is not None:
-            node_id = cur.lastrowid
-        else:  # known to the file (another process, or before this connection): read it, mark it
-            node_id = int(conn.execute("SELECT id FROM nodes WHERE identity = ?", (identity,)).fetchone()[0])
-            if model_weight:
-                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ? AND model_weight = 0", (node_id,))
-        self._node_ids[identity] = (node_id, model_weight)
-        return node_id
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot (one read transaction) under the lock."""
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
-
-    def tasks(self) -> list[TaskRow]:
-        """Every task, by id."""
-        with self._reading() as conn:
-            rows = conn.execute(
-                "SELECT id, name, origin, started_at, finished_at, status, error_type, error_message, "
-                "pid, host, command, node_meta FROM tasks ORDER BY id"
-            ).fetchall()
-        return [
-            TaskRow(
-                id=r[0], name=r[1], origin=r[2], started_at=_time(r[3]), finished_at=_time(r[4]),
-                status=r[5], error_type=r[6], error_message=r[7], pid=r[8], host=r[9], command=r[10],
-                node_meta=_json(r[11]),
-            )
-            for r in rows
-        ]
-
-    def steps(self) -> list[StepRow]:
-        """Every step, by start time."""
-        with self._reading() as conn:
-            rows = conn.execute(
-                "SELECT run_id, task_id, name, parent_run_id, started_at, finished_at, status, error_type, "
-                "error_message FROM steps ORDER BY started_at, run_id"
-            ).fetchall()
-        return [StepRow(r[0], r[1], r[2], r[3], _time(r[4]), _time(r[5]), r[6], r[7], r[8]) for r in rows]
-
-    def edges(self) -> list[EdgeRow]:
-        """Every recorded input and output, in the order they were stored."""
-        with self._reading() as conn:
-            node_rows = conn.execute(
-                "SELECT id, kind, ext_id, path, version_id, version_num, model_weight FROM nodes"
-            ).fetchall()
-            edge_rows = conn.execute(
-                "SELECT direction, task_id, run_id, node_id, meta, time FROM edges ORDER BY id"
-            ).fetchall()
-        nodes = {r[0]: _node_from_row(*r[1:]) for r in node_rows}
-        return [
-            EdgeRow(r[0], r[1], r[2], nodes[r[3]], _json(r[4]), datetime.fromisoformat(r[5]))
-            for r in edge_rows
-        ]
-
-    def iter_events(self) -> Iterator[Event]:
-        """Every stored event, in the order it was stored (for replaying the store elsewhere)."""
-        last = 0
-        while True:
-            with self._reading() as conn:
-                rows = conn.execute(
-                    "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT 1000", (last,)
-                ).fetchall()
-            if not rows:
-                return
-            for seq, body in rows:
-                last = seq
-                yield Event.model_validate_json(body)
-
-    def counts(self) -> dict[str, int]:
-        """Row counts per table: ``events``, ``tasks``, ``steps``, ``nodes``, ``edges``."""
-        with self._reading() as conn:
-            return {
-                table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-                for table in ("events", "tasks", "steps", "nodes", "edges")
-            }
+def _event_of(body: str, eid: str) -> Event:
+    """The public event of a stored row (0.1.0 stored event JSON; 0.2 stores journal lines)."""
+    if body.startswith("{"):
+        return Event.model_validate_json(body)
+    return decode_line(json.loads(body), "").model_copy(update={"event_id": eid})

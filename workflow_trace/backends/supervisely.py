@@ -43,13 +43,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from .._delivery import DeliveringBackend
+from .._context import Secret, at_fork, env_task_id, redact, warn
+from .._delivery import DeliveringBackend, warn_hold
 from .._errors import ConfigurationError, VersioningError
-from .._events import Event
+from .._events import INPUT, OUTPUT, Event, Record
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
-from .._transport import DeliveryError, check_response
-from . import VersionInfo
+from .._protocols import VersionInfo
+from .._transport import DeliveryError, json_or_none, post
 
 if TYPE_CHECKING:
     import requests
@@ -71,18 +73,6 @@ JOBS_MIN_VERSION = (6, 11, 11)
 _API_PREFIX = "/public/api/v3/"
 _DEFAULT_TIMEOUT = 30.0
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\.(\d+)")
-
-
-def _env_task_id() -> int | None:
-    """The task id the SDK reads from the environment (``SUPERVISELY_TASK_ID``, then ``TASK_ID``)."""
-    for name in ("SUPERVISELY_TASK_ID", "TASK_ID"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            try:
-                return int(value)
-            except ValueError:
-                raise ConfigurationError(f"{name} must be an integer task id (got {value!r})") from None
-    return None
 
 
 def _env_int(name: str) -> int | None:
@@ -119,100 +109,56 @@ def _normalise_server(server_address: str) -> str:
     return server
 
 
-class _Secret(str):
-    """A str whose ``repr`` hides it: the token stays out of ``vars()``, debuggers and error reports."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
-class _HTTPError(DeliveryError):
-    """A non-2xx answer, with its status code."""
-
-    def __init__(self, message: str, *, status: int, retryable: bool, retry_after: float | None,
-                 delivered: int) -> None:
-        super().__init__(message, retryable=retryable, retry_after=retry_after, delivered=delivered)
-        self.status = status
-
-
 class _Client:
-    """One ``requests.Session`` for one server; recreated in a forked child; scrubs the token."""
+    """One ``requests.Session`` for one server (renewed in a forked child); the token stays a ``Secret``."""
 
-    def __init__(self, server: str, token: str, timeout: float, task_header: int | None) -> None:
+    def __init__(self, server: str, token: Secret, timeout: float, task_header: str | None) -> None:
         self.server = server
         self._token = token
         self.timeout = timeout
         self._task_header = task_header
         self._session: requests.Session | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the worker thread and explicit version calls; never the call path
+        at_fork(self._after_fork)
 
     def __repr__(self) -> str:
         return f"_Client(server={self.server!r})"
 
+    def _after_fork(self) -> None:
+        self._session = None  # the parent's pooled sockets are the parent's
+        self._lock = threading.Lock()
+
     def _get_session(self) -> requests.Session:
         with self._lock:
-            if self._session is None or self._pid != os.getpid():
+            if self._session is None:
                 import requests
 
-                # After fork() the parent's pooled sockets must not be shared: start afresh.
                 session = requests.Session()
-                session.headers["x-api-key"] = self._token
+                session.headers["x-api-key"] = self._token.reveal()
                 session.headers["Content-Type"] = "application/json"
                 if self._task_header is not None:
-                    session.headers["x-task-id"] = str(self._task_header)
+                    session.headers["x-task-id"] = self._task_header
                 self._session = session
-                self._pid = os.getpid()
             return self._session
 
-    def scrub(self, text: str) -> str:
-        """``text`` with the token replaced (a server may echo it back in an error message)."""
-        return text.replace(str.__str__(self._token), "***") if self._token else text
-
     def post(self, method: str, payload: Mapping[str, Any], *, delivered: int = 0) -> Any:
-        """POST ``payload`` to ``method`` and return the decoded JSON answer.
+        """POST ``payload`` to ``method`` and return the decoded JSON answer (``None`` for a 2xx without one).
 
         Raises:
-            DeliveryError: a connection error or timeout (retryable), or a non-2xx answer (classified
-                by :func:`~workflow_trace._transport.check_response`).
+            DeliveryError: a connection error or timeout (retryable), a redirect or a non-2xx answer
+                (classified by :func:`~workflow_trace._transport.check_response`).
         """
-        import requests
-
         body = json.dumps(payload, allow_nan=False).encode()
+        response = post(self._get_session(), self.server + _API_PREFIX + method, body, timeout=self.timeout,
+                        what=method, delivered=delivered)
         try:
-            response = self._get_session().post(
-                self.server + _API_PREFIX + method, data=body, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise DeliveryError(
-                self.scrub(f"{method} failed: {type(exc).__name__}: {exc}"),
-                retryable=True,
-                delivered=delivered,
-            ) from None
-        try:
-            check_response(response, delivered=delivered, what=method)
-        except DeliveryError as exc:
-            raise _HTTPError(
-                self.scrub(str(exc)),
-                status=response.status_code,
-                retryable=exc.retryable,
-                retry_after=exc.retry_after,
-                delivered=exc.delivered,
-            ) from None
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise DeliveryError(
-                f"{method} failed: the server's answer is not JSON", retryable=True, delivered=delivered
-            ) from None
+            return json_or_none(response)
+        finally:
+            response.close()
 
     def close(self) -> None:
         with self._lock:
-            if self._session is not None and self._pid == os.getpid():
+            if self._session is not None:
                 self._session.close()
             self._session = None
 
@@ -227,26 +173,28 @@ class SuperviselyTransport:
         server_address: The instance, e.g. ``https://app.supervisely.com``.
         token: The API token (kept private: never in a repr, log record or error).
         team_id: The team of every task (``TEAM_ID``); ``None``: asked per task with ``tasks.info``.
-        task_header: The environment's task id, sent as ``x-task-id`` as the SDK does.
+        task_header: ``SUPERVISELY_TASK_ID`` as the SDK read it: sent as ``x-task-id``, and as the task's id
+            in bodies (a JSON string, as the SDK sends it) for the task it names.
         timeout: Seconds for each HTTP request.
     """
 
     def __init__(
         self,
         server_address: str,
-        token: str,
+        token: str | Secret,
         *,
         team_id: int | None = None,
-        task_header: int | None = None,
+        task_header: str | int | None = None,
         timeout: float = _DEFAULT_TIMEOUT,
     ) -> None:
-        if not isinstance(token, str) or not token.strip():
+        secret = token if isinstance(token, Secret) else Secret(token.strip()) if isinstance(token, str) else None
+        if secret is None or not secret.reveal().strip():
             raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
         self.server_address = _normalise_server(server_address)
         self.team_id = team_id
-        self._client = _Client(self.server_address, _Secret(token.strip()), float(timeout), task_header)
+        self._task_text = None if task_header is None else str(task_header).strip()
+        self._client = _Client(self.server_address, secret, float(timeout), self._task_text)
         self._instance_version: tuple[int, int, int] | None = None
-        self._warned_old = False
         self._teams: dict[int, int] = {}
         self._version_ids: dict[tuple[int, int], int] = {}
 
@@ -264,8 +212,8 @@ class SuperviselyTransport:
         """``instance.version``, parsed; ``None`` when unknown (unparsable, or the method is missing)."""
         try:
             answer = self._client.post("instance.version", {}, delivered=delivered)
-        except _HTTPError as exc:
-            if exc.retryable or exc.status in (401, 403):
+        except DeliveryError as exc:
+            if exc.retryable or exc.status is None or exc.status in (401, 403) or 300 <= exc.status < 400:
                 raise
             # Another 4xx: an instance too old to know the method. Its version is unknown.
             return None
@@ -287,12 +235,10 @@ class SuperviselyTransport:
         shown = "unknown" if version is None else _fmt_version(version)
         message = (
             f"the Supervisely instance at {self.server_address} (version {shown}) does not support "
-            f"{what}: version {_fmt_version(needed)} or newer is needed; the events are kept in the spool "
+            f"{what}: version {_fmt_version(needed)} or newer is needed; these events are kept in the spool "
             f"and sent once the instance is upgraded"
         )
-        if not self._warned_old:
-            self._warned_old = True
-            logger.warning("workflow_trace: %s", message)
+        warn_hold(self.key, message)
         raise DeliveryError(message, retryable=True, hold=True, delivered=delivered)
 
     # -- lookups --------------------------------------------------------------------------------------
@@ -302,7 +248,7 @@ class SuperviselyTransport:
             return self.team_id
         team = self._teams.get(task_id)
         if team is None:
-            answer = self._client.post("tasks.info", {"id": task_id}, delivered=delivered)
+            answer = self._client.post("tasks.info", {"id": self._task_wire(task_id)}, delivered=delivered)
             value = answer.get("teamId") if isinstance(answer, Mapping) else None
             if isinstance(value, bool) or not isinstance(value, int):
                 raise DeliveryError(
@@ -343,19 +289,17 @@ class SuperviselyTransport:
     ) -> tuple[str, int | str] | str:
         """``(type, id)`` for the request body, or a reason why the event cannot be sent."""
         if isinstance(node, Project):
+            if node.version_id is not None:  # a version, also when named alone (as the SDK takes it)
+                return "project_version", node.version_id
             if node.id is None:
                 return f"the project {node.path!r} is a local folder, not a project on the instance"
-            if node.version_id is not None:
-                return "project_version", node.version_id
             if node.version_num is not None:
                 version_id = self._version_id(node.id, node.version_num, delivered)
                 if version_id is not None:
                     return "project_version", version_id
-                logger.warning(
-                    "workflow_trace: project %s has no version %s on %s; the project itself is recorded "
-                    "for task %s instead",
-                    node.id, node.version_num, self.server_address, task_id,
-                )
+                warn(("supervisely", "no version", node.id, node.version_num),
+                     "project %s has no version %s on %s; the project itself is recorded for task %s instead",
+                     node.id, node.version_num, self.server_address, task_id)
             return "project", node.id
         if isinstance(node, Dataset):
             return "dataset", node.id
@@ -378,15 +322,20 @@ class SuperviselyTransport:
         if isinstance(node, Job):
             return "job", node.id
         if isinstance(node, App):
-            return "app_session", task_id
+            return "app_session", self._task_wire(task_id)
         return f"a {type(node).__name__} has no place in a Supervisely workflow"
+
+    def _task_wire(self, task_id: int) -> int | str:
+        """A task id as the SDK sends it: the ``SUPERVISELY_TASK_ID`` text for that task, else the number."""
+        text = self._task_text
+        return text if text is not None and text == str(task_id) else task_id
 
     def edge_body(self, event: Event, team_id: int, node_type: str, node_id: int | str) -> dict[str, Any]:
         """The request body of one edge, keys in the SDK's order."""
         assert event.task_id is not None
         body: dict[str, Any] = {
             "teamId": team_id,
-            "node": {"type": "task", "id": event.task_id},
+            "node": {"type": "task", "id": self._task_wire(event.task_id)},
             "type": node_type,
             "id": node_id,
         }
@@ -411,32 +360,25 @@ class SuperviselyTransport:
                 no_task += 1
                 continue
             if isinstance(event.node, App) and event.kind == "input":
-                logger.warning(
-                    "workflow_trace: an app session is an output only; the input of task %s is not sent",
-                    event.task_id,
-                )
+                warn(("supervisely", "app input"), "an app session is an output only; the input of task %s is "
+                     "not sent", event.task_id)
                 continue
             if not checked:
                 self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index)
                 checked = True
-            if isinstance(event.node, Job):
+            if isinstance(event.node, Job):  # only this event waits; the ones behind it go on
                 self._check_instance(JOBS_MIN_VERSION, "labeling jobs in workflows", index)
             team_id = self._team_of(event.task_id, index)
             wire = self._wire_node(event.node, event.task_id, team_id, index)
             if isinstance(wire, str):
-                logger.warning(
-                    "workflow_trace: the %s %s of task %s is not sent to Supervisely: %s",
-                    event.kind, event.node.ref, event.task_id, wire,
-                )
+                warn(("supervisely", "skipped", wire), "the %s %s of task %s is not sent to Supervisely: %s",
+                     event.kind, event.node.ref, event.task_id, wire)
                 continue
             body = self.edge_body(event, team_id, *wire)
             self._client.post(f"workflow.node.add-{event.kind}", body, delivered=index)
         if no_task:
-            logger.warning(
-                "workflow_trace: %d event(s) not sent to Supervisely: they have no task id and a workflow "
-                "edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID / TASK_ID or task_id=)",
-                no_task,
-            )
+            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
+                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or task_id=)", no_task)
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -496,14 +438,15 @@ class SuperviselyBackend:
         token: The API token (``API_TOKEN``); never shown in a repr, log record, error or the spool.
         team_id: The team of the tasks; ``None``: ``TEAM_ID`` from the environment, else asked once per
             task with ``tasks.info``.
-        task_id: The task for events that carry none; ``None``: ``SUPERVISELY_TASK_ID`` / ``TASK_ID``.
+        task_id: The task for events that carry none; ``None``: ``SUPERVISELY_TASK_ID`` / ``TASK_ID`` (a value
+            that is not an integer is ignored with one WARNING, as everywhere in workflow_trace).
         timeout: Seconds for each HTTP request.
         spool_path: Where undeliverable events wait (the delivery layer's default when ``None``).
         **delivery_options: Passed to :class:`~workflow_trace._delivery.DeliveringBackend` (``batch_size``,
             ``hold_interval``, ``backoff_max``, ...).
 
     Raises:
-        ConfigurationError: an empty server address or token, or a malformed ``TEAM_ID`` / ``TASK_ID``.
+        ConfigurationError: an empty server address or token, or a malformed ``TEAM_ID``.
     """
 
     def __init__(
@@ -517,18 +460,23 @@ class SuperviselyBackend:
         spool_path: str | os.PathLike[str] | None = None,
         **delivery_options: Any,
     ) -> None:
-        env_task = _env_task_id()
+        env_task = env_task_id()
+        raw_task = os.environ.get("SUPERVISELY_TASK_ID", "").strip() or None  # the SDK's header, as it reads it
+        if raw_task is not None and not raw_task.isdigit():
+            raw_task = None
         if team_id is None:
             team_id = _env_int("TEAM_ID")
         self.task_id: int | None = task_id if task_id is not None else env_task
+        if not isinstance(token, str) or not token.strip():
+            raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
+        self._token = Secret(token.strip())
         self.transport = SuperviselyTransport(
-            server_address, token, team_id=team_id, task_header=env_task, timeout=timeout
+            server_address, self._token, team_id=team_id, task_header=raw_task, timeout=timeout
         )
         self.server_address = self.transport.server_address
         self.team_id = team_id
-        self._token = _Secret(token.strip())
         self._sly_api: Any = None
-        self._versions_client = _Client(self.server_address, self._token, float(timeout), env_task)
+        self._versions_client = _Client(self.server_address, self._token, float(timeout), raw_task)
         self.delivery = DeliveringBackend(self.transport, spool_path=spool_path, **delivery_options)
 
     def __repr__(self) -> str:
@@ -611,17 +559,16 @@ class SuperviselyBackend:
                     "the environment) or 'supervisely+https://host'"
                 )
             return cls.from_env()
-        from urllib.parse import urlsplit
-
         parts = urlsplit(rest)
-        if parts.username or parts.password:
-            # Do not echo the string: it holds a secret.
+        if parts.username or parts.password or parts.query or parts.fragment:
+            # Do not echo the string: it may hold a secret (user:password@, ?token=...).
             raise ConfigurationError(
-                "do not put credentials in the Supervisely backend string; set API_TOKEN instead"
+                "the Supervisely backend string takes no credentials, query or fragment "
+                "('supervisely+https://host'); set API_TOKEN for the token"
             )
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError(
-                f"the Supervisely backend string must be 'supervisely+http(s)://host' (got {text!r})"
+                f"the Supervisely backend string must be 'supervisely+http(s)://host' (got {redact(text)!r})"
             )
         token = os.environ.get("API_TOKEN", "").strip()
         if not token:
@@ -630,35 +577,51 @@ class SuperviselyBackend:
 
     # -- Backend --------------------------------------------------------------------------------------
 
-    def _prepare(self, events: Sequence[Event]) -> list[Event]:
-        """The events worth queueing: edges only, each stamped with its task id."""
-        out: list[Event] = []
+    def write_records(self, records: list[Record]) -> None:
+        """Journal the batch's input and output records, each with its task id (never the network).
+
+        Step starts and ends have no place on the server and are not kept; a record without any task id
+        is counted in one WARNING (a workflow edge needs a task).
+        """
+        out: list[Record] = []
         no_task = 0
-        for event in events:
-            if event.kind not in ("input", "output") or event.node is None:
-                continue  # step lifecycle events have no place on the server
-            if event.task_id is None:
+        for record in records:
+            kind = record[0]
+            if kind != INPUT and kind != OUTPUT:
+                continue
+            if record[3] is None:
                 if self.task_id is None:
                     no_task += 1
                     continue
                 # Stamped now, not at send time: a spooled event must never join another process's task.
-                # A new validated event rather than model_copy(): events may be built without validation.
-                event = Event(**{**dict(event), "task_id": self.task_id})
-            out.append(event)
+                record = (kind, record[1], record[2], self.task_id, *record[4:])
+            out.append(record)
         if no_task:
-            logger.warning(
-                "workflow_trace: %d event(s) not sent to Supervisely: they have no task id and a workflow "
-                "edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID / TASK_ID, or pass "
-                "task_id= to the step or to SuperviselyBackend)",
-                no_task,
-            )
-        return out
+            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
+                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
+                 "the step or to SuperviselyBackend)", no_task)
+        if out:
+            self.delivery.write_records(out)
 
     def emit(self, events: Sequence[Event]) -> None:
-        """Queue the batch's input and output events for delivery (never waits for the network)."""
-        prepared = self._prepare(events)
-        if prepared:
-            self.delivery.emit(prepared)
+        """Journal the input and output events (a replay); step events have no place on the server."""
+        out = []
+        no_task = 0
+        for event in events:
+            if event.kind not in ("input", "output") or event.node is None:
+                continue
+            if event.task_id is None:
+                if self.task_id is None:
+                    no_task += 1
+                    continue
+                event = event.model_copy(update={"task_id": self.task_id})
+            out.append(event)
+        if no_task:
+            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
+                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
+                 "the step or to SuperviselyBackend)", no_task)
+        if out:
+            self.delivery.emit(out)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued is sent (or ``timeout``); ``True`` when it is."""
@@ -722,7 +685,7 @@ class SuperviselyBackend:
                     f"{what} needs the `supervisely` package (pip install supervisely): a version is the "
                     "project's data archived in the SDK's own format"
                 ) from None
-            self._sly_api = supervisely.Api(self.server_address, self._token)
+            self._sly_api = supervisely.Api(self.server_address, self._token.reveal())
         return self._sly_api
 
     def create_version(self, project: Project, title: str | None, description: str | None) -> int:
@@ -738,7 +701,7 @@ class SuperviselyBackend:
             version_id = api.project.version.create(project_id, title, description)
         except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
             raise VersioningError(
-                self._versions_client.scrub(f"creating a version of project {project_id} failed: {exc!r}")
+                redact(f"creating a version of project {project_id} failed: {exc!r}")
             ) from None
         if isinstance(version_id, bool) or not isinstance(version_id, int):
             raise VersioningError(f"creating a version of project {project_id} gave no version id")
@@ -769,7 +732,7 @@ class SuperviselyBackend:
             )
         except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
             raise VersioningError(
-                self._versions_client.scrub(f"restoring a version of project {project_id} failed: {exc!r}")
+                redact(f"restoring a version of project {project_id} failed: {exc!r}")
             ) from None
         new_id = getattr(info, "id", None)
         if isinstance(new_id, bool) or not isinstance(new_id, int):

@@ -1,0 +1,559 @@
+"""The durable hand-off between a decorated call and a SQLite file: a journal and its writer thread.
+
+The call path never touches SQLite. It appends its records, already encoded as lines, to this process's
+journal with one ``os.write`` — once it returns, the kernel holds the bytes, so a ``kill -9`` of the
+process loses nothing — and wakes the writer thread if it is idle. The writer reads the journal back,
+hands the new complete lines to an *ingest* function that stores them and the journal position in one
+transaction (group commit: whatever arrived while the previous transaction ran goes into the next), and
+deletes the journal once everything in it is stored and the process ends.
+
+Files, in ``<store>.journal/`` next to the SQLite file they feed:
+
+- ``<owner>.lock``: held with ``flock`` for the life of the journal. A journal whose lock can be taken
+  belongs to a process that is gone: the next writer (any process using the same file) ingests it from
+  the position its owner stored last, then deletes it. Readers merge it in memory without writing.
+- ``<owner>.<n>.log``: segments of at most :data:`SEGMENT_BYTES`; the first line of each is a JSON header
+  (process id, host, event id prefix, command line...). The writer rotates segments by ``dup2`` onto the
+  descriptor the call path writes to, so rotation needs no lock on the call path.
+
+After ``os.fork()`` the child starts a journal of its own (the parent's descriptors are closed in the
+child, never written); ``multiprocessing`` children, which leave with ``os._exit``, finish it in a
+finalizer. At exit the writer gets until the exit deadline (``WORKFLOW_TRACE_EXIT_TIMEOUT``, default 2 s,
+shared by every backend); whatever it could not store stays in the journal for the next process, and one
+WARNING says how many events and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._context import at_exit, at_fork, contained, describe, logger, report, run_exit_hooks, warn
+from ._events import ids
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: liveness falls back to the process id
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "DEFAULT_EXIT_TIMEOUT",
+    "SEGMENT_BYTES",
+    "Checkpoint",
+    "JournalWriter",
+    "Orphan",
+    "exit_deadline",
+    "exit_timeout",
+    "find_orphans",
+    "journal_dir",
+    "read_lines",
+]
+
+#: Seconds the exit flush may take, for all backends together (``WORKFLOW_TRACE_EXIT_TIMEOUT``).
+DEFAULT_EXIT_TIMEOUT = 2.0
+#: A journal segment is rotated once it holds this many bytes.
+SEGMENT_BYTES = 8 * 1024 * 1024
+#: Lines handed to one ingest call (one transaction) at most.
+MAX_BATCH_LINES = 20_000
+#: Seconds a rotated segment is still read before it is deleted (writes in flight land in it).
+ROTATE_GRACE = 1.0
+#: Seconds between looks for journals of processes that are gone.
+ORPHAN_POLL = 30.0
+
+_HOST = socket.gethostname()
+_exit_deadline: float | None = None
+
+
+def exit_timeout() -> float:
+    """The exit deadline from ``WORKFLOW_TRACE_EXIT_TIMEOUT`` (seconds, default 2)."""
+    raw = os.environ.get("WORKFLOW_TRACE_EXIT_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_EXIT_TIMEOUT
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        warn("exit-timeout", "WORKFLOW_TRACE_EXIT_TIMEOUT=%r is not a number of seconds; using %s", raw,
+             DEFAULT_EXIT_TIMEOUT)
+        return DEFAULT_EXIT_TIMEOUT
+
+
+def exit_deadline() -> float:
+    """The one ``time.monotonic()`` deadline every backend shares at interpreter exit."""
+    global _exit_deadline
+    if _exit_deadline is None:
+        _exit_deadline = time.monotonic() + exit_timeout()
+    return _exit_deadline
+
+
+def journal_dir(db_path: Path) -> Path:
+    """Where the journals of the SQLite file ``db_path`` live."""
+    return db_path.with_name(db_path.name + ".journal")
+
+
+def _lock(fd: int, blocking: bool) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a journal has been stored up to: segment ``segment`` up to byte ``offset``."""
+
+    owner: str
+    segment: int
+    offset: int
+
+
+def read_lines(path: Path, offset: int) -> tuple[list[bytes], int, dict[str, Any] | None]:
+    """The complete lines of a segment from ``offset`` (never its header line), the offset of the first
+    of them, and the segment's header. A torn last line (a power loss mid-write) is left unread; a segment
+    that is gone has no lines."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return [], offset, None
+    with f:
+        header_line = f.readline()
+        header: dict[str, Any] | None = None
+        try:
+            value = json.loads(header_line)
+            header = value if isinstance(value, dict) else None
+        except ValueError:
+            header = None
+        start = max(offset, len(header_line))
+        f.seek(start)
+        data = f.read()
+    end = data.rfind(b"\n")
+    return (data[: end + 1].splitlines() if end >= 0 else []), start, header
+
+
+@dataclass
+class Orphan:
+    """The journal of a process that is gone: its segments, in order, and its lock (held by us)."""
+
+    owner: str
+    segments: list[tuple[int, Path]]
+    lock_path: Path
+    lock_fd: int
+
+    def release(self, delete: bool) -> None:
+        """Delete the journal (it is stored) or just let it go (``delete=False``)."""
+        if delete:
+            for _n, path in self.segments:
+                path.unlink(missing_ok=True)
+            self.lock_path.unlink(missing_ok=True)
+        os.close(self.lock_fd)
+
+
+def find_orphans(directory: Path, exclude: str | None = None) -> Iterator[Orphan]:
+    """Journals in ``directory`` whose owner is gone (their lock could be taken: we now hold it)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    segments: dict[str, list[tuple[int, Path]]] = {}
+    for name in names:
+        if not name.endswith(".log"):
+            continue
+        owner, _, rest = name[:-4].rpartition(".")
+        if owner and rest.isdigit() and owner != exclude:
+            segments.setdefault(owner, []).append((int(rest), directory / name))
+    for owner, segs in segments.items():
+        lock_path = directory / f"{owner}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            continue
+        if not _lock(fd, blocking=False):
+            os.close(fd)  # its owner is alive
+            continue
+        yield Orphan(owner, sorted(segs), lock_path, fd)
+
+
+Ingest = Callable[[list[bytes], dict[str, Any], Checkpoint], None]
+
+
+class JournalWriter:
+    """A journal this process appends to, and the thread that ingests it (see the module docstring).
+
+    Args:
+        directory: The journal folder (``journal_dir(db_path)``).
+        ingest: Called in the writer thread with new complete lines, the segment header and the
+            checkpoint to store in the same transaction. Raising means "not stored": retried later.
+        recover: Called in the writer thread, before it ingests its own journal and then every
+            :data:`ORPHAN_POLL` seconds, with the orphans of ``directory``; it ingests and releases them.
+        header: Extra fields for each segment's header line.
+        name: For messages and the thread name ("the local store at ...").
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        ingest: Ingest,
+        recover: Callable[[list[Orphan]], None],
+        *,
+        header: dict[str, Any] | None = None,
+        name: str = "journal",
+    ) -> None:
+        self.directory = directory
+        self._ingest = ingest
+        self._recover = recover
+        self._header_extra = dict(header or {})
+        self.name = name
+        at_fork(self._after_fork)
+        at_exit(self.close_at_exit, order=60)
+        self._reset()
+
+    def _reset(self) -> None:
+        """State of one process (set again in a forked child, and after close)."""
+        self._generation = getattr(self, "_generation", 0) + 1  # a thread of another generation stops
+        self._fd = -1
+        self._lock_fd = -1
+        self._owner = ""
+        self._segment = 0
+        self._segments: list[tuple[int, Path, int, float]] = []  # rotated: (n, path, offset, rotated_at)
+        self._offset = 0  # ingested position in the current segment
+        self._open_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._idle = False
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._error: str | None = None  # why the last ingest failed (None: the last one worked)
+        self._lost = 0  # events that could not even be journaled (since the last flush)
+        self._stored_seq = 0  # bumped after every successful ingest (flush waits on it)
+        self._next_orphan_check = 0.0
+        self._calls: list[_Call] = []
+
+    def __repr__(self) -> str:
+        return f"JournalWriter({str(self.directory)!r})"
+
+    @property
+    def owner(self) -> str:
+        """This process's journal name (empty until the first append)."""
+        return self._owner
+
+    # -- the call path -----------------------------------------------------------------------------
+
+    def append(self, data: bytes, events: int) -> None:
+        """Append encoded lines (``events`` of them) to the journal and wake the writer.
+
+        Raises:
+            OSError: the journal cannot be written (counted: :meth:`flush` then returns ``False``).
+        """
+        fd = self._fd
+        try:
+            if fd < 0:
+                fd = self._open()
+            while data:
+                written = os.write(fd, data)
+                data = data[written:]
+        except OSError:
+            self._lost += events
+            raise
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+    def _open(self) -> int:
+        with self._open_lock:
+            if self._fd >= 0:
+                return self._fd
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._owner = f"{time.time_ns():x}-{os.getpid()}"
+            self._lock_fd = os.open(self.directory / f"{self._owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            _lock(self._lock_fd, blocking=True)
+            self._segment = 0
+            fd = self._new_segment(0)
+            self._fd = fd
+            self._start_thread()
+            return fd
+
+    def _segment_path(self, n: int) -> Path:
+        return self.directory / f"{self._owner}.{n}.log"
+
+    def _new_segment(self, n: int) -> int:
+        header = {
+            "journal": 1, "owner": self._owner, "segment": n, "pid": os.getpid(), "host": _HOST,
+            "started": time.time(), "prefix": ids.prefix, "argv": list(sys.argv), "cwd": os.getcwd(),
+            "python": sys.version.split()[0], **self._header_extra,
+        }
+        fd = os.open(self._segment_path(n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(fd, json.dumps(header, separators=(",", ":"), default=str).encode() + b"\n")
+        return fd
+
+    # -- the writer thread -------------------------------------------------------------------------
+
+    def _start_thread(self) -> None:
+        _finish_in_multiprocessing_child()
+        self._thread = threading.Thread(target=self._run, name=f"workflow_trace writer ({self.name})", daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
+        """Run ``fn`` in the writer thread (which owns the connection) and return its result.
+
+        The caller only waits: a ``KeyboardInterrupt`` while waiting leaves ``fn`` to finish in the
+        thread, never a transaction open on the caller's side.
+
+        Raises:
+            TimeoutError: ``fn`` did not finish within ``timeout``; whatever ``fn`` raised.
+        """
+        if self._fd < 0:
+            self._open()
+        job = _Call(fn)
+        self._calls.append(job)
+        self._wake.set()
+        if not job.done.wait(timeout):
+            raise TimeoutError(f"{self.name}: the writer did not answer within {timeout:.0f} s")
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` in the writer thread without waiting (errors are contained there)."""
+        if self._fd >= 0:
+            self._calls.append(_Call(fn))
+            self._wake.set()
+
+    def _run_calls(self) -> None:
+        while self._calls:
+            job = self._calls.pop(0)
+            try:
+                job.result = job.fn()
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting caller, who reports it
+                job.error = exc
+            job.done.set()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last attempt to store failed (``None`` when it worked)."""
+        return self._error
+
+    def _run(self) -> None:
+        backoff = 0.05
+        generation = self._generation
+        while generation == self._generation:
+            if self._calls:  # what was journaled before a call is stored before it runs
+                with contained(f"{self.name}: writer", allow_raise=False):
+                    self._work()
+                self._run_calls()
+            failed = True
+            with contained(f"{self.name}: writer", allow_raise=False):
+                if time.monotonic() >= self._next_orphan_check:
+                    self._next_orphan_check = time.monotonic() + ORPHAN_POLL
+                    self._recover_orphans()
+                worked = self._work()
+                failed = self._error is not None
+                if worked and not failed:
+                    backoff = 0.05
+                    continue
+            if self._stop or generation != self._generation:
+                return
+            if failed:  # the store refused, or a surprise was contained: wait, then try again
+                self._wake.wait(backoff)
+                self._wake.clear()
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._idle = True
+            if not self._pending() and not self._calls:
+                self._wake.wait(0.5)
+            self._wake.clear()
+            self._idle = False
+
+    def _recover_orphans(self) -> None:
+        orphans = list(find_orphans(self.directory, exclude=self._owner))
+        if orphans:
+            self._recover(orphans)
+
+    def _pending(self) -> bool:
+        fd = self._fd
+        try:
+            return fd >= 0 and os.fstat(fd).st_size > self._offset
+        except OSError:
+            return False
+
+    def _work(self) -> bool:
+        """Ingest what is new (rotated segments first); ``True`` when something was stored."""
+        did = False
+        for i, (n, path, offset, rotated_at) in enumerate(list(self._segments)):
+            stored, offset = self._ingest_segment(n, path, offset)
+            did = did or stored
+            self._segments[i] = (n, path, offset, rotated_at)
+        if self._fd < 0:
+            return did
+        stored, self._offset = self._ingest_segment(self._segment, self._segment_path(self._segment), self._offset)
+        did = did or stored
+        now = time.monotonic()
+        keep = []
+        for n, path, offset, rotated_at in self._segments:
+            if now - rotated_at > ROTATE_GRACE and path.stat().st_size <= offset:
+                path.unlink(missing_ok=True)
+            else:
+                keep.append((n, path, offset, rotated_at))
+        self._segments = keep
+        if self._offset >= SEGMENT_BYTES and not self._stop:
+            self._rotate()
+        return did
+
+    def _ingest_segment(self, n: int, path: Path, offset: int) -> tuple[bool, int]:
+        lines, start, header = read_lines(path, offset)
+        stored = False
+        for i in range(0, len(lines), MAX_BATCH_LINES):
+            chunk = lines[i : i + MAX_BATCH_LINES]
+            chunk_end = start + sum(len(line) + 1 for line in chunk)
+            try:
+                self._ingest(chunk, header or {}, Checkpoint(self._owner, n, chunk_end))
+            except Exception as exc:  # noqa: BLE001 - kept in the journal and retried; flush() says False
+                self._error = describe(exc)
+                report(exc, f"{self.name}: cannot store events yet (they are kept in {self.directory})",
+                       allow_raise=False)
+                return stored, start
+            start, stored, self._error = chunk_end, True, None
+            with self._cond:
+                self._stored_seq += 1
+                self._cond.notify_all()
+        return stored, start
+
+    def _rotate(self) -> None:
+        n = self._segment + 1
+        new_fd = self._new_segment(n)
+        os.dup2(new_fd, self._fd)  # the call path's descriptor now writes to the new segment
+        os.close(new_fd)
+        self._segments.append((self._segment, self._segment_path(self._segment), self._offset, time.monotonic()))
+        self._segment, self._offset = n, 0
+
+    # -- flush, close, fork --------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until everything appended so far is stored; ``False`` on timeout, on an ingest error
+        that persists, or when events could not be journaled since the last flush."""
+        lost, self._lost = self._lost, 0
+        if self._fd < 0:
+            return lost == 0
+        try:
+            target = os.fstat(self._fd).st_size
+        except OSError:
+            return False
+        segment = self._segment
+        deadline = time.monotonic() + (30.0 if timeout is None else max(0.0, timeout))
+        self._wake.set()
+        with self._cond:
+            while True:
+                if (self._segment > segment or self._offset >= target) and not self._segments_pending():
+                    return lost == 0
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._thread is not None and not self._thread.is_alive()):
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+                self._wake.set()
+
+    def _segments_pending(self) -> bool:
+        return any(path.exists() and path.stat().st_size > offset for _n, path, offset, _t in self._segments)
+
+    def pending_events(self) -> int:
+        """Lines appended by this process and not stored yet (a count for messages)."""
+        total = 0
+        for n, path, offset, _t in [*self._segments, (self._segment, self._segment_path(self._segment),
+                                                      self._offset, 0.0)]:
+            if self._fd < 0 and n == self._segment:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    total += f.read().count(b"\n")
+            except OSError:
+                continue
+        return total
+
+    def close(self, deadline: float | None = None) -> bool:
+        """Store what is left (until ``deadline``), stop the thread, delete the journal if all is stored.
+
+        Returns:
+            ``True`` when everything was stored; otherwise the journal stays for the next process and one
+            WARNING says how many events it holds and why.
+        """
+        if self._fd < 0:
+            return self._lost == 0
+        timeout = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        ok = self.flush(timeout)
+        self._stop = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0 if deadline is None else max(0.05, deadline - time.monotonic()))
+        self._generation += 1  # a thread still in an ingest (a store that hangs) stops after it
+        if self._fd < 0:
+            return ok
+        if ok:
+            for _n, path, _o, _t in self._segments:
+                path.unlink(missing_ok=True)
+            self._segment_path(self._segment).unlink(missing_ok=True)
+            (self.directory / f"{self._owner}.lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # other processes' journals may still be there
+                self.directory.rmdir()
+        else:
+            left = self.pending_events()
+            if left:
+                logger.warning(
+                    "workflow_trace: %s: %d event(s) could not be stored before exit (%s); they are kept in "
+                    "%s and stored by the next process that uses it", self.name, left,
+                    self._error or "the exit deadline passed", self.directory,
+                )
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._reset()  # a later append starts a new journal
+        return ok
+
+    def close_at_exit(self) -> None:
+        """The exit hook: close against the shared exit deadline."""
+        self.close(exit_deadline())
+
+    def _after_fork(self) -> None:
+        # The parent's descriptors are not ours: closing our copies leaves its lock and file alone.
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._reset()
+
+
+class _Call:
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_mp_registered_pid = 0
+
+
+def _finish_in_multiprocessing_child() -> None:
+    """A ``multiprocessing`` child leaves with ``os._exit`` (no atexit): run the exit hooks there too."""
+    global _mp_registered_pid
+    if _mp_registered_pid == os.getpid():
+        return
+    _mp_registered_pid = os.getpid()
+    mp = sys.modules.get("multiprocessing")
+    if mp is None or mp.parent_process() is None:
+        return
+    from multiprocessing import util
+
+    util.Finalize(None, run_exit_hooks, exitpriority=100)
