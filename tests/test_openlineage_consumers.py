@@ -479,6 +479,7 @@ class TestConfiguration:
             ("transport: {type: file, log_file_path: x}\n", "'file'.*supported: http"),
             ("transport: {type: my.Transport}\n", "'my.Transport' is not supported.*supported: http"),
             ("transport: {type: http}\n", "needs a url"),
+            ("transport: {url: 'http://x'}\n", "transport has no type"),
             ("transport: {type: http, url: 'ftp://x'}\n", "http\\(s\\)://"),
             ("transport: {type: http, url: 'http://x', auth: {type: jwt, apiKey: KEY}}\n", "'jwt'.*supported: api_key"),
             ("transport: {type: http, url: 'http://x', auth: {type: api_key}}\n", "needs apiKey"),

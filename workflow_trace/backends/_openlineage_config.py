@@ -13,7 +13,8 @@ What is read, and in which order (checked against ``openlineage.client.client.Op
 4. The file and the variables are merged key by key; **the file wins** where both set a key (the
    client's precedence).
 5. A ``transport`` with a ``type`` is used; without one, ``OPENLINEAGE_URL`` (with
-   ``OPENLINEAGE_ENDPOINT`` and ``OPENLINEAGE_API_KEY``) makes an ``http`` transport.
+   ``OPENLINEAGE_ENDPOINT`` and ``OPENLINEAGE_API_KEY``) makes an ``http`` transport. (A ``transport``
+   without a ``type`` and no ``OPENLINEAGE_URL`` is an error here; the client would print to the console.)
 
 Only ``type: http`` is supported (``noop`` means disabled); ``kafka``, ``console``, ``file`` and the
 others are refused with a :class:`~workflow_trace.ConfigurationError` naming what is supported. The http
@@ -698,6 +699,9 @@ def load_settings(
             )
         assert transport_raw is not None
         transport = _http_config(transport_raw, source)
+    elif transport_raw and not env.get("OPENLINEAGE_URL", "").strip():
+        # The client would fall back to printing events on the console; say what is missing instead.
+        raise ConfigurationError(f"{source_of('transport')}: transport has no type (write type: http)")
     elif env.get("OPENLINEAGE_URL", "").strip():
         # The client's fallback when no transport has a type (the "simple" variables).
         transport = _http_config(
