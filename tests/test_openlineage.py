@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +13,19 @@ import pytest
 from _support import make_event
 
 from tests.httpserver import RecordingServer, Request
+from tests.ol_server import SpecValidator
 from workflow_trace._events import ErrorInfo, Event, StepRef, new_run_id
 from workflow_trace._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from workflow_trace._transport import DeliveryError, Transport
 from workflow_trace.backends.openlineage import (
-    FACETS_SCHEMA,
-    RUN_EVENT_SCHEMA_URL,
     OpenLineageBackend,
     OpenLineageMapper,
     OpenLineageTransport,
     _parse_backend_string,
 )
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "openlineage" / "OpenLineage.json"
 SERVER = "https://app.supervisely.com"
+SERVER_NS = "supervisely://app.supervisely.com"  # its dataset namespace (the naming spec's scheme://authority)
 SECRET = "s3cr3t-api-key-never-shown"
 META = {
     "customRelationSettings": {"title": "<h4>Train</h4>", "mainLink": {"url": "/files/1", "title": "Open"}},
@@ -36,116 +35,19 @@ META = {
     },
 }
 
-# The standard facets this backend emits, written down from the OpenLineage facet specs (their files are
-# not vendored here): each extends the core's base facet and requires what the spec requires.
-_CORE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
-_STANDARD_FACETS: list[dict[str, Any]] = [
-    {
-        "$id": "https://openlineage.io/spec/facets/1-1-0/ParentRunFacet.json",
-        "$defs": {
-            "ParentRunFacet": {
-                "allOf": [{"$ref": f"{_CORE}#/$defs/RunFacet"}],
-                "type": "object",
-                "properties": {
-                    "run": {
-                        "type": "object",
-                        "properties": {"runId": {"type": "string", "format": "uuid"}},
-                        "required": ["runId"],
-                    },
-                    "job": {
-                        "type": "object",
-                        "properties": {"namespace": {"type": "string"}, "name": {"type": "string"}},
-                        "required": ["namespace", "name"],
-                    },
-                    "root": {
-                        "type": "object",
-                        "properties": {
-                            "run": {"$ref": "#/$defs/ParentRunFacet/properties/run"},
-                            "job": {"$ref": "#/$defs/ParentRunFacet/properties/job"},
-                        },
-                        "required": ["run", "job"],
-                    },
-                },
-                "required": ["run", "job"],
-            }
-        },
-    },
-    {
-        "$id": "https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json",
-        "$defs": {
-            "ErrorMessageRunFacet": {
-                "allOf": [{"$ref": f"{_CORE}#/$defs/RunFacet"}],
-                "type": "object",
-                "properties": {
-                    "message": {"type": "string"},
-                    "programmingLanguage": {"type": "string"},
-                    "stackTrace": {"type": "string"},
-                },
-                "required": ["message", "programmingLanguage"],
-            }
-        },
-    },
-    {
-        "$id": "https://openlineage.io/spec/facets/1-0-0/DatasetVersionDatasetFacet.json",
-        "$defs": {
-            "DatasetVersionDatasetFacet": {
-                "allOf": [{"$ref": f"{_CORE}#/$defs/DatasetFacet"}],
-                "type": "object",
-                "properties": {"datasetVersion": {"type": "string"}},
-                "required": ["datasetVersion"],
-            }
-        },
-    },
-]
-
-
-class SpecValidator:
-    """Validates RunEvents against the spec's JSON schema, and every facet against its ``_schemaURL``."""
-
-    def __init__(self) -> None:
-        jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is needed to check the spec")
-        referencing = pytest.importorskip("referencing", reason="jsonschema's referencing is needed")
-        from referencing.jsonschema import DRAFT202012
-
-        if not SPEC_PATH.is_file():
-            pytest.skip(f"the OpenLineage spec schema is not at {SPEC_PATH}")
-        spec = json.loads(SPEC_PATH.read_text())
-        resources = [(spec["$id"], DRAFT202012.create_resource(spec))]
-        for schema in [*_STANDARD_FACETS, FACETS_SCHEMA]:
-            resources.append((schema["$id"], DRAFT202012.create_resource(schema)))
-        self.registry = referencing.Registry().with_resources(resources)
-        cls = jsonschema.Draft202012Validator
-        self.cls = cls
-        self.event = cls(spec, registry=self.registry, format_checker=cls.FORMAT_CHECKER)
-        self.base_facet = cls(
-            {"$ref": f"{_CORE}#/$defs/BaseFacet"}, registry=self.registry, format_checker=cls.FORMAT_CHECKER
-        )
-        self.checked_facets: set[str] = set()
-
-    def facet(self, name: str, facet: dict[str, Any]) -> None:
-        self.base_facet.validate(facet)
-        schema = {"$ref": facet["_schemaURL"]}
-        self.cls(schema, registry=self.registry, format_checker=self.cls.FORMAT_CHECKER).validate(facet)
-        self.checked_facets.add(name)
-
-    def __call__(self, body: dict[str, Any]) -> None:
-        self.event.validate(body)
-        assert body["schemaURL"] == RUN_EVENT_SCHEMA_URL
-        assert body["eventType"] in {"START", "RUNNING", "COMPLETE", "FAIL"}
-        uuid.UUID(body["run"]["runId"])
-        # jsonschema checks "date-time" only with an optional package: check it here.
-        assert datetime.fromisoformat(body["eventTime"]).tzinfo is not None
-        for name, facet in body["run"].get("facets", {}).items():
-            self.facet(name, facet)
-        for dataset in [*body.get("inputs", []), *body.get("outputs", [])]:
-            for key in ("facets", "inputFacets", "outputFacets"):
-                for name, facet in dataset.get(key, {}).items():
-                    self.facet(name, facet)
+@pytest.fixture(autouse=True)
+def _no_openlineage_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No openlineage.yml or OPENLINEAGE_* setting of the machine running the tests leaks in."""
+    for name in list(os.environ):
+        if name.startswith("OPENLINEAGE"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture
 def validate() -> SpecValidator:
-    """A validator for RunEvents (skips the test when jsonschema or the spec file is missing)."""
+    """A validator for RunEvents and their facets (tests/data: the 2-0-2 schema and the facet schemas)."""
+    pytest.importorskip("jsonschema", reason="jsonschema is needed to check the spec")
     return SpecValidator()
 
 
@@ -222,7 +124,10 @@ class TestSchema:
         assert [b["eventType"] for b in bodies] == ["START", "RUNNING", "COMPLETE"]
         for body in bodies:
             validate(body)
-        expected_facets = {"version", "workflowTrace_modelWeight", "workflowTrace_card", "workflowTrace_task"}
+        expected_facets = {
+            "processing_engine", "jobType", "version", "workflowTrace_modelWeight", "workflowTrace_card",
+            "workflowTrace_task",
+        }
         assert expected_facets == validate.checked_facets
 
     def test_nested_and_failed(self, server: RecordingServer, validate: SpecValidator) -> None:
@@ -244,14 +149,16 @@ class TestSchema:
         assert {"parent", "errorMessage", "workflowTrace_task"} <= validate.checked_facets
 
     def test_no_task_id(self, server: RecordingServer, validate: SpecValidator) -> None:
-        """Without a task, there is no task facet and the app node is named after the run."""
+        """Without a task, there is no task facet, the job is the step name and the app node is named after
+        the run."""
         transport = make_transport(server)
         run = Run("local", task_id=None)
         transport.send(run.started() + run.outputs(App()) + run.finished())
         bodies = server.bodies()
         for body in bodies:
             validate(body)
-            assert "facets" not in body["run"]
+            assert {"processing_engine"} == set(body["run"]["facets"])
+            assert body["job"]["name"] == "local"
         assert names(bodies[-1]["outputs"]) == [f"app/{run.step.run_id}"]
 
 
@@ -259,34 +166,35 @@ class TestMapping:
     """How steps become runs and nodes become datasets."""
 
     def test_dataset_names(self) -> None:
-        """Stable names; the server's namespace for id-based nodes and team Files paths."""
+        """Stable names; the server's namespace (supervisely://host) for id-based nodes and team Files paths."""
         mapper = OpenLineageMapper(server_address="https://App.Supervisely.com/", hostname="gpu-box")
         cases: list[tuple[Node, tuple[str, str]]] = [
-            (Project(id=42), (SERVER, "project/42")),
-            (Project(id=42, version_id=901), (SERVER, "project/42")),
-            (Project(path="/data/p"), ("file://gpu-box", "project/data/p")),
-            (Dataset(id=7), (SERVER, "dataset/7")),
-            (File(id=3), (SERVER, "file/3")),
-            (File(path="/models/best.pt"), (SERVER, "file/models/best.pt")),
-            (File(id=3, path="/models/./best.pt"), (SERVER, "file/models/best.pt")),
-            (Folder(path="/checkpoints/"), (SERVER, "folder/checkpoints")),
-            (Task(id=5), (SERVER, "task/5")),
-            (Job(id=11), (SERVER, "job/11")),
-            (App(), (SERVER, "app/5")),
+            (Project(id=42), (SERVER_NS, "project/42")),
+            (Project(id=42, version_id=901), (SERVER_NS, "project/42")),
+            (Project(path="/data/p"), ("file://gpu-box", "/data/p")),
+            (Dataset(id=7), (SERVER_NS, "dataset/7")),
+            (File(id=3), (SERVER_NS, "file/3")),
+            (File(path="/models/best.pt"), (SERVER_NS, "file/models/best.pt")),
+            (File(id=3, path="/models/./best.pt"), (SERVER_NS, "file/models/best.pt")),
+            (Folder(path="/checkpoints/"), (SERVER_NS, "folder/checkpoints")),
+            (Task(id=5), (SERVER_NS, "task/5")),
+            (Job(id=11), (SERVER_NS, "job/11")),
+            (App(), (SERVER_NS, "app/5")),
         ]
         actual = [(node, mapper.dataset_identity(node, task_id=5)) for node, _ in cases]
         assert cases == actual
 
     def test_local_paths(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Without a server, and for relative paths, paths are local files on this host."""
+        """Without a server, and for relative paths, paths are local files on this host, named as the
+        naming spec names files: ``file://<host>`` and the absolute path."""
         monkeypatch.chdir(tmp_path)
         local = OpenLineageMapper(hostname="gpu-box")
         remote = OpenLineageMapper(server_address=SERVER, hostname="gpu-box")
-        base = tmp_path.as_posix().lstrip("/")
+        base = tmp_path.as_posix()
         expected = [
-            ("file://gpu-box", "file/models/best.pt"),
-            ("file://gpu-box", f"file/{base}/out/best.pt"),
-            ("file://gpu-box", f"folder/{base}/out"),
+            ("file://gpu-box", "/models/best.pt"),
+            ("file://gpu-box", f"{base}/out/best.pt"),
+            ("file://gpu-box", f"{base}/out"),
             ("supervisely", "project/42"),
         ]
         actual = [
@@ -334,7 +242,7 @@ class TestMapping:
         ) == ("COMPLETE", ["project/1", "file/init.pt", "dataset/2"], ["file/best.pt"])
         assert {run.step.run_id} == {b["run"]["runId"] for b in server.bodies()}
         jobs = {(b["job"]["namespace"], b["job"]["name"]) for b in server.bodies()}
-        assert jobs == {("workflow_trace", "train")}
+        assert jobs == {("workflow_trace", "task_5.train")}
 
     def test_one_batch_folds(self, server: RecordingServer) -> None:
         """A whole run in one batch (a replayed spool) is a START and a COMPLETE, nothing lost."""
@@ -378,13 +286,13 @@ class TestMapping:
         bodies = server.bodies()
         assert "parent" not in bodies[0]["run"].get("facets", {})
         middle_parent = bodies[1]["run"]["facets"]["parent"]
-        assert ({"runId": outer.step.run_id}, {"namespace": "workflow_trace", "name": "pipeline"}) == (
+        assert ({"runId": outer.step.run_id}, {"namespace": "workflow_trace", "name": "task_5.pipeline"}) == (
             middle_parent["run"], middle_parent["job"]
         )
         assert "root" not in middle_parent
         inner_parent = bodies[2]["run"]["facets"]["parent"]
-        assert (middle.step.run_id, "prepare") == (inner_parent["run"]["runId"], inner_parent["job"]["name"])
-        assert (outer.step.run_id, "pipeline") == (
+        assert (middle.step.run_id, "task_5.prepare") == (inner_parent["run"]["runId"], inner_parent["job"]["name"])
+        assert (outer.step.run_id, "task_5.pipeline") == (
             inner_parent["root"]["run"]["runId"], inner_parent["root"]["job"]["name"]
         )
 
@@ -424,7 +332,7 @@ class TestMapping:
         completes = [b for b in server.bodies() if b["eventType"] == "COMPLETE"]
         written = {(d["namespace"], d["name"]) for d in completes[0]["outputs"]}
         read = {(d["namespace"], d["name"]) for d in completes[1]["inputs"]}
-        assert {(SERVER, "file/models/best.pt")} == written == read
+        assert {(SERVER_NS, "file/models/best.pt")} == written == read
 
 
 class TestTransport:
@@ -521,13 +429,13 @@ class TestBackendString:
     """Parsing ``openlineage+http://...`` and ``openlineage`` with OPENLINEAGE_URL."""
 
     def test_forms(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The URL comes from the string or from OPENLINEAGE_URL; options from the query."""
-        monkeypatch.setenv("OPENLINEAGE_URL", "http://marquez:5000")
+        """The URL comes from the string, or (``None``) from the OpenLineage configuration; options from the
+        query."""
         expected = [
             ("http://localhost:5000", {}),
             ("https://lineage.example.com/prefix", {"namespace": "ml", "endpoint": "api/v2/lineage"}),
-            ("http://marquez:5000", {}),
-            ("http://marquez:5000", {"namespace": "x"}),
+            (None, {}),
+            (None, {"namespace": "x"}),
         ]
         actual = [
             _parse_backend_string("openlineage+http://localhost:5000"),
@@ -542,7 +450,6 @@ class TestBackendString:
     @pytest.mark.parametrize(
         ("spec", "match"),
         [
-            ("openlineage", "OPENLINEAGE_URL"),
             ("openlineage+ftp://host", "openlineage\\+http"),
             ("openlineage:host:5000", "openlineage\\+http"),
             ("openlineage+http://host?api_key=x", "OPENLINEAGE_API_KEY"),
@@ -556,6 +463,13 @@ class TestBackendString:
         monkeypatch.delenv("OPENLINEAGE_URL", raising=False)
         with pytest.raises(ConfigurationError, match=match):
             _parse_backend_string(spec)
+
+    def test_nothing_configured(self) -> None:
+        """``openlineage`` with no OPENLINEAGE_URL and no openlineage.yml says what to set."""
+        from workflow_trace._errors import ConfigurationError
+
+        with pytest.raises(ConfigurationError, match=r"OPENLINEAGE_URL.*openlineage\.yml"):
+            OpenLineageBackend.from_url("openlineage")
 
 
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "breaker_cooldown": 0.05, "spool_poll": 0.05}
@@ -595,7 +509,7 @@ class TestBackend:
             backend.close()
         bodies = server.bodies()
         assert {run.step.run_id: "START COMPLETE" for run in runs} == run_events(bodies)
-        assert [names(final(bodies, run)["outputs"]) for run in runs] == [["file/out.pt"]] * 3
+        assert [names(final(bodies, run)["outputs"]) for run in runs] == [["/out.pt"]] * 3
         assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in server.requests}
 
     def test_server_down_spooled_then_delivered_once_in_order(self, tmp_path: Path) -> None:
@@ -639,6 +553,10 @@ class TestBackend:
         server.start()
         second = OpenLineageBackend(server.url, spool_path=spool, **FAST)
         try:
+            # flush() waits for this process's own events only: wait for the left-over ones to arrive.
+            deadline = time.monotonic() + 15
+            while len(server.bodies()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
             assert second.flush(15)
         finally:
             second.close()
@@ -647,7 +565,7 @@ class TestBackend:
         for body in bodies:
             validate(body)
         assert {run.step.run_id: "START COMPLETE"} == run_events(bodies)
-        assert names(final(bodies, run)["outputs"]) == ["file/best.pt"]
+        assert names(final(bodies, run)["outputs"]) == ["/best.pt"]
 
     def test_backend_strings(
         self, server: RecordingServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -715,19 +633,18 @@ def test_pipeline_through_the_public_api(server: RecordingServer, tmp_path: Path
     pipeline, prepare_done, serve_done = (by_job[n][-1] for n in ("pipeline", "prepare", "serve"))
     assert (names(pipeline["inputs"]), names(pipeline["outputs"])) == (["project/43"], ["file/models/best.pt"])
     parent = prepare_done["run"]["facets"]["parent"]
-    assert (pipeline["run"]["runId"], "pipeline") == (parent["run"]["runId"], parent["job"]["name"])
+    assert (pipeline["run"]["runId"], "task_5.pipeline") == (parent["run"]["runId"], parent["job"]["name"])
     assert (names(prepare_done["inputs"]), names(prepare_done["outputs"])) == (["dataset/7"], ["project/43"])
     assert serve_done["eventType"] == "FAIL"
     assert serve_done["run"]["facets"]["errorMessage"]["message"] == "RuntimeError: no GPU"
     # What training wrote is what serving read: one dataset, so the lineage server joins the two runs.
-    assert pipeline["outputs"][0]["namespace"] == serve_done["inputs"][0]["namespace"] == SERVER
+    assert pipeline["outputs"][0]["namespace"] == serve_done["inputs"][0]["namespace"] == SERVER_NS
     assert pipeline["outputs"][0]["name"] == serve_done["inputs"][0]["name"]
     assert {f"Bearer {SECRET}"} == {r.headers.get("Authorization") for r in server.requests}
 
 
 def test_a_script_pointed_at_an_endpoint_by_environment(server: RecordingServer, tmp_path: Path) -> None:
     """WORKFLOW_TRACE_BACKEND=openlineage + OPENLINEAGE_URL, nothing in the code: delivered by exit."""
-    import os
     import subprocess
     import sys
 
@@ -747,6 +664,9 @@ def test_a_script_pointed_at_an_endpoint_by_environment(server: RecordingServer,
         "WORKFLOW_TRACE_SPOOL": str(tmp_path / "spool.db"),
         "TASK_ID": "12",
         "SERVER_ADDRESS": SERVER,
+        # the package under test (this checkout), not whichever copy is installed
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                    os.environ.get("PYTHONPATH")])),
     }
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60

@@ -1,8 +1,8 @@
 """The OpenLineage backend: workflow lineage for Marquez, DataHub and every OpenLineage (2-0-2) consumer.
 
-A step is an OpenLineage *run* of a *job* named after the step; the nodes it reads and writes are
-*datasets* with stable names (``project/42``, ``file/models/best.pt``...), so that a lineage server joins
-the runs of every task into one graph. The mapping (also in the README):
+A step is an OpenLineage *run* of a *job*; the nodes it reads and writes are *datasets* named after the
+OpenLineage naming conventions, so that a lineage server joins the runs of every task into one graph.
+The mapping (also in the README):
 
 ================================  ===========================================================================
 workflow_trace                    OpenLineage
@@ -14,35 +14,49 @@ emitted with it)
 ``step_finished``, ``ok``         ``COMPLETE`` with every input and output of the run seen by this process
 ``step_finished``, ``failed``     ``FAIL``, the same, plus the ``errorMessage`` run facet
                                   (``"Type: message"``, ``programmingLanguage`` ``python``, no stack)
+every RunEvent                    ``processing_engine`` run facet (``workflow_trace``, its version) and
+                                  ``jobType`` job facet (``BATCH``, ``WORKFLOW_TRACE``, ``TASK`` for an
+                                  outermost step, ``STEP`` for a nested one)
 ``step.run_id`` (UUIDv7)          ``run.runId``
-step name                         ``job.name``; ``job.namespace`` = the configured namespace
+step name, task id                ``job.name`` = ``task_<id>.<step name>`` (``job_prefix``; the step name
+                                  alone without a task id); ``job.namespace`` = the configured namespace
 ``step.parent_run_id``            ``parent`` run facet (parent run id and job name; ``root`` when known)
 ``task_id``                       ``workflowTrace_task`` run facet (``taskId``)
-``Project(id=42)``                dataset ``project/42`` in the Supervisely server's namespace
+``Project(id=42)``                dataset ``project/42`` in ``supervisely://<server host>``
 ``Project(version_id=...)``       the same dataset + the ``version`` facet (``datasetVersion``: the version
-                                  id, or ``v<N>`` when only the number is known)
-``Project(path=...)``             ``project/<abs path>`` in ``file://<hostname>``
-``Dataset(7)`` / ``Job(11)`` /    ``dataset/7`` / ``job/11`` / ``task/5`` in the server's namespace
+                                  id, or ``v<N>`` when only the number is known); with
+                                  ``dataset_version="name"`` the dataset ``project/42@<version>`` instead,
+                                  with ``"both"`` both datasets
+``Project(path=...)``             ``<abs path>`` in ``file://<hostname>``
+``Dataset(7)`` / ``Job(11)`` /    ``dataset/7`` / ``job/11`` / ``task/5`` in ``supervisely://<server host>``
 ``Task(5)``
-``File(id=3)`` / ``File(path)``   ``file/3`` / ``file/<path>`` (the path wins when both are known); team
-                                  Files paths in the server's namespace, local paths in ``file://<host>``
-``Folder(path)``                  ``folder/<path>``, namespace as for files
+``File(id=3)`` / ``File(path)``   ``file/3`` / ``file/<path>`` (the path wins when both are known) for team
+                                  Files; a local path is ``<abs path>`` in ``file://<hostname>``
+``Folder(path)``                  ``folder/<path>``, or a local ``<abs path>``, as for files
 ``App()``                         ``app/<task id>`` (``app/<run id>`` without a task id)
 ``File(model_weight=True)``       ``workflowTrace_modelWeight`` dataset facet
 ``customNodeSettings``            ``workflowTrace_card`` dataset facet (the card, in the SDK's wire form)
 ``customRelationSettings``        ``workflowTrace_card`` input / output facet
 ================================  ===========================================================================
 
-The server's namespace is the Supervisely server address (``server_address=`` or ``SERVER_ADDRESS``);
-without one it is ``supervisely`` and paths of files and folders are local paths. A relative path, or the
-path of a :class:`~workflow_trace.Project`, is always local.
+Namespaces follow the OpenLineage naming spec: a dataset namespace names the *data source* as
+``<kind of store>://<authority>`` (``postgres://host:5432``, ``s3://bucket``, ``file://host``), not the
+protocol used to reach it. The Supervisely server ``https://app.supervisely.com`` is therefore
+``supervisely://app.supervisely.com`` (its port kept unless it is the scheme's default); without a server
+address it is ``supervisely`` (as ``bigquery`` has no authority). Local paths are files on this host:
+``file://<hostname>`` and the absolute path as the name, as every OpenLineage integration names files,
+so a file written here by Spark or pandas is the same dataset. A relative path, or the path of a
+:class:`~workflow_trace.Project`, is always local; an absolute ``File``/``Folder`` path is a team Files
+path when a server address is known.
 
 Only :class:`OpenLineageTransport` touches the network, from the delivery layer's background worker;
-:class:`OpenLineageBackend` is what users configure.
+:class:`OpenLineageBackend` is what users configure. Configuration as the OpenLineage client reads it
+(``openlineage.yml``, ``OPENLINEAGE__*``, ``OPENLINEAGE_DISABLED``) is in ``_openlineage_config``.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -53,7 +67,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
@@ -62,38 +76,67 @@ from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
-from .._transport import DeliveryError, check_response
+from .._transport import DeliveryError, parse_retry_after
 from .._version import __version__
+from ._openlineage_config import (
+    DEFAULT_ENDPOINT,
+    HttpTransportConfig,
+    Secret,
+    config_file_candidates,
+    is_disabled,
+    is_sensitive_header,
+    load_settings,
+    safe_url,
+)
+from .null import NullBackend
 
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "DEFAULT_JOB_PREFIX",
     "DEFAULT_NAMESPACE",
     "DEFAULT_PRODUCER",
+    "ENGINE_NAME",
     "FACETS_SCHEMA",
+    "INTEGRATION",
     "RUN_EVENT_SCHEMA_URL",
+    "DatasetVersionMode",
     "OpenLineageBackend",
     "OpenLineageMapper",
     "OpenLineageTransport",
     "PlannedEvent",
+    "Secret",
 ]
 
 logger = logging.getLogger("workflow_trace")
 
 DEFAULT_NAMESPACE: Final = "workflow_trace"
-DEFAULT_ENDPOINT: Final = "api/v1/lineage"
 #: Identifies this library as the producer of the events (``producer`` / facets' ``_producer``).
 DEFAULT_PRODUCER: Final = f"https://pypi.org/project/workflow-trace/{__version__}/"
 #: The dataset namespace of id-based nodes when no Supervisely server address is known.
 UNKNOWN_SERVER_NAMESPACE: Final = "supervisely"
+#: The scheme of Supervisely dataset namespaces (``supervisely://host``).
+SERVER_SCHEME: Final = "supervisely"
+#: ``job.name`` is ``<prefix>.<step name>``; ``{task_id}`` is the event's task (no prefix without one).
+DEFAULT_JOB_PREFIX: Final = "task_{task_id}"
+#: ``processing_engine.name``: what DataHub takes as the orchestrator.
+ENGINE_NAME: Final = "workflow_trace"
+#: ``jobType.integration``.
+INTEGRATION: Final = "WORKFLOW_TRACE"
+
+DatasetVersionMode = Literal["facet", "name", "both"]
 
 RUN_EVENT_SCHEMA_URL: Final = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
-PARENT_FACET_SCHEMA_URL: Final = "https://openlineage.io/spec/facets/1-1-0/ParentRunFacet.json#/$defs/ParentRunFacet"
-ERROR_FACET_SCHEMA_URL: Final = (
-    "https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
-)
+# The standard facets, at the versions the official Python client (1.x) emits.
+_FACETS_URL: Final = "https://openlineage.io/spec/facets"
+PARENT_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
+ERROR_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
 VERSION_FACET_SCHEMA_URL: Final = (
-    "https://openlineage.io/spec/facets/1-0-0/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
+    f"{_FACETS_URL}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
 )
+ENGINE_FACET_SCHEMA_URL: Final = (
+    f"{_FACETS_URL}/1-1-1/ProcessingEngineRunFacet.json#/$defs/ProcessingEngineRunFacet"
+)
+JOB_TYPE_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
 
 # Our own facets. There is no hosted copy of their schema (yet), so they are named by a URN rather than a
 # URL that would not resolve; the schema itself ships here as FACETS_SCHEMA.
@@ -157,6 +200,7 @@ TASK_FACET_SCHEMA_URL: Final = f"{_FACETS_ID}#/$defs/TaskRunFacet"
 #: How many runs the mapper remembers (names for parent facets, datasets for COMPLETE). Older runs are
 #: forgotten first; their RUNNING events already carried their datasets.
 _MAX_RUNS: Final = 10_000
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 Direction = Literal["input", "output"]
 
@@ -167,20 +211,28 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def _strip_userinfo(url: str) -> str:
-    """``url`` without ``user:password@`` (for keys, reprs and messages)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+def server_namespace(address: str) -> str:
+    """The OpenLineage dataset namespace of a Supervisely server: ``supervisely://host[:port][/path]``.
 
-
-def _normalise_server(address: str) -> str:
-    address = _strip_userinfo(address.strip()).rstrip("/")
-    parts = urlsplit(address)
-    if parts.scheme and parts.netloc:
-        return urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()))
-    return address
+    The scheme names the kind of data source (as ``postgres://`` does), not the protocol: ``http`` and
+    ``https`` addresses of one server are one namespace. Credentials, the default port, a trailing
+    slash, query and fragment are dropped; host names are lower-cased.
+    """
+    text = address.strip()
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    host = (parts.hostname or "").lower()
+    if not host:
+        return UNKNOWN_SERVER_NAMESPACE
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    return f"{SERVER_SCHEME}://{host}{path}"
 
 
 @dataclass
@@ -188,6 +240,7 @@ class _RunState:
     """What this process has seen of one run."""
 
     name: str | None = None
+    job: str | None = None
     parent_run_id: str | None = None
     datasets: dict[tuple[str, str, str, str | None], dict[str, Any]] = field(default_factory=dict)
 
@@ -219,11 +272,26 @@ class PlannedEvent:
 class OpenLineageMapper:
     """Turns workflow_trace events into OpenLineage RunEvents, remembering what each run has seen.
 
+    Pure: no I/O (the host name is read once, at construction, when not given).
+
     Args:
         namespace: The job namespace.
         producer: The ``producer`` URI of events and facets.
         server_address: The Supervisely server address (the dataset namespace of id-based nodes).
         hostname: The host local paths live on (``file://<hostname>``); the machine's name by default.
+        job_prefix: ``job.name`` is ``<prefix>.<step name>``. ``{task_id}`` in it is the event's task id,
+            and without a task id there is no prefix. ``""``: the step name alone (one job per step name
+            across tasks). DataHub makes the part before the first dot the pipeline (DataFlow).
+        dot_replacement: Replaces every ``.`` in the step name and the prefix (e.g. ``"_"``), so that
+            DataHub, which splits job names at the first dot, does not split ``Trainer.fit``; ``None``
+            keeps dots.
+        dataset_version: How a project version is sent: ``"facet"`` (the ``version`` dataset facet on
+            the project's dataset), ``"name"`` (the dataset ``project/42@<version>``: one dataset per
+            version, for consumers that ignore the facet on inputs, like Marquez) or ``"both"`` (both
+            datasets: the version is visible and the lineage still joins the project's writers).
+
+    Raises:
+        ConfigurationError: an option out of range.
     """
 
     def __init__(
@@ -233,27 +301,56 @@ class OpenLineageMapper:
         producer: str = DEFAULT_PRODUCER,
         server_address: str | None = None,
         hostname: str | None = None,
+        job_prefix: str = DEFAULT_JOB_PREFIX,
+        dot_replacement: str | None = None,
+        dataset_version: DatasetVersionMode = "facet",
     ) -> None:
+        if dataset_version not in get_args(DatasetVersionMode):
+            raise ConfigurationError(
+                f"dataset_version must be one of {', '.join(get_args(DatasetVersionMode))}, not {dataset_version!r}"
+            )
+        if dot_replacement is not None and "." in dot_replacement:
+            raise ConfigurationError(f"dot_replacement must not contain a dot, not {dot_replacement!r}")
+        job_prefix = job_prefix or ""
+        try:
+            job_prefix.format(task_id=0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigurationError(
+                f"job_prefix {job_prefix!r}: only the placeholder {{task_id}} is known ({type(exc).__name__}: {exc})"
+            ) from None
         self.namespace = namespace
         self.producer = producer
-        self.server_namespace = _normalise_server(server_address) if server_address else None
+        self.server_namespace = server_namespace(server_address) if server_address else None
         self.local_namespace = f"file://{hostname or socket.gethostname()}"
+        self.job_prefix = job_prefix
+        self.dot_replacement = dot_replacement
+        self.dataset_version: DatasetVersionMode = dataset_version
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
         self._lock = threading.Lock()
+
+    # -- names ---------------------------------------------------------------------------------------
+
+    def job_name(self, step_name: str | None, task_id: int | None) -> str:
+        """The ``job.name`` of a step: ``<prefix>.<step name>`` (see ``job_prefix``, ``dot_replacement``)."""
+        step = step_name or "step"
+        prefix = ""
+        if self.job_prefix and (task_id is not None or "{task_id}" not in self.job_prefix):
+            prefix = self.job_prefix.format(task_id=task_id)
+        if self.dot_replacement is not None:
+            step = step.replace(".", self.dot_replacement)
+            prefix = prefix.replace(".", self.dot_replacement)
+        return f"{prefix}.{step}" if prefix else step
 
     # -- datasets -------------------------------------------------------------------------------------
 
     def _path_dataset(self, kind: str, path: str, local: bool) -> tuple[str, str]:
         if local or self.server_namespace is None or not path.startswith("/"):
-            path = os.path.abspath(path).replace(os.sep, "/")
-            namespace = self.local_namespace
-        else:
-            path = posixpath.normpath(path)
-            namespace = self.server_namespace
-        return namespace, f"{kind}/{path.lstrip('/')}"
+            # A file on this host: named as the naming spec names files (the absolute path).
+            return self.local_namespace, os.path.abspath(path).replace(os.sep, "/")
+        return self.server_namespace, f"{kind}/{posixpath.normpath(path).lstrip('/')}"
 
     def dataset_identity(self, node: Node, task_id: int | None = None, run_id: str = "") -> tuple[str, str]:
-        """The ``(namespace, name)`` of the dataset a node is.
+        """The ``(namespace, name)`` of the dataset a node is (a project version: the project's).
 
         Args:
             node: The node.
@@ -280,14 +377,15 @@ class OpenLineageMapper:
     def _facet(self, schema_url: str, **fields: Any) -> dict[str, Any]:
         return {"_producer": self.producer, "_schemaURL": schema_url, **fields}
 
-    def dataset(self, event: Event, direction: Direction) -> dict[str, Any] | None:
-        """The OpenLineage input or output dataset of an ``input`` / ``output`` event."""
+    def datasets(self, event: Event, direction: Direction) -> list[dict[str, Any]]:
+        """The OpenLineage input or output datasets of an ``input`` / ``output`` event (one, or two for a
+        project version with ``dataset_version="both"``; none for a step event)."""
         node = event.node
         if node is None:
-            return None
+            return []
         namespace, name = self.dataset_identity(node, event.task_id, event.step.run_id)
-        out: dict[str, Any] = {"namespace": namespace, "name": name}
         facets: dict[str, Any] = {}
+        version: str | None = None
         if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
             version = str(node.version_id) if node.version_id is not None else f"v{node.version_num}"
             facets["version"] = self._facet(VERSION_FACET_SCHEMA_URL, datasetVersion=version)
@@ -297,12 +395,27 @@ class OpenLineageMapper:
         card = meta.get("customNodeSettings")
         if isinstance(card, Mapping) and card:
             facets[CARD_FACET] = self._facet(CARD_FACET_SCHEMA_URL, **card)
-        if facets:
-            out["facets"] = facets
         relation = meta.get("customRelationSettings")
+        relation_facets: dict[str, Any] = {}
         if isinstance(relation, Mapping) and relation:
-            out[f"{direction}Facets"] = {CARD_FACET: self._facet(CARD_FACET_SCHEMA_URL, **relation)}
+            relation_facets[CARD_FACET] = self._facet(CARD_FACET_SCHEMA_URL, **relation)
+        names = [name]
+        if version is not None and self.dataset_version != "facet":
+            names = [f"{name}@{version}"] if self.dataset_version == "name" else [name, f"{name}@{version}"]
+        out: list[dict[str, Any]] = []
+        for each in names:
+            dataset: dict[str, Any] = {"namespace": namespace, "name": each}
+            if facets:
+                dataset["facets"] = dict(facets)
+            if relation_facets:
+                dataset[f"{direction}Facets"] = dict(relation_facets)
+            out.append(dataset)
         return out
+
+    def dataset(self, event: Event, direction: Direction) -> dict[str, Any] | None:
+        """The first of :meth:`datasets` (the one that joins the lineage), or ``None``."""
+        found = self.datasets(event, direction)
+        return found[0] if found else None
 
     # -- runs -----------------------------------------------------------------------------------------
 
@@ -318,10 +431,10 @@ class OpenLineageMapper:
 
     def _parent_facet(self, parent_run_id: str, task_id: int | None) -> dict[str, Any]:
         parent = self._runs.get(parent_run_id)
-        # The parent's name is known unless its START was delivered by another process; the task is
-        # then the best name there is for what started this run.
-        if parent is not None and parent.name is not None:
-            parent_name = parent.name
+        # The parent's job name is known unless its START was delivered by another process; the task
+        # is then the best name there is for what started this run.
+        if parent is not None and parent.job is not None:
+            parent_name = parent.job
         elif task_id is not None:
             parent_name = f"task/{task_id}"
         else:
@@ -337,10 +450,10 @@ class OpenLineageMapper:
         while root is not None and root.parent_run_id is not None and root.parent_run_id not in seen:
             seen.add(root.parent_run_id)
             root_id, root = root.parent_run_id, self._runs.get(root.parent_run_id)
-        if root is not None and root.name is not None and root_id != parent_run_id:
+        if root is not None and root.job is not None and root_id != parent_run_id:
             facet["root"] = {
                 "run": {"runId": root_id},
-                "job": {"namespace": self.namespace, "name": root.name},
+                "job": {"namespace": self.namespace, "name": root.job},
             }
         return facet
 
@@ -352,7 +465,13 @@ class OpenLineageMapper:
         outputs: list[dict[str, Any]],
     ) -> dict[str, Any]:
         step = event.step
-        run_facets: dict[str, Any] = {}
+        # processing_engine on every event: DataHub takes the orchestrator from it and refuses an event
+        # without one ("Unable to determine orchestrator").
+        run_facets: dict[str, Any] = {
+            "processing_engine": self._facet(
+                ENGINE_FACET_SCHEMA_URL, version=__version__, name=ENGINE_NAME, openlineageAdapterVersion=__version__
+            )
+        }
         if step.parent_run_id:
             run_facets["parent"] = self._parent_facet(step.parent_run_id, event.task_id)
         if event.task_id is not None:
@@ -363,16 +482,22 @@ class OpenLineageMapper:
             run_facets["errorMessage"] = self._facet(
                 ERROR_FACET_SCHEMA_URL, message=message, programmingLanguage="python"
             )
-        run: dict[str, Any] = {"runId": step.run_id}
-        if run_facets:
-            run["facets"] = run_facets
+        job_facets = {
+            "jobType": self._facet(
+                JOB_TYPE_FACET_SCHEMA_URL,
+                processingType="BATCH",
+                integration=INTEGRATION,
+                jobType="STEP" if step.parent_run_id else "TASK",
+            )
+        }
         return {
             "eventType": event_type,
             "eventTime": _iso(event.time),
             "producer": self.producer,
             "schemaURL": RUN_EVENT_SCHEMA_URL,
-            "run": run,
-            "job": {"namespace": self.namespace, "name": step.name or "step"},
+            "run": {"runId": step.run_id, "facets": run_facets},
+            "job": {"namespace": self.namespace, "name": self.job_name(step.name, event.task_id),
+                    "facets": job_facets},
             "inputs": inputs,
             "outputs": outputs,
         }
@@ -402,6 +527,7 @@ class OpenLineageMapper:
         first = events[start]
         state = self._state(first.step.run_id)
         state.name = first.step.name
+        state.job = self.job_name(first.step.name, first.task_id)
         state.parent_run_id = first.step.parent_run_id
         i = start
         pending: list[tuple[Direction, dict[str, Any]]] = []
@@ -415,8 +541,7 @@ class OpenLineageMapper:
                 i += 1
                 inputs: list[dict[str, Any]] = []
                 while i < stop and events[i].kind == "input":
-                    dataset = self.dataset(events[i], "input")
-                    if dataset is not None:
+                    for dataset in self.datasets(events[i], "input"):
                         state.add("input", dataset)
                         inputs.append(dataset)
                     i += 1
@@ -424,8 +549,7 @@ class OpenLineageMapper:
                 continue
             if event.kind in ("input", "output"):
                 direction: Direction = "input" if event.kind == "input" else "output"
-                dataset = self.dataset(event, direction)
-                if dataset is not None:
+                for dataset in self.datasets(event, direction):
                     state.add(direction, dataset)
                     pending.append((direction, dataset))
                 pending_event = event
@@ -455,25 +579,61 @@ class OpenLineageMapper:
                 state.datasets.clear()
 
 
+_REASON_KEYS: Final = ("message", "error", "errors", "detail", "title", "errorMessage", "reason")
+_MAX_REASON: Final = 300
+
+
+def _server_reason(response: requests.Response) -> str:
+    """The server's own words for a failure: the ``message`` (``error``, ``detail``...) of a JSON body,
+    else the body text, one line, truncated; the HTTP reason phrase when the body is empty.
+
+    Picking the message out of a JSON body keeps volatile fields (timestamps, request ids) out of it, so
+    a failure that repeats gives the same text each time."""
+    text = (response.text or "").strip()
+    reason = ""
+    try:
+        body = json.loads(text) if text[:1] in "{[" and text else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in _REASON_KEYS:
+            value = body.get(key)
+            if isinstance(value, list):
+                value = "; ".join(str(v) for v in value)
+            if isinstance(value, (str, int, float)) and str(value).strip():
+                reason = str(value)
+                break
+    if not reason:
+        reason = text or (response.reason or "")
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + "..."
+
+
 class OpenLineageTransport:
     """Sends workflow_trace events to an OpenLineage HTTP endpoint as RunEvents (one POST per RunEvent).
 
-    Runs in the delivery layer's background worker only. The API key travels in the ``Authorization``
-    header and nowhere else: not in :attr:`key`, ``repr``, log lines or errors.
+    Runs in the delivery layer's background worker only. The API key is held in a :class:`Secret` and
+    travels in the ``Authorization`` header of each request and nowhere else: not in :attr:`key`,
+    ``repr``, ``vars()``, log lines or errors (a server that echoes it gets ``***`` in our messages).
+    Redirects are never followed (the key goes only to the configured server).
 
     Args:
         url: The server's base URL (``http://marquez:5000``).
         namespace: The job namespace.
-        endpoint: The path of the lineage endpoint under ``url``.
+        endpoint: The path of the lineage endpoint under ``url`` (appended to ``url``'s path).
         api_key: Sent as ``Authorization: Bearer <api_key>`` when set.
         producer: The ``producer`` URI of events and facets.
         server_address: The Supervisely server address, the namespace of id-based datasets
             (default: ``SERVER_ADDRESS`` from the environment).
         timeout: Seconds to wait for the server, per request.
         session: A ``requests.Session`` to use (one is made on first use otherwise).
+        custom_headers: Extra headers of every request (they may override the defaults, as in the client).
+        compression: ``"gzip"``: bodies are gzipped and sent with ``Content-Encoding: gzip``.
+        verify: TLS verification: ``True``, ``False`` or the path of a CA bundle.
+        job_prefix, dot_replacement, dataset_version: Naming options of :class:`OpenLineageMapper`.
 
     Raises:
-        ConfigurationError: ``url`` is not an ``http(s)://`` URL.
+        ConfigurationError: ``url`` is not an ``http(s)://`` URL, or an option is out of range.
     """
 
     def __init__(
@@ -482,30 +642,54 @@ class OpenLineageTransport:
         *,
         namespace: str = DEFAULT_NAMESPACE,
         endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         producer: str = DEFAULT_PRODUCER,
         server_address: str | None = None,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        custom_headers: Mapping[str, str | Secret] | None = None,
+        compression: str | None = None,
+        verify: bool | str = True,
+        job_prefix: str = DEFAULT_JOB_PREFIX,
+        dot_replacement: str | None = None,
+        dataset_version: DatasetVersionMode = "facet",
     ) -> None:
         url = (url or "").strip()
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
             raise ConfigurationError(
-                f"the OpenLineage url must look like http(s)://host[:port], not {_strip_userinfo(url)!r}"
+                f"the OpenLineage url must look like http(s)://host[:port], not {safe_url(url)!r}"
             )
         if not namespace:
             raise ConfigurationError("the OpenLineage namespace must not be empty")
+        if compression is not None and compression.lower() != "gzip":
+            raise ConfigurationError(f"compression must be 'gzip' or None, not {compression!r}")
+        if not timeout > 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.url = url.rstrip("/")
         self.endpoint = endpoint.strip("/")
         self.namespace = namespace
         self.timeout = timeout
-        self._api_key = api_key or None
+        self.compression = compression.lower() if compression else None
+        self.verify = verify
+        self._api_key = api_key if isinstance(api_key, Secret) or api_key is None else Secret(api_key)
+        if self._api_key is not None and not self._api_key:
+            self._api_key = None
+        self._custom_headers = {
+            str(k): v if isinstance(v, Secret) else Secret(str(v)) for k, v in (custom_headers or {}).items()
+        }
         self._endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
-        self._safe_endpoint_url = _strip_userinfo(self._endpoint_url)
+        self._safe_endpoint_url = safe_url(self._endpoint_url)
         if server_address is None:
             server_address = os.environ.get("SERVER_ADDRESS") or None
-        self.mapper = OpenLineageMapper(namespace, producer=producer, server_address=server_address)
+        self.mapper = OpenLineageMapper(
+            namespace,
+            producer=producer,
+            server_address=server_address,
+            job_prefix=job_prefix,
+            dot_replacement=dot_replacement,
+            dataset_version=dataset_version,
+        )
         self._session = session
         self._session_pid = os.getpid() if session is not None else 0
         self._lock = threading.Lock()
@@ -516,8 +700,12 @@ class OpenLineageTransport:
         return f"openlineage:{self._safe_endpoint_url}"
 
     def __repr__(self) -> str:
-        auth = ", api_key=***" if self._api_key else ""
-        return f"OpenLineageTransport({self._safe_endpoint_url!r}, namespace={self.namespace!r}{auth})"
+        extra = ", api_key=***" if self._api_key else ""
+        if self._custom_headers:
+            extra += f", custom_headers={sorted(self._custom_headers)}"  # names only: values may be secrets
+        if self.compression:
+            extra += f", compression={self.compression!r}"
+        return f"OpenLineageTransport({self._safe_endpoint_url!r}, namespace={self.namespace!r}{extra})"
 
     def _get_session(self) -> requests.Session:
         # A session (its pooled sockets) must not be shared with a forked parent.
@@ -525,30 +713,79 @@ class OpenLineageTransport:
             session = requests.Session()
             session.headers["Content-Type"] = "application/json"
             session.headers["User-Agent"] = f"workflow-trace/{__version__}"
-            if self._api_key:
-                session.headers["Authorization"] = f"Bearer {self._api_key}"
             self._session, self._session_pid = session, os.getpid()
         return self._session
 
+    def _headers(self) -> dict[str, str]:
+        # Built per request, so the key lives in the Secret and not in the session's headers.
+        headers = {"Content-Type": "application/json"}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+        if self.compression == "gzip":
+            headers["Content-Encoding"] = "gzip"
+        headers.update({name: value.reveal() for name, value in self._custom_headers.items()})
+        return headers
+
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+        secrets = [self._api_key.reveal()] if self._api_key else []
+        secrets += [v.reveal() for k, v in self._custom_headers.items() if is_sensitive_header(k)]
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _check(self, response: requests.Response, delivered: int) -> None:
+        """Raise :class:`DeliveryError` for anything but a 2xx, with the server's status and reason."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        what = f"POST {self._safe_endpoint_url} failed: HTTP {status}"
+        if 300 <= status < 400:
+            location = response.headers.get("Location") or ""
+            host = urlsplit(location).hostname or urlsplit(self.url).hostname or "?"
+            raise DeliveryError(
+                self._redact(
+                    f"{what}: redirected to {host}, not followed (credentials go only to the configured server); "
+                    "configure the final URL"
+                ),
+                retryable=False,
+                delivered=delivered,
+            )
+        retryable = status in (408, 429) or status >= 500
+        raise DeliveryError(
+            self._redact(f"{what}: {_server_reason(response)}"),
+            retryable=retryable,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
+            delivered=delivered,
+        )
 
     def send(self, events: Sequence[Event]) -> None:
         """POST the RunEvents of ``events``, in order.
 
         Raises:
-            DeliveryError: a connection error or timeout (retryable), or an HTTP error (classified by
-                :func:`~workflow_trace._transport.check_response`); ``delivered`` counts the
-                workflow_trace events whose RunEvents were all accepted.
+            DeliveryError: a connection error or timeout (retryable); an HTTP error with the server's
+                status and reason (408, 429 and 5xx retryable, honouring ``Retry-After``; other 4xx not);
+                a redirect (not retryable, not followed). ``delivered`` counts the workflow_trace events
+                whose RunEvents were all accepted. Messages never hold the key.
         """
         with self._lock:
             planned = self.mapper.plan(events)
             session = self._get_session()
+            headers = self._headers()
             delivered = 0
             for item in planned:
                 data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
+                if self.compression == "gzip":
+                    data = gzip.compress(data, compresslevel=3)  # higher levels cost more than they save here
                 try:
-                    response = session.post(self._endpoint_url, data=data, timeout=self.timeout)
+                    response = session.post(
+                        self._endpoint_url,
+                        data=data,
+                        headers=headers,
+                        timeout=self.timeout,
+                        verify=self.verify,
+                        allow_redirects=False,
+                    )
                 except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                         requests.exceptions.MissingSchema) as exc:
                     raise DeliveryError(
@@ -563,7 +800,7 @@ class OpenLineageTransport:
                         delivered=delivered,
                     ) from None
                 try:
-                    check_response(response, delivered=delivered, what=f"POST {self._safe_endpoint_url}")
+                    self._check(response, delivered)
                 finally:
                     response.close()
                 delivered = item.end
@@ -579,46 +816,60 @@ class OpenLineageTransport:
                 self._session = None
 
 
-def _parse_backend_string(spec: str) -> tuple[str, dict[str, str]]:
-    """``(url, options)`` from ``openlineage+http(s)://host[:port][/path][?namespace=..&endpoint=..]``
-    or ``openlineage`` (the url from ``OPENLINEAGE_URL``)."""
+#: Options a backend string may carry in its query (``?namespace=ml&job_prefix=``).
+_STRING_OPTIONS: Final = ("namespace", "endpoint", "compression", "job_prefix", "dot_replacement", "dataset_version")
+
+
+def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
+    """``(url, options)`` from ``openlineage+http(s)://host[:port][/path][?option=..]``; ``url`` is ``None``
+    for ``openlineage`` (``openlineage://?option=..``): the OpenLineage configuration gives it."""
     text = spec.strip()
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
     query = ""
+    url: str | None
     if scheme == "openlineage":
         rest = rest.lstrip("/")
         if rest.startswith("?"):
             query, rest = rest[1:], ""
         if rest:
             raise ConfigurationError(
-                f"backend {text!r}: write openlineage+http://host:port (or openlineage+https://...), "
-                "or just 'openlineage' with OPENLINEAGE_URL set"
+                f"backend {safe_url(text)!r}: write openlineage+http://host:port (or openlineage+https://...), "
+                "or just 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
             )
-        url = os.environ.get("OPENLINEAGE_URL", "").strip()
-        if not url:
-            raise ConfigurationError(
-                "the 'openlineage' backend needs OPENLINEAGE_URL (e.g. http://localhost:5000), "
-                "or write the URL in the backend string: openlineage+http://host:port"
-            )
+        url = None
     elif scheme in ("openlineage+http", "openlineage+https") and rest.startswith("//"):
         parts = urlsplit(f"{scheme.split('+', 1)[1]}:{rest}")
         query = parts.query
         url = urlunsplit(parts._replace(query="", fragment=""))
     else:
         raise ConfigurationError(
-            f"backend {_strip_userinfo(text)!r}: write openlineage+http://host:port or "
-            "openlineage+https://host, or 'openlineage' with OPENLINEAGE_URL set"
+            f"backend {safe_url(text)!r}: write openlineage+http://host:port or "
+            "openlineage+https://host, or 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
         )
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
-        if name not in ("namespace", "endpoint"):
-            hint = " (set OPENLINEAGE_API_KEY instead)" if "key" in name.lower() else ""
+        if name not in _STRING_OPTIONS:
+            hint = " (set OPENLINEAGE_API_KEY, or auth in openlineage.yml, instead)" if "key" in name.lower() else ""
             raise ConfigurationError(
-                f"backend {scheme!r}: unknown option {name!r}{hint}; options are: namespace, endpoint"
+                f"backend {scheme!r}: unknown option {name!r}{hint}; options are: {', '.join(_STRING_OPTIONS)}"
             )
         options[name] = value
     return url, options
+
+
+def _naming_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "job_prefix" in options:
+        out["job_prefix"] = options["job_prefix"]
+    if "dot_replacement" in options:
+        # In a query string an empty value means "no replacement", not "remove the dots".
+        out["dot_replacement"] = options["dot_replacement"] or None
+    if "dataset_version" in options:
+        out["dataset_version"] = options["dataset_version"]
+    if options.get("server_address"):
+        out["server_address"] = options["server_address"]
+    return out
 
 
 class OpenLineageBackend(DeliveringBackend):
@@ -638,10 +889,12 @@ class OpenLineageBackend(DeliveringBackend):
         server_address: The Supervisely server address, the namespace of id-based datasets
             (default: ``SERVER_ADDRESS``).
         timeout: Seconds to wait for the server, per request.
+        custom_headers, compression, verify: HTTP options of :class:`OpenLineageTransport`.
+        job_prefix, dot_replacement, dataset_version: Naming options of :class:`OpenLineageMapper`.
         **delivery: Tuning of the delivery layer (``batch_size``, ``backoff_base``, ...).
 
     Raises:
-        ConfigurationError: a bad URL, namespace or delivery option.
+        ConfigurationError: a bad URL, namespace, naming or delivery option.
     """
 
     def __init__(
@@ -650,11 +903,17 @@ class OpenLineageBackend(DeliveringBackend):
         *,
         namespace: str = DEFAULT_NAMESPACE,
         endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         producer: str = DEFAULT_PRODUCER,
         spool_path: str | os.PathLike[str] | None = None,
         server_address: str | None = None,
         timeout: float = 10.0,
+        custom_headers: Mapping[str, str | Secret] | None = None,
+        compression: str | None = None,
+        verify: bool | str = True,
+        job_prefix: str = DEFAULT_JOB_PREFIX,
+        dot_replacement: str | None = None,
+        dataset_version: DatasetVersionMode = "facet",
         **delivery: Any,
     ) -> None:
         transport = OpenLineageTransport(
@@ -665,35 +924,79 @@ class OpenLineageBackend(DeliveringBackend):
             producer=producer,
             server_address=server_address,
             timeout=timeout,
+            custom_headers=custom_headers,
+            compression=compression,
+            verify=verify,
+            job_prefix=job_prefix,
+            dot_replacement=dot_replacement,
+            dataset_version=dataset_version,
         )
         super().__init__(transport, spool_path=spool_path, **delivery)
         self.openlineage: OpenLineageTransport = transport
 
     @classmethod
-    def from_url(cls, spec: str) -> OpenLineageBackend:
-        """Build from ``openlineage+http(s)://host[:port][/path][?namespace=..&endpoint=..]``, or from
-        ``openlineage`` and ``OPENLINEAGE_URL``.
+    def from_url(cls, spec: str) -> OpenLineageBackend | NullBackend:
+        """Build from a backend string.
 
-        ``OPENLINEAGE_API_KEY``, ``OPENLINEAGE_NAMESPACE`` and ``OPENLINEAGE_ENDPOINT`` (the official
-        client's variables) give the API key, and the namespace and endpoint the string does not set.
+        - ``openlineage+http(s)://host[:port][/path][?namespace=..&endpoint=..]``: the server in the
+          string; ``OPENLINEAGE_API_KEY``, ``OPENLINEAGE_NAMESPACE`` and ``OPENLINEAGE_ENDPOINT`` give
+          the key, and the namespace and endpoint the string does not set.
+        - ``openlineage`` (or ``openlineage://?namespace=..``): configured as the OpenLineage client is:
+          ``openlineage.yml`` (``OPENLINEAGE_CONFIG``, ``./openlineage.yml``,
+          ``~/.openlineage/openlineage.yml``), ``OPENLINEAGE__TRANSPORT__*`` variables, else
+          ``OPENLINEAGE_URL``; our options from its ``workflow_trace:`` section.
+
+        Options in the query: ``namespace``, ``endpoint``, ``compression``, ``job_prefix``,
+        ``dot_replacement``, ``dataset_version``. With ``OPENLINEAGE_DISABLED=true`` (or a ``noop``
+        transport) this is a :class:`~workflow_trace.backends.NullBackend`: nothing is sent.
 
         Raises:
-            ConfigurationError: a string this backend cannot use, saying what to write.
+            ConfigurationError: a string or configuration this backend cannot use, saying what to write.
         """
         url, options = _parse_backend_string(spec)
+        if url is not None:
+            if is_disabled():
+                logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true): no events are sent")
+                return NullBackend()
+            return cls(
+                url,
+                namespace=options.get("namespace") or os.environ.get("OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE,
+                endpoint=options.get("endpoint") or os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+                api_key=os.environ.get("OPENLINEAGE_API_KEY") or None,
+                compression=options.get("compression") or None,
+                **_naming_options(options),
+            )
+        settings = load_settings()
+        if settings.disabled:
+            logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true or a noop transport): no events are sent")
+            return NullBackend()
+        transport: HttpTransportConfig | None = settings.transport
+        if transport is None:
+            looked = ", ".join(str(p) for p in config_file_candidates())
+            raise ConfigurationError(
+                "the 'openlineage' backend needs a server: set OPENLINEAGE_URL (e.g. http://localhost:5000), "
+                f"or write an openlineage.yml with transport: {{type: http, url: ...}} (looked for: {looked}), "
+                "or write the URL in the backend string: openlineage+http://host:port"
+            )
+        naming = _naming_options({**settings.options, **options})
         return cls(
-            url,
-            namespace=options.get("namespace") or os.environ.get("OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE,
-            endpoint=options.get("endpoint") or os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
-            api_key=os.environ.get("OPENLINEAGE_API_KEY") or None,
+            transport.url,
+            namespace=options.get("namespace") or settings.namespace or DEFAULT_NAMESPACE,
+            endpoint=options.get("endpoint") or transport.endpoint,
+            api_key=transport.api_key,
+            timeout=transport.timeout if transport.timeout is not None else 10.0,
+            custom_headers=transport.custom_headers,
+            compression=options.get("compression") or transport.compression,
+            verify=transport.verify,
+            **naming,
         )
 
     @classmethod
-    def from_env(cls) -> OpenLineageBackend:
-        """Build from ``OPENLINEAGE_URL`` (and the other ``OPENLINEAGE_*`` variables).
+    def from_env(cls) -> OpenLineageBackend | NullBackend:
+        """Build from the OpenLineage configuration (``from_url("openlineage")``).
 
         Raises:
-            ConfigurationError: ``OPENLINEAGE_URL`` is not set or not an http(s) URL.
+            ConfigurationError: nothing configures a server, or the configuration is invalid.
         """
         return cls.from_url("openlineage")
 
