@@ -498,3 +498,47 @@ def test_generator_follows_the_contract() -> None:
         for node in data["nodes"]:
             assert [g["generation"] for g in node["generations"]] == list(range(1, len(node["generations"]) + 1))
         assert 2 == data["version"]
+
+
+def test_copy_buttons(served: Served, browser: Any, open_tab: Callable[..., Tab]) -> None:
+    """The panel copies the node id and the reproduce command."""
+    tab = open_tab(served.url + "/#node=task:5")
+    tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=served.url)
+    tab.page.click("#details button:has-text('Copy reproduce command')")
+    assert "workflow-trace reproduce task:5" == tab.page.evaluate("navigator.clipboard.readText()")
+    tab.page.click("#details button:has-text('Copy id')")
+    assert "task:5" == tab.page.evaluate("navigator.clipboard.readText()")
+    tab.assert_clean()
+
+
+def test_live_unknown_scope_says_so_and_keeps_the_view(served: Served, open_tab: Callable[..., Tab]) -> None:
+    """A scope the server refuses (400) is reported in the page; the graph stays."""
+    tab = open_tab(served.url + "/")
+    tab.page.fill("#scope", "project:999")
+    tab.page.dispatch_event("#scope", "change")
+    tab.page.wait_for_selector("#notice:not([hidden])")
+    assert "no node project:999" in tab.page.inner_text("#notice")
+    assert "workspace" == tab.page.input_value("#scope")
+    assert 18 == tab.page.locator("[data-card]").count()
+    assert [] == tab.errors
+
+
+def test_live_scope_from_the_address(served: Served, open_tab: Callable[..., Tab]) -> None:
+    """/?scope=task:4 opens on that scope."""
+    tab = open_tab(served.url + "/?scope=task:4")
+    assert "task:4" == tab.page.input_value("#scope")
+    assert "task:4" in served.provider.scopes
+    tab.assert_clean()
+
+
+def test_repeated_runs_fold_in_the_details(tmp_path: Path, open_tab: Callable[..., Tab]) -> None:
+    """Runs of one name inside a task fold into one line ("x.shard ×5") that opens on a click."""
+    data = large(300)
+    task = next(n for n in data["nodes"] if n["task"] and len(n["task"]["runs"]) == 6)
+    tab = open_tab(_offline(tmp_path, data) + f"#node={task['id']}")
+    summary = tab.page.locator("#details summary")
+    assert f"{task['label']}.shard \u00d75" in summary.inner_text()
+    assert not tab.page.locator("#details details ul.runs li").first.is_visible()
+    summary.click()
+    assert tab.page.locator("#details details ul.runs li").first.is_visible()
+    tab.assert_clean()

@@ -14,6 +14,7 @@
   const NEWEST = 30;         // tasks shown when nothing is focused
   const FOLD_TASKS = 3;      // same-name tasks folded into one card from this many
   const FOLD_DATA = 4;       // data nodes of one kind with the same writers folded from this many
+  const EXPAND_MAX = 100;    // a click opens a fold up to this size (a bigger one lists its members)
   const MAX_CARDS = 1500;    // beyond this the view is cut (closest to the focus first)
   const POLL_MS = 2000;
   const SVG = "http://www.w3.org/2000/svg";
@@ -345,7 +346,11 @@
 
   function backEdges(nodes, succ) {
     const st = new Map(), back = new Set();
-    for (const root of nodes) {
+    const targets = new Set();
+    for (const n of nodes) for (const c of succ.get(n) || []) targets.add(c);
+    // Sources first: a cycle is entered where the flow enters it.
+    const roots = [...nodes.filter((n) => !targets.has(n)), ...nodes.filter((n) => targets.has(n))];
+    for (const root of roots) {
       if (st.has(root)) continue;
       st.set(root, 1);
       const stack = [[root, succ.get(root) || [], 0]];
@@ -570,7 +575,8 @@
   function drawEdge(link, lay) {
     const [sx, sy] = lay.positions.get(link.source), [tx, ty] = lay.positions.get(link.target);
     let d, mx, my;
-    if (lay.back.has(`${link.source}\0${link.target}`) || tx <= sx) {
+    const back = lay.back.has(`${link.source}\0${link.target}`) || tx <= sx;
+    if (back) {
       // Against the flow: out of the source's left side into the gap between the columns, then
       // along the gap under the target into its bottom; both gaps are free of cards.
       const gx = sx - H_GAP / 2, y1 = sy + CARD_H * 0.75, yb = ty + CARD_H + V_GAP / 2, x2 = tx + CARD_W / 2;
@@ -586,7 +592,8 @@
         if (i % 2 === 0) d += ` L${x2} ${y2}`;
         else { const bend = Math.max(30, (x2 - x1) / 2); d += ` C${x1 + bend} ${y1} ${x2 - bend} ${y2} ${x2} ${y2}`; }
       }
-      [mx, my] = [(pts[0][0] + pts[1][0]) / 2, (pts[0][1] + pts[1][1]) / 2 - 6];
+      // The label sits by the arrowhead: edges fanning out of one card share their start, not their end.
+      [mx, my] = [tx - 10, ty + CARD_H / 2 - 7];
     }
     const cls = ["e", link.relation];
     if (link.up) cls.push("up");
@@ -595,7 +602,7 @@
     const marker = link.up ? "arrow-up" : link.down ? "arrow-down" : "arrow";
     const out = [svg("path", { class: cls.join(" "), d, "marker-end": `url(#${marker})` })];
     if (link.labels.size === 1 && link.edges.length === 1) {
-      out.push(svg("text", { class: "v", x: mx, y: my, "text-anchor": "middle", text: [...link.labels][0] }));
+      out.push(svg("text", { class: "v", x: mx, y: my, "text-anchor": back ? "middle" : "end", text: [...link.labels][0] }));
     }
     return out;
   }
@@ -606,7 +613,14 @@
     state.view = view;
     const { cards, links, cut } = fold(model, view);
     state.cards = cards;
-    const keys = [...cards.keys()];
+    // In time order, so that of a cycle (a task that rewrites what it read) the later edge is the one
+    // drawn against the flow.
+    const time = (c) => c.members.reduce((t, m) => {
+      const n = model.nodes.get(m);
+      const own = n.task?.started_at ?? n.generations?.[0]?.time ?? "";
+      return own && (!t || own < t) ? own : t;
+    }, "");
+    const keys = [...cards.values()].map((c) => [time(c), c.id]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((p) => p[1]);
     const pairs = [...new Set(links.map((l) => `${l.source}\0${l.target}`))].map((k) => k.split("\0"));
     const lay = layout(keys, pairs);
     state.lay = lay;
@@ -714,14 +728,27 @@
     if (!g) return;
     const card = state.cards.get(g.getAttribute("data-card"));
     if (!card) return;
-    if (card.fold) {
-      state.expanded.add(card.id);
-      state.selected = card.id;
-      render();
-      showDetails(card);
-      return;
-    }
-    focusNode(card.id);
+    if (!card.fold) focusNode(card.id);
+    else if (card.members.length > EXPAND_MAX) showDetails(card);  // its members, and "Expand all"
+    else expand(card);
+  }
+
+  /** Open a fold: its members become cards, framed where they now are. */
+  function expand(card) {
+    state.expanded.add(card.id);
+    state.selected = card.id;
+    render();
+    showDetails(card);
+    const spots = card.members.map((m) => state.lay.positions.get(m)).filter(Boolean);
+    if (!spots.length) return;
+    const box = $("graph").getBoundingClientRect();
+    const x0 = Math.min(...spots.map((p) => p[0])), x1 = Math.max(...spots.map((p) => p[0])) + CARD_W;
+    const y0 = Math.min(...spots.map((p) => p[1])), y1 = Math.max(...spots.map((p) => p[1])) + CARD_H;
+    const k = Math.min(1, Math.max(0.3, Math.min(box.width / (x1 - x0 + 2 * H_GAP), box.height / (y1 - y0 + 2 * V_GAP))));
+    camera.k = k;
+    camera.x = box.width / 2 - ((x0 + x1) / 2) * k;
+    camera.y = Math.min(box.height / 2 - ((y0 + y1) / 2) * k, V_GAP - y0 * k);
+    applyCamera();
   }
 
   // -- focus, hash, search --------------------------------------------------------------------------
@@ -863,6 +890,10 @@
       el("tr", {}, el("th", { text: k }), el("td", { text: typeof v === "string" ? v : JSON.stringify(v) }))));
   }
 
+  /**
+   * A task's runs nested by parent_run_id. Sibling runs of one name (epochs, retries, shards) from
+   * FOLD_TASKS on fold into one "epoch ×120, 14 failed" line that opens on a click.
+   */
   function runsTree(runs) {
     const children = new Map();
     const ids = new Set(runs.map((r) => r.run_id));
@@ -872,8 +903,7 @@
       children.get(parent).push(r);
     }
     let budget = 500;
-    const branch = (parent) => el("ul", { class: "runs" }, ...(children.get(parent) || []).map((r) => {
-      if (--budget < 0) return null;
+    const item = (r) => {
       const head = el("div", { class: "run-head" }, statusTag(r.status), el("strong", { text: r.name }),
         el("span", { class: "muted", title: r.run_id, text: ` ${duration(runSeconds(r))} · run ${shortId(r.run_id)}` }));
       const body = [head, paramsTable(r.params)];
@@ -882,9 +912,28 @@
       if (io.length) body.push(el("div", { class: "io" }, ...io.map(([arrow, id]) => el("span", {}, arrow + " ", nodeButton(id)))));
       if (children.has(r.run_id)) body.push(branch(r.run_id));
       return el("li", { class: r.status === "failed" ? "failed" : null }, ...body);
-    }));
+    };
+    const branch = (parent) => {
+      const groups = new Map();
+      for (const r of children.get(parent) || []) {
+        if (!groups.has(r.name)) groups.set(r.name, []);
+        groups.get(r.name).push(r);
+      }
+      const list = el("ul", { class: "runs" });
+      for (const [name, group] of groups) {
+        if (budget <= 0) break;
+        if (group.length < FOLD_TASKS) { for (const r of group) if (budget-- > 0) list.append(item(r)); continue; }
+        const failed = group.filter((r) => r.status === "failed").length;
+        const inner = el("ul", { class: "runs" });
+        for (const r of group) if (budget-- > 0) inner.append(item(r));
+        list.append(el("li", { class: failed ? "failed" : null }, el("details", {},
+          el("summary", {}, statusTag(failed ? "failed" : group.some((r) => r.status === "running") ? "running" : "ok"),
+            el("strong", { text: `${name} ×${group.length}${failed ? `, ${failed} failed` : ""}` })), inner)));
+      }
+      return list;
+    };
     const tree = branch(null);
-    if (runs.length > 500) tree.append(el("li", { class: "muted", text: `… ${runs.length - 500} more runs` }));
+    if (budget < 0) tree.append(el("li", { class: "muted", text: `… more runs than shown (${runs.length} in all)` }));
     return tree;
   }
 
@@ -911,13 +960,17 @@
     el("button", { type: "button", class: "close", title: "Close (Esc)", text: "×", onclick: hideDetails }));
     body.push(head);
     if (card.fold) {
-      body.push(el("div", { class: "actions" }, el("button", { type: "button", text: "Fold again", onclick: () => {
-        state.expanded.delete(card.id); render(); hideDetails();
-      } })));
+      const open = state.expanded.has(card.id);
+      body.push(el("div", { class: "actions" }, open
+        ? el("button", { type: "button", text: "Fold again", onclick: () => { state.expanded.delete(card.id); render(); hideDetails(); } })
+        : el("button", { type: "button", text: `Expand all ${card.members.length}`, onclick: () => expand(card) })));
+      if (!open && card.members.length > EXPAND_MAX) {
+        body.push(el("p", { class: "muted", text: `${card.members.length} cards are a lot to read: pick one below to focus it, or search.` }));
+      }
       body.push(section("Members", el("ul", { class: "plain" }, ...card.members.slice(0, 300).map((m) => {
         const node = model.nodes.get(m);
         return el("li", {}, nodeButton(m), node.task ? statusTag(node.task.status) : null);
-      }))));
+      })), card.members.length > 300 ? el("p", { class: "muted", text: `… ${card.members.length - 300} more` }) : null));
     } else if (n.task) {
       const t = n.task;
       body.push(el("div", { class: "actions" }, copyButton("Copy id", n.id),
@@ -1018,10 +1071,11 @@
     if (refit) frame();
   }
 
+  /** GET a JSON answer of our own server ("no-cache": revalidated with its ETag, so cheap). */
   async function getJSON(url) {
     const r = await fetch(url, { cache: "no-cache", headers: { Accept: "application/json" } });
     const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+    if (!r.ok) throw Object.assign(new Error(body.error || `${r.status} ${r.statusText}`), { status: r.status });
     return body;
   }
 
@@ -1033,8 +1087,23 @@
       setData(data, { refit });
       live(true);
     } catch (err) {
-      live(false, String(err.message || err));
+      if (err.status === 400 && state.data) {
+        // A scope the store does not know: say so and stay where we were.
+        notice(err.message);
+        state.scope = state.data.scope || "workspace";
+        $("scope").value = state.scope;
+        scopeToUrl();
+        live(true);
+      } else live(false, String(err.message || err));
     }
+  }
+
+  /** Live, the scope is in the address (?scope=...), so that a reload or a shared link keeps it. */
+  function scopeToUrl() {
+    if (!config.live) return;
+    const url = new URL(location.href);
+    if (state.scope === "workspace") url.searchParams.delete("scope"); else url.searchParams.set("scope", state.scope);
+    history.replaceState(history.state, "", url);
   }
 
   function live(ok, message) {
@@ -1075,6 +1144,7 @@
         return;
       }
       state.scope = scope;
+      scopeToUrl();
       if (config.live) loadLive(true);
       else {
         if (scope !== "workspace" && !state.model.nodes.has(scope)) notice(`No node ${scope} in this graph.`);
@@ -1122,6 +1192,8 @@
       ready();
     }
     if (config.live) {
+      state.scope = new URLSearchParams(location.search).get("scope") || state.scope;
+      $("scope").value = state.scope;
       loadLive(!inline).then(() => { ready(); poll(); });
     }
   }
