@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _browser import launch  # noqa: E402
-from _viewer_data import large  # noqa: E402
+from _browser import launch
+from _viewer_data import large
 
-from workflow_trace._viewer import render_page  # noqa: E402
+from workflow_trace._viewer import render_page
 
 SIZES = (2_000, 10_000)
 REPEAT = 5

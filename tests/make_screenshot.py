@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _browser import launch  # noqa: E402
-from _viewer_data import quickstart  # noqa: E402
+from _browser import launch
+from _viewer_data import quickstart
 
-from workflow_trace._viewer import render_page  # noqa: E402
+from workflow_trace._viewer import render_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "viewer.png"
 

@@ -532,7 +532,7 @@ def test_live_scope_from_the_address(served: Served, open_tab: Callable[..., Tab
 
 
 def test_repeated_runs_fold_in_the_details(tmp_path: Path, open_tab: Callable[..., Tab]) -> None:
-    """Runs of one name inside a task fold into one line ("x.shard ×5") that opens on a click."""
+    """Runs of one name inside a task fold into one line ("x.shard \u00d75") that opens on a click."""
     data = large(300)
     task = next(n for n in data["nodes"] if n["task"] and len(n["task"]["runs"]) == 6)
     tab = open_tab(_offline(tmp_path, data) + f"#node={task['id']}")
