@@ -472,7 +472,7 @@
       top += tallest + COMPONENT_GAP;
     }
     const height = keys.length ? top - COMPONENT_GAP + MARGIN : MARGIN * 2;
-    return { positions, routes, back: backAll, width: Math.max(width, MARGIN * 2), height };
+    return { positions, routes, back: backAll, backIn: new Map(), width: Math.max(width, MARGIN * 2), height };
   }
 
   // -- drawing --------------------------------------------------------------------------------------
@@ -579,9 +579,13 @@
     if (back) {
       // Against the flow: out of the source's left side into the gap between the columns, then
       // along the gap under the target into its bottom; both gaps are free of cards.
-      const gx = sx - H_GAP / 2, y1 = sy + CARD_H * 0.75, yb = ty + CARD_H + V_GAP / 2, x2 = tx + CARD_W / 2;
+      // Several into one target (a file rewritten again and again) take side-by-side lanes.
+      const n = lay.backIn.get(link.target) ?? 0;
+      lay.backIn.set(link.target, n + 1);
+      const gx = sx - H_GAP / 2 + ((n % 4) - 1.5) * 8, y1 = sy + CARD_H * 0.75 - (n % 3) * 8;
+      const yb = ty + CARD_H + V_GAP / 2 + ((n % 3) - 1) * 5, x2 = tx + CARD_W / 2 + ((n % 5) - 2) * 12;
       d = rounded([[sx, y1], [gx, y1], [gx, yb], [x2, yb], [x2, ty + CARD_H + 4]], 10);
-      [mx, my] = [(gx + x2) / 2, yb - 4];
+      [mx, my] = [sx - 6, y1 - 4];  // by its source: the lanes into one target run together
     } else {
       const pts = [[sx + CARD_W, sy + CARD_H / 2]];
       for (const [lx, ly] of lay.routes.get(`${link.source}\0${link.target}`) || []) pts.push([lx, ly], [lx + CARD_W, ly]);
@@ -601,8 +605,9 @@
     if (state.view.highlight && !link.up && !link.down) cls.push("dim");
     const marker = link.up ? "arrow-up" : link.down ? "arrow-down" : "arrow";
     const out = [svg("path", { class: cls.join(" "), d, "marker-end": `url(#${marker})` })];
-    if (link.labels.size === 1 && link.edges.length === 1) {
-      out.push(svg("text", { class: "v", x: mx, y: my, "text-anchor": back ? "middle" : "end", text: [...link.labels][0] }));
+    // A back edge is labelled only when it is the only one into its target (else the labels pile up).
+    if (link.labels.size === 1 && link.edges.length === 1 && (!back || lay.backTotal.get(link.target) === 1)) {
+      out.push(svg("text", { class: "v", x: mx, y: my, "text-anchor": "end", text: [...link.labels][0] }));
     }
     return out;
   }
@@ -624,6 +629,12 @@
     const pairs = [...new Set(links.map((l) => `${l.source}\0${l.target}`))].map((k) => k.split("\0"));
     const lay = layout(keys, pairs);
     state.lay = lay;
+    lay.backTotal = new Map();
+    for (const l of links) {
+      if (lay.back.has(`${l.source}\0${l.target}`) || lay.positions.get(l.target)[0] <= lay.positions.get(l.source)[0]) {
+        lay.backTotal.set(l.target, (lay.backTotal.get(l.target) ?? 0) + 1);
+      }
+    }
     const edgesG = $("edges"), cardsG = $("cards");
     const edgeNodes = [], cardNodes = [];
     for (const link of links) edgeNodes.push(...drawEdge(link, lay));
@@ -686,8 +697,7 @@
       camera.y = box.height / 2 - (y + CARD_H / 2) * k;
     } else {
       camera.x = box.width - lay.width * k;
-      camera.y = Math.min(0, box.height / 2 - (lay.height / 2) * k);
-      if (lay.height * k < box.height) camera.y = (box.height - lay.height * k) / 2;
+      camera.y = (box.height - lay.height * k) / 2;
     }
     applyCamera();
   }
