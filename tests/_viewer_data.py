@@ -69,13 +69,13 @@ class GraphBuilder:
     ) -> dict[str, Any]:
         """A new local task (status ``running`` until :meth:`finish`)."""
         started = started or self.tick(5)
-        info = {
+        info: dict[str, Any] = {
             "id": task_id, "name": name, "origin": "local", "status": "running", "started_at": started,
             "finished_at": None, "duration_s": None, "error": None, "pid": 4000 + task_id, "host": host,
             "command": command or f"python {name}.py", "git_commit": hashlib.sha1(str(task_id).encode()).hexdigest(),
             "git_dirty": task_id % 5 == 0, "python": "3.11.7", "runs": [],
         }
-        node = {
+        node: dict[str, Any] = {
             "id": f"task:{task_id}", "kind": "task", "label": name, "description": "running", "card": None,
             "external_id": task_id, "path": None, "model_weight": False, "versions": [], "generations": [],
             "task": info,
@@ -97,7 +97,7 @@ class GraphBuilder:
         """A run (step) of ``task``; add its inputs and outputs with :meth:`read` / :meth:`write`."""
         self._run_seq += 1
         started = self.tick(1)
-        run = {
+        run: dict[str, Any] = {
             "run_id": f"0193{self._run_seq:028x}", "name": name,
             "parent_run_id": parent["run_id"] if parent else None, "status": status, "started_at": started,
             "finished_at": _iso(self.clock + timedelta(seconds=seconds)), "error": error,

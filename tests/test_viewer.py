@@ -290,11 +290,18 @@ def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
         contexts.append(context)
         page = context.new_page()
         tab = Tab(page)
-        page.on("console", lambda m: tab.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
-                else None)
+        def on_console(message: Any) -> None:
+            if message.type in ("error", "warning"):
+                tab.console.append(f"{message.type}: {message.text}")
+
+        def on_dialog(dialog: Any) -> None:
+            tab.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("console", on_console)
         page.on("pageerror", lambda e: tab.errors.append(str(e)))
         page.on("request", lambda r: tab.requests.append(r.url))
-        page.on("dialog", lambda d: (tab.dialogs.append(d.message), d.dismiss()))
+        page.on("dialog", on_dialog)
         page.goto(url)
         page.wait_for_selector("html[data-ready]", timeout=timeout)
         return tab
