@@ -1,0 +1,218 @@
+"""``workflow-trace ui``: the lineage viewer served from a local, read-only HTTP server (stdlib only).
+
+Routes (GET and HEAD; every other method is 405):
+
+- ``/``: the live viewer page (:func:`workflow_trace._viewer.render_page`).
+- ``/api/graph?scope=S``: the JSON v2 graph of a scope (``workspace``, ``project:ID``, ``task:ID``), with an
+  ETag from the store's version so a poll that finds nothing new costs a 304.
+- ``/api/lineage?node=N&direction=up|down|both&depth=K``: the lineage subgraph of a node.
+- ``/api/version``: ``{"version": "..."}``, which changes when the store changes (the page polls it).
+
+Anything else is 404, and so is any path with ``..``, a backslash or an encoded ``.``, ``/`` or ``\\``: the
+server has no files to serve beyond its own page. A provider's ``ValueError`` / ``LookupError`` (a bad
+scope or node) is a 400 with its message; any other failure a 500 (logged, not shown).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import sys
+import threading
+import webbrowser
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from ._viewer import content_security_policy, render_page
+
+__all__ = ["GraphProvider", "make_server", "serve"]
+
+logger = logging.getLogger("workflow_trace")
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_DIRECTIONS = ("up", "down", "both")
+_ALLOW = "GET, HEAD"
+
+
+class GraphProvider(Protocol):
+    """What the server shows: the CLI passes one reading the local store."""
+
+    def graph(self, scope: str) -> dict[str, Any]:
+        """The JSON v2 graph of ``scope``; ValueError / LookupError for a bad scope."""
+
+    def lineage(self, node: str, direction: str, depth: int | None) -> dict[str, Any]:
+        """The JSON v2 lineage subgraph of ``node``; ValueError / LookupError for an unknown node."""
+
+    def version(self) -> str:
+        """A token that changes whenever the store changes."""
+
+
+class _BadRequest(Exception):
+    """A request the server refuses with 400 and this message."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "workflow-trace"
+    sys_version = ""
+    _with_body = True  # False while answering a HEAD
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _refuse_method(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, _json({"error": "read-only: only GET and HEAD"}),
+                   "application/json", extra={"Allow": _ALLOW})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def _answer(self, *, body: bool) -> None:
+        self._with_body = body
+        if not self._host_allowed():
+            # A page on another site reaching us through a rebound DNS name would send its own Host.
+            self._send(HTTPStatus.MISDIRECTED_REQUEST, _json({"error": "unexpected Host header"}), "application/json")
+            return
+        parts = urlsplit(self.path)
+        raw = parts.path
+        lowered = raw.lower()
+        if ".." in raw or "\\" in raw or any(code in lowered for code in ("%2e", "%2f", "%5c")):
+            self._not_found()
+            return
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        provider = self.server.provider
+        try:
+            if raw == "/":
+                self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+            elif raw == "/api/version":
+                self._send(HTTPStatus.OK, _json({"version": provider.version()}), "application/json")
+            elif raw == "/api/graph":
+                self._graph(query.get("scope") or "workspace")
+            elif raw == "/api/lineage":
+                self._lineage(query)
+            else:
+                self._not_found()
+        except _BadRequest as exc:
+            self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(exc)}), "application/json")
+        except (ValueError, LookupError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(message)}), "application/json")
+        except Exception:  # the provider failed: logged here, a generic 500 for the page
+            logger.exception("workflow-trace ui: %s failed", raw)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": "internal error (see the server log)"}),
+                       "application/json")
+
+    def _graph(self, scope: str) -> None:
+        version = self.server.provider.version()
+        etag = '"' + hashlib.sha256(f"{version}\0{scope}".encode()).hexdigest()[:32] + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self._send(HTTPStatus.NOT_MODIFIED, b"", None, extra={"ETag": etag})
+            return
+        data = self.server.provider.graph(scope)
+        self._send(HTTPStatus.OK, _json(data), "application/json", extra={"ETag": etag})
+
+    def _lineage(self, query: dict[str, str]) -> None:
+        node = query.get("node")
+        if not node:
+            raise _BadRequest("missing node= (a node id such as task:3 or file:/models/best.pt)")
+        direction = query.get("direction") or "both"
+        if direction not in _DIRECTIONS:
+            raise _BadRequest(f"direction must be one of {', '.join(_DIRECTIONS)}, not {direction!r}")
+        depth_text = query.get("depth")
+        depth: int | None = None
+        if depth_text:
+            if not depth_text.isdigit():
+                raise _BadRequest(f"depth must be a whole number, not {depth_text!r}")
+            depth = int(depth_text)
+        self._send(HTTPStatus.OK, _json(self.server.provider.lineage(node, direction, depth)), "application/json")
+
+    def _not_found(self) -> None:
+        self._send(HTTPStatus.NOT_FOUND, _json({"error": "not found"}), "application/json")
+
+    def _host_allowed(self) -> bool:
+        if self.server.bind_host not in _LOCAL_HOSTS:
+            return True
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host.startswith("["):
+            name = host[1:].partition("]")[0]
+        else:
+            name = host.rpartition(":")[0] if host.count(":") == 1 else host
+        return name in _LOCAL_HOSTS
+
+    def _send(self, status: HTTPStatus, payload: bytes, content_type: str | None,
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        if status != HTTPStatus.NOT_MODIFIED:
+            self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Security-Policy", self.server.csp)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Cache-Control", "no-cache")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self._with_body and status != HTTPStatus.NOT_MODIFIED:
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("workflow-trace ui: " + format, *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], provider: GraphProvider, bind_host: str) -> None:
+        self.provider = provider
+        self.bind_host = bind_host
+        self.page = render_page(None, live=True).encode("utf-8")
+        self.csp = content_security_policy(live=True) + "; frame-ancestors 'none'"
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that went away mid-answer (a closed tab, a cancelled poll): not worth a traceback.
+        logger.debug("workflow-trace ui: request from %s failed", client_address, exc_info=True)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def make_server(provider: GraphProvider, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """A bound, not yet serving, viewer server (``port=0`` picks a free port: see ``server_address``).
+
+    Binding to a host other than 127.0.0.1 / localhost logs a warning: the viewer is read-only, but it
+    shows everything recorded in the store to whoever reaches that address.
+    """
+    if host not in _LOCAL_HOSTS:
+        logger.warning(
+            "workflow-trace ui: listening on %s, not 127.0.0.1: anyone who can reach this address can read "
+            "the whole lineage store (task names, paths, params, errors)", host,
+        )
+    return _Server((host, port), provider, host)
+
+
+def serve(provider: GraphProvider, host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = False) -> None:
+    """Serve the viewer until interrupted (Ctrl+C), optionally opening it in the default browser."""
+    server = make_server(provider, host, port)
+    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+    url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}/"
+    print(f"workflow-trace ui: the lineage viewer is on {url} (Ctrl+C stops it)", file=sys.stderr, flush=True)
+    if open_browser:
+        threading.Timer(0.3, webbrowser.open, args=(url,)).start()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
