@@ -189,6 +189,12 @@ class TestErrors:
         expected = (2, "workflow-trace: error: no node dataset:404 in the store", 1)
         assert expected == self.error_line(result)
 
+    def test_unknown_node_names_the_closest(self, store: Path, tmp_path: Path) -> None:
+        """A node that is not recorded, with known ones of its kind: the closest are named."""
+        result = cli("lineage", "project:43", "--db", str(store), cwd=tmp_path)
+        expected = (2, "workflow-trace: error: no node project:43 in the store; closest: project:42", 1)
+        assert expected == self.error_line(result)
+
     def test_bad_node(self, store: Path, tmp_path: Path) -> None:
         """lineage of text that is not a node ref is one line and exit code 2."""
         result = cli("lineage", "model:best", "--db", str(store), cwd=tmp_path)

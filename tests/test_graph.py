@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from workflow_trace._events import ErrorInfo, Event, StepRef, new_event_id, new_run_id, utcnow
-from workflow_trace._graph_html import CARD_H, CARD_W, layout
 from workflow_trace._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from workflow_trace.backends.sqlite import SQLiteBackend
 from workflow_trace.graph import (
@@ -294,11 +293,11 @@ class TestExports:
         """The JSON document has the documented top-level keys and node/edge keys."""
         data = json.loads(load_graph(every_kind).to_json())
         node_keys = {"id", "kind", "label", "description", "card", "external_id", "path", "model_weight",
-                     "versions", "task"}
+                     "versions", "generations", "task"}
         edge_keys = {"source", "target", "relation", "task_id", "count", "first_time", "last_time",
-                     "version_id", "version_num", "card"}
+                     "version_id", "version_num", "card", "generation"}
         assert (
-            ["format", "version", "scope", "nodes", "edges"], ("workflow-trace-graph", 1),
+            ["format", "version", "scope", "store", "server", "nodes", "edges"], ("workflow-trace-graph", 2),
             [node_keys] * 12, [edge_keys] * 12,
         ) == (
             list(data), (data["format"], data["version"]),
@@ -310,41 +309,27 @@ class TestExports:
         with pytest.raises(ValueError, match="workflow-trace-graph"):
             Graph.from_json('{"nodes": []}')
 
-    def test_html_escapes_every_title(self, every_kind: Path) -> None:
-        """The HTML holds every node's title escaped and no script anywhere."""
+    def test_html_is_the_offline_viewer(self, every_kind: Path) -> None:
+        """The HTML export is the viewer with the JSON v2 graph inlined, escaped so user text cannot end its
+        script block, and a CSP that allows no other origin and no connection at all."""
         graph = load_graph(every_kind)
         page = graph.to_html()
-        missing = [n.label for n in graph.nodes.values() if html.escape(n.label, quote=True) not in page]
-        expected = ([], None)
-        assert expected == (missing, re.search(r"<script|<img|onerror=alert\(1\)>", page, re.IGNORECASE))
-
-    def test_html_is_self_contained(self, every_kind: Path) -> None:
-        """The HTML has an inline SVG, no external resources and a CSP forbidding scripts."""
-        page = load_graph(every_kind).to_html()
+        match = re.search(r'<script type="application/json" id="wt-data">(.*?)</script>', page, re.DOTALL)
+        assert match is not None
+        data = json.loads(match.group(1))
         external = re.findall(r"(?:src|href)=\"(?:https?:)?//", page)
-        expected = (True, [], True)
-        assert expected == ("<svg" in page, external, "default-src 'none'" in page)
+        policy = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page)[1])
+        expected = (graph.to_dict(), [], True, True, False)
+        assert expected == (data, external, "default-src 'none'" in policy, "connect-src 'none'" in policy,
+                            "<script>alert" in page)
 
-    def test_html_marks_failed_tasks_and_links(self, every_kind: Path) -> None:
-        """A failed task's card is marked; a card link is kept, a local file links to itself."""
-        page = load_graph(every_kind).to_html()
-        expected = (1, True, True)
-        assert expected == (
-            page.count('class="card k-task failed"'),
-            'href="/files/1/true/?teamId=7"' in page,
-            'href="file:///models/best.pt"' in page,
-        )
-
-    def test_html_drops_unsafe_links(self, tmp_path: Path) -> None:
-        """A javascript: or absolute link in a stored card is not rendered as a link."""
-        meta = {"customRelationSettings": {"mainLink": {"url": "javascript:alert(1)", "title": "x"}}}
-        meta2 = {"customRelationSettings": {"mainLink": {"url": "//evil.example/x", "title": "x"}}}
-        with SQLiteBackend(tmp_path / "u.db") as store:
-            run(store, "a", [], [Dataset(id=1)], meta=meta)
-            run(store, "b", [], [Dataset(id=2)], meta=meta2)
-        page = load_graph(tmp_path / "u.db").to_html()
-        expected = (False, False)
-        assert expected == ("javascript:" in page, "evil.example" in page)
+    def test_html_keeps_titles_as_data(self, every_kind: Path) -> None:
+        """Every title reaches the page as JSON data (the viewer sets it as text), never as markup."""
+        graph = load_graph(every_kind)
+        page = graph.to_html()
+        labels = [n.label for n in graph.nodes.values()]
+        raw = [label for label in labels if "<" in label and label in page]
+        assert [] == raw
 
     def test_text(self, every_kind: Path) -> None:
         """The text tree lists every task with its inputs and outputs."""
@@ -379,7 +364,7 @@ class TestVersions:
 
     def test_every_format_shows_the_versions(self, versions: Graph) -> None:
         """Text, Mermaid, DOT, JSON and HTML show v2/v3 on the edges and the project node."""
-        text, mermaid, dot, html = versions.to_text(), versions.to_mermaid(), versions.to_dot(), versions.to_html()
+        text, mermaid, dot, html = versions.to_text(), versions.to_mermaid(), versions.to_dot(), versions.to_json()
         data = json.loads(versions.to_json())
         node = next(n for n in data["nodes"] if n["id"] == "project:42")
         edges = [(e["target"], e["version_id"], e["version_num"]) for e in data["edges"] if e["source"] == "project:42"]
@@ -396,60 +381,21 @@ class TestVersions:
             "mermaid": ('-.->|"v2"|' in mermaid, '-.->|"v3"|' in mermaid, "project:42 · v2, v3" in mermaid),
             "dot": ('label="v2", style=dashed' in dot, 'label="v3", style=dashed' in dot, "\\nv2, v3 · id 42" in dot),
             "json": (node["versions"], edges),
-            "html": (">v2</text>" in html, ">v3</text>" in html, "Project · v2, v3" in html),
+            "html": ('"version_num": 2' in html, '"version_num": 3' in html, "v2, v3 · id 42" in html),
         }
         assert expected == actual
 
     def test_a_version_id_without_number(self, versions: Graph) -> None:
         """A version known only by its id (as the Supervisely SDK records it) is shown as 'version ID'."""
-        text, mermaid, html = versions.to_text(), versions.to_mermaid(), versions.to_html()
+        text, mermaid, data = versions.to_text(), versions.to_mermaid(), versions.to_json()
         expected = (True, True, True, "version 70 · id 50")
         assert expected == ("<- project:50 @version 70" in text, "project:50 · version 70" in mermaid,
-                            "Project · version 70" in html, versions.nodes["project:50"].description)
+                            '"version_id": 70, "version_num": null' in data, versions.nodes["project:50"].description)
 
     def test_lineage_of_a_project_names_its_versions(self, versions: Graph) -> None:
         """The first line of a project's lineage lists the versions read."""
         expected = "project:42 (versions v2, v3)"
         assert expected == versions.lineage_text("project:42").splitlines()[0]
-
-
-class TestLayout:
-    def test_left_to_right(self, every_kind: Path) -> None:
-        """Every edge that does not close a cycle goes left to right; cards do not overlap."""
-        graph = load_graph(every_kind)
-        lay = layout(graph)
-        backwards = [
-            (e.source, e.target) for e in graph.edges
-            if lay.positions[e.source][0] >= lay.positions[e.target][0]
-        ]
-        boxes = list(lay.positions.values())
-        overlaps = [
-            (a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
-            if abs(a[0] - b[0]) < CARD_W and abs(a[1] - b[1]) < CARD_H
-        ]
-        assert ([], [], set(graph.nodes)) == (backwards, overlaps, set(lay.positions))
-
-    def test_long_edges_go_around_cards(self, tmp_path: Path) -> None:
-        """An edge spanning several layers gets a lane in each, clear of every card there."""
-        with SQLiteBackend(tmp_path / "l.db") as store:
-            run(store, "import", [Folder(path="/raw")], [Project(id=1)])
-            run(store, "train", [Project(id=1)], [File(path="/w.pt", model_weight=True)])
-            run(store, "export", [Project(id=1), File(path="/w.pt")], [File(path="/a.zip")])
-        lay = layout(load_graph(tmp_path / "l.db"))
-        lane = lay.routes[("project:1", "task:3")]
-        blocked = [
-            (x, y) for x, y in lane for cx, cy in lay.positions.values() if cx == x and cy <= y <= cy + CARD_H
-        ]
-        expected = (2, [])
-        assert expected == (len(lane), blocked)
-
-    def test_cycle_laid_out(self, tmp_path: Path) -> None:
-        """A cycle is laid out with one edge drawn against the flow."""
-        with SQLiteBackend(tmp_path / "c.db") as store:
-            run(store, "predict", [Project(id=1)], [Project(id=1)])
-        lay = layout(load_graph(tmp_path / "c.db"))
-        expected = (2, 1)
-        assert expected == (len(lay.positions), len(lay.back_edges))
 
 
 class TestCard:

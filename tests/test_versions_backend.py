@@ -291,7 +291,7 @@ class TestGraph:
             "text": f"<- {key} @v2" in graph.to_text(),
             "mermaid": '-.->|"v2"|' in graph.to_mermaid() and f"{key} · v2" in graph.to_mermaid(),
             "dot": 'label="v2", style=dashed' in graph.to_dot() and "v2 · " in graph.to_dot(),
-            "html": ">v2</text>" in graph.to_html() and "Project · v2" in graph.to_html(),
+            "html": '"version_id":2,"version_num":2' in graph.to_html(),
             "json": (node["versions"], edge["version_id"], edge["version_num"]),
         }
         assert expected == actual

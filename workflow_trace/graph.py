@@ -1,65 +1,67 @@
 """The lineage graph: load it from the local store, scope it, follow lineage, export it.
 
-Tasks (the workflow's main nodes) and data (projects, datasets, files, folders, labeling jobs, app
-sessions) are the nodes; every recorded input is an edge ``data -> task`` and every output an edge
-``task -> data``. Repeated records of the same connection are one edge with a ``count``. A task that
-another task consumes (``consumes_task``) is the same node as that task.
+Tasks (the workflow's main nodes, with the runs inside each) and data (projects, datasets, files,
+folders, labeling jobs, app sessions) are the nodes; every recorded input is an edge ``data -> task`` and
+every output an edge ``task -> data``. A task that another task consumes (``consumes_task``) is the same
+node as that task.
+
+**Generations.** Each output of a data node starts a new generation of it; an input reads the newest
+generation produced before it was recorded (by time, so a journal stored late by a later process is placed
+where it happened); a project version read by id or number is that version, whatever was written since.
+An edge carries the generation it read or wrote, and one edge is one (source, target, relation,
+generation) with a ``count``. Lineage follows generations: the upstream of a task never holds a task that
+wrote the node only after the task read it, and a task that reads what it wrote itself is not its own
+ancestor (that edge is internal to the task).
 
 Example::
 
     from workflow_trace.graph import load_graph
 
-    graph = load_graph()                          # ./.workflow_trace/workflow.db or $WORKFLOW_TRACE_DB
-    print(graph.scoped("project:42").to_text())   # the tasks that touched project 42 and what they touched
-    graph.upstream("file:/models/best.pt")        # what produced it, transitively (a Graph)
-    html = graph.to_html()                        # one self-contained page: inline SVG, no JavaScript
+    graph = load_graph()                           # the default store
+    print(graph.scoped("project:42").to_text())    # the tasks that touched project 42 and what they touched
+    graph.upstream("file:/models/best.pt")         # what produced it, transitively (a Graph)
+    html = graph.to_html()                         # the interactive viewer, one offline file
 
 Scopes follow the Supervisely workflow: ``workspace`` (everything), ``project:ID`` (the tasks that touched
 that project and every node those tasks touched), ``task:ID`` (one task, the nodes it touched, and the
 tasks that consumed or produced it as a node). A scope only hides what is unrelated at its level.
 
-JSON export (``Graph.to_json()``, ``workflow-trace export --format json``), schema version 1::
+Node syntax, in every command: ``KIND:ID`` (``project:42``, ``task:3``) or ``KIND:PATH``
+(``project:data/coco``, ``file:/models/best.pt``). A relative path means what it meant where it was
+recorded, and is also tried against the current directory. An unknown node is an :class:`UnknownNodeError`
+naming the closest known ones.
 
-    {
-      "format": "workflow-trace-graph", "version": 1, "scope": "workspace",
-      "nodes": [
-        {"id": "task:3",            # unique key: "KIND:ID", "KIND:PATH", or "app:TASK_ID"
-         "kind": "task",            # task | project | dataset | file | folder | job | app
-         "label": "train",          # what to display: the card title, else a default from the node
-         "description": "...",     # the card description, else a default (status, path, ...)
-         "card": null,              # the custom card, or {"title", "description", "icon", "icon_color",
-                                    #   "icon_bg_color", "url", "url_title"} (each may be null)
-         "external_id": 3,          # the node's id (on the instance, or the local task id), or null
-         "path": null,              # the node's path (files, folders, local projects), or null
-         "model_weight": false,     # files: marked as model weights
-         "versions": [],            # projects: [{"version_id": 11, "version_num": 2}, ...] as read
-         "task": {                  # tasks recorded in the store (else null):
-           "id": 3, "name": "train", "origin": "local",   # origin: local | external
-           "status": "failed",      # running | ok | failed
-           "started_at": "2026-01-01T10:00:00+00:00", "finished_at": "...", "duration_s": 1.5,
-           "error": {"type": "RuntimeError", "message": "..."},   # or null
-           "pid": 4242, "host": "gpu-1", "command": "python train.py"}}
-      ],
-      "edges": [
-        {"source": "project:42", "target": "task:3",   # inputs: data -> task; outputs: task -> data
-         "relation": "input",       # input | output
-         "task_id": 3,              # the task that recorded it
-         "count": 1,                # how many times it was recorded
-         "first_time": "...", "last_time": "...",      # ISO 8601, UTC
-         "version_id": 11, "version_num": 2,           # the project version read or written, or null
-         "card": null}              # the relation card (customRelationSettings), as for nodes
-      ]
-    }
+JSON export (``Graph.to_json()``, ``workflow-trace export --format json``), schema version 2 (version 1's
+keys keep their meaning; version 2 adds ``store``, ``server``, node ``generations``, task ``runs``,
+``git_commit``, ``git_dirty``, ``python``, and edge ``generation``)::
 
-Nodes are ordered by task start, then by first appearance; edges by first record. New optional keys may
-be added in a later version; existing keys keep their meaning.
+    {"format": "workflow-trace-graph", "version": 2, "scope": "workspace", "store": "/abs/workflow.db",
+     "server": null,
+     "nodes": [{"id": "task:3", "kind": "task", "label": "train", "description": "...", "card": null,
+                "external_id": 3, "path": null, "model_weight": false, "versions": [], "generations": [],
+                "task": {"id": 3, "name": "train", "origin": "local", "status": "failed",
+                         "started_at": "...", "finished_at": "...", "duration_s": 1.5,
+                         "error": {"type": "RuntimeError", "message": "..."}, "pid": 4242, "host": "gpu-1",
+                         "command": "python train.py", "git_commit": "1a2b...", "git_dirty": false,
+                         "python": "3.11.7", "runs": [{"run_id": "...", "name": "train",
+                         "parent_run_id": null, "status": "failed", "started_at": "...", "finished_at": "...",
+                         "error": {...}, "params": {"lr": 0.1}, "inputs": ["project:42"],
+                         "outputs": []}]}}],
+     "edges": [{"source": "project:42", "target": "task:3", "relation": "input", "task_id": 3, "count": 1,
+                "first_time": "...", "last_time": "...", "version_id": 11, "version_num": 2, "card": null,
+                "generation": 1}]}
+
+A data node's ``generations`` lists ``{"generation", "task_id", "run_id", "time"}`` (``task_id`` null: the
+state it was first read in, produced before anything was recorded). Times are ISO 8601 UTC.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+import unicodedata
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,27 +70,31 @@ from typing import Any, Literal, Optional
 
 from ._errors import WorkflowTraceError
 from ._nodes import App, File, Node, Project, parse_node_ref
-from .backends.sqlite import EdgeRow, SQLiteBackend, StoreNotFoundError, TaskRow
+from ._viewer import render_page
+from .backends.sqlite import EdgeRow, RunRow, SQLiteBackend, StoreNotFoundError, TaskRow
 
 __all__ = [
     "EXPORT_FORMATS",
     "Card",
+    "Generation",
     "Graph",
     "GraphEdge",
     "GraphNode",
+    "RunInfo",
     "Scope",
     "StoreNotFoundError",
     "TaskInfo",
     "UnknownNodeError",
     "load_graph",
     "parse_scope",
+    "terminal_safe",
 ]
 
 #: Formats accepted by :meth:`Graph.export`.
 EXPORT_FORMATS = ("text", "mermaid", "dot", "json", "html")
 
 JSON_FORMAT = "workflow-trace-graph"
-JSON_VERSION = 1
+JSON_VERSION = 2
 
 _TITLE = re.compile(r"^\s*<h4>(.*)</h4>\s*$", re.DOTALL)
 _DESCRIPTION = re.compile(r"^\s*<small>(.*)</small>\s*$", re.DOTALL)
@@ -150,12 +156,8 @@ class Card:
     def to_dict(self) -> dict[str, Optional[str]]:
         """The JSON form (every key present)."""
         return {
-            "title": self.title,
-            "description": self.description,
-            "icon": self.icon,
-            "icon_color": self.icon_color,
-            "icon_bg_color": self.icon_bg_color,
-            "url": self.url,
+            "title": self.title, "description": self.description, "icon": self.icon,
+            "icon_color": self.icon_color, "icon_bg_color": self.icon_bg_color, "url": self.url,
             "url_title": self.url_title,
         }
 
@@ -165,6 +167,51 @@ class Card:
         if data is None:
             return None
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run (step) of a task: explicit, nested or implicit."""
+
+    run_id: str
+    name: str
+    parent_run_id: Optional[str] = None
+    status: str = "running"
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    error_type: Optional[str] = None
+    error_message: Optional[str] = None
+    params: Optional[dict[str, Any]] = None
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds from start to finish, or ``None``."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "run_id": self.run_id, "name": self.name, "parent_run_id": self.parent_run_id,
+            "status": self.status, "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
+            "error": None if self.error_type is None else {"type": self.error_type, "message": self.error_message},
+            "params": self.params or {}, "inputs": list(self.inputs), "outputs": list(self.outputs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunInfo:
+        """Inverse of :meth:`to_dict`."""
+        error = data.get("error") or {}
+        return cls(
+            run_id=data["run_id"], name=data.get("name") or "step", parent_run_id=data.get("parent_run_id"),
+            status=data.get("status", "running"), started_at=_parse_time(data.get("started_at")),
+            finished_at=_parse_time(data.get("finished_at")), error_type=error.get("type"),
+            error_message=error.get("message"), params=data.get("params") or None,
+            inputs=tuple(data.get("inputs") or ()), outputs=tuple(data.get("outputs") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -182,6 +229,11 @@ class TaskInfo:
     pid: Optional[int] = None
     host: Optional[str] = None
     command: Optional[str] = None
+    git_commit: Optional[str] = None
+    git_dirty: Optional[bool] = None
+    python: Optional[str] = None
+    runs: tuple[RunInfo, ...] = ()
+    cwd: Optional[str] = None
 
     @property
     def duration(self) -> Optional[float]:
@@ -192,44 +244,60 @@ class TaskInfo:
 
     @property
     def failed(self) -> bool:
-        """Whether a root step of the task failed."""
+        """Whether a root run of the task failed."""
         return self.status == "failed"
+
+    @property
+    def failed_runs(self) -> int:
+        """How many of its runs failed."""
+        return sum(1 for r in self.runs if r.status == "failed")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         duration = self.duration
         return {
-            "id": self.id,
-            "name": self.name,
-            "origin": self.origin,
-            "status": self.status,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
+            "id": self.id, "name": self.name, "origin": self.origin, "status": self.status,
+            "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
             "duration_s": None if duration is None else round(duration, 6),
             "error": None if self.error_type is None and self.error_message is None
             else {"type": self.error_type, "message": self.error_message},
-            "pid": self.pid,
-            "host": self.host,
-            "command": self.command,
+            "pid": self.pid, "host": self.host, "command": self.command,
+            "git_commit": self.git_commit, "git_dirty": self.git_dirty, "python": self.python,
+            "runs": [r.to_dict() for r in self.runs],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskInfo:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (version 1 documents have no runs)."""
         error = data.get("error") or {}
         return cls(
-            id=int(data["id"]),
-            name=data.get("name"),
-            origin=data.get("origin", "external"),
-            status=data.get("status", "running"),
-            started_at=_parse_time(data.get("started_at")),
-            finished_at=_parse_time(data.get("finished_at")),
-            error_type=error.get("type"),
-            error_message=error.get("message"),
-            pid=data.get("pid"),
-            host=data.get("host"),
-            command=data.get("command"),
+            id=int(data["id"]), name=data.get("name"), origin=data.get("origin", "external"),
+            status=data.get("status", "running"), started_at=_parse_time(data.get("started_at")),
+            finished_at=_parse_time(data.get("finished_at")), error_type=error.get("type"),
+            error_message=error.get("message"), pid=data.get("pid"), host=data.get("host"),
+            command=data.get("command"), git_commit=data.get("git_commit"), git_dirty=data.get("git_dirty"),
+            python=data.get("python"), runs=tuple(RunInfo.from_dict(r) for r in data.get("runs") or ()),
         )
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generation of a data node: who wrote it (``None``: found as it was, never written here)."""
+
+    generation: int
+    task_id: Optional[int]
+    run_id: Optional[str]
+    time: Optional[datetime]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"generation": self.generation, "task_id": self.task_id, "run_id": self.run_id,
+                "time": _iso(self.time)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Generation:
+        """Inverse of :meth:`to_dict`."""
+        return cls(int(data["generation"]), data.get("task_id"), data.get("run_id"), _parse_time(data.get("time")))
 
 
 @dataclass(frozen=True)
@@ -238,14 +306,16 @@ class GraphNode:
 
     Attributes:
         key: Unique key: ``task:3``, ``project:42``, ``file:/models/best.pt``, ``app:3`` (the session of
-            task 3).
+            task 3). Local relative paths are resolved against where they were recorded.
         kind: ``task``, ``project``, ``dataset``, ``file``, ``folder``, ``job`` or ``app``.
         card: The custom card (the task's ``customNodeSettings``; for data, the latest relation card).
-        external_id: The id (on the instance, or the local task id).
+        external_id: The id (on the instance, the local task id, or a local project's id in the store).
         path: The path of a file, folder or local project.
         model_weight: A file recorded as model weights.
         versions: The project versions recorded, as ``(version_id, version_num)``.
         task: For tasks recorded in the store, what the store knows.
+        generations: For data, its generations in order.
+        recorded_paths: The paths as they were written, when they were relative.
     """
 
     key: str
@@ -256,6 +326,8 @@ class GraphNode:
     model_weight: bool = False
     versions: tuple[tuple[Optional[int], Optional[int]], ...] = ()
     task: Optional[TaskInfo] = None
+    generations: tuple[Generation, ...] = ()
+    recorded_paths: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -281,7 +353,7 @@ class GraphNode:
 
     @property
     def description(self) -> str:
-        """The card description, else a default (a task's status, a file's path, ...)."""
+        """The card description, else a default (a task's status and runs, a file's path, ...)."""
         if self.card is not None and self.card.description:
             return self.card.description
         if self.task is not None:
@@ -292,6 +364,9 @@ class GraphNode:
                     text += f": {self.task.error_message}"
             elif self.task.duration is not None:
                 text += f" in {_duration(self.task.duration)}"
+            if len(self.task.runs) > 1:
+                failed = self.task.failed_runs
+                text += f" · {len(self.task.runs):,} runs" + (f", {failed} failed" if failed else "")
             return text
         if self.kind == "app":
             return f"offline session of {self.key.replace('app:', 'task ', 1)}"
@@ -311,15 +386,11 @@ class GraphNode:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
         return {
-            "id": self.key,
-            "kind": self.kind,
-            "label": self.label,
-            "description": self.description,
-            "card": None if self.card is None else self.card.to_dict(),
-            "external_id": self.external_id,
-            "path": self.path,
-            "model_weight": self.model_weight,
+            "id": self.key, "kind": self.kind, "label": self.label, "description": self.description,
+            "card": None if self.card is None else self.card.to_dict(), "external_id": self.external_id,
+            "path": self.path, "model_weight": self.model_weight,
             "versions": [{"version_id": vid, "version_num": num} for vid, num in self.versions],
+            "generations": [g.to_dict() for g in self.generations],
             "task": None if self.task is None else self.task.to_dict(),
         }
 
@@ -327,14 +398,12 @@ class GraphNode:
     def from_dict(cls, data: Mapping[str, Any]) -> GraphNode:
         """Inverse of :meth:`to_dict`."""
         return cls(
-            key=data["id"],
-            kind=data["kind"],
-            card=Card.from_dict(data.get("card")),
-            external_id=data.get("external_id"),
-            path=data.get("path"),
+            key=data["id"], kind=data["kind"], card=Card.from_dict(data.get("card")),
+            external_id=data.get("external_id"), path=data.get("path"),
             model_weight=bool(data.get("model_weight", False)),
             versions=tuple((v.get("version_id"), v.get("version_num")) for v in data.get("versions", ())),
             task=None if data.get("task") is None else TaskInfo.from_dict(data["task"]),
+            generations=tuple(Generation.from_dict(g) for g in data.get("generations") or ()),
         )
 
 
@@ -346,6 +415,7 @@ class GraphEdge:
         count: How many times this connection was recorded.
         version_id: The project version of the latest record, if any.
         card: The relation card (``customRelationSettings``) of the latest record that had one.
+        generation: The generation of the data node read or written (1-based).
     """
 
     source: str
@@ -358,6 +428,7 @@ class GraphEdge:
     version_id: Optional[int] = None
     version_num: Optional[int] = None
     card: Optional[Card] = None
+    generation: int = 1
 
     @property
     def task_key(self) -> str:
@@ -379,16 +450,10 @@ class GraphEdge:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
         return {
-            "source": self.source,
-            "target": self.target,
-            "relation": self.relation,
-            "task_id": self.task_id,
-            "count": self.count,
-            "first_time": _iso(self.first_time),
-            "last_time": _iso(self.last_time),
-            "version_id": self.version_id,
-            "version_num": self.version_num,
-            "card": None if self.card is None else self.card.to_dict(),
+            "source": self.source, "target": self.target, "relation": self.relation, "task_id": self.task_id,
+            "count": self.count, "first_time": _iso(self.first_time), "last_time": _iso(self.last_time),
+            "version_id": self.version_id, "version_num": self.version_num,
+            "card": None if self.card is None else self.card.to_dict(), "generation": self.generation,
         }
 
     @classmethod
@@ -398,22 +463,17 @@ class GraphEdge:
         if relation not in ("input", "output"):
             raise ValueError(f"edge relation must be input or output, not {relation!r}")
         return cls(
-            source=data["source"],
-            target=data["target"],
-            relation=relation,
-            task_id=data.get("task_id"),
-            first_time=_parse_time(data.get("first_time")),
-            last_time=_parse_time(data.get("last_time")),
-            count=int(data.get("count", 1)),
-            version_id=data.get("version_id"),
-            version_num=data.get("version_num"),
-            card=Card.from_dict(data.get("card")),
+            source=data["source"], target=data["target"], relation=relation, task_id=data.get("task_id"),
+            first_time=_parse_time(data.get("first_time")), last_time=_parse_time(data.get("last_time")),
+            count=int(data.get("count", 1)), version_id=data.get("version_id"),
+            version_num=data.get("version_num"), card=Card.from_dict(data.get("card")),
+            generation=int(data.get("generation") or 1),
         )
 
 
 @dataclass(frozen=True)
 class Scope:
-    """A view of the graph: ``workspace``, ``project:ID`` or ``task:ID``."""
+    """A view of the graph: ``workspace``, ``project:ID`` / ``project:PATH`` or ``task:ID``."""
 
     level: Literal["workspace", "project", "task"] = "workspace"
     key: Optional[str] = None
@@ -443,8 +503,155 @@ def parse_scope(text: str | Scope | None) -> Scope:
         if not ident.isdigit():
             raise ValueError(f"bad scope {text!r}: a task is named by an integer id ({hint})")
         return Scope("task", f"task:{int(ident)}")
-    node = parse_node_ref(f"project:{ident}")
-    return Scope("project", node.ref)
+    return Scope("project", f"project:{ident}")
+
+
+# -- building ------------------------------------------------------------------------------------
+
+
+def _data_key(node: Node, task_id: int | None) -> str:
+    # The app node is "the offline session of the current task": one per task.
+    if isinstance(node, App):
+        return f"app:{task_id}"
+    return node.ref
+
+
+def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], edges: Iterable[EdgeRow],
+           local_projects: Mapping[str, int]) -> Graph:
+    """The workspace graph of the store's rows (see the module docstring for generations)."""
+    by_task: dict[int | None, list[RunRow]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task_id].append(run)
+    edge_rows = list(edges)
+    run_nodes: dict[str, tuple[list[str], list[str]]] = {}
+    for row in edge_rows:
+        io = run_nodes.setdefault(row.run_id, ([], []))
+        target = io[0] if row.direction == "input" else io[1]
+        key = _data_key(row.node, row.task_id)
+        if key not in target:
+            target.append(key)
+    nodes: dict[str, GraphNode] = {}
+    for trow in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id)):
+        key = f"task:{trow.id}"
+        infos = tuple(
+            RunInfo(
+                r.run_id, r.name, r.parent_run_id, r.status, r.started_at, r.finished_at, r.error_type,
+                r.error_message, r.params, tuple(run_nodes.get(r.run_id, ((), ()))[0]),
+                tuple(run_nodes.get(r.run_id, ((), ()))[1]),
+            )
+            for r in by_task.get(trow.id, ())
+        )
+        nodes[key] = GraphNode(
+            key=key, kind="task", card=Card.from_wire(trow.node_meta), external_id=trow.id,
+            task=TaskInfo(
+                id=trow.id, name=trow.name, origin=trow.origin, status=trow.status, started_at=trow.started_at,
+                finished_at=trow.finished_at, error_type=trow.error_type, error_message=trow.error_message,
+                pid=trow.pid, host=trow.host, command=trow.command, git_commit=trow.git_commit,
+                git_dirty=trow.git_dirty, python=trow.python, runs=infos, cwd=trow.cwd,
+            ),
+        )
+    # Generations: per data node, its records in time order (the store's order breaks ties).
+    per_node: dict[str, list[tuple[datetime, int, EdgeRow]]] = defaultdict(list)
+    for i, row in enumerate(edge_rows):
+        per_node[_data_key(row.node, row.task_id)].append((row.time, i, row))
+    generation_of: list[int] = [1] * len(edge_rows)
+    generations: dict[str, list[Generation]] = {}
+    for key, items in per_node.items():
+        items.sort(key=lambda item: (item[0], item[1]))
+        current = 0
+        versions: dict[tuple[str, int], int] = {}
+        gens: list[Generation] = []
+        for when, i, row in items:
+            named = _version_key(row.node)
+            if row.direction == "output":
+                current += 1
+                gens.append(Generation(current, row.task_id, row.run_id, when))
+                gen = current
+                if named is not None:
+                    versions[named] = gen
+            else:
+                if current == 0:
+                    current = 1
+                    gens.append(Generation(1, None, None, when))
+                gen = current
+                if named is not None:
+                    gen = versions.setdefault(named, current)
+            generation_of[i] = gen
+        generations[key] = gens
+    # Data nodes accumulate: model-weight flags, versions, the latest relation card; edges aggregate.
+    data: dict[str, dict[str, Any]] = {}
+    merged: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for i, row in enumerate(edge_rows):
+        node = row.node
+        task_key = f"task:{row.task_id}"
+        if task_key not in nodes:
+            nodes[task_key] = GraphNode(key=task_key, kind="task", external_id=row.task_id)
+        key = _data_key(node, row.task_id)
+        entry = data.get(key)
+        if entry is None:
+            entry = data[key] = {
+                "kind": node.kind,  # type: ignore[attr-defined]
+                "external_id": getattr(node, "id", None), "path": getattr(node, "path", None),
+                "model_weight": False, "versions": [], "card": None, "card_time": None, "recorded": [],
+            }
+        if entry["external_id"] is None:
+            entry["external_id"] = getattr(node, "id", None)
+        if isinstance(node, File) and node.model_weight:
+            entry["model_weight"] = True
+        if row.recorded_path and row.recorded_path != entry["path"] and row.recorded_path not in entry["recorded"]:
+            entry["recorded"].append(row.recorded_path)
+        version: tuple[Optional[int], Optional[int]] | None = None
+        if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
+            version = (node.version_id, node.version_num)
+            if version not in entry["versions"]:
+                entry["versions"].append(version)
+        card = Card.from_wire((row.meta or {}).get("customRelationSettings"))
+        if card is not None and (entry["card_time"] is None or row.time >= entry["card_time"]):
+            entry["card"], entry["card_time"] = card, row.time
+        gen = generation_of[i]
+        ekey = (key, task_key, "input", gen) if row.direction == "input" else (task_key, key, "output", gen)
+        agg = merged.get(ekey)
+        if agg is None:
+            merged[ekey] = {"task_id": row.task_id, "first": row.time, "last": row.time, "count": 1,
+                            "version": version, "card": card}
+        else:
+            agg["count"] += 1
+            agg["first"] = min(agg["first"], row.time)
+            if row.time >= agg["last"]:
+                agg["last"] = row.time
+                if version is not None:
+                    agg["version"] = version
+                if card is not None:
+                    agg["card"] = card
+    for key, entry in data.items():
+        if key in nodes:  # a task consumed as a node: the task's own node
+            continue
+        external = entry["external_id"]
+        if external is None and entry["kind"] == "project" and entry["path"] is not None:
+            external = local_projects.get(entry["path"])
+        nodes[key] = GraphNode(
+            key=key, kind=entry["kind"], card=entry["card"], external_id=external, path=entry["path"],
+            model_weight=entry["model_weight"], versions=tuple(entry["versions"]),
+            generations=tuple(generations.get(key, ())), recorded_paths=tuple(entry["recorded"]),
+        )
+    graph_edges = [
+        GraphEdge(
+            source=s, target=t, relation=r, task_id=a["task_id"], first_time=a["first"],  # type: ignore[arg-type]
+            last_time=a["last"], count=a["count"], version_id=a["version"][0] if a["version"] else None,
+            version_num=a["version"][1] if a["version"] else None, card=a["card"], generation=g,
+        )
+        for (s, t, r, g), a in merged.items()
+    ]
+    return Graph(nodes, graph_edges)
+
+
+def _version_key(node: Node) -> tuple[str, int] | None:
+    if isinstance(node, Project):
+        if node.version_id is not None:
+            return ("id", node.version_id)
+        if node.version_num is not None:
+            return ("num", node.version_num)
+    return None
 
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -454,101 +661,23 @@ def parse_scope(text: str | Scope | None) -> Scope:
 class Graph:
     """Nodes (by key, in display order) and edges of a lineage graph.
 
-    Build one with :func:`load_graph` (from a store), :meth:`from_rows` or :meth:`from_dict`.
+    Build one with :func:`load_graph` (from a store) or :meth:`from_dict`.
     """
 
     nodes: dict[str, GraphNode] = field(default_factory=dict)
     edges: list[GraphEdge] = field(default_factory=list)
     scope: Scope = field(default_factory=Scope)
-
-    # -- building -----------------------------------------------------------------------------
+    store: Optional[str] = None
+    server: Optional[str] = None
 
     @classmethod
-    def from_rows(cls, tasks: Iterable[TaskRow], edges: Iterable[EdgeRow]) -> Graph:
-        """Build the workspace graph from the store's task and edge rows."""
-        nodes: dict[str, GraphNode] = {}
-        for trow in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id)):
-            key = f"task:{trow.id}"
-            nodes[key] = GraphNode(
-                key=key,
-                kind="task",
-                card=Card.from_wire(trow.node_meta),
-                external_id=trow.id,
-                task=TaskInfo(
-                    id=trow.id, name=trow.name, origin=trow.origin, status=trow.status,
-                    started_at=trow.started_at, finished_at=trow.finished_at, error_type=trow.error_type,
-                    error_message=trow.error_message, pid=trow.pid, host=trow.host, command=trow.command,
-                ),
-            )
-        # Data nodes accumulate: model-weight flags, versions, the latest relation card.
-        data: dict[str, dict[str, Any]] = {}
-        merged: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for row in edges:
-            node = row.node
-            task_key = f"task:{row.task_id}"
-            if task_key not in nodes:
-                nodes[task_key] = GraphNode(key=task_key, kind="task", external_id=row.task_id)
-            key = _data_key(node, row.task_id)
-            entry = data.get(key)
-            if entry is None:
-                entry = data[key] = {
-                    "kind": node.kind,  # type: ignore[attr-defined]
-                    "external_id": getattr(node, "id", None),
-                    "path": getattr(node, "path", None), "model_weight": False, "versions": [],
-                    "card": None, "card_time": None,
-                }
-            if entry["external_id"] is None:
-                entry["external_id"] = getattr(node, "id", None)
-            if entry["path"] is None:
-                entry["path"] = getattr(node, "path", None)
-            if isinstance(node, File) and node.model_weight:
-                entry["model_weight"] = True
-            version: tuple[Optional[int], Optional[int]] | None = None
-            if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
-                version = (node.version_id, node.version_num)
-                if version not in entry["versions"]:
-                    entry["versions"].append(version)
-            card = Card.from_wire((row.meta or {}).get("customRelationSettings"))
-            if card is not None and (entry["card_time"] is None or row.time >= entry["card_time"]):
-                entry["card"], entry["card_time"] = card, row.time
-            ekey = (key, task_key, "input") if row.direction == "input" else (task_key, key, "output")
-            agg = merged.get(ekey)
-            if agg is None:
-                merged[ekey] = {
-                    "task_id": row.task_id, "first": row.time, "last": row.time, "count": 1,
-                    "version": version, "card": card,
-                }
-            else:
-                agg["count"] += 1
-                agg["first"] = min(agg["first"], row.time)
-                if row.time >= agg["last"]:
-                    agg["last"] = row.time
-                    if version is not None:
-                        agg["version"] = version
-                    if card is not None:
-                        agg["card"] = card
-        for key, entry in data.items():
-            existing = nodes.get(key)
-            if existing is not None:  # a task consumed as a node: the task's own node
-                continue
-            nodes[key] = GraphNode(
-                key=key, kind=entry["kind"], card=entry["card"], external_id=entry["external_id"],
-                path=entry["path"], model_weight=entry["model_weight"], versions=tuple(entry["versions"]),
-            )
-        graph_edges = [
-            GraphEdge(
-                source=s, target=t, relation=r, task_id=a["task_id"], first_time=a["first"],  # type: ignore[arg-type]
-                last_time=a["last"], count=a["count"],
-                version_id=a["version"][0] if a["version"] else None,
-                version_num=a["version"][1] if a["version"] else None, card=a["card"],
-            )
-            for (s, t, r), a in merged.items()
-        ]
-        return cls(nodes, graph_edges)
+    def from_rows(cls, tasks: Iterable[TaskRow], edges: Iterable[EdgeRow], runs: Iterable[RunRow] = ()) -> Graph:
+        """Build the workspace graph from the store's rows."""
+        return _build(tasks, runs, edges, {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Graph:
-        """Read the JSON form written by :meth:`to_dict`.
+        """Read the JSON form written by :meth:`to_dict` (version 1 or 2).
 
         Raises:
             ValueError: not a workflow-trace graph, or a newer version of the schema.
@@ -559,7 +688,8 @@ class Graph:
             raise ValueError(f"graph schema version {data.get('version')} is newer than {JSON_VERSION}")
         nodes = [GraphNode.from_dict(n) for n in data.get("nodes", ())]
         edges = [GraphEdge.from_dict(e) for e in data.get("edges", ())]
-        return cls({n.key: n for n in nodes}, edges, parse_scope(data.get("scope")))
+        return cls({n.key: n for n in nodes}, edges, parse_scope(data.get("scope")), data.get("store"),
+                   data.get("server"))
 
     @classmethod
     def from_json(cls, text: str) -> Graph:
@@ -579,7 +709,7 @@ class Graph:
             kept = list(edges)
             for edge in kept:
                 wanted.update((edge.source, edge.target))
-        return Graph({k: n for k, n in self.nodes.items() if k in wanted}, kept, self.scope)
+        return Graph({k: n for k, n in self.nodes.items() if k in wanted}, kept, self.scope, self.store, self.server)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -597,28 +727,59 @@ class Graph:
         return [e for e in self.edges if e.source == key]
 
     def find(self, node: Node | str) -> list[str]:
-        """The keys of the graph's nodes that ``node`` names.
+        """The keys of the graph's nodes that ``node`` names (the node syntax of the module docstring).
 
         Args:
-            node: A node, a key (``task:3``, ``app:3``) or a node ref as the CLI takes it
-                (``project:42``, ``file:/models/best.pt``). ``app`` names every app session.
+            node: A node, a key (``task:3``, ``app:3``) or ``KIND:ID`` / ``KIND:PATH``. ``app`` names every
+                app session; a relative path is matched as it was recorded and against the current folder.
 
         Raises:
-            UnknownNodeError: the graph has no such node.
-            ValueError: the text is not a node ref.
+            UnknownNodeError: the graph has no such node (the message names the closest ones).
+            ValueError: the text is not ``KIND:ID`` or ``KIND:PATH``.
         """
         if isinstance(node, str):
-            if node in self.nodes:
-                return [node]
-            node = parse_node_ref(node.strip())
-        if isinstance(node, App):
+            text = node.strip()
+            if text in self.nodes:
+                return [text]
+            keys = self._match_text(text)
+            if keys:
+                return keys
+            parsed = parse_node_ref(text)
+        else:
+            parsed = node
+            text = node.ref
+        if isinstance(parsed, App):
             keys = [k for k, n in self.nodes.items() if n.kind == "app"]
         else:
-            keys = [node.ref] if node.ref in self.nodes else []
+            keys = [parsed.ref] if parsed.ref in self.nodes else self._match_text(parsed.ref)
         if not keys:
             where = "the store" if self.scope.level == "workspace" else f"scope {self.scope}"
-            raise UnknownNodeError(f"no node {node.ref} in {where}")
+            kind = text.partition(":")[0].lower()
+            same = [k for k, n in self.nodes.items() if n.kind == kind]
+            close = difflib.get_close_matches(text, same, n=3, cutoff=0.0)
+            hint = f"; closest: {', '.join(terminal_safe(c) for c in close)}" if close else ""
+            raise UnknownNodeError(f"no node {terminal_safe(text)} in {where}{hint}")
         return keys
+
+    def _match_text(self, text: str) -> list[str]:
+        kind, sep, ident = text.partition(":")
+        if not sep or not ident:
+            return []
+        kind = kind.lower()
+        found: list[str] = []
+        if ident.isdigit():  # a local project by the id the store gave its folder
+            found = [k for k, n in self.nodes.items() if n.kind == kind and n.external_id == int(ident)]
+            if found:
+                return found
+        absolute = os.path.normpath(os.path.join(os.getcwd(), ident)) if not ident.startswith("/") else None
+        for key, n in self.nodes.items():
+            if n.kind != kind or n.path is None:
+                continue
+            if ident in n.recorded_paths or (absolute is not None and n.path == absolute) or (
+                n.path.rstrip("/") == ident.rstrip("/")
+            ):
+                found.append(key)
+        return found
 
     def scoped(self, scope: str | Scope | None) -> Graph:
         """The graph as seen from ``scope`` (see the module docstring).
@@ -629,52 +790,94 @@ class Graph:
         """
         parsed = parse_scope(scope)
         if parsed.level == "workspace" or parsed.key is None:
-            return Graph(dict(self.nodes), list(self.edges), parsed)
-        if parsed.key not in self.nodes:
-            raise UnknownNodeError(f"no {parsed.key} in the store")
+            return Graph(dict(self.nodes), list(self.edges), parsed, self.store, self.server)
+        try:
+            key = self.find(parsed.key)[0]
+        except UnknownNodeError:
+            raise UnknownNodeError(f"no {terminal_safe(parsed.key)} in the store") from None
         if parsed.level == "project":
-            tasks = {e.task_key for e in self.edges if e.data_key == parsed.key}
+            tasks = {e.task_key for e in self.edges if e.data_key == key}
             kept = [e for e in self.edges if e.task_key in tasks]
         else:
-            kept = [e for e in self.edges if parsed.key in (e.task_key, e.data_key)]
-        keys = {parsed.key} | {e.source for e in kept} | {e.target for e in kept}
+            kept = [e for e in self.edges if key in (e.task_key, e.data_key)]
+        keys = {key} | {e.source for e in kept} | {e.target for e in kept}
         sub = self.subgraph(keys, kept)
-        sub.scope = parsed
+        sub.scope = Scope(parsed.level, key)
         return sub
 
     def upstream(self, node: Node | str) -> Graph:
-        """What ``node`` came from: its producers, their inputs, and so on (``node`` included)."""
+        """What ``node`` came from: the tasks that wrote the generations it read, their inputs, and so on
+        (``node`` included; a task is never its own ancestor)."""
         return self._walk(self.find(node), forward=False)
 
     def downstream(self, node: Node | str) -> Graph:
-        """What came from ``node``: its consumers, their outputs, and so on (``node`` included)."""
+        """What came from ``node``: the tasks that read the generations it wrote, their outputs, and so on."""
         return self._walk(self.find(node), forward=True)
 
     def lineage(self, node: Node | str) -> Graph:
         """Upstream and downstream of ``node`` together."""
         up = self.upstream(node)
         down = self.downstream(node)
-        edges = list({(e.source, e.target, e.relation): e for e in [*up.edges, *down.edges]}.values())
+        edges = list({(e.source, e.target, e.relation, e.generation): e for e in [*up.edges, *down.edges]}.values())
         return self.subgraph(set(up.nodes) | set(down.nodes), edges)
 
-    def _walk(self, start: Sequence[str], forward: bool) -> Graph:
-        index: dict[str, list[GraphEdge]] = defaultdict(list)
+    def _indexes(self) -> dict[str, dict[Any, list[GraphEdge]]]:
+        """Edges by task (inputs, outputs) and by data node and generation (readers, writers)."""
+        cache = self.__dict__.get("_walk_index")
+        if cache is not None and cache[0] == len(self.edges):
+            return cache[1]  # type: ignore[no-any-return]
+        index: dict[str, dict[Any, list[GraphEdge]]] = {
+            name: defaultdict(list) for name in ("inputs", "outputs", "readers", "writers", "read_by", "written_by")
+        }
         for edge in self.edges:
-            index[edge.source if forward else edge.target].append(edge)
-        seen = set(start)
-        kept: list[GraphEdge] = []
-        queue = deque(start)
+            if edge.relation == "input":
+                index["inputs"][edge.target].append(edge)
+                index["readers"][(edge.source, edge.generation)].append(edge)
+                index["read_by"][edge.source].append(edge)
+            else:
+                index["outputs"][edge.source].append(edge)
+                index["writers"][(edge.target, edge.generation)].append(edge)
+                index["written_by"][edge.target].append(edge)
+        self.__dict__["_walk_index"] = (len(self.edges), index)
+        return index
+
+    def _next(self, key: str, forward: bool, generation: int | None,
+              came_from: str | None) -> list[tuple[GraphEdge, str, int | None]]:
+        """One step of lineage from ``key``: ``(edge, next key, next generation)``.
+
+        From a task: its inputs (upstream) or outputs (downstream), each at the generation read or written.
+        From a data node at a generation: the tasks that wrote it (upstream) or read it (downstream) — not
+        the task the walk came from (what a task reads of its own writing is internal to it). A data node
+        the walk starts from stands for all its generations.
+        """
+        index = self._indexes()
+        node = self.nodes.get(key)
+        if node is not None and node.kind == "task" and generation is None:
+            edges = index["outputs" if forward else "inputs"].get(key, [])
+            return [(e, e.data_key, e.generation) for e in edges]
+        if generation is None:
+            edges = index["read_by" if forward else "written_by"].get(key, [])
+        else:
+            edges = index["readers" if forward else "writers"].get((key, generation), [])
+        return [(e, e.task_key, None) for e in edges if e.task_key != came_from]
+
+    def _walk(self, start: Sequence[str], forward: bool) -> Graph:
+        keys = set(start)
+        kept: dict[int, GraphEdge] = {}
+        seen: set[tuple[str, int | None]] = set()
+        queue: deque[tuple[str, int | None, str | None]] = deque((k, None, None) for k in start)
         while queue:
-            key = queue.popleft()
-            for edge in index.get(key, ()):
-                kept.append(edge)
-                nxt = edge.target if forward else edge.source
-                if nxt not in seen:
-                    seen.add(nxt)
-                    queue.append(nxt)
+            key, generation, came_from = queue.popleft()
+            if (key, generation) in seen:
+                continue
+            seen.add((key, generation))
+            is_task = generation is None and self.nodes.get(key, GraphNode(key, "")).kind == "task"
+            for edge, nxt, next_generation in self._next(key, forward, generation, came_from):
+                kept[id(edge)] = edge
+                keys.add(nxt)
+                queue.append((nxt, next_generation, key if is_task else None))
         order = {id(e): i for i, e in enumerate(self.edges)}
-        kept.sort(key=lambda e: order[id(e)])
-        return self.subgraph(seen, kept)
+        return self.subgraph(keys, sorted(kept.values(), key=lambda e: order[id(e)]))
 
     # -- exports ------------------------------------------------------------------------------
 
@@ -684,13 +887,8 @@ class Graph:
         Raises:
             ValueError: an unknown format.
         """
-        renderers = {
-            "text": self.to_text,
-            "mermaid": self.to_mermaid,
-            "dot": self.to_dot,
-            "json": self.to_json,
-            "html": self.to_html,
-        }
+        renderers = {"text": self.to_text, "mermaid": self.to_mermaid, "dot": self.to_dot, "json": self.to_json,
+                     "html": self.to_html}
         if fmt not in renderers:
             raise ValueError(f"unknown format {fmt!r}; formats are: {', '.join(EXPORT_FORMATS)}")
         return renderers[fmt]()
@@ -698,10 +896,8 @@ class Graph:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (schema in the module docstring)."""
         return {
-            "format": JSON_FORMAT,
-            "version": JSON_VERSION,
-            "scope": str(self.scope),
-            "nodes": [n.to_dict() for n in self.nodes.values()],
+            "format": JSON_FORMAT, "version": JSON_VERSION, "scope": str(self.scope), "store": self.store,
+            "server": self.server, "nodes": [n.to_dict() for n in self.nodes.values()],
             "edges": [e.to_dict() for e in self.edges],
         }
 
@@ -727,32 +923,39 @@ class Graph:
         )
         return f'{{\n{head},\n  "nodes": {items(data["nodes"])},\n  "edges": {items(data["edges"])}\n}}\n'
 
+    def to_html(self, title: str = "Workflow lineage") -> str:
+        """The interactive viewer as one offline file (the data inlined; no request to any host)."""
+        return render_page(self.to_dict(), live=False, title=title)
+
     def to_text(self) -> str:
-        """A readable tree: each task, what it read (``<-``) and wrote (``->``), who else used it."""
+        """A readable tree: each task, its runs (repeats folded), what it read (``<-``) and wrote (``->``)."""
         tasks = self.tasks
         data = len(self.nodes) - len(tasks)
-        lines = [
+        head = (
             f"scope {self.scope}: {_plural(len(tasks), 'task')}, {_plural(data, 'data node')}, "
             f"{_plural(len(self.edges), 'edge')}"
-        ]
+        )
+        lines = [head]
         producers: dict[str, list[str]] = defaultdict(list)
         consumers: dict[str, list[str]] = defaultdict(list)
-        for edge in self.edges:
-            (consumers if edge.relation == "input" else producers)[edge.data_key].append(edge.task_key)
         by_task: dict[str, list[GraphEdge]] = defaultdict(list)
         for edge in self.edges:
+            (consumers if edge.relation == "input" else producers)[edge.data_key].append(edge.task_key)
             by_task[edge.task_key].append(edge)
         for task in tasks:
             lines.append(_task_line(task))
-            for edge in sorted(by_task.get(task.key, ()), key=lambda e: e.relation):
+            if task.task is not None and _shows_runs(task.task):
+                lines.extend(_run_lines(task.task))
+            for edge in sorted(by_task.get(task.key, ()), key=lambda e: (e.relation, e.data_key, e.generation)):
                 other = self.nodes.get(edge.data_key)
+                text = _node_text(other, edge.data_key, edge)
                 if edge.relation == "input":
-                    line = f"    <- {_node_text(other, edge.data_key, edge)}"
+                    line = f"    <- {text}"
                     related = [t for t in producers.get(edge.data_key, ()) if t != task.key]
                     if related:
                         line += f"  (from {', '.join(dict.fromkeys(related))})"
                 else:
-                    line = f"    -> {_node_text(other, edge.data_key, edge)}"
+                    line = f"    -> {text}"
                     related = [t for t in consumers.get(edge.data_key, ()) if t != task.key]
                     if related:
                         line += f"  (used by {', '.join(dict.fromkeys(related))})"
@@ -770,10 +973,8 @@ class Graph:
             if lines:
                 lines.append("")
             lines.append(_node_text(self.nodes[key], key))
-            for heading, forward in (
-                ("upstream (what it came from):", False),
-                ("downstream (what came from it):", True),
-            ):
+            for heading, forward in (("upstream (what it came from):", False),
+                                     ("downstream (what came from it):", True)):
                 if direction != "both" and forward != (direction == "down"):
                     continue
                 lines.append(heading)
@@ -782,44 +983,72 @@ class Graph:
         return "\n".join(lines) + "\n"
 
     def _tree(self, root: str, forward: bool) -> Iterator[str]:
-        index: dict[str, list[GraphEdge]] = defaultdict(list)
-        for edge in self.edges:
-            index[edge.source if forward else edge.target].append(edge)
         arrow = "->" if forward else "<-"
-        seen = {root}
-        stack: list[tuple[str, int, GraphEdge]] = [(root, 0, e) for e in reversed(index.get(root, []))]
+        seen: set[tuple[str, int | None]] = {(root, None)}
+        stack: list[tuple[int, GraphEdge, str, int | None, str | None]] = []
+
+        def push(key: str, generation: int | None, came_from: str | None, depth: int) -> None:
+            is_task = generation is None and self.nodes.get(key, GraphNode(key, "")).kind == "task"
+            for edge, nxt, next_generation in reversed(self._next(key, forward, generation, came_from)):
+                stack.append((depth, edge, nxt, next_generation, key if is_task else None))
+
+        push(root, None, None, 0)
         # Depth-first with an explicit stack: lineage chains can be longer than the recursion limit.
         while stack:
-            _, depth, edge = stack.pop()
-            nxt = edge.target if forward else edge.source
+            depth, edge, nxt, generation, came_from = stack.pop()
             text = _node_text(self.nodes.get(nxt), nxt, edge)
-            if nxt in seen:
+            if (nxt, generation) in seen:
                 yield f"{'    ' * (depth + 1)}{arrow} {text}  (see above)"
                 continue
-            seen.add(nxt)
+            seen.add((nxt, generation))
             yield f"{'    ' * (depth + 1)}{arrow} {text}"
-            stack.extend((nxt, depth + 1, e) for e in reversed(index.get(nxt, [])))
+            push(nxt, generation, came_from, depth + 1)
 
-    def to_mermaid(self) -> str:
-        """A Mermaid ``flowchart LR`` (every label escaped with Mermaid's entity codes)."""
-        ids = {key: f"n{i}" for i, key in enumerate(self.nodes)}
+    def to_mermaid(self, max_edges: int = 500) -> str:
+        """A Mermaid ``flowchart LR`` (labels escaped with Mermaid's entity codes).
+
+        Stock Mermaid refuses more than 500 edges: past ``max_edges`` repeated connections are folded into
+        one per task and data node, then the newest edges are kept, and a comment says what was left out.
+        """
+        edges = self.edges
+        note = ""
+        if len(edges) > max_edges:
+            folded: dict[tuple[str, str, str], GraphEdge] = {}
+            for edge in edges:
+                folded.setdefault((edge.source, edge.target, edge.relation), edge)
+            edges = list(folded.values())
+            if len(edges) > max_edges:
+                edges = sorted(edges, key=lambda e: e.last_time or datetime.min.replace(tzinfo=None)
+                               if e.last_time is None else e.last_time)[-max_edges:]
+            note = (f"  %% {len(self.edges) - len(edges)} of {len(self.edges)} edges left out (Mermaid draws at most "
+                    f"{max_edges}); export --format json or html for all of them")
+        keys = set(self.nodes) if not note else {k for e in edges for k in (e.source, e.target)}
+        ids = {key: f"n{i}" for i, key in enumerate(k for k in self.nodes if k in keys)}
         shapes = {
             "task": ('["', '"]'), "project": ('[("', '")]'), "dataset": ('[("', '")]'),
             "file": ('[/"', '"/]'), "folder": ('[["', '"]]'), "job": ('{{"', '"}}'), "app": ('(["', '"])'),
         }
         lines = ["flowchart LR"]
+        if note:
+            lines.append(note)
         for key, node in self.nodes.items():
+            if key not in ids:
+                continue
             left, right = shapes.get(node.kind, ('["', '"]'))
             detail = key if node.kind != "task" else f"{key} · {node.task.status if node.task else '?'}"
             if node.versions:
                 detail += " · " + ", ".join(_version_label(v) for v in node.versions)
+            if node.failed and node.task is not None and node.task.error_type:
+                detail += f" · {node.task.error_type}: {node.task.error_message or ''}"
             label = f"{_mermaid(node.label)}<br/><small>{_mermaid(detail)}</small>"
-            css = f":::{'failed' if node.failed else node.kind}"
-            lines.append(f"  {ids[key]}{left}{label}{right}{css}")
-        for edge in self.edges:
+            css = "failed" if node.failed else "model" if node.model_weight else node.kind
+            lines.append(f"  {ids[key]}{left}{label}{right}:::{css}")
+        for edge in edges:
             arrow = "-.->" if edge.relation == "input" and edge.version_label else "-->"
-            version = edge.version_label
-            text = f"|\"{_mermaid(version)}\"| " if version else " "
+            tags = [edge.version_label] if edge.version_label else []
+            if edge.generation > 1:
+                tags.append(f"gen {edge.generation}")
+            text = f'|"{_mermaid(" · ".join(tags))}"| ' if tags else " "
             lines.append(f"  {ids[edge.source]} {arrow}{text}{ids[edge.target]}")
         for kind, (color, bg) in _KIND_COLORS.items():
             lines.append(f"  classDef {kind} fill:{bg},stroke:{color},color:#1f2937")
@@ -827,16 +1056,14 @@ class Graph:
         return "\n".join(lines) + "\n"
 
     def to_dot(self) -> str:
-        """A Graphviz ``digraph`` laid out left to right (every string escaped)."""
+        """A Graphviz ``digraph`` laid out left to right (every string escaped; control characters too)."""
         shapes = {
             "task": "box", "project": "cylinder", "dataset": "cylinder", "file": "note",
             "folder": "folder", "job": "hexagon", "app": "component",
         }
         lines = [
-            "digraph workflow {",
-            "  rankdir=LR;",
-            '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];',
-            '  edge [color="#64748b"];',
+            "digraph workflow {", "  rankdir=LR;",
+            '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];', '  edge [color="#64748b"];',
         ]
         for key, node in self.nodes.items():
             color, bg = _KIND_COLORS.get("model" if node.model_weight else node.kind, ("#475569", "#f1f5f9"))
@@ -848,29 +1075,29 @@ class Graph:
                 f'color="{color}", fillcolor="{bg}"{", penwidth=3" if node.failed else ""}];'
             )
         for edge in self.edges:
-            # A project version that was read is drawn dashed and labelled (v2).
-            attrs = [f"label={_dot(edge.version_label)}", "style=dashed"] if edge.version_label else []
+            # A project version that was read is drawn dashed and labelled (v2); later generations too.
+            tags = [edge.version_label] if edge.version_label else []
+            if edge.generation > 1:
+                tags.append(f"gen {edge.generation}")
+            attrs = [f"label={_dot(' · '.join(tags))}"] if tags else []
+            if edge.version_label:
+                attrs.append("style=dashed")
             suffix = f" [{', '.join(attrs)}]" if attrs else ""
             lines.append(f"  {_dot(edge.source)} -> {_dot(edge.target)}{suffix};")
         lines.append("}")
         return "\n".join(lines) + "\n"
-
-    def to_html(self, title: str = "Workflow lineage") -> str:
-        """One self-contained HTML page: cards in an inline SVG laid out left to right, no JavaScript."""
-        from ._graph_html import render_html
-
-        return render_html(self, title)
 
 
 # -- loading -----------------------------------------------------------------------------------
 
 
 def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | None = "workspace") -> Graph:
-    """Load the lineage graph from a local store.
+    """Load the lineage graph from a local store (never writing it).
 
     Args:
-        db: The store file; ``None``: ``$WORKFLOW_TRACE_DB`` or ``./.workflow_trace/workflow.db``.
-        scope: ``workspace``, ``project:ID`` or ``task:ID``.
+        db: The store file; ``None``: the default store (``$WORKFLOW_TRACE_DB``, else the nearest
+            ``.workflow_trace/`` from the current folder upwards).
+        scope: ``workspace``, ``project:ID``, ``project:PATH`` or ``task:ID``.
 
     Raises:
         ValueError: a malformed scope (checked before the store is opened).
@@ -881,33 +1108,32 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
     parsed = parse_scope(scope)
     store = SQLiteBackend.open_existing(db)
     try:
-        tasks = store.tasks()
-        edges = store.edges()
+        graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
     finally:
         store.close()
-    return Graph.from_rows(tasks, edges).scoped(parsed)
+    graph.store = str(store.path)
+    graph.server = os.environ.get("SERVER_ADDRESS") or None
+    return graph.scoped(parsed)
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
 #: (stroke/icon colour, background) per kind; ``model`` is a file marked as model weights.
 _KIND_COLORS: dict[str, tuple[str, str]] = {
-    "task": ("#2563eb", "#dbeafe"),
-    "project": ("#7c3aed", "#ede9fe"),
-    "dataset": ("#4f46e5", "#e0e7ff"),
-    "file": ("#475569", "#e2e8f0"),
-    "model": ("#ea580c", "#ffedd5"),
-    "folder": ("#b45309", "#fef3c7"),
-    "job": ("#0d9488", "#ccfbf1"),
-    "app": ("#db2777", "#fce7f3"),
+    "task": ("#2563eb", "#dbeafe"), "project": ("#7c3aed", "#ede9fe"), "dataset": ("#4f46e5", "#e0e7ff"),
+    "file": ("#475569", "#e2e8f0"), "model": ("#ea580c", "#ffedd5"), "folder": ("#b45309", "#fef3c7"),
+    "job": ("#0d9488", "#ccfbf1"), "app": ("#db2777", "#fce7f3"),
 }
 
 
-def _data_key(node: Node, task_id: int | None) -> str:
-    # The app node is "the offline session of the current task": one per task.
-    if isinstance(node, App):
-        return f"app:{task_id}"
-    return node.ref
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (ESC, NUL, ...) shown escaped, so it cannot drive a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == " " else (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        for ch in text
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -934,7 +1160,7 @@ def _duration(seconds: float) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _local_time(value: datetime | None) -> str:
@@ -952,15 +1178,70 @@ def _task_line(task: GraphNode) -> str:
             status += f" {info.error_type}"
             if info.error_message:
                 status += f": {_one_line(info.error_message, 120)}"
-    parts = [f"{task.key} {_one_line(task.label, 80)} [{status}]", f"started {_local_time(info.started_at)}"]
+    parts = [f"{task.key} {_one_line(task.label, 80)} [{status}]"]
+    if len(info.runs) > 1:
+        failed = info.failed_runs
+        parts.append(f"{len(info.runs):,} runs" + (f" ({failed:,} failed)" if failed else ""))
+    parts.append(f"started {_local_time(info.started_at)}")
     if info.duration is not None:
         parts.append(_duration(info.duration))
     return ", ".join(parts)
 
 
+def _shows_runs(info: TaskInfo) -> bool:
+    """Whether the runs say more than the task line: several, nested, or with params."""
+    return len(info.runs) > 1 or any(r.params or r.parent_run_id for r in info.runs)
+
+
+def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
+    """The runs of a task as a tree; siblings with the same name folded (``load ×1,000, 1 failed``)."""
+    children: dict[str | None, list[RunInfo]] = defaultdict(list)
+    ids = {r.run_id for r in info.runs}
+    for run in info.runs:
+        children[run.parent_run_id if run.parent_run_id in ids else None].append(run)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        groups: dict[str, list[RunInfo]] = {}
+        for run in children.get(parent, ()):
+            groups.setdefault(run.name, []).append(run)
+        for name, runs in groups.items():
+            if len(lines) >= limit:
+                return
+            indent = "    " * (depth + 1)
+            if len(runs) == 1:
+                run = runs[0]
+                status = run.status if run.status != "failed" else f"FAILED {run.error_type or ''}".rstrip()
+                text = f"{indent}run {_one_line(name, 60)} [{status}]"
+                if run.duration is not None:
+                    text += f" {_duration(run.duration)}"
+                if run.params:
+                    text += "  params: " + _one_line(", ".join(f"{k}={_param(v)}" for k, v in run.params.items()), 100)
+                lines.append(text)
+                walk(run.run_id, depth + 1)
+            else:
+                failed = sum(1 for r in runs if r.status == "failed")
+                running = sum(1 for r in runs if r.status == "running")
+                text = f"{indent}run {_one_line(name, 60)} ×{len(runs):,}"
+                text += f", {failed:,} failed" if failed else ""
+                text += f", {running:,} running" if running else ""
+                lines.append(text)
+                for run in runs[:1]:
+                    walk(run.run_id, depth + 1)
+
+    walk(None, 0)
+    if len(lines) >= limit:
+        lines.append(f"    ... ({len(info.runs):,} runs in all; export --format json for every one)")
+    return lines
+
+
+def _param(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+
+
 def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) -> str:
     if node is None:
-        return key
+        return terminal_safe(key)
     if node.kind == "task":
         status = node.task.status if node.task else "not recorded here"
         text = f"{key} {_one_line(node.label, 80)} [{status}]"
@@ -970,15 +1251,22 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
             text += f' "{_one_line(node.card.title, 80)}"'
         if node.model_weight:
             text += " [model weights]"
-    if edge is not None and edge.version_label:
-        text += f" @{edge.version_label}"
-    elif edge is None and node.versions:
+    if edge is not None:
+        if edge.version_label:
+            text += f" @{edge.version_label}"
+        if node.kind != "task" and len(node.generations) > 1:
+            gen = next((g for g in node.generations if g.generation == edge.generation), None)
+            by = f", by task:{gen.task_id}" if gen is not None and gen.task_id is not None else ""
+            text += f" · gen {edge.generation}{by}"
+    elif node.versions:
         text += f" (versions {', '.join(_version_label(v) for v in node.versions)})"
-    return text
+    elif len(node.generations) > 1:
+        text += f" ({len(node.generations)} generations)"
+    return terminal_safe(text)
 
 
 def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(terminal_safe(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -988,10 +1276,15 @@ _MERMAID_CODES = {
 
 
 def _mermaid(text: str) -> str:
-    # Mermaid reads labels as markdown/HTML: every character that could be markup becomes an entity code.
-    return "".join(_MERMAID_CODES.get(char, char) for char in _one_line(text, 200))
+    # Mermaid reads labels as markdown/HTML: every character that could be markup becomes an entity code;
+    # control characters (NUL, ESC) are dropped.
+    clean = "".join(ch for ch in _one_line(text, 200) if unicodedata.category(ch)[0] != "C")
+    return "".join(_MERMAID_CODES.get(char, char) for char in clean)
 
 
 def _dot(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "\\n")
+    # DOT strings: backslash and quote escaped, newlines as \n, other control characters (NUL breaks dot)
+    # dropped.
+    clean = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch)[0] != "C")
+    escaped = clean.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .._codeversion import code_version
-from .._context import at_fork, contained, describe, logger, mask_argv, warn
+from .._context import at_exit, at_fork, contained, describe, logger, mask_argv, warn
 from .._errors import BackendError, VersioningError, WorkflowTraceError
 from .._events import (
     FINISHED,
@@ -858,6 +858,7 @@ class SQLiteBackend:
         self._reserving = False
         self._readonly = False  # opened for reading (never writes, not even a new empty store)
         at_fork(self._after_fork)
+        at_exit(self._release_at_exit, order=55)
         _LIVE[id(self)] = self
 
     @classmethod
@@ -933,6 +934,7 @@ class SQLiteBackend:
 
     def close(self) -> None:
         """Store what is left (within the exit timeout), stop the writer, close its connection."""
+        self._release_at_exit()
         self._writer.close(time.monotonic() + 30.0)
         conn, self._state.conn = self._state.conn, None
         if conn is not None:
@@ -975,6 +977,31 @@ class SQLiteBackend:
             self._block = min(self._block * 2, 1024)
         finally:
             self._reserving = False
+
+    def _release_unused(self) -> None:
+        """Give reserved ids this process did not use back, when nobody reserved after them (in the writer
+        thread, at close): runs one after the other keep dense task ids."""
+        free = list(self._free_ids)
+        self._free_ids.clear()
+        if not free or self._state.conn is None:
+            return
+        low, high = min(free), max(free)
+        conn = self._state.conn
+        with write_transaction(conn):
+            top = max(
+                conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0],
+                conn.execute("SELECT coalesce(max(last), 0) FROM task_blocks").fetchone()[0],
+            )
+            if top != high or conn.execute("SELECT 1 FROM tasks WHERE id >= ?", (low,)).fetchone():
+                return
+            conn.execute("UPDATE task_blocks SET last = ? WHERE last >= ?", (low - 1, low))
+            conn.execute("DELETE FROM task_blocks WHERE first > last")
+            conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (low - 1,))
+
+    def _release_at_exit(self) -> None:
+        if self._free_ids and self._writer.owner:
+            with contained("giving back unused task ids", allow_raise=False):
+                self._writer.call(self._release_unused, 5.0)
 
     def _after_fork(self) -> None:
         self._free_ids = []  # the parent's reserved ids are the parent's
@@ -1195,6 +1222,13 @@ class SQLiteBackend:
                 "SELECT count(*) FROM pushed p JOIN events e ON e.event_id = p.event_id WHERE p.dest = ?", (dest,)
             ).fetchone()
         return int(row[0])
+
+    def local_project_ids(self) -> dict[str, int]:
+        """The ids this store gave local project folders (``project:1`` names the folder in every command)."""
+        with self._reading() as conn:
+            if "version_projects" not in tables(conn):
+                return {}
+            return {str(path): int(pid) for pid, path in conn.execute("SELECT id, path FROM version_projects")}
 
     def counts(self) -> dict[str, int]:
         """Row counts per table: ``events``, ``tasks``, ``steps``, ``nodes``, ``edges``."""
