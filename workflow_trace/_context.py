@@ -39,6 +39,7 @@ from ._errors import WorkflowTraceError
 __all__ = [
     "InternalError",
     "Secret",
+    "around_fork",
     "at_exit",
     "at_fork",
     "contained",
@@ -341,6 +342,7 @@ def env_task_id() -> int | None:
 
 _Callback = Callable[[], None]
 _fork_hooks: list[Callable[[], _Callback | None]] = []
+_before_fork: list[tuple[_Callback, _Callback]] = []
 _exit_hooks: list[tuple[int, int, Callable[[], _Callback | None]]] = []
 _hooks_lock = threading.Lock()
 
@@ -355,6 +357,25 @@ def at_fork(callback: _Callback) -> None:
     """Run ``callback`` in the child after ``os.fork()`` (bound methods are held weakly)."""
     with _hooks_lock:
         _fork_hooks.append(_ref(callback))
+
+
+def around_fork(before: _Callback, after_in_parent: _Callback) -> None:
+    """Run ``before`` just before ``os.fork()`` and ``after_in_parent`` in the parent after it (to keep a
+    fork from happening in the middle of something the child would inherit half done)."""
+    with _hooks_lock:
+        _before_fork.append((before, after_in_parent))
+
+
+def _before_fork_hook() -> None:
+    for before, _after in _before_fork:
+        with contained("preparing a fork", allow_raise=False):
+            before()
+
+
+def _after_fork_in_parent() -> None:
+    for _before, after in reversed(_before_fork):
+        with contained("after a fork", allow_raise=False):
+            after()
 
 
 def at_exit(callback: _Callback, order: int = 50) -> None:
@@ -403,5 +424,6 @@ def _reset_exit_pid() -> None:
 
 atexit.register(run_exit_hooks)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork_hook, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 at_fork(_reset_exit_pid)

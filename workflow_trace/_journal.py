@@ -68,6 +68,10 @@ MAX_BATCH_LINES = 20_000
 ROTATE_GRACE = 1.0
 #: Seconds between looks for journals of processes that are gone.
 ORPHAN_POLL = 30.0
+#: Under a steady flow of records, one transaction per this many seconds: bigger batches, and the file's
+#: write lock free most of the time for other processes writing the same store (without it, a busy
+#: writer starts its next transaction within microseconds and another process's writer can starve).
+GROUP_COMMIT_WINDOW = 0.01
 
 _HOST = socket.gethostname()
 _exit_deadline: float | None = None
@@ -360,6 +364,9 @@ class JournalWriter:
                 failed = self._error is not None
                 if worked and not failed:
                     backoff = 0.05
+                    if self._pending() and not self._stop:
+                        self._wake.wait(GROUP_COMMIT_WINDOW)
+                        self._wake.clear()
                     continue
             if self._stop or generation != self._generation:
                 return

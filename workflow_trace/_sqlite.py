@@ -17,14 +17,18 @@ migrate and write it, and where the local store is found.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import struct
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from ._context import around_fork, at_fork
 from ._errors import BackendError
 
 __all__ = [
@@ -113,22 +117,76 @@ def tables(conn: sqlite3.Connection) -> set[str]:
     return {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+# Held while this process is inside a write transaction (on any of its files). SQLite keeps its lock state
+# per process and file, shared by every connection; a child forked mid-transaction would inherit "a
+# connection of mine holds the write lock" and wait forever. So fork() waits for the transaction to end
+# (a background writer's transaction lasts milliseconds), and BEGIN is retried in short attempts so that
+# the lock is never held while waiting for another process.
+_write_lock = threading.Lock()
+_fork_held = False
+#: Seconds one BEGIN IMMEDIATE attempt may wait for another process before the lock is let go and retried.
+BEGIN_ATTEMPT = 0.05
+
+
+def _hold_for_fork() -> None:
+    global _fork_held
+    _fork_held = _write_lock.acquire(timeout=10.0)
+
+
+def _release_after_fork() -> None:
+    global _fork_held
+    if _fork_held:
+        _fork_held = False
+        _write_lock.release()
+
+
+def _new_lock_in_child() -> None:
+    global _write_lock, _fork_held
+    _write_lock, _fork_held = threading.Lock(), False
+
+
+around_fork(_hold_for_fork, _release_after_fork)
+at_fork(_new_lock_in_child)
+
+
 @contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def write_transaction(conn: sqlite3.Connection, timeout: float = 30.0) -> Iterator[sqlite3.Connection]:
     """One write transaction on an autocommit connection (``isolation_level=None``).
 
-    ``BEGIN IMMEDIATE`` takes the write lock up front, so two readers upgrading to writers cannot
-    deadlock; an exception rolls back and propagates. Only background threads call this: a
-    ``KeyboardInterrupt`` (main thread only) can never leave a transaction open.
+    ``BEGIN IMMEDIATE`` takes the write lock up front, so two readers upgrading to writers cannot deadlock;
+    another process's lock is waited for up to ``timeout`` seconds (in short attempts); an exception rolls
+    back and propagates. The call path never comes here: a ``KeyboardInterrupt`` (main thread only) can
+    never leave a transaction open.
+
+    Raises:
+        sqlite3.OperationalError: the file stayed locked for ``timeout`` seconds, or another error.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    deadline = time.monotonic() + timeout
+    lock = _write_lock
+    conn.execute(f"PRAGMA busy_timeout = {int(BEGIN_ATTEMPT * 1000)}")
+    while True:
+        lock.acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as exc:
+            lock.release()
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                raise
+            time.sleep(random.uniform(0.001, BEGIN_ATTEMPT))
+        except BaseException:
+            lock.release()
+            raise
     try:
         yield conn
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    else:
+        conn.execute("COMMIT")
+    finally:
+        lock.release()
 
 
 def default_store_path() -> Path:

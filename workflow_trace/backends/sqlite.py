@@ -463,6 +463,62 @@ def migrate(conn: sqlite3.Connection, path: Path | str) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+class _Batch:
+    """The rows of one ingest, written with one statement per table."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.ids: set[str] = set()
+        self.events: list[tuple[Any, ...]] = []
+        self.steps: list[tuple[Any, ...]] = []
+        self.restarts: list[tuple[str, str]] = []
+        self.finishes: list[tuple[Any, ...]] = []
+        self.edges: list[tuple[Any, ...]] = []
+        self.started: list[str] = []
+        self.maybe_known: set[str] = set()
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.events,
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", self.steps,
+        )
+        conn.executemany("UPDATE steps SET started_at = ? WHERE run_id = ?", self.restarts)
+        conn.executemany(
+            "UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
+            "params = coalesce(?, params) WHERE run_id = ?", self.finishes,
+        )
+        conn.executemany(
+            "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.edges,
+        )
+
+
+def _parse_lines(lines: list[bytes], where: Path) -> list[tuple[str, list[Any]]]:
+    """``(text, row)`` per journal line: one JSON parse for the batch, line by line only if one is bad."""
+    texts = [line.decode("utf-8", "replace") for line in lines]
+    try:
+        rows = json.loads("[" + ",".join(texts) + "]")
+        if all(isinstance(r, list) and len(r) >= 7 for r in rows):
+            return list(zip(texts, rows, strict=True))
+    except ValueError:
+        pass
+    out = []
+    for text in texts:
+        try:
+            row = json.loads(text)
+        except ValueError:
+            row = None
+        if isinstance(row, list) and len(row) >= 7:
+            out.append((text, row))
+        else:
+            warn(("store", "bad line"), "%s: skipped a journal line that cannot be read", where)
+    return out
+
+
 _LIVE: weakref.WeakValueDictionary[int, SQLiteBackend] = weakref.WeakValueDictionary()
 
 
@@ -515,38 +571,40 @@ class _Ingest:
     # -- journals ---------------------------------------------------------------------------------
 
     def ingest(self, conn: sqlite3.Connection, lines: list[bytes], header: dict[str, Any], own: bool) -> None:
-        """Store decoded journal lines (call inside a write transaction)."""
+        """Store journal lines (call inside a write transaction): one parse per batch, one statement per table.
+
+        Lines of this process's (or a dead process's) journal are stored exactly once (the journal position
+        is stored in the same transaction), so they are inserted without a look-up; a replayed event (its
+        own id, from ``emit``/``push``) is checked first and stored once.
+        """
         prefix = str(header.get("prefix") or "")
         process_id = self._process(conn, header, own)
+        rows = _parse_lines(lines, self.backend.path)
         tasks: dict[int, list[Any]] = {}
-        for raw in lines:
-            try:
-                row = json.loads(raw)
-                kind, ident = row[0], row[1]
-            except (ValueError, IndexError, TypeError):
-                warn(("store", "bad line"), "%s: skipped a journal line that cannot be read", self.backend.path)
-                continue
-            timestamp, task_id, run_id = row[2], row[3], row[4]
+        batch = _Batch(int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]))
+        for raw, row in rows:
+            kind, ident, timestamp, task_id, run_id = row[0], row[1], row[2], row[3], row[4]
             when = iso(timestamp)
             if kind == TASK:  # a local task id was allocated: its row, before any of its events
                 self._task(conn, task_id, row, when, process_id, tasks)
                 continue
             eid = ident if isinstance(ident, str) else event_id(prefix, ident)
-            if isinstance(ident, str) and conn.execute(
+            if isinstance(ident, str) and (eid in batch.ids or conn.execute(
                 "SELECT 1 FROM events WHERE event_id = ?", (eid,)
-            ).fetchone():
+            ).fetchone()):
                 continue  # a replayed event: stored once
+            batch.ids.add(eid)
             task_id = self._task(conn, task_id, row, when, process_id, tasks)
-            seq = conn.execute(
-                "INSERT INTO events (event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (eid, KINDS[kind], when, task_id, run_id, raw.decode()),
-            ).lastrowid
+            batch.seq += 1
+            batch.events.append((batch.seq, eid, KINDS[kind], when, task_id, run_id, raw))
             if kind == STARTED:
-                self._started(conn, row, task_id, when, tasks)
+                self._started(conn, row, task_id, when, tasks, batch)
             elif kind == FINISHED:
-                self._finished(conn, row, task_id, when, tasks)
+                self._finished(conn, row, task_id, when, tasks, batch)
             else:
-                self._edge(conn, row, kind, task_id, when, seq, own)
+                self._edge(conn, row, kind, task_id, when, batch.seq, own, batch)
+        batch.write(conn)
+        self._adopt(conn, batch.started, tasks)
         self._update_tasks(conn, tasks)
 
     def _process(self, conn: sqlite3.Connection, header: dict[str, Any], own: bool) -> int | None:
@@ -648,20 +706,18 @@ class _Ingest:
         return known[0] != task_id
 
     def _started(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
-                 tasks: dict[int, list[Any]]) -> None:
+                 tasks: dict[int, list[Any]], batch: _Batch) -> None:
         run_id, name, parent, params = row[4], row[5], row[6], row[7]
         root = self._root(conn, parent, task_id)
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, task_id, name, parent, int(root), when, None if params is None else json.dumps(params)),
-        )
         if len(self.runs) > 100_000:
             self.runs.clear()
-        self.runs[run_id] = (task_id, root)
-        if cur.rowcount != 1:
-            conn.execute("UPDATE steps SET started_at = ? WHERE run_id = ?", (when, run_id))
+        if run_id in batch.maybe_known:  # its end came first in this batch (a replay out of order)
+            batch.restarts.append((when, run_id))
             return
+        self.runs[run_id] = (task_id, root)
+        batch.steps.append((run_id, task_id, name, parent, int(root), when,
+                            None if params is None else json.dumps(params)))
+        batch.started.append(run_id)
         if task_id is None:
             return
         delta = tasks.setdefault(task_id, [0, 0, 0, when, None, None, None])
@@ -669,46 +725,48 @@ class _Ingest:
         if root:
             delta[1] += 1
             delta[3] = min(delta[3], when) if delta[3] else when
-        # A child run stored before this one (another process's journal) is not a root after all.
-        adopted = conn.execute(
-            "SELECT run_id, status FROM steps WHERE parent_run_id = ? AND task_id = ? AND root = 1",
-            (run_id, task_id),
-        ).fetchall()
-        for child, status in adopted:
-            conn.execute("UPDATE steps SET root = 0 WHERE run_id = ?", (child,))
-            self.runs[child] = (task_id, False)
-            delta[1] -= status == "running"
-            delta[2] -= status == "failed"
+
+    def _adopt(self, conn: sqlite3.Connection, started: list[str], tasks: dict[int, list[Any]]) -> None:
+        """A child run stored before its parent (another process's journal) is not a root after all."""
+        for i in range(0, len(started), 500):
+            chunk = started[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            # by parent_run_id alone: with (task_id, root) too the planner picks the task index and scans
+            # the task's every run (quadratic for a loader with 10,000 runs)
+            found = conn.execute(
+                f"SELECT s.run_id, s.status, s.task_id, s.root, p.task_id FROM steps s JOIN steps p "
+                f"ON p.run_id = s.parent_run_id WHERE s.parent_run_id IN ({marks})", chunk,
+            ).fetchall()
+            for child, status, child_task, child_root, parent_task in found:
+                if not child_root or child_task != parent_task or child_task is None:
+                    continue
+                conn.execute("UPDATE steps SET root = 0 WHERE run_id = ?", (child,))
+                self.runs[child] = (child_task, False)
+                delta = tasks.setdefault(child_task, [0, 0, 0, None, None, None, None])
+                delta[1] -= status == "running"
+                delta[2] -= status == "failed"
 
     def _finished(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
-                  tasks: dict[int, list[Any]]) -> None:
+                  tasks: dict[int, list[Any]], batch: _Batch) -> None:
         run_id, name, parent = row[4], row[5], row[6]
         status, err_type, err_message, params = row[7], row[8], row[9], row[10]
         params_json = None if params is None else json.dumps(params)
         known = self.runs.get(run_id)
+        was_running = True
         if known is None:
             found = conn.execute("SELECT task_id, root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
             known = (found[0], bool(found[1])) if found else None
             was_running = found is not None and found[2] == "running"
-        else:
-            was_running = True
-        if known is None:
+        if known is None:  # its start was never stored (another journal, or lost): the run ends here
             root = self._root(conn, parent, task_id)
-            conn.execute(
-                "INSERT INTO steps (run_id, task_id, name, parent_run_id, root, finished_at, status, error_type, "
-                "error_message, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, task_id, name, parent, int(root), when, status, err_type, err_message, params_json),
-            )
+            batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json))
+            batch.maybe_known.add(run_id)
             if task_id is not None:
-                delta = tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])
-                delta[0] += 1
+                tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])[0] += 1
+            was_running = False
         else:
             root = known[1]
-            conn.execute(
-                "UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
-                "params = coalesce(?, params) WHERE run_id = ?",
-                (when, status, err_type, err_message, params_json, run_id),
-            )
+        batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
         self.runs.pop(run_id, None)
         if task_id is None or not root:
             return
@@ -722,7 +780,7 @@ class _Ingest:
         delta[4] = max(delta[4], when) if delta[4] else when
 
     def _edge(self, conn: sqlite3.Connection, row: list[Any], kind: int, task_id: int | None, when: str,
-              seq: int | None, own: bool) -> None:
+              seq: int | None, own: bool, batch: _Batch) -> None:
         fields, meta, cwd = row[7], row[8], row[9]
         if not isinstance(fields, dict) or "kind" not in fields:
             return
@@ -732,12 +790,8 @@ class _Ingest:
         stat = None
         if own and kind == INPUT and path is not None and _is_local_path_kind(fields["kind"]):
             stat = self._fingerprint(path)
-        conn.execute(
-            "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, KINDS[kind], task_id, row[4], node_id, json.dumps(meta) if meta else None, when, cwd,
-             None if stat is None else json.dumps(stat)),
-        )
+        batch.edges.append((seq, KINDS[kind], task_id, row[4], node_id, json.dumps(meta) if meta else None, when,
+                            cwd, None if stat is None else json.dumps(stat)))
         node_settings = (meta or {}).get("customNodeSettings") if isinstance(meta, dict) else None
         if node_settings and task_id is not None:
             # The main node's card: the last action wins (as on the instance).
