@@ -83,13 +83,13 @@ class TestCommands:
         assert expected == (result.returncode, result.stdout.splitlines()[0])
 
     def test_tasks_table(self, store: Path, tmp_path: Path) -> None:
-        """tasks prints a table: id, name, status, start, duration, inputs, outputs."""
+        """tasks prints a table: id, name, status, runs, start, duration, inputs, outputs."""
         result = cli("tasks", "--db", str(store), cwd=tmp_path)
         rows = [line.split() for line in result.stdout.splitlines()]
-        expected_header = ["ID", "NAME", "STATUS", "START", "DURATION", "INPUTS", "OUTPUTS"]
-        summary = [(r[0], r[1], r[2], r[-2], r[-1]) for r in rows[1:]]
-        expected = (0, expected_header, [("1", "import", "ok", "1", "1"), ("2", "train", "ok", "1", "1"),
-                                         ("3", "export", "failed", "1", "1")])
+        expected_header = ["ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"]
+        summary = [(r[0], r[1], r[2], r[3], r[-2], r[-1]) for r in rows[1:]]
+        expected = (0, expected_header, [("1", "import", "ok", "1", "1", "1"), ("2", "train", "ok", "1", "1", "1"),
+                                         ("3", "export", "failed", "1", "1", "1")])
         assert expected == (result.returncode, rows[0], summary)
 
     @pytest.mark.parametrize("fmt", ["mermaid", "dot", "json", "html"])
@@ -151,8 +151,13 @@ class TestCommands:
         with SQLiteBackend(tmp_path / "empty.db") as backend:
             backend.counts()
         result = cli("show", "--db", str(tmp_path / "empty.db"), cwd=tmp_path)
-        expected = (0, "no lineage recorded yet in scope workspace\n")
+        expected = (0, f"no lineage recorded yet in scope workspace\nstore: {tmp_path / 'empty.db'}\n")
         assert expected == (result.returncode, result.stdout)
+
+    def test_show_names_its_store(self, store: Path, tmp_path: Path) -> None:
+        """show says which store it read, under the header line (a subfolder finds the project's store)."""
+        result = cli("show", "--db", str(store), cwd=tmp_path)
+        assert (0, f"store: {store}") == (result.returncode, result.stdout.splitlines()[1])
 
 
 class TestErrors:

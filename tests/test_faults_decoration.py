@@ -117,7 +117,21 @@ def test_a_decorator_given_a_number_is_refused() -> None:
 
 # -- 15. a digit string is an id ------------------------------------------------------------------------
 
-ID_KINDS = {"project": wt.Project, "dataset": wt.Dataset, "file": wt.File, "task": wt.Task, "job": wt.Job}
+# Files are not here on purpose: a file's string is a path, as the SDK takes add_input_file("42") (a team
+# Files path); see test_a_digit_string_stays_a_file_path. Projects, datasets, tasks and jobs are named by id.
+ID_KINDS = {"project": wt.Project, "dataset": wt.Dataset, "task": wt.Task, "job": wt.Job}
+
+
+def test_a_digit_string_stays_a_file_path() -> None:
+    """A file's string is a path, as the SDK takes it: "42" is File(path="42")."""
+
+    @wt.consumes_file
+    def read(file: str) -> str:
+        return file
+
+    with record() as rec:
+        read("42")
+    assert [wt.File(path="42")] == rec.inputs
 
 
 def test_consumes_project_records_a_digit_string_as_the_id() -> None:

@@ -191,7 +191,8 @@ def mask_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 class _RedactingFilter(logging.Filter):
-    """Masks secrets in every record of the package's logger, whatever the call site formatted."""
+    """Masks secrets in every record of the package's logger, whatever the call site formatted; names the
+    package when no handler is configured (the last-resort handler prints only the message)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -199,6 +200,8 @@ class _RedactingFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - a record whose arguments do not format is logged as it is
             return True
         clean = redact(message)
+        if not logger.hasHandlers() and not clean.startswith("workflow_trace"):
+            clean = "workflow_trace: " + clean
         if clean != message or record.args:
             record.msg, record.args = clean, None
         if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
@@ -244,12 +247,13 @@ def report(exc: BaseException, what: str, *, allow_raise: bool = True) -> None:
         try:
             hook(exc)
         except Exception:
-            logger.debug("workflow_trace: an internal-error hook failed", exc_info=True)
+            logger.debug("an internal-error hook failed", exc_info=True)
     text = describe(exc)
     if settings.strict:
-        logger.error("workflow_trace: %s: %s", what, text)
+        logger.error("%s: %s", what, text)
         return
-    warn((what, text), "%s: %s", what, text)
+    root = exc.__cause__ or exc  # one cause: the underlying error, wherever and however it was met
+    warn(("error", type(root).__name__, safe_repr(root, 200, str_=True)), "%s: %s", what, text)
 
 
 class contained:
@@ -291,8 +295,9 @@ _MAX_CAUSES = 1000
 def warn(cause: Any, message: str, *args: Any, level: int = logging.WARNING) -> None:
     """Log ``message`` once per ``cause``; repeats are counted and reported at most once a minute.
 
-    ``message`` is %-formatted with ``args`` (only when it is written) and gets the ``workflow_trace:``
-    prefix here, so call sites never write it.
+    ``message`` is %-formatted with ``args`` (only when it is written). Call sites never write a
+    ``workflow_trace:`` prefix: the logger's name says it, and the filter below adds it when logging is not
+    configured at all (Python's last-resort handler prints the bare message).
     """
     now = time.monotonic()
     with _warn_lock:
@@ -308,9 +313,9 @@ def warn(cause: Any, message: str, *args: Any, level: int = logging.WARNING) -> 
                 return
             emit_count, entry[1], entry[2] = entry[1], 0, now
     if emit_count:
-        logger.log(level, "workflow_trace: " + message + " (... %d more times)", *args, emit_count)
+        logger.log(level, message + " (... %d more times)", *args, emit_count)
     else:
-        logger.log(level, "workflow_trace: " + message, *args)
+        logger.log(level, message, *args)
 
 
 def flush_warnings() -> None:
@@ -319,7 +324,7 @@ def flush_warnings() -> None:
         pending = [(e[0], e[3], e[1]) for e in _warned.values() if e[1]]
         _warned.clear()
     for message, args, count in pending:
-        logger.warning("workflow_trace: " + message + " (... %d more times)", *args, count)
+        logger.warning(message + " (... %d more times)", *args, count)
 
 
 def env_task_id() -> int | None:

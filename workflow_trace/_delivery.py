@@ -314,13 +314,16 @@ class DeliveringBackend:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
+        left = 0
         with contained(f"closing the delivery to {self.key}", allow_raise=False):
             if thread is None or not thread.is_alive():
-                self.spool.release(self.key, self._owner) if self.spool.exists() else None
+                if self.spool.exists():
+                    left = self._pending_own()
+                    self.spool.release(self.key, self._owner)
                 self.transport.close()
-        left = self._pending_own() if self.spool.exists() else 0
+                self.spool.close()  # the last connection: SQLite folds the WAL back and removes -wal/-shm
         if left:
-            logger.info("workflow_trace: %d event(s) for %s wait in the spool %s; the next process using it "
+            logger.info("%d event(s) for %s wait in the spool %s; the next process using it "
                         "delivers them", left, self.key, self.spool.path)
 
     def close_at_exit(self) -> None:
@@ -520,7 +523,7 @@ class DeliveringBackend:
 
     def _recovered(self) -> None:
         if self._failures:
-            logger.warning("workflow_trace: delivery to %s resumed after %d failed attempt(s)", self.key,
+            logger.warning("delivery to %s resumed after %d failed attempt(s)", self.key,
                            self._failures)
         self._failures = 0
         self._pause_until = 0.0

@@ -516,7 +516,7 @@ class JournalWriter:
             left = self.pending_events()
             if left:
                 logger.warning(
-                    "workflow_trace: %s: %d event(s) could not be stored before exit (%s); they are kept in "
+                    "%s: %d event(s) could not be stored before exit (%s); they are kept in "
                     "%s and stored by the next process that uses it", self.name, left,
                     self._error or "the exit deadline passed", self.directory,
                 )

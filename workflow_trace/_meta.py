@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from ._context import logger
 from ._errors import ConfigurationError
 
 __all__ = ["Meta", "MetaLike", "WorkflowMeta", "WorkflowSettings", "meta_to_wire", "to_meta"]
 
-logger = logging.getLogger("workflow_trace")
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _ICON = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

@@ -62,6 +62,7 @@ class _State:
         self.lock = threading.RLock()  # configure/reset/get_backend only, never the call path
         self.backend: Backend | None = None
         self.owned = False  # whether workflow_trace built the backend (and so closes it)
+        self.lost = 0  # records a backend raised on since the last flush()
         self.strict: bool | None = None
         self.enabled_setting: bool | None = None
         self.threads_setting: bool | None = None
@@ -265,12 +266,17 @@ def write(records: list[Record]) -> None:
     """Hand one batch of records to the backend.
 
     Raises:
-        BackendError / ConfigurationError: the backend failed or could not be built (callers contain it).
+        BackendError / ConfigurationError: the backend failed or could not be built (callers contain it;
+            the records are counted as lost, so the next ``flush()`` says ``False``).
     """
     sink = state.sink
-    if sink is None:
-        sink = state.sink = sink_of(get_backend())
-    sink(records)
+    try:
+        if sink is None:
+            sink = state.sink = sink_of(get_backend())
+        sink(records)
+    except BaseException:
+        state.lost += len(records)
+        raise
 
 
 def new_task_id(name: str) -> int | None:
@@ -288,13 +294,17 @@ def flush(timeout: float | None = None) -> bool:
         in strict mode).
     """
     flush_warnings()
+    lost, state.lost = state.lost, 0
+    if lost:
+        warn(("lost",), "%d event(s) could not be handed to the backend since the last flush (see the warnings "
+             "above for why)", lost)
     backend = state.backend
     if backend is None:
-        return True
+        return not lost
     with contained("flush"):
         token = suppressed.set(True)
         try:
-            return bool(backend.flush(timeout))
+            return bool(backend.flush(timeout)) and not lost
         finally:
             suppressed.reset(token)
     return False

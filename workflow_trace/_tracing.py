@@ -315,17 +315,20 @@ class _Tracer:
         """A run for this call (the function's own ``@workflow_step``, else an implicit one) with its start
         and inputs recorded; ``(None, False)`` when it could not be opened (contained)."""
         step: Step | None = None
-        with self.c_in:
-            if self.step is not None:
-                step, records = self.step.open(self.step.name or self.qualname, parent)
-            else:
+        if self.step is not None:
+            step, records = self.step.open(self.step.name or self.qualname, parent)
+        else:
+            with self.c_in:
                 step = open_run(self.qualname, parent, implicit=True)
-                records = [step.start_record()]
+            if step is None:  # the task could not be resolved: record without one rather than not at all
+                step = Step(self.qualname, parent, None)
+            records = [step.start_record()]
+        with self.c_in:
             if step.active:
                 self.collect(step, records, self.inputs, instance, args, kwargs)
                 if records:
                     _runtime.write(records)
-        return step, step is not None
+        return step, True
 
     def _finish(self, step: Step, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                 result: Any, exc: BaseException | None) -> None:
@@ -537,13 +540,16 @@ class _NodeDecorator:
         if args and "source" in options:
             raise DecorationError(f"{name}() got the source twice (positional and source=)")
         self._check_options(source, options)
-        written = f"{name}({'...' if args or options else ''})"
+        lambda_source = inspect.isfunction(source) and source.__name__ == "<lambda>"
+        written = f"{name}({'<lambda>' if lambda_source else '...' if args or options else ''})"
 
         def decorator(*targets: Any) -> Any:
             if len(targets) != 1:
+                what = (" A lambda given first is the source (what to read from the call), not the function to "
+                        "decorate; to decorate a function, name it with def.") if lambda_source else ""
                 raise DecorationError(
                     f"{written} is a decorator: put @{written} above a def (it was called with "
-                    f"{len(targets)} arguments instead of the function to decorate)"
+                    f"{len(targets)} arguments instead of the function to decorate).{what}"
                 )
             _check_target(f"@{written}", targets[0])
             return self._decorate(targets[0], source, options)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import socket
 import sys
 import threading
@@ -27,11 +26,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from ._context import logger
 from ._viewer import content_security_policy, render_page
 
 __all__ = ["GraphProvider", "make_server", "serve"]
 
-logger = logging.getLogger("workflow_trace")
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _DIRECTIONS = ("up", "down", "both")
@@ -103,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, LookupError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(message)}), "application/json")
-        except Exception:  # the provider failed: logged here, a generic 500 for the page
+        except Exception:  # noqa: BLE001 - the command's server: a failed answer is a 500, logged, never a crash
             logger.exception("workflow-trace ui: %s failed", raw)
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": "internal error (see the server log)"}),
                        "application/json")

@@ -20,7 +20,6 @@ check "unchanged since the latest version" and the insert run in one write trans
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._context import logger
 from ._errors import VersioningError
 from ._nodes import Project
 from ._protocols import VersionInfo
@@ -41,7 +41,6 @@ from ._sqlite import connect, write_transaction
 
 __all__ = ["MIGRATION", "LocalVersions"]
 
-logger = logging.getLogger("workflow_trace")
 
 #: Statements of the store migration that adds versions (run by the SQLite backend's migrations).
 MIGRATION = [
@@ -220,7 +219,7 @@ class LocalVersions:
                     sha = _hash_file(full)
                 entries.append(_Entry(rel, sha, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)))
         if skipped:
-            logger.warning("workflow_trace: versioning %s: %d symlink(s) or special file(s) left out", root, skipped)
+            logger.warning("versioning %s: %d symlink(s) or special file(s) left out", root, skipped)
         entries.sort(key=lambda e: e.path)
         return entries
 
@@ -247,6 +246,21 @@ class LocalVersions:
                     raise VersioningError(f"{src} changed while it was being versioned; try again") from None
             os.replace(tmp, target)
             done.add(e.sha256)
+
+    def changes_since(self, version_id: int, root: Path) -> list[str] | None:
+        """The files of ``root`` that differ from version ``version_id`` (added, removed, or with other content;
+        sizes and times first, hashes where they differ); ``None`` when the version is not in this store."""
+        with self._conn() as conn:
+            entries = self._files(conn, version_id)
+            if not entries and conn.execute("SELECT 1 FROM versions WHERE id = ?", (version_id,)).fetchone() is None:
+                return None
+        old = {e.path: e for e in entries}
+        if not root.is_dir():
+            return sorted(old) or ["(the folder is gone)"]
+        now = {e.path: e for e in self._scan(root, old, rehash=False)}
+        return sorted(
+            p for p in old.keys() | now.keys() if p not in old or p not in now or old[p].sha256 != now[p].sha256
+        )
 
     @staticmethod
     def _files(conn: sqlite3.Connection, version_id: int) -> list[_Entry]:
@@ -296,14 +310,16 @@ class LocalVersions:
                 "INSERT INTO version_files (version_id, path, sha256, size, mtime_ns, mode) VALUES (?, ?, ?, ?, ?, ?)",
                 [(version_id, e.path, e.sha256, e.size, e.mtime_ns, e.mode) for e in entries],
             )
-        logger.info("workflow_trace: %s: version %d (%d files)", root, number, len(entries))
+        logger.info("%s: version %d (%d files)", root, number, len(entries))
         return version_id
 
     # -- restore ---------------------------------------------------------------------------------------
     def restore(
-        self, project: Project, version_id: int | None, version_num: int | None, skip_missed_entities: bool = False
+        self, project: Project, version_id: int | None, version_num: int | None, skip_missed_entities: bool = False,
+        *, target: Path | None = None,
     ) -> Project:
-        """Recreate a version as a new folder next to the original and return it as a new project.
+        """Recreate a version as a new folder (next to the original, or ``target``, which must not exist yet)
+        and return it as a new project.
 
         Raises:
             VersioningError: no such version, or a stored object is missing or damaged (naming the file)
@@ -330,11 +346,14 @@ class LocalVersions:
                     f"version {number} of {root} has a bad file record {e.path!r} (sha256 {e.sha256[:16]!r}): "
                     "a restored file must stay inside the restored folder; nothing was restored"
                 )
-        target = root.parent / f"{root.name}, from ver. {number}"
-        n = 2
-        while target.exists():
-            target = root.parent / f"{root.name}, from ver. {number} ({n})"
-            n += 1
+        if target is None:
+            target = root.parent / f"{root.name}, from ver. {number}"
+            n = 2
+            while target.exists():
+                target = root.parent / f"{root.name}, from ver. {number} ({n})"
+                n += 1
+        elif target.exists():
+            raise VersioningError(f"cannot restore into {target}: it exists already")
         target.mkdir(parents=True)
         try:
             for e in entries:
@@ -369,7 +388,7 @@ class LocalVersions:
         if problem is not None:
             if not skip:
                 raise VersioningError(f"{problem}; pass skip_missed_entities=True to restore without it")
-            logger.warning("workflow_trace: restore: %s: skipped", problem)
+            logger.warning("restore: %s: skipped", problem)
 
     # -- list ------------------------------------------------------------------------------------------
     def list(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hmac
 import importlib
 import json
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from .._context import logger
 from .._errors import ConfigurationError
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
     "safe_url",
 ]
 
-logger = logging.getLogger("workflow_trace")
 
 CONFIG_FILE_NAME: Final = "openlineage.yml"
 DEFAULT_ENDPOINT: Final = "api/v1/lineage"

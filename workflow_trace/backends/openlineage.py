@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 import posixpath
 import socket
@@ -72,6 +71,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
+from .._context import logger
 from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
@@ -107,7 +107,6 @@ __all__ = [
     "Secret",
 ]
 
-logger = logging.getLogger("workflow_trace")
 
 DEFAULT_NAMESPACE: Final = "workflow_trace"
 #: Identifies this library as the producer of the events (``producer`` / facets' ``_producer``).

@@ -409,6 +409,8 @@ def check_store_file(path: Path) -> None:
     except OSError as exc:
         raise NotAStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
     user_version, app_id = info.user_version, info.application_id
+    if app_id not in (0, STORE_APP_ID):  # another application's (or our spool's) file: not even opened
+        raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
     live = info.wal and path.with_name(path.name + "-wal").exists()
     found: set[str] | None = None
     if live or app_id == 0:
@@ -1110,7 +1112,7 @@ class SQLiteBackend:
                     conn.execute("DELETE FROM journals WHERE owner = ?", (orphan.owner,))
             orphan.release(delete=done)
             if stored:
-                logger.info("workflow_trace: stored %d event(s) a process left in its journal (%s)", stored,
+                logger.info("stored %d event(s) a process left in its journal (%s)", stored,
                             orphan.owner)
 
     # -- reading ----------------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import os
 import re
 import threading
@@ -63,7 +62,6 @@ __all__ = [
     "SuperviselyTransport",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: The first instance version with workflows.
 WORKFLOW_MIN_VERSION = (6, 9, 31)
