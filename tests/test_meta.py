@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import SHARED
 
 import workflow_trace as wt
 from workflow_trace import WorkflowMeta, WorkflowSettings
 from workflow_trace._meta import meta_to_wire
 
-GOLDEN = SHARED / "supervisely" / "sdk_requests.jsonl"
+GOLDEN = Path(__file__).parent / "data" / "sdk_requests.jsonl"  # recorded from SDK 6.74.51
 
 
 def _golden_meta() -> list[dict[str, object]]:
-    if not GOLDEN.exists():
-        pytest.skip(f"golden SDK requests not found at {GOLDEN}")
     rows = [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
     return [r for r in rows if r["scenario"] == "meta" and "meta" in (r.get("body_json") or {})]
 

@@ -1,7 +1,7 @@
 """The Supervisely backend against a real HTTP server on 127.0.0.1 that answers like an instance.
 
 The request bodies are compared, byte for byte and key order included, with the requests the official
-SDK (6.74.51) sent for the same calls (``shared/supervisely/sdk_requests.jsonl``).
+SDK (6.74.51) sent for the same calls (``tests/data/sdk_requests.jsonl``, recorded by ``tests/sdk_recording``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from workflow_trace._transport import DeliveryError, Transport
 from workflow_trace.backends.supervisely import SuperviselyBackend, SuperviselyTransport
 
 TOKEN = "s3cr3t-T0KEN-" + "x" * 115  # as long as a real one, and unmistakable in any text
-GOLDEN = Path(__file__).parent.parent.parent / "shared" / "supervisely" / "sdk_requests.jsonl"
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "sdk_requests.jsonl"
 API = "/public/api/v3/"
 
 
@@ -139,8 +140,6 @@ def event(kind: str, node: Node | None = None, *, task_id: int | None = 5, meta:
 
 
 def load_golden() -> list[dict[str, Any]]:
-    if not GOLDEN.exists():
-        pytest.skip(f"the SDK's recorded requests are not here: {GOLDEN}")
     return [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
 
 
