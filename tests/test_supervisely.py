@@ -479,6 +479,66 @@ def test_events_without_any_task_are_dropped_with_a_warning(
     assert any("2 event(s)" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
+class TestTaskIdFromTheEnvironment:
+    """SUPERVISELY_TASK_ID is sent as the SDK sends it (the str it read); TASK_ID is read after it, headerless."""
+
+    def test_supervisely_task_id_is_sent_as_the_sdk_sends_it(
+        self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Without TEAM_ID: tasks.info {"id": "99"}, the task node and the app session as "99", an explicit other
+        task as the int it is, and x-task-id: 99 on every request — the recorded requests of task_id_from_env."""
+        from workflow_trace import workflow as w
+
+        golden = golden_by_seq()
+        instance.teams[99] = 7
+        monkeypatch.setenv("SUPERVISELY_TASK_ID", "99")
+        wt.configure(SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db"))
+        w.add_input_project(123)
+        w.add_output_app()
+        w.add_output_file(791, model_weight=True)
+        w.add_input_project(124, task_id=5)
+        assert wt.flush(timeout=10)
+        assert golden[81]["body_raw"].encode() == instance.calls("tasks.info")[0].body
+        for seq, req in zip((82, 83, 84, 85), instance.edges(), strict=True):
+            assert_same_request(golden[seq], req)
+        assert {"99"} == {r.headers.get("x-task-id") for r in instance.calls()}
+
+    @pytest.mark.parametrize("variable", ["TASK_ID", "SUPERVISELY_TASK_ID"])
+    def test_a_task_id_that_is_not_a_number_is_one_warning(
+        self, variable: str, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """TASK_ID=abc: one WARNING naming it however many calls, never an error per call; the edges, without a
+        task, are not sent (one WARNING with their count)."""
+        from workflow_trace import workflow as w
+
+        monkeypatch.setenv(variable, "abc")
+        with caplog.at_level(logging.WARNING):
+            wt.configure(SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db"))
+            for project in (1, 2, 3):
+                w.add_input_project(project)
+            assert wt.flush(timeout=10)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [f"workflow_trace: ignoring {variable}='abc': not an integer task id"] == [
+            m for m in warnings if variable in m and "abc" in m]
+        assert instance.edges() == []
+        assert all("Error" not in m for m in warnings)
+
+    def test_task_id_after_an_invalid_supervisely_task_id(
+        self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """SUPERVISELY_TASK_ID=abc, TASK_ID=5: task 5, as an int, with no x-task-id header."""
+        from workflow_trace import workflow as w
+
+        monkeypatch.setenv("SUPERVISELY_TASK_ID", "abc")
+        monkeypatch.setenv("TASK_ID", "5")
+        wt.configure(SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db"))
+        w.add_input_project(123)
+        assert wt.flush(timeout=10)
+        assert_same_request(golden_by_seq()[6], instance.edges()[0])
+        assert {None} == {r.headers.get("x-task-id") for r in instance.calls()}
+
+
 class TestConfiguration:
     """from_env, from_api, the backend string and the environment's task header."""
 
