@@ -333,13 +333,15 @@ class TestOldInstance:
     def test_jobs_need_a_newer_instance(
         self, instance: FakeInstance, transport: SuperviselyTransport
     ) -> None:
-        """On 6.10 the events before a job are sent; the job and what follows are held."""
+        """On 6.10 the events before a job are sent and the transport stops at the job with a hold for it (the
+        delivery layer then holds that event only and sends the ones after it: test_sdk_scenarios.py)."""
         instance.version = "6.10.0"
         with pytest.raises(DeliveryError) as info:
             transport.send([event("input", Dataset(id=1)), event("output", Job(id=3)), event("input", App())])
         assert (info.value.hold, info.value.delivered) == (True, 1)
         assert "6.11.11" in str(info.value)
         assert [r.json()["type"] for r in instance.edges()] == ["dataset"]
+        assert len(instance.calls("instance.version")) == 1  # asked once in the batch, not once per check
 
 
 class TestErrors:
