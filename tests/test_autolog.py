@@ -123,6 +123,7 @@ class FakeInstance(RecordingServer):
         super().__init__(handler=self.answer)
         self.fail: dict[str, int] = {}
         self.next_file = 903
+        self.uploaded: list[dict[str, Any]] = []  # file infos, as team Files lists them
 
     @staticmethod
     def method(req: Request) -> str:
@@ -148,6 +149,7 @@ class FakeInstance(RecordingServer):
             for folder, name in zip(paths, names, strict=True):
                 infos.append(_file(self.next_file, folder.decode() + name.decode()))
                 self.next_file += 1
+            self.uploaded += infos
             return 200, infos
         if m.startswith("/net/s77/"):  # a deployed model's session (sly.nn.inference.Session)
             return 200, {"app_name": "Serve a model", "session_id": 77}
@@ -191,6 +193,9 @@ class FakeInstance(RecordingServer):
                                   "status": "pending", "entities": [],
                                   "meta": {"classes": [], "projectTags": [], "imageTags": [],
                                            "range": {"start": None, "end": None}}},
+            "file-storage.list": lambda: [f for f in self.uploaded if f["path"].startswith(b["path"])],
+            "file-storage.info": lambda: next((f for f in self.uploaded if f["id"] == b["id"]), None),
+            "tasks.output.set": lambda: {"success": True},
             "workflow.node.add-input": lambda: {"success": True},
             "workflow.node.add-output": lambda: {"success": True},
         }
@@ -477,11 +482,13 @@ def test_autolog_with_an_api_records_only_that_api(instance: FakeInstance, memor
         (lambda api, tmp: api.file.upload_bulk(7, [_write_png(tmp)] * 2, ["/a/1.png", "/a/2.png"]),
          [("output", "file:/a/1.png"), ("output", "file:/a/2.png")]),
         (lambda api, tmp: api.file.download(7, "/models/best.pt", str(tmp / "best.pt")),
-         [("input", "file:/models/best.pt")]),
+         [("input", "folder:/models"), ("input", "file:/models/best.pt")]),
+        (lambda api, tmp: api.file.download(7, "/data/labels.json", str(tmp / "labels.json")),
+         [("input", "file:/data/labels.json")]),
         (lambda api, tmp: api.image.upload_path(457, "b.png", _write_png(tmp)), [("output", "dataset:457")]),
     ],
     ids=["dataset-info", "project-create", "dataset-create", "task-start", "send-request", "app-start", "session",
-         "job-create", "job-info", "file-upload-bulk", "file-download", "image-upload"],
+         "job-create", "job-info", "file-upload-bulk", "checkpoint-download", "file-download", "image-upload"],
 )
 def test_each_call_means_its_edge(api: Any, memory: MemoryBackend, tmp_path: Path, call: Any,
                                   expected: list[tuple[str, str]]) -> None:
@@ -504,7 +511,7 @@ def test_checkpoints_are_model_weights(api: Any, memory: MemoryBackend, tmp_path
     with wt.workflow_step("s"):
         api.file.download(7, "/models/best.pt", str(tmp_path / "best.pt"))
         api.file.download(7, "/data/labels.json", str(tmp_path / "labels.json"))
-    files = [e.node for e in memory.events if e.kind == "input"]
+    files = [e.node for e in memory.events if e.kind == "input" and isinstance(e.node, wt.File)]
     assert [True, False] == [f.model_weight for f in files]
 
 
@@ -520,6 +527,134 @@ def test_autolog_before_the_sdk_is_imported(instance: FakeInstance, tmp_path: Pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "WORKFLOW_TRACE_BACKEND": "null"})
     assert "True" == out.stdout.strip().splitlines()[-1], out.stderr[-2000:]
+
+
+# -- ecosystem apps' data paths, reduced (self-written): autolog against what each app's workflow.py declares --
+
+
+def _io(memory: MemoryBackend) -> list[tuple[str, str, Any]]:
+    """(direction, node ref, card) of every input/output event, in order."""
+    return [(e.kind, e.node.ref, e.meta) for e in memory.events
+            if e.kind in ("input", "output") and e.node is not None]
+
+
+CHECKPOINTS = {"customRelationSettings": {
+    "title": "<h4>Checkpoints</h4>", "icon": {"icon": "zmdi-folder", "color": "#FFA500", "backgroundColor": "#FFE8BE"}}}
+RUN = "/yolov8_train/object detection/fruits/5"
+
+
+def test_an_export_app_records_the_project_and_the_archive(
+    instance: FakeInstance, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """export-to-yolov8's data path: a ``sly.app.Export`` app reads the project, downloads it, and ``run()``
+    archives the result and uploads it (``sly.output.set_download``). Autolog records what the app's
+    src/workflow.py (@3e010b5, scenario app_export_to_yolov8) declares — add_input_project(project_id) and
+    add_output_file(file_info, meta=<archive card>) — except the card, which is the app's own wording."""
+    for name, value in (("ENV", "production"), ("WORKSPACE_ID", "3"), ("TASK_ID", "5"),
+                        ("APP_NAME", "Export to YOLO format")):
+        monkeypatch.setenv(name, value)
+    api = sly.Api.from_env()
+
+    class ExportToYolo(sly.app.Export):
+        def process(self, context: Any) -> str:
+            project = api.project.get_info_by_id(id=context.project_id)
+            result = tmp_path / f"{project.id}_{project.name}"
+            sly.download_project(api, project.id, str(result / "images"), log_progress=False)
+            (result / "data.yaml").write_text("names: []\n")
+            return str(result)
+
+    autolog()
+    app = ExportToYolo()
+    with wt.workflow_step("export"):
+        app.run()
+    archive = app.output_file
+    declared = [("input", "project:42"), ("output", f"file:{archive.path}")]
+    assert archive.path.endswith("/5/42_fruits.tar")
+    assert declared == [(d, ref) for d, ref, _ in _io(memory)]
+    assert [None, None] == [card for _, _, card in _io(memory)]  # the archive card is the app's, not made up
+
+
+def _train(api: Any, tmp_path: Path) -> str:
+    """yolov8 train's data path, reduced: read and download the project, train, upload the artifacts folder."""
+    project = api.project.get_info_by_id(42)
+    sly.download_project(api, project.id, str(tmp_path / "project"), log_progress=False)
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "weights").mkdir(parents=True)
+    for name in ("best.pt", "last.pt"):
+        (artifacts / "weights" / name).write_bytes(b"weights")
+    (artifacts / "results.csv").write_text("epoch,map\n1,0.5\n")
+    return str(api.file.upload_directory(7, str(artifacts), RUN))
+
+
+def test_a_training_app_records_the_checkpoint_folder(
+    instance: FakeInstance, api: Any, memory: MemoryBackend, tmp_path: Path
+) -> None:
+    """yolov8 train: the project read and downloaded is the input; ``api.file.upload_directory`` of the artifacts
+    gives the run folder and, as the SDK's own TrainApp records it, the checkpoint folder with its Checkpoints card.
+    Its train/src/workflow.py (@07b22e8b, scenario app_yolov8_train) declares a version of the project
+    (version.create) and ``add_output_file(best.pt, model_weight=True, meta=<Checkpoints + session link>)``:
+    autolog has no version (the app creates it in workflow.py only) and names the folder, not best.pt (the app
+    uploaded a folder; it never named the file)."""
+    autolog()
+    with wt.workflow_step("train"):
+        assert RUN == _train(api, tmp_path)
+    assert [
+        ("input", "project:42", None),
+        ("output", f"folder:{RUN}", None),
+        ("output", f"folder:{RUN}/weights", CHECKPOINTS),
+    ] == _io(memory)
+    declared = [("input", "project:42"), ("output", f"file:{RUN}/weights/best.pt")]
+    assert declared[0] == _io(memory)[0][:2]
+
+
+def test_a_serving_app_reads_the_checkpoint_folder(
+    instance: FakeInstance, api: Any, memory: MemoryBackend, tmp_path: Path
+) -> None:
+    """yolov8 serve downloads the checkpoint it was given: the file is a model-weight input, and its folder is an
+    input too (as the SDK's own serving framework records it), so the lineage joins the training that wrote the
+    folder. Its serve/src/workflow.py (@43b67a6, scenario app_yolov8_serve) declares add_input_file(checkpoint,
+    model_weight=True, meta=<node title>): the same file, plus the folder, without the title."""
+    autolog()
+    with wt.workflow_step("train"):
+        _train(api, tmp_path)
+    with wt.workflow_step("serve"):
+        api.file.download(7, f"{RUN}/weights/best.pt", str(tmp_path / "best.pt"))
+    served = [e for e in memory.events if e.kind == "input" and e.step.name == "serve"]
+    assert [(f"folder:{RUN}/weights", False), (f"file:{RUN}/weights/best.pt", True)] == [
+        (e.node.ref, getattr(e.node, "model_weight", False)) for e in served]
+    trained = {e.node.ref for e in memory.events if e.kind == "output" and e.step.name == "train"}
+    assert f"folder:{RUN}/weights" in trained  # the checkpoint folder joins the two runs
+
+
+def test_an_uploaded_checkpoint_is_a_model_weight_in_its_folder(
+    api: Any, memory: MemoryBackend, tmp_path: Path
+) -> None:
+    """api.file.upload of a checkpoint: its folder (Checkpoints card) and the file, marked as a model weight."""
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"weights")
+    autolog()
+    with wt.workflow_step("s"):
+        api.file.upload(7, str(weights), "/experiments/1/checkpoints/best.pt")
+    assert [("output", "folder:/experiments/1/checkpoints", CHECKPOINTS),
+            ("output", "file:/experiments/1/checkpoints/best.pt", None)] == _io(memory)
+    assert [e.node.model_weight for e in memory.events if isinstance(e.node, wt.File)] == [True]
+
+
+def test_mesh_audio_and_binary_project_functions_are_instrumented() -> None:
+    """The mesh and audio modalities, and download_bin / upload_bin where the SDK implements them."""
+    from supervisely.project.audio_project import AudioProject
+    from supervisely.project.mesh_project import MeshProject
+
+    autolog()
+    for function in (sly.download_mesh_project, sly.upload_mesh_project, sly.download_audio_project,
+                     sly.upload_audio_project):
+        assert isinstance(function, wrapt.FunctionWrapper), function
+    for cls, names in ((MeshProject, ("download", "upload")), (AudioProject, ("download", "upload")),
+                       (sly.Project, ("download_bin", "upload_bin")), (sly.VideoProject, ("download_bin",
+                                                                                         "upload_bin"))):
+        for name in names:
+            assert isinstance(vars(cls)[name], wrapt.FunctionWrapper), (cls, name)
+    assert not isinstance(vars(MeshProject)["download_bin"], wrapt.FunctionWrapper)  # it only raises
 
 
 # -- run_script ------------------------------------------------------------------------------------------

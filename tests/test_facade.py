@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import json
+import logging
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+from _sdk_objects import WorkflowMeta as SdkMeta
+from _sdk_objects import WorkflowSettings as SdkSettings
 
 import workflow_trace as wt
 from workflow_trace import App, Dataset, File, Folder, Job, Project, Task, workflow
@@ -105,12 +109,119 @@ def test_explicit_task_id(memory: MemoryBackend) -> None:
 
 @pytest.mark.internal_errors
 def test_bad_input_never_raises(memory: MemoryBackend, caplog: pytest.LogCaptureFixture) -> None:
-    """No try/except needed: bad input is logged at WARNING."""
+    """No try/except needed: bad input is logged at WARNING; an unsafe card link costs only the link."""
     workflow.add_input_dataset("not an id")
-    workflow.add_output_file(1, meta={"customRelationSettings": {"mainLink": {"url": "http://x", "title": "t"}}})
-    assert memory.events[1:] == []
+    workflow.add_output_file(1, meta={"customRelationSettings": {"title": "<h4>R</h4>",
+                                                                 "mainLink": {"url": "http://x", "title": "t"}}})
+    assert [("output", File(id=1), {"customRelationSettings": {"title": "<h4>R</h4>"}})] == [
+        (e.kind, e.node, e.meta) for e in memory.events[1:]]
     assert "add_input_dataset" in caplog.text
-    assert "add_output_file" in caplog.text
+    assert "add_output_file: meta.customRelationSettings.mainLink.url 'http://x'" in caplog.text
+
+
+class TestSdkMeta:
+    """The SDK's own WorkflowMeta / WorkflowSettings (look-alikes here): sent as the SDK sends them."""
+
+    def test_an_sdk_meta_is_its_as_dict(self, memory: MemoryBackend) -> None:
+        """The card is the SDK object's as_dict, key order included."""
+        meta = SdkMeta(relation_settings=SdkSettings(title="Checkpoints", icon="folder", icon_color="#FFA500",
+                                                     icon_bg_color="#FFE8BE", url="/files/7/true",
+                                                     url_title="Open Folder"),
+                       node_settings=SdkSettings(title="Train", url="apps/sessions/99", url_title="Show Results"))
+        workflow.add_output_folder("/experiments/1/checkpoints", meta=meta)
+        [edge] = [e for e in memory.events if e.kind == "output"]
+        assert json.dumps(meta.as_dict) == json.dumps(edge.meta)
+
+    def test_an_empty_card_is_sent_as_the_sdk_sends_it(self, memory: MemoryBackend) -> None:
+        """WorkflowMeta(relation_settings=WorkflowSettings()): the SDK sends {"customRelationSettings": {}}."""
+        workflow.add_input_dataset(456, meta=SdkMeta(relation_settings=SdkSettings()))
+        workflow.add_input_dataset(457, meta={"customNodeSettings": {}})
+        assert [{"customRelationSettings": {}}, {"customNodeSettings": {}}] == [
+            e.meta for e in memory.events if e.kind == "input"]
+
+    def test_a_meta_the_sdk_refuses_costs_the_meta_not_the_edge(
+        self, memory: MemoryBackend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An unknown key: the SDK drops the meta with a warning and sends the edge; so does workflow_trace."""
+        with caplog.at_level(logging.WARNING):
+            workflow.add_input_dataset(456, meta={"customRelationSettings": {"title": "<h4>x</h4>", "bogus": 1}})
+        assert [(Dataset(id=456), None)] == [(e.node, e.meta) for e in memory.events if e.kind == "input"]
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "workflow.add_input_dataset: meta.customRelationSettings has unknown key(s) ['bogus']" in warning
+
+    @pytest.mark.parametrize("url", ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,<b>x</b>",
+                                     "https://example.com/report", "//example.com/x", "/\\example.com/x",
+                                     "/files/1\n"])
+    def test_an_unsafe_link_costs_the_link_only(
+        self, url: str, memory: MemoryBackend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A link that leaves the instance or runs code: left out, one WARNING naming the field; the rest goes."""
+        meta = SdkMeta(relation_settings=SdkSettings(title="Report", url=url, url_title="Open"),
+                       node_settings=SdkSettings(title="Node"))
+        with caplog.at_level(logging.WARNING):
+            workflow.add_output_file(791, meta=meta)
+            workflow.add_output_file(792, meta=meta)
+        assert [{"customRelationSettings": {"title": "<h4>Report</h4>"}, "customNodeSettings": {
+            "title": "<h4>Node</h4>"}}] * 2 == [e.meta for e in memory.events if e.kind == "output"]
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert 1 == len(warnings)
+        assert "meta.customRelationSettings.mainLink.url" in warnings[0]
+
+    @pytest.mark.parametrize("url", ["/files/1/true/?teamId=7", "apps/sessions/99", "/model-benchmark?id=3", ""])
+    def test_links_on_the_instance_are_kept(self, url: str, memory: MemoryBackend) -> None:
+        """Absolute and relative paths on the instance go out as they are (the SDK's TrainApp sends
+        apps/sessions/N)."""
+        workflow.add_output_app(meta={"customNodeSettings": {"mainLink": {"url": url, "title": "Open"}}})
+        [edge] = [e for e in memory.events if e.kind == "output"]
+        assert {"customNodeSettings": {"mainLink": {"url": url, "title": "Open"}}} == edge.meta
+
+    def test_what_the_sdk_sends_unchecked_goes_out_unchanged(self, memory: MemoryBackend) -> None:
+        """Named colours and a doubled zmdi- prefix: the SDK sends them; so does the facade."""
+        meta = SdkMeta(node_settings=SdkSettings(title="c", icon="zmdi-folder", icon_color="orange",
+                                                 icon_bg_color="white"))
+        workflow.add_input_dataset(456, meta=meta)
+        [edge] = [e for e in memory.events if e.kind == "input"]
+        assert {"customNodeSettings": {"title": "<h4>c</h4>", "icon": {
+            "icon": "zmdi-zmdi-folder", "color": "orange", "backgroundColor": "white"}}} == edge.meta
+
+
+class TestVersionAlone:
+    """A project version named without its project, and what the SDK refuses."""
+
+    def test_a_version_alone_is_an_input_or_output(self, memory: MemoryBackend) -> None:
+        """add_input_project(None, version_id=), add_input_project(version_id=), add_output_project(None, ...)."""
+        with wt.workflow_step("a"):
+            workflow.add_input_project(None, version_id=77)
+        with wt.workflow_step("b"):
+            workflow.add_input_project(version_id=77)
+            workflow.add_output_project(None, version_id=78)
+        assert [Project(version_id=77)] * 2 == memory.inputs
+        assert [Project(version_id=78)] == memory.outputs
+
+    def test_add_output_project_needs_the_project_argument_as_in_the_sdk(self) -> None:
+        """The SDK's add_output_project has no default for project: neither has the facade."""
+        assert inspect.signature(workflow.add_output_project).parameters["project"].default is inspect.Parameter.empty
+        assert inspect.signature(workflow.add_input_project).parameters["project"].default is None
+
+    @pytest.mark.internal_errors
+    @pytest.mark.parametrize(("kwargs", "says"), [
+        ({"project": None, "version_num": 3}, "version_num=...) needs the project"),
+        ({"project": 123, "version_id": 77, "version_num": 3}, "version_id or version_num, not both"),
+    ])
+    def test_what_the_sdk_refuses_is_refused(
+        self, kwargs: dict[str, Any], says: str, memory: MemoryBackend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Nothing recorded, one WARNING saying why, nothing raised."""
+        with caplog.at_level(logging.WARNING):
+            workflow.add_input_project(**kwargs)
+        assert [] == memory.inputs
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert says in warning
+
+    def test_a_dataset_needs_an_id(self, memory: MemoryBackend) -> None:
+        """add_input_dataset(None) records nothing (the SDK posts an id-less dataset edge)."""
+        workflow.add_input_dataset(None)
+        assert [] == memory.inputs
 
 
 def test_bad_input_raises_in_strict_mode(memory: MemoryBackend) -> None:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from conftest import SHARED
+from _sdk_objects import WorkflowMeta as SdkMeta
+from _sdk_objects import WorkflowSettings as SdkSettings
 
 import workflow_trace as wt
 from workflow_trace import WorkflowMeta, WorkflowSettings
-from workflow_trace._meta import meta_to_wire
+from workflow_trace._meta import link_problem, meta_to_wire
+from workflow_trace.backends.memory import MemoryBackend
 
-GOLDEN = SHARED / "supervisely" / "sdk_requests.jsonl"
+GOLDEN = Path(__file__).parent / "data" / "sdk_requests.jsonl"  # recorded from SDK 6.74.51
 
 
 def _golden_meta() -> list[dict[str, object]]:
-    if not GOLDEN.exists():
-        pytest.skip(f"golden SDK requests not found at {GOLDEN}")
     rows = [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
     return [r for r in rows if r["scenario"] == "meta" and "meta" in (r.get("body_json") or {})]
 
@@ -120,3 +122,85 @@ def test_invalid_decorator_meta_fails_at_decoration_time() -> None:
     """meta= is validated when the decorator is applied, not at call time."""
     with pytest.raises(ValueError, match="consumes_project"):
         wt.consumes_project(meta={"bad": 1})
+
+
+class TestSdkObjectsInDecoratorsAndSteps:
+    """The SDK's WorkflowMeta (look-alikes here) is a meta in decorators and steps too, validated strictly."""
+
+    def _meta(self, url: str = "/files/7/true") -> SdkMeta:
+        return SdkMeta(relation_settings=SdkSettings(title="Checkpoints", icon="folder", icon_color="#FFA500",
+                                                     icon_bg_color="#FFE8BE", url=url, url_title="Open Folder"))
+
+    def test_the_same_card_as_workflow_meta(self) -> None:
+        """The SDK object and workflow_trace's WorkflowMeta with the same fields give the same wire form."""
+        ours = WorkflowMeta(relation_settings=WorkflowSettings(
+            title="Checkpoints", icon="folder", icon_color="#FFA500", icon_bg_color="#FFE8BE",
+            url="/files/7/true", url_title="Open Folder"))
+        assert json.dumps(ours.to_wire()) == json.dumps(meta_to_wire(self._meta()))
+
+    def test_a_decorator_records_it(self, memory: MemoryBackend) -> None:
+        """@produces_folder(meta=sly.WorkflowMeta(...)) records the card."""
+
+        @wt.produces_folder(meta=self._meta())
+        def train() -> str:
+            return "/experiments/1/checkpoints"
+
+        train()
+        [edge] = [e for e in memory.events if e.kind == "output"]
+        assert self._meta().as_dict == edge.meta
+
+    @pytest.mark.parametrize("url", ["apps/sessions/99", "javascript:alert(1)", "https://example.com"])
+    def test_a_decorator_refuses_a_link_at_decoration_time(self, url: str) -> None:
+        """Strict: the url must start with '/' (a relative link too), named in the error, before any call."""
+        with pytest.raises(wt.ConfigurationError, match=r"produces_file\(meta=...\).*url"):
+            wt.produces_file(meta=self._meta(url))
+
+    def test_a_step_refuses_what_the_sdk_schema_refuses(self) -> None:
+        """workflow_step(meta=...) with an unknown key: ConfigurationError naming it."""
+        with pytest.raises(wt.ConfigurationError, match="bogus"):
+            wt.workflow_step("s", meta={"customNodeSettings": {"bogus": 1}})
+
+    def test_settings_without_as_dict_are_read_by_their_fields(self) -> None:
+        """A look-alike without as_dict: its seven fields, rendered as the SDK renders them."""
+        settings = SimpleNamespace(title="T", description=None, icon="folder", icon_color="#fff",
+                                   icon_bg_color=None, url="/files/1", url_title="Open")
+        meta = SimpleNamespace(relation_settings=None, node_settings=settings)
+        assert {"customNodeSettings": {"title": "<h4>T</h4>", "mainLink": {"url": "/files/1", "title": "Open"}}} == (
+            meta_to_wire(meta))
+
+    def test_as_dict_may_be_a_method(self) -> None:
+        """An object whose as_dict is a method (not the SDK's property) works too."""
+
+        class Meta:
+            def as_dict(self) -> dict[str, object]:
+                return {"customNodeSettings": {"title": "<h4>m</h4>"}}
+
+        assert {"customNodeSettings": {"title": "<h4>m</h4>"}} == meta_to_wire(Meta())
+
+    def test_an_sdk_meta_without_settings_is_no_meta(self) -> None:
+        """The SDK's WorkflowMeta() renders to None: no meta, in both modes."""
+        assert meta_to_wire(SdkMeta()) is None
+        assert meta_to_wire(SdkMeta(), lenient=True) is None
+
+    def test_anything_else_is_refused(self) -> None:
+        """Not a meta at all: strict raises naming the type; lenient says so and records no meta."""
+        with pytest.raises(wt.ConfigurationError, match="WorkflowSettings"):
+            meta_to_wire(WorkflowSettings(title="x"))
+        assert meta_to_wire(42, lenient=True) is None
+
+
+class TestLinkProblem:
+    """Which card links are unsafe to send (the facade leaves them out)."""
+
+    @pytest.mark.parametrize("url", ["javascript:alert(1)", "JAVASCRIPT:alert(1)", " javascript:x", "data:,x",
+                                     "vbscript:x", "https://example.com", "http:/x", "//example.com",
+                                     " //example.com", "/\\example.com", "java\tscript:x", "/a\nb", "/a\x00"])
+    def test_unsafe(self, url: str) -> None:
+        """A scheme, another host, a backslash or a control character."""
+        assert link_problem(url) is not None
+
+    @pytest.mark.parametrize("url", ["/files/1/true/?teamId=7", "apps/sessions/99", "/apps/1/sessions/2",
+                                     "/model-benchmark?id=3#x", "projects/1:2", ""])
+    def test_safe(self, url: str) -> None:
+        """Paths on the instance, absolute or relative."""
+        assert link_problem(url) is None

@@ -1,7 +1,7 @@
 """The Supervisely backend against a real HTTP server on 127.0.0.1 that answers like an instance.
 
 The request bodies are compared, byte for byte and key order included, with the requests the official
-SDK (6.74.51) sent for the same calls (``shared/supervisely/sdk_requests.jsonl``).
+SDK (6.74.51) sent for the same calls (``tests/data/sdk_requests.jsonl``, recorded by ``tests/sdk_recording``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _supervisely_fake import TOKEN, FakeInstance
 from _support import make_event
 from httpserver import RecordingServer, Request
 
@@ -27,80 +28,8 @@ from workflow_trace._nodes import App, Dataset, File, Folder, Job, Node, Project
 from workflow_trace._transport import DeliveryError, Transport
 from workflow_trace.backends.supervisely import SuperviselyBackend, SuperviselyTransport
 
-TOKEN = "s3cr3t-T0KEN-" + "x" * 115  # as long as a real one, and unmistakable in any text
-GOLDEN = Path(__file__).parent.parent.parent / "shared" / "supervisely" / "sdk_requests.jsonl"
-API = "/public/api/v3/"
-
-
-class FakeInstance:
-    """A Supervisely instance as far as workflows go: it answers what the SDK and the backend ask."""
-
-    def __init__(self) -> None:
-        self.version: str | None = "6.12.44"
-        self.teams: dict[int, int] = {5: 7, 6: 7}
-        self.files: list[dict[str, Any]] = [
-            {"id": 999, "path": "/models/run1/best.pt", "name": "best.pt", "teamId": 7},
-            {"id": 998, "path": "/models/run1/best.pt.bak", "name": "best.pt.bak", "teamId": 7},
-        ]
-        self.versions: dict[int, list[dict[str, Any]]] = {
-            123: [{"id": 77, "projectId": 123, "version": 3, "name": "v3", "description": "v3",
-                   "createdAt": "2024-06-01T10:00:00.000Z"}],
-        }
-        self.per_page = 500
-        #: method -> (status, body[, headers]) answered instead of the normal answer.
-        self.fail: dict[str, tuple[Any, ...]] = {}
-        self.server = RecordingServer(self.handle)
-
-    # -- answers ----------------------------------------------------------------------------------
-
-    def handle(self, req: Request) -> tuple[Any, ...]:
-        method = req.path[len(API):] if req.path.startswith(API) else req.path
-        if method in self.fail:
-            return self.fail[method]
-        if req.headers.get("x-api-key") != TOKEN:
-            return 401, {"error": "Unauthorized", "details": {"message": "invalid token"}}
-        body = req.json() or {}
-        if method == "instance.version":
-            if self.version is None:
-                return 404, {"error": "Not found"}
-            return 200, {"version": self.version}
-        if method == "tasks.info":
-            team = self.teams.get(int(body["id"]))  # the SDK sends the environment's task id as a str
-            if team is None:
-                return 404, {"error": f"task {body['id']} not found"}
-            return 200, {"id": body["id"], "workspaceId": 3, "teamId": team, "type": "app", "meta": {}}
-        if method == "file-storage.list":
-            prefix = body["path"]
-            team = body["teamId"]
-            return 200, [f for f in self.files if f["teamId"] == team and f["path"].startswith(prefix)]
-        if method == "projects.versions.list":
-            items = list(self.versions.get(body["projectId"], []))
-            for flt in body.get("filter", []):
-                items = [v for v in items if v.get(flt["field"]) == flt["value"]]
-            pages = max(1, -(-len(items) // self.per_page))
-            page = body.get("page", 1)
-            chunk = items[(page - 1) * self.per_page: page * self.per_page]
-            page_info = {"total": len(items), "perPage": self.per_page, "pagesCount": pages}
-            return 200, {**page_info, "entities": chunk}
-        if method in ("workflow.node.add-input", "workflow.node.add-output"):
-            return 200, {"success": True}
-        return 404, {"error": f"unknown method {method}"}
-
-    # -- what was asked ---------------------------------------------------------------------------
-
-    def calls(self, method: str | None = None) -> list[Request]:
-        """Answered requests, in order, optionally only those of one API method."""
-        with self.server.lock:
-            reqs = list(self.server.requests)
-        return [r for r in reqs if method is None or r.path == API + method]
-
-    def edges(self) -> list[Request]:
-        """The workflow edge requests, in order."""
-        return [r for r in self.calls() if r.path.startswith(API + "workflow.node.add-")]
-
-    @property
-    def url(self) -> str:
-        return self.server.url
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "sdk_requests.jsonl"
 
 
 @pytest.fixture
@@ -139,8 +68,6 @@ def event(kind: str, node: Node | None = None, *, task_id: int | None = 5, meta:
 
 
 def load_golden() -> list[dict[str, Any]]:
-    if not GOLDEN.exists():
-        pytest.skip(f"the SDK's recorded requests are not here: {GOLDEN}")
     return [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
 
 
@@ -406,13 +333,15 @@ class TestOldInstance:
     def test_jobs_need_a_newer_instance(
         self, instance: FakeInstance, transport: SuperviselyTransport
     ) -> None:
-        """On 6.10 the events before a job are sent; the job and what follows are held."""
+        """On 6.10 the events before a job are sent and the transport stops at the job with a hold for it (the
+        delivery layer then holds that event only and sends the ones after it: test_sdk_scenarios.py)."""
         instance.version = "6.10.0"
         with pytest.raises(DeliveryError) as info:
             transport.send([event("input", Dataset(id=1)), event("output", Job(id=3)), event("input", App())])
         assert (info.value.hold, info.value.delivered) == (True, 1)
         assert "6.11.11" in str(info.value)
         assert [r.json()["type"] for r in instance.edges()] == ["dataset"]
+        assert len(instance.calls("instance.version")) == 1  # asked once in the batch, not once per check
 
 
 class TestErrors:
@@ -550,6 +479,66 @@ def test_events_without_any_task_are_dropped_with_a_warning(
     assert backend.flush(timeout=10)
     assert instance.edges() == []
     assert any("2 event(s)" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+class TestTaskIdFromTheEnvironment:
+    """SUPERVISELY_TASK_ID is sent as the SDK sends it (the str it read); TASK_ID is read after it, headerless."""
+
+    def test_supervisely_task_id_is_sent_as_the_sdk_sends_it(
+        self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Without TEAM_ID: tasks.info {"id": "99"}, the task node and the app session as "99", an explicit other
+        task as the int it is, and x-task-id: 99 on every request — the recorded requests of task_id_from_env."""
+        from workflow_trace import workflow as w
+
+        golden = golden_by_seq()
+        instance.teams[99] = 7
+        monkeypatch.setenv("SUPERVISELY_TASK_ID", "99")
+        wt.configure(SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db"))
+        w.add_input_project(123)
+        w.add_output_app()
+        w.add_output_file(791, model_weight=True)
+        w.add_input_project(124, task_id=5)
+        assert wt.flush(timeout=10)
+        assert golden[81]["body_raw"].encode() == instance.calls("tasks.info")[0].body
+        for seq, req in zip((82, 83, 84, 85), instance.edges(), strict=True):
+            assert_same_request(golden[seq], req)
+        assert {"99"} == {r.headers.get("x-task-id") for r in instance.calls()}
+
+    @pytest.mark.parametrize("variable", ["TASK_ID", "SUPERVISELY_TASK_ID"])
+    def test_a_task_id_that_is_not_a_number_is_one_warning(
+        self, variable: str, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """TASK_ID=abc: one WARNING naming it however many calls, never an error per call; the edges, without a
+        task, are not sent (one WARNING with their count)."""
+        from workflow_trace import workflow as w
+
+        monkeypatch.setenv(variable, "abc")
+        with caplog.at_level(logging.WARNING):
+            wt.configure(SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db"))
+            for project in (1, 2, 3):
+                w.add_input_project(project)
+            assert wt.flush(timeout=10)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [f"workflow_trace: ignoring {variable}='abc': not an integer task id"] == [
+            m for m in warnings if variable in m and "abc" in m]
+        assert instance.edges() == []
+        assert all("Error" not in m for m in warnings)
+
+    def test_task_id_after_an_invalid_supervisely_task_id(
+        self, instance: FakeInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """SUPERVISELY_TASK_ID=abc, TASK_ID=5: task 5, as an int, with no x-task-id header."""
+        from workflow_trace import workflow as w
+
+        monkeypatch.setenv("SUPERVISELY_TASK_ID", "abc")
+        monkeypatch.setenv("TASK_ID", "5")
+        wt.configure(SuperviselyBackend(instance.url, TOKEN, spool_path=tmp_path / "s.db"))
+        w.add_input_project(123)
+        assert wt.flush(timeout=10)
+        assert_same_request(golden_by_seq()[6], instance.edges()[0])
+        assert {None} == {r.headers.get("x-task-id") for r in instance.calls()}
 
 
 class TestConfiguration:

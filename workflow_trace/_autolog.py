@@ -37,14 +37,23 @@ Rules:
 - **Import first.** Names bound before ``autolog()`` ran (``from supervisely import download_project``
   in a module imported earlier) keep the original function; ``sly.download_project`` and method calls on
   ``api.*`` are always seen. ``python -m workflow_trace run`` switches autolog on before the script runs.
+- **Checkpoints, as the SDK's own frameworks record them.** A checkpoint (a file whose name ends in one of
+  :data:`MODEL_WEIGHT_SUFFIXES`) uploaded to team Files makes its folder an output, with the "Checkpoints"
+  folder card of the SDK's ``TrainApp``, and the file a model-weight output; ``upload_directory`` makes
+  each uploaded folder that holds checkpoints such a checkpoint folder. A checkpoint downloaded makes its
+  folder an input too (the SDK's serving framework records the folder), so a serving run joins the
+  training run that wrote the folder.
 - **SDK frameworks.** Work that SDK code does on the app's behalf (``sly.nn.training.TrainApp``, which
-  records its own workflow) is SDK-internal and not recorded.
+  records its own workflow) is SDK-internal and not recorded; the ``sly.app.Export`` template's ``run()``
+  is the exception: it reads the project and uploads the result for the app (``sly.output.set_download``),
+  so what it does counts as the app's.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import posixpath
 import runpy
 import sys
 import threading
@@ -59,6 +68,7 @@ import wrapt
 
 from . import _runtime
 from ._context import contained, logger, suppressed
+from ._meta import WorkflowMeta, WorkflowSettings
 from ._nodes import Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
 from ._step import current_step, process_step
 from ._tracing import workflow_step
@@ -123,6 +133,12 @@ def _is_weight(path: Any) -> bool:
     return isinstance(path, str) and path.lower().endswith(MODEL_WEIGHT_SUFFIXES)
 
 
+#: The card of a checkpoint folder: the look the SDK's own training framework gives it (``TrainApp``), without
+#: its link to one file (several checkpoints share the folder, and one card keeps it one edge).
+CHECKPOINTS_CARD = WorkflowMeta(relation_settings=WorkflowSettings(
+    title="Checkpoints", icon="folder", icon_color="#FFA500", icon_bg_color="#FFE8BE"))
+
+
 def _id_of(value: Any) -> Any:
     """An id: the value itself (an ``int``), or its ``id`` attribute (``ProjectInfo``...)."""
     return value if isinstance(value, int) else getattr(value, "id", None)
@@ -138,24 +154,45 @@ def _arg(direction: Direction, kind: type[Node], name: str) -> Callable[[_Call, 
     return lambda call, result: [(direction, kind, call.arg(name), {})]
 
 
+def _checkpoint(direction: Direction, path: Any, file: Any) -> list[Edge]:
+    """A file in team Files; a checkpoint (:data:`MODEL_WEIGHT_SUFFIXES`) is a model weight, and its folder is
+    recorded too, as the SDK's own frameworks record checkpoints: the training's output, the serving's input."""
+    if not _is_weight(path):
+        return [(direction, File, file, {})]
+    folder = posixpath.dirname(path)
+    card = {"meta": CHECKPOINTS_CARD} if direction == "output" else {}
+    edges: list[Edge] = [(direction, Folder, folder, card)] if folder not in ("", "/") else []
+    return [*edges, (direction, File, file, {"model_weight": True})]
+
+
 def _file_arg(direction: Direction, name: str) -> Callable[[_Call, Any], Iterable[Edge]]:
-    """A path in team Files; checkpoints (:data:`MODEL_WEIGHT_SUFFIXES`) are model weights."""
-
-    def edges(call: _Call, result: Any) -> Iterable[Edge]:
-        path = call.arg(name)
-        return [(direction, File, path, {"model_weight": _is_weight(path)})]
-
-    return edges
+    """A path in team Files (see :func:`_checkpoint`)."""
+    return lambda call, result: _checkpoint(direction, call.arg(name), call.arg(name))
 
 
 def _file_result(call: _Call, result: Any) -> Iterable[Edge]:
-    """Uploaded ``FileInfo`` (one or a list): output files; checkpoints are model weights."""
+    """Uploaded ``FileInfo`` (one or a list): output files (see :func:`_checkpoint`)."""
     infos = result if isinstance(result, list) else [result]  # a FileInfo is a NamedTuple: not a list
-    return [
-        ("output", File, info, {"model_weight": _is_weight(getattr(info, "path", None))})
-        for info in infos
-        if info is not None
-    ]
+    return [edge for info in infos if info is not None
+            for edge in _checkpoint("output", getattr(info, "path", None), info)]
+
+
+def _uploaded_directory(call: _Call, result: Any) -> Iterable[Edge]:
+    """``upload_directory`` returns the folder in team Files; each of its folders that holds checkpoints (seen in
+    the local folder just uploaded) is a checkpoint folder too (see :func:`_checkpoint`)."""
+    if not isinstance(result, str):
+        return []
+    local = call.arg("local_dir")
+    remote = result.rstrip("/") or "/"
+    held: list[str] = []
+    if isinstance(local, (str, os.PathLike)) and os.path.isdir(local):
+        local = os.fspath(local)
+        for folder, _, names in os.walk(local):
+            if any(_is_weight(name) for name in names):
+                relative = os.path.relpath(folder, local).replace(os.sep, "/")
+                held.append(remote if relative == "." else posixpath.join(remote, relative))
+    edges: list[Edge] = [] if remote in held else [("output", Folder, remote, {})]
+    return [*edges, *(("output", Folder, folder, {"meta": CHECKPOINTS_CARD}) for folder in sorted(held))]
 
 
 def _uploaded_project(call: _Call, result: Any) -> Iterable[Edge]:
@@ -255,7 +292,11 @@ def _specs() -> tuple[Instrumented, ...]:
         Instrumented("api.file.upload_bulk", f"{api}.file_api", "FileApi.upload_bulk",
                      "file", "output", _file_result),
         Instrumented("api.file.upload_directory", f"{api}.file_api", "FileApi.upload_directory",
-                     "folder", "output", _result("output", Folder)),
+                     "folder", "output", _uploaded_directory),
+        # An export app's result (sly.app.Export.run calls it for the app): the uploaded file.
+        Instrumented("sly.output.set_download", "supervisely.output", "set_download",
+                     "file", "output", _file_result),
+        Instrumented("sly.app.Export.run", "supervisely.app.export_template", "Export.run", None, "through"),
         Instrumented("api.labeling_job.create", f"{api}.labeling_job_api", "LabelingJobApi.create",
                      "job", "output", _result("output", Job)),
         Instrumented("api.task.start", f"{api}.task_api", "TaskApi.start",
@@ -267,28 +308,38 @@ def _specs() -> tuple[Instrumented, ...]:
                    "upload_hash", "upload_hashes", "upload_id", "upload_ids"):
         specs.append(Instrumented(f"api.image.{method}", f"{api}.image_api", f"ImageApi.{method}",
                                   "dataset", "output", _arg("output", Dataset, "dataset_id")))
+    # (module, class, function prefix, whether the class has its own download_async / download_bin / upload_bin)
     modalities = (
-        ("project", "Project", ""),
-        ("video_project", "VideoProject", "video_"),
-        ("volume_project", "VolumeProject", "volume_"),
-        ("pointcloud_project", "PointcloudProject", "pointcloud_"),
-        ("pointcloud_episode_project", "PointcloudEpisodeProject", "pointcloud_episode_"),
+        ("project", "Project", "", True),
+        ("video_project", "VideoProject", "video_", True),
+        ("volume_project", "VolumeProject", "volume_", True),
+        ("pointcloud_project", "PointcloudProject", "pointcloud_", False),
+        ("pointcloud_episode_project", "PointcloudEpisodeProject", "pointcloud_episode_", False),
+        ("mesh_project", "MeshProject", "mesh_", False),
+        ("audio_project", "AudioProject", "audio_", False),
     )
-    for module, cls, prefix in modalities:
+    for module, cls, prefix, binary in modalities:
         where = f"{prj}.{module}"
         specs += [
             Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project",
                          "project", "input", _arg("input", Project, "project_id")),
             Instrumented(f"sly.{cls}.download", where, f"{cls}.download",
                          "project", "input", _arg("input", Project, "project_id")),
-            Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async",
-                         "project", "input", _arg("input", Project, "project_id")),
             Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project",
                          "project", "output", _uploaded_project),
             Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", "project", "output", _uploaded_project),
         ]
-    specs.append(Instrumented("sly.download_video_project_async", f"{prj}.video_project",
-                              "download_video_project_async", "project", "input",
+        if binary:  # elsewhere these raise NotImplementedError (or are the image Project's, inherited)
+            specs += [
+                Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async",
+                             "project", "input", _arg("input", Project, "project_id")),
+                Instrumented(f"sly.{cls}.download_bin", where, f"{cls}.download_bin",
+                             "project", "input", _arg("input", Project, "project_id")),
+                Instrumented(f"sly.{cls}.upload_bin", where, f"{cls}.upload_bin",
+                             "project", "output", _result("output", Project)),
+            ]
+    specs.append(Instrumented("supervisely.project.video_project.download_video_project_async",
+                              f"{prj}.video_project", "download_video_project_async", "project", "input",
                               _arg("input", Project, "project_id")))
     return tuple(specs)
 
@@ -412,6 +463,7 @@ def _record_edge(direction: Direction, kind: type[Node], value: Any, label: str,
     if value is None:
         return
     model_weight = bool(update.pop("model_weight", False))
+    meta = update.pop("meta", None)
     if direction == "input":
         # Reading back what this step wrote (the info of the project just uploaded) is not an input.
         step = current_step() or process_step()
@@ -421,7 +473,7 @@ def _record_edge(direction: Direction, kind: type[Node], value: Any, label: str,
         if not nodes:
             return
         value = nodes
-    _record(1 if direction == "input" else 2, kind, value, None, None, f"autolog: {label}",
+    _record(1 if direction == "input" else 2, kind, value, None, meta, f"autolog: {label}",
             model_weight=model_weight, **update)
 
 

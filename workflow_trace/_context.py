@@ -327,20 +327,32 @@ def flush_warnings() -> None:
         logger.warning(message + " (... %d more times)", *args, count)
 
 
+_ENV_TASK = ("SUPERVISELY_TASK_ID", "TASK_ID")
+_env_task_last: tuple[tuple[str, ...], int | None] | None = None  # the raw values last read, and their task
+
+
 def env_task_id() -> int | None:
     """The task id from the environment: ``SUPERVISELY_TASK_ID``, else ``TASK_ID``.
 
     One policy for every part of workflow_trace: a value that is not an integer is ignored, with one
-    WARNING naming the variable.
+    WARNING naming the variable. The runtime and the backends read it whenever the environment changes;
+    the same values read again give the same answer without another WARNING (or a repeat count).
     """
-    for name in ("SUPERVISELY_TASK_ID", "TASK_ID"):
-        raw = os.environ.get(name, "").strip()
-        if raw:
+    global _env_task_last
+    raw = tuple(os.environ.get(name, "").strip() for name in _ENV_TASK)
+    last = _env_task_last
+    if last is not None and last[0] == raw:
+        return last[1]
+    task: int | None = None
+    for name, value in zip(_ENV_TASK, raw, strict=True):
+        if value:
             try:
-                return int(raw)
+                task = int(value)
+                break
             except ValueError:
-                warn(("env", name), "ignoring %s=%r: not an integer task id", name, raw[:40])
-    return None
+                warn(("env", name, value), "ignoring %s=%r: not an integer task id", name, value[:40])
+    _env_task_last = (raw, task)
+    return task
 
 
 # -- fork and exit -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Card customisation: ``WorkflowSettings`` and ``WorkflowMeta``, validated once and sent in the SDK's form.
+"""Card customisation: ``WorkflowSettings`` and ``WorkflowMeta``, and the one conversion to the SDK's form.
 
 Field names and rules follow the Supervisely workflow documentation. The wire form is what the official
 SDK sends in the ``meta`` of ``workflow.node.add-input`` / ``add-output``::
@@ -11,38 +11,92 @@ SDK sends in the ``meta`` of ``workflow.node.add-input`` / ``add-output``::
 Only set fields appear. The ``icon`` needs all three icon fields and ``mainLink`` both url fields; a card
 with only some of them set is accepted (as the SDK does) but the incomplete part is left out of the wire
 form and a WARNING says which field is missing.
+
+A meta is given as a :class:`WorkflowMeta`, a plain dict in the wire form, or the SDK's own
+``supervisely.WorkflowMeta`` (duck-typed: an object with ``as_dict``, or with ``relation_settings`` /
+``node_settings`` whose settings have ``as_dict`` or the seven fields). :func:`meta_to_wire` is the one
+conversion, in two modes:
+
+- **strict** (decorators, steps, ``workflow_step(meta=...)``): everything the SDK's JSON schema refuses
+  and everything workflow_trace's own rules refuse (a ``url`` that does not start with ``/``, a colour
+  that is not ``#rgb``/``#rrggbb``, an icon name that is not a Material Design name) raises a
+  :class:`~workflow_trace.ConfigurationError` naming the field, at decoration time; empty cards are left out.
+- **lenient** (the :mod:`workflow_trace.workflow` facade, which sends what the SDK sends): the meta goes out
+  as the SDK would send it — an empty card as ``{}``, ``"orange"`` or ``"zmdi-zmdi-folder"`` as given, a
+  relative link such as ``apps/sessions/99`` as it is. What the SDK's schema refuses (an unknown key, a
+  value that is not a string) drops the whole meta with one WARNING, and the edge is still recorded, as
+  the SDK does. One thing is refused for safety: a link that leaves the instance or runs code (a URL with
+  a scheme — ``javascript:``, ``data:``, ``https://...`` — or an authority — ``//host``, ``/\\host`` — or
+  with control characters). That costs only the link (``mainLink``), with one WARNING naming the field.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from ._context import logger
+from ._context import logger, safe_repr, warn
 from ._errors import ConfigurationError
 
-__all__ = ["Meta", "MetaLike", "WorkflowMeta", "WorkflowSettings", "meta_to_wire", "to_meta"]
+__all__ = [
+    "Meta",
+    "MetaLike",
+    "SdkMeta",
+    "WorkflowMeta",
+    "WorkflowSettings",
+    "link_problem",
+    "meta_to_wire",
+    "to_meta",
+]
 
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _ICON = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TITLE = re.compile(r"^<h4>(.*)</h4>$", re.DOTALL)
 _DESCRIPTION = re.compile(r"^<small>(.*)</small>$", re.DOTALL)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+#: Wire card key -> the ``WorkflowMeta`` attribute holding its settings.
+_CARDS = {"customRelationSettings": "relation_settings", "customNodeSettings": "node_settings"}
+_CARD_KEYS = ("title", "description", "icon", "mainLink")
+_ICON_KEYS = ("icon", "color", "backgroundColor")
+_LINK_KEYS = ("url", "title")
+#: The seven fields of a card's settings, in the SDK's ``WorkflowSettings`` order.
+_FIELDS = ("title", "icon", "icon_color", "icon_bg_color", "url", "url_title", "description")
+
+
+def link_problem(url: str) -> str | None:
+    """Why a card's link is unsafe to send (it leaves the instance or runs code), or ``None``.
+
+    Safe: a path on the instance, absolute (``/files/1``) or relative (``apps/sessions/99``, which the SDK's
+    own training app sends). Unsafe: a scheme (``javascript:``, ``data:``, ``https://...``), an authority
+    (``//host``; browsers read ``/\\host`` the same way) and control characters (browsers drop some of
+    them, so ``java\\tscript:`` would run). Leading and trailing spaces are ignored, as browsers ignore them.
+    """
+    if _CONTROL.search(url):
+        return "has control characters or a backslash"
+    probe = url.strip(" ")
+    if probe.startswith("//"):
+        return "points to another host"
+    if _SCHEME.match(probe):
+        return f"has a scheme ({probe.split(':', 1)[0].lower()}:); only links on the instance are kept"
+    return None
 
 
 def _check_url(url: str) -> str:
-    if not url.startswith("/") or url.startswith("//"):
+    problem = link_problem(url)
+    if problem is None and not url.startswith("/"):
+        problem = "must start with '/'"
+    if problem is not None:
         raise ValueError(
-            f"must start with '/' and be relative to the instance (got {url!r}); "
+            f"{problem} (got {url!r}): a card link is a path on the instance such as '/files/1'; "
             "absolute and javascript: URLs are refused"
         )
-    if any(ch in url for ch in "\r\n\t"):
-        raise ValueError("must not contain control characters")
     return url
 
 
@@ -58,6 +112,24 @@ def _check_icon(icon: str) -> str:
     if not _ICON.match(icon):
         raise ValueError(f"must be a Material Design icon name such as 'archive' (got {icon!r})")
     return icon
+
+
+def _settings_wire(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The SDK's JSON form of one card's seven fields (only set fields; an incomplete icon or link is out)."""
+    out: dict[str, Any] = {}
+    if fields.get("title") is not None:
+        out["title"] = f"<h4>{fields['title']}</h4>"
+    if fields.get("description") is not None:
+        out["description"] = f"<small>{fields['description']}</small>"
+    if all(fields.get(k) is not None for k in ("icon", "icon_color", "icon_bg_color")):
+        out["icon"] = {
+            "icon": f"zmdi-{fields['icon']}",
+            "color": fields["icon_color"],
+            "backgroundColor": fields["icon_bg_color"],
+        }
+    if fields.get("url") is not None and fields.get("url_title") is not None:
+        out["mainLink"] = {"url": fields["url"], "title": fields["url_title"]}
+    return out
 
 
 class WorkflowSettings(BaseModel):
@@ -97,25 +169,13 @@ class WorkflowSettings(BaseModel):
         link = {"url": self.url, "url_title": self.url_title}
         if any(v is not None for v in link.values()) and not all(v is not None for v in link.values()):
             missing = ", ".join(k for k, v in link.items() if v is None)
-            logger.warning("WorkflowSettings: the main link is left out because %s is not set", missing)
+            logger.warning("WorkflowSettings: the main link is left out because %s is not set",
+                           missing)
         return self
 
     def to_wire(self) -> dict[str, Any]:
         """The SDK's JSON form of these settings (only set fields)."""
-        out: dict[str, Any] = {}
-        if self.title is not None:
-            out["title"] = f"<h4>{self.title}</h4>"
-        if self.description is not None:
-            out["description"] = f"<small>{self.description}</small>"
-        if self.icon is not None and self.icon_color is not None and self.icon_bg_color is not None:
-            out["icon"] = {
-                "icon": f"zmdi-{self.icon}",
-                "color": self.icon_color,
-                "backgroundColor": self.icon_bg_color,
-            }
-        if self.url is not None and self.url_title is not None:
-            out["mainLink"] = {"url": self.url, "title": self.url_title}
-        return out
+        return _settings_wire(self.__dict__)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any], where: str = "settings") -> WorkflowSettings:
@@ -124,49 +184,10 @@ class WorkflowSettings(BaseModel):
         Raises:
             ValueError: an unknown key or an invalid value, naming it.
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{where} must be a mapping, not {type(data).__name__}")
-        unknown = set(data) - {"title", "description", "icon", "mainLink"}
-        if unknown:
-            raise ValueError(
-                f"{where} has unknown key(s) {sorted(unknown)}; "
-                "allowed: title, description, icon, mainLink"
-            )
-        fields: dict[str, Any] = {}
-        if "title" in data:
-            title = _str(data["title"], f"{where}.title")
-            match = _TITLE.match(title)
-            fields["title"] = match.group(1) if match else title
-        if "description" in data:
-            desc = _str(data["description"], f"{where}.description")
-            match = _DESCRIPTION.match(desc)
-            fields["description"] = match.group(1) if match else desc
-        if "icon" in data:
-            icon = data["icon"]
-            if not isinstance(icon, Mapping) or set(icon) != {"icon", "color", "backgroundColor"}:
-                raise ValueError(f"{where}.icon must have exactly: icon, color, backgroundColor")
-            name = _str(icon["icon"], f"{where}.icon.icon")
-            if not name.startswith("zmdi-"):
-                raise ValueError(f"{where}.icon.icon must start with 'zmdi-' in the wire form (got {name!r})")
-            fields["icon"] = name[len("zmdi-"):]
-            fields["icon_color"] = _str(icon["color"], f"{where}.icon.color")
-            fields["icon_bg_color"] = _str(icon["backgroundColor"], f"{where}.icon.backgroundColor")
-        if "mainLink" in data:
-            link = data["mainLink"]
-            if not isinstance(link, Mapping) or set(link) != {"url", "title"}:
-                raise ValueError(f"{where}.mainLink must have exactly: url, title")
-            fields["url"] = _str(link["url"], f"{where}.mainLink.url")
-            fields["url_title"] = _str(link["title"], f"{where}.mainLink.title")
-        try:
-            return cls(**fields)
-        except ValidationError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{where} must be a str, not {type(value).__name__}")
-    return value
+        problem = _card_problem(data, where)
+        if problem is not None:
+            raise ValueError(problem)
+        return _strict_settings(data, where)
 
 
 class WorkflowMeta(BaseModel):
@@ -180,59 +201,209 @@ class WorkflowMeta(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The SDK's JSON form; cards whose settings are empty are left out."""
         out: dict[str, Any] = {}
-        if self.relation_settings is not None and (rel := self.relation_settings.to_wire()):
-            out["customRelationSettings"] = rel
-        if self.node_settings is not None and (node := self.node_settings.to_wire()):
-            out["customNodeSettings"] = node
+        for key, attribute in _CARDS.items():
+            settings: WorkflowSettings | None = getattr(self, attribute)
+            if settings is not None and (card := settings.to_wire()):
+                out[key] = card
         return out
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> WorkflowMeta:
-        """Validate a plain dict in the wire shape.
+        """Validate a plain dict in the wire shape (strictly, as decorators do).
 
         Raises:
             ValueError: an unknown key or an invalid value, naming it.
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"meta must be a WorkflowMeta or a dict, not {type(data).__name__}")
-        unknown = set(data) - {"customRelationSettings", "customNodeSettings"}
-        if unknown:
-            raise ValueError(
-                f"meta has unknown key(s) {sorted(unknown)}; "
-                "allowed: customRelationSettings, customNodeSettings"
-            )
-        rel = data.get("customRelationSettings")
-        node = data.get("customNodeSettings")
-        return cls(
-            relation_settings=None if rel is None
-            else WorkflowSettings.from_wire(rel, "meta.customRelationSettings"),
-            node_settings=None if node is None
-            else WorkflowSettings.from_wire(node, "meta.customNodeSettings"),
+        problem = _schema_problem(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return cls(**{_CARDS[key]: _strict_settings(card, f"meta.{key}") for key, card in data.items()})
+
+
+class SdkMeta(Protocol):
+    """The SDK's ``supervisely.WorkflowMeta``, as workflow_trace reads it (without importing the SDK)."""
+
+    @property
+    def relation_settings(self) -> Any: ...
+
+    @property
+    def node_settings(self) -> Any: ...
+
+
+MetaLike = WorkflowMeta | Mapping[str, Any] | SdkMeta | None
+
+
+# -- the SDK's JSON schema (what it refuses, it sends the edge without meta) --------------------------------
+
+
+def _type(value: Any) -> str:
+    return type(value).__name__
+
+
+def _exact(value: Any, keys: tuple[str, ...], where: str) -> str | None:
+    """A mapping with exactly ``keys``, each a str (the SDK's schema for ``icon`` and ``mainLink``)."""
+    if not isinstance(value, Mapping):
+        return f"{where} must be a mapping with {', '.join(keys)}, not {_type(value)}"
+    if set(value) != set(keys):
+        return f"{where} must have exactly: {', '.join(keys)} (got {', '.join(map(str, value)) or 'nothing'})"
+    for key in keys:
+        if not isinstance(value[key], str):
+            return f"{where}.{key} must be a str, not {_type(value[key])}"
+    return None
+
+
+def _card_problem(card: Any, where: str) -> str | None:
+    if not isinstance(card, Mapping):
+        return f"{where} must be a mapping, not {_type(card)}"
+    unknown = [str(k) for k in card if k not in _CARD_KEYS]
+    if unknown:
+        return f"{where} has unknown key(s) {unknown}; allowed: {', '.join(_CARD_KEYS)}"
+    for key in ("title", "description"):
+        if key in card and not isinstance(card[key], str):
+            return f"{where}.{key} must be a str, not {_type(card[key])}"
+    if "icon" in card and (problem := _exact(card["icon"], _ICON_KEYS, f"{where}.icon")):
+        return problem
+    if "mainLink" in card and (problem := _exact(card["mainLink"], _LINK_KEYS, f"{where}.mainLink")):
+        return problem
+    return None
+
+
+def _schema_problem(wire: Any) -> str | None:
+    """Why the SDK's JSON schema for a meta refuses ``wire``, naming the field; ``None`` when it takes it."""
+    if not isinstance(wire, Mapping):
+        return f"meta must be a WorkflowMeta or a dict, not {_type(wire)}"
+    unknown = [str(k) for k in wire if k not in _CARDS]
+    if unknown:
+        return f"meta has unknown key(s) {unknown}; allowed: {', '.join(_CARDS)}"
+    if not wire:
+        return "meta has no card: customRelationSettings or customNodeSettings"
+    for key, card in wire.items():
+        problem = _card_problem(card, f"meta.{key}")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _strict_settings(card: Mapping[str, Any], where: str) -> WorkflowSettings:
+    """A card that passed the schema, checked against workflow_trace's own rules."""
+    fields: dict[str, Any] = {}
+    if "title" in card:
+        match = _TITLE.match(card["title"])
+        fields["title"] = match.group(1) if match else card["title"]
+    if "description" in card:
+        match = _DESCRIPTION.match(card["description"])
+        fields["description"] = match.group(1) if match else card["description"]
+    if "icon" in card:
+        icon = card["icon"]
+        if not icon["icon"].startswith("zmdi-"):
+            raise ValueError(f"{where}.icon.icon must start with 'zmdi-' in the wire form (got {icon['icon']!r})")
+        fields.update(icon=icon["icon"][len("zmdi-"):], icon_color=icon["color"],
+                      icon_bg_color=icon["backgroundColor"])
+    if "mainLink" in card:
+        fields.update(url=card["mainLink"]["url"], url_title=card["mainLink"]["title"])
+    try:
+        return WorkflowSettings(**fields)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
         )
+        raise ValueError(f"{where}: {details}") from None
 
 
-MetaLike = WorkflowMeta | Mapping[str, Any] | None
+# -- reading what the user gave -------------------------------------------------------------------------
 
 
-def meta_to_wire(meta: MetaLike) -> dict[str, Any] | None:
-    """Validate ``meta`` and return its wire form, or ``None`` when it says nothing.
+def _attribute_or_call(value: Any) -> Any:
+    """``as_dict`` is a property on the SDK's classes; a method on look-alikes."""
+    return value() if callable(value) else value
 
-    A plain dict is validated and then kept exactly as given (so its bytes on the wire are the user's).
+
+def _sdk_wire(meta: Any) -> Any:
+    """The wire form of the SDK's ``WorkflowMeta`` (or a look-alike): what the SDK would send.
+
+    Its ``as_dict`` when it has one (that is the SDK's own rendering, attributes set after construction
+    included); else each settings object's ``as_dict``, or its seven fields rendered as the SDK renders them.
+    A settings object that is ``None`` is left out; one that renders to nothing is an empty card ``{}``,
+    as the SDK sends it.
+    """
+    as_dict = getattr(meta, "as_dict", None)
+    if as_dict is not None:
+        return _attribute_or_call(as_dict)
+    out: dict[str, Any] = {}
+    for key, attribute in _CARDS.items():
+        settings = getattr(meta, attribute, None)
+        if settings is None:
+            continue
+        rendered = getattr(settings, "as_dict", None)
+        if rendered is not None:
+            out[key] = _attribute_or_call(rendered)
+        elif isinstance(settings, WorkflowSettings):
+            out[key] = settings.to_wire()
+        else:
+            out[key] = _settings_wire({name: getattr(settings, name, None) for name in _FIELDS})
+    return out or None
+
+
+def _is_sdk_meta(meta: Any) -> bool:
+    return hasattr(meta, "as_dict") or (hasattr(meta, "relation_settings") and hasattr(meta, "node_settings"))
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy: mappings become dicts (key order kept)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> dict[str, Any] | None:
+    """The wire form of ``meta`` (see the module docstring for the two modes), or ``None`` for no meta.
+
+    Args:
+        meta: A :class:`WorkflowMeta`, a wire dict, the SDK's ``WorkflowMeta`` (duck-typed) or ``None``.
+        lenient: The facade's mode: what the SDK would send, minus unsafe links; problems are WARNINGs
+            (naming ``culprit`` and the field) and never cost the edge.
+        culprit: Who asks (``workflow.add_output_file``), for the WARNINGs.
 
     Raises:
-        ConfigurationError: (a ``ValueError``) an invalid meta, naming the field.
+        ConfigurationError: (a ``ValueError``) strict mode only: an invalid meta, naming the field.
     """
     if meta is None:
         return None
     if isinstance(meta, WorkflowMeta):
-        wire = meta.to_wire()
-        return wire or None
-    try:
-        WorkflowMeta.from_wire(meta)
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
-    wire = {k: copy.deepcopy(v) for k, v in meta.items() if v}
-    return wire or None
+        return meta.to_wire() or None  # validated when it was built
+    if isinstance(meta, Mapping):
+        wire: Any = meta
+    elif _is_sdk_meta(meta):
+        wire = _sdk_wire(meta)
+        if wire is None:  # the SDK's WorkflowMeta() with no settings: no meta (the SDK sends none either)
+            return None
+    else:
+        wire = meta
+    if isinstance(wire, Mapping) and not wire:
+        return None  # {}: nothing to say (the SDK sends no meta either)
+    problem = _schema_problem(wire)
+    if problem is not None:
+        if not lenient:
+            raise ConfigurationError(problem)
+        warn(("meta", culprit, problem), "%s: %s; the meta is left out and the edge recorded without it (as "
+             "the SDK does)", culprit, problem)
+        return None
+    if not lenient:
+        try:
+            WorkflowMeta.from_wire(wire)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        out = {key: _plain(card) for key, card in wire.items() if card}
+        return out or None
+    sent: dict[str, Any] = _plain(wire)
+    for key, card in sent.items():
+        link = card.get("mainLink")
+        problem = None if link is None else link_problem(link["url"])
+        if problem is not None:
+            del card["mainLink"]
+            warn(("meta link", culprit, key, link["url"]), "%s: meta.%s.mainLink.url %s %s; the link is left out "
+                 "of the card, the rest is recorded", culprit, key, safe_repr(link["url"], 80), problem)
+    return sent
 
 
 class Meta:
@@ -252,11 +423,11 @@ class Meta:
         return f"Meta({self.json})"
 
 
-def to_meta(meta: MetaLike) -> Meta | None:
-    """Validate ``meta`` (a ``WorkflowMeta`` or a wire dict) once; ``None`` when it says nothing.
+def to_meta(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> Meta | None:
+    """:func:`meta_to_wire`, once, as the :class:`Meta` records carry; ``None`` when it says nothing.
 
     Raises:
-        ConfigurationError: (a ``ValueError``) an invalid meta, naming the field.
+        ConfigurationError: (a ``ValueError``) strict mode only: an invalid meta, naming the field.
     """
-    wire = meta_to_wire(meta)
+    wire = meta_to_wire(meta, lenient=lenient, culprit=culprit)
     return None if wire is None else Meta(wire)

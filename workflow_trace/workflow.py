@@ -10,6 +10,10 @@ Unlike the SDK's methods these never raise into the app outside strict mode (no 
 never block on the network. A call made inside a step (``workflow_step`` or a decorated function) records
 into that step; outside any step it records into one step per process, named after the script and
 finished at exit — as an SDK app records into its one task.
+
+A ``meta`` may be a ``WorkflowMeta``, a wire dict or the SDK's own ``supervisely.WorkflowMeta``; it is sent
+as the SDK sends it (:func:`workflow_trace._meta.meta_to_wire`, lenient mode): a problem in it costs the
+meta, or only an unsafe link, never the edge.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from . import _runtime
 from ._context import contained, suppressed
+from ._errors import NodeCoercionError
 from ._events import Record
 from ._meta import MetaLike, to_meta
 from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
@@ -51,13 +56,15 @@ def _record(kind: int, cls: type[Node], value: Any, task_id: int | None, meta: M
         return
     with contained(f"workflow.{method}"):
         nodes = coerce_nodes(cls, value, model_weight=bool(update.pop("model_weight", False)), culprit=method)
+        if cls is Project:
+            nodes = _project_version(nodes, value, method, update.get("version_id"), update.get("version_num"))
         changes = {k: v for k, v in update.items() if v is not None}
         if changes:
             nodes = [n.model_copy(update=changes) for n in nodes]
             nodes = [type(n).model_validate(n.model_dump()) for n in nodes]  # re-check the updated fields
         if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
             raise TypeError(f"{method}(task_id=...) must be an int, not {type(task_id).__name__}")
-        card = to_meta(meta)
+        card = to_meta(meta, lenient=True, culprit=f"workflow.{method}")
         step = current_step() or process_step()
         if not step.active:
             return
@@ -68,9 +75,27 @@ def _record(kind: int, cls: type[Node], value: Any, task_id: int | None, meta: M
             _runtime.write(records)
 
 
-def add_input_project(project: Any, version_id: int | None = None, version_num: int | None = None,
+def _project_version(nodes: list[Node], value: Any, method: str, version_id: Any, version_num: Any) -> list[Node]:
+    """The SDK's rules for a project and its version: a version may be named alone (``project=None``, as
+    the SDK takes it: the ``project_version`` edge); ``version_num`` needs the project; not both numbers."""
+    if version_id is not None and version_num is not None:
+        raise NodeCoercionError(f"{method}(): give version_id or version_num, not both (the SDK refuses both too)")
+    if value is None and version_num is not None:
+        raise NodeCoercionError(
+            f"{method}(version_num=...) needs the project: version numbers count per project (give the project, "
+            "or the version's id as version_id)"
+        )
+    if value is None and version_id is not None:
+        return [Project.model_validate({"version_id": version_id})]
+    return nodes
+
+
+def add_input_project(project: Any = None, version_id: int | None = None, version_num: int | None = None,
                       task_id: int | None = None, meta: MetaLike = None) -> None:
-    """Record a project (id, ``ProjectInfo`` or ``Project``), or one of its versions, as an input."""
+    """Record a project (id, ``ProjectInfo`` or ``Project``), or one of its versions, as an input.
+
+    A version may be named alone, as the SDK allows: ``add_input_project(version_id=77)``.
+    """
     _record(_INPUT, Project, project, task_id, meta, "add_input_project",
             version_id=version_id, version_num=version_num)
 
@@ -103,7 +128,11 @@ def add_input_job(id: int, task_id: int | None = None, meta: MetaLike = None) ->
 
 def add_output_project(project: Any, version_id: int | None = None, task_id: int | None = None,
                        meta: MetaLike = None) -> None:
-    """Record a project (id, ``ProjectInfo`` or ``Project``), or a version of it, as an output."""
+    """Record a project (id, ``ProjectInfo`` or ``Project``), or a version of it, as an output.
+
+    ``add_output_project(None, version_id=78)`` records the version alone, as the SDK does (``project`` has
+    no default here, as in the SDK).
+    """
     _record(_OUTPUT, Project, project, task_id, meta, "add_output_project", version_id=version_id)
 
 

@@ -9,10 +9,12 @@
 
 Each scenario runs in a child process against the same fake instance as ``record.py``, with the scenario's
 environment and a ``SuperviselyBackend`` whose spool lives in a temporary folder. The SDK's objects are
-rebuilt with the small stand-in classes below (duck-typed, as an app's ``sly.FileInfo`` / ``sly.WorkflowMeta``
-would reach workflow_trace); ``version.create`` and ``sdk.*`` calls are skipped (the versions they returned are
-already literal in the later calls). The comparison is of the ``workflow.node.add-*`` requests: their bodies,
-byte for byte, and their headers; the other requests (``tasks.info``, ``file-storage.list``...) are listed.
+rebuilt with the small stand-ins of ``tests/_sdk_objects.py`` (duck-typed, as an app's ``sly.FileInfo`` /
+``sly.WorkflowMeta`` would reach workflow_trace); ``version.create`` and ``sdk.*`` calls are skipped (the
+versions they returned are already literal in the later calls). The comparison is of the
+``workflow.node.add-*`` requests: their bodies, byte for byte, and their headers; the other requests
+(``tasks.info``, ``file-storage.list``...) are listed. ``tests/test_sdk_scenarios.py`` makes the same
+comparison in the test suite, with its allow-list of the differences that are on purpose.
 """
 
 from __future__ import annotations
@@ -25,100 +27,18 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
 import record  # noqa: E402 - the fake instance
 import scenarios as sc  # noqa: E402
+from _sdk_objects import WorkflowMeta, call_args  # noqa: E402 - the SDK's objects, duck-typed
 
 EDGE = ("workflow.node.add-input", "workflow.node.add-output")
-
-
-# -- stand-ins for the SDK's objects (same attributes and the same construction rules) --------------------
-
-
-class Info:
-    """A ``FileInfo`` / ``ProjectInfo`` / ``DatasetInfo`` lookalike: attributes only."""
-
-    def __init__(self, kind: str, **fields: Any) -> None:
-        self.__dict__.update(fields)
-        self._kind = kind
-
-    def __repr__(self) -> str:
-        return f"{self._kind}({', '.join(f'{k}={v!r}' for k, v in vars(self).items() if k != '_kind')})"
-
-
-@dataclass
-class WorkflowSettings:
-    """Behaves as the SDK's: an incomplete link or icon is cleared at construction; ``as_dict`` is the wire."""
-
-    title: Optional[str] = None
-    icon: Optional[str] = None
-    icon_color: Optional[str] = None
-    icon_bg_color: Optional[str] = None
-    url: Optional[str] = None
-    url_title: Optional[str] = None
-    description: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        if bool(self.url) != bool(self.url_title):
-            self.url = self.url_title = None
-        icon = (self.icon, self.icon_color, self.icon_bg_color)
-        if any(icon) and not all(icon):
-            self.icon = self.icon_color = self.icon_bg_color = None
-
-    @property
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.title is not None:
-            out["title"] = f"<h4>{self.title}</h4>"
-        if self.description is not None:
-            out["description"] = f"<small>{self.description}</small>"
-        if None not in (self.icon, self.icon_color, self.icon_bg_color):
-            out["icon"] = {"icon": f"zmdi-{self.icon}", "color": self.icon_color,
-                           "backgroundColor": self.icon_bg_color}
-        if self.url is not None and self.url_title is not None:
-            out["mainLink"] = {"url": self.url, "title": self.url_title}
-        return out
-
-
-@dataclass
-class WorkflowMeta:
-    relation_settings: Optional[WorkflowSettings] = None
-    node_settings: Optional[WorkflowSettings] = None
-
-    @property
-    def as_dict(self) -> Optional[dict[str, Any]]:
-        out: dict[str, Any] = {}
-        if self.relation_settings is not None:
-            out["customRelationSettings"] = self.relation_settings.as_dict
-        if self.node_settings is not None:
-            out["customNodeSettings"] = self.node_settings.as_dict
-        return out or None
-
-
-def build(spec: Any) -> Any:
-    if isinstance(spec, list):
-        return [build(item) for item in spec]
-    if not isinstance(spec, dict):
-        return spec
-    kind = spec.get("__type__")
-    fields = {k: build(v) for k, v in spec.items() if not k.startswith("__")}
-    if kind is None:
-        return fields
-    if kind in ("FileInfo", "ProjectInfo", "DatasetInfo"):
-        return Info(kind, **fields)
-    cls = {"WorkflowSettings": WorkflowSettings, "WorkflowMeta": WorkflowMeta}[kind]
-    n = spec.get("__positional__", 0)
-    names = list(fields)[:n]
-    obj = cls(*[fields[k] for k in names], **{k: v for k, v in fields.items() if k not in names})
-    for name, value in spec.get("__set_after__", {}).items():
-        setattr(obj, name, value)
-    return obj
 
 
 # -- the child: one scenario through workflow_trace ------------------------------------------------------
@@ -139,6 +59,8 @@ def _as_dicts(value: Any) -> Any:
         return value.as_dict
     if isinstance(value, dict):
         return {k: _as_dicts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_dicts(v) for v in value]
     return value
 
 
@@ -161,14 +83,11 @@ def run_child(name: str, out: str, spool: str) -> int:
             entry["skipped"] = True
             results.append(entry)
             continue
-        args = build(step["args"])
+        positional, keywords = call_args(step)
         if os.environ.get("REPLAY_META_AS_DICT"):
-            args = _as_dicts(args)
-        n = step.get("positional", 0)
-        names = list(args)[:n]
+            positional, keywords = _as_dicts(positional), _as_dicts(keywords)
         try:
-            returned = getattr(workflow, step["method"])(*[args[k] for k in names],
-                                                         **{k: v for k, v in args.items() if k not in names})
+            returned = getattr(workflow, step["method"])(*positional, **keywords)
             entry["returned"] = repr(returned)
         except Exception as exc:
             entry["raised"] = f"{type(exc).__name__}: {exc}"

@@ -217,17 +217,19 @@ class SuperviselyTransport:
             return None
         return _parse_version(answer.get("version") if isinstance(answer, Mapping) else None)
 
-    def _check_instance(self, needed: tuple[int, int, int], what: str, delivered: int) -> None:
+    def _check_instance(self, needed: tuple[int, int, int], what: str, delivered: int, asked: list[bool]) -> None:
         """Raise a *hold* :class:`DeliveryError` unless the instance is at least ``needed``.
 
         A version known to be good enough is not asked again; one that was too old (or unknown) is asked
-        again on the next attempt, since the instance may have been upgraded meanwhile (held attempts are
-        spaced by the delivery layer).
+        again on the next attempt (at most once per batch: ``asked``), since the instance may have been
+        upgraded meanwhile (held attempts are spaced by the delivery layer).
         """
         version = self._instance_version
         if version is not None and version >= needed:
             return
-        version = self._instance_version = self._fetch_version(delivered)
+        if not asked[0]:
+            asked[0] = True
+            version = self._instance_version = self._fetch_version(delivered)
         if version is not None and version >= needed:
             return
         shown = "unknown" if version is None else _fmt_version(version)
@@ -350,6 +352,7 @@ class SuperviselyTransport:
             DeliveryError: ``delivered`` = how many events at the head were handled (sent or skipped).
         """
         checked = False  # the instance's version, once per batch at most
+        asked = [False]
         no_task = 0
         for index, event in enumerate(events):
             if event.kind not in ("input", "output") or event.node is None:
@@ -362,10 +365,10 @@ class SuperviselyTransport:
                      "not sent", event.task_id)
                 continue
             if not checked:
-                self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index)
+                self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index, asked)
                 checked = True
             if isinstance(event.node, Job):  # only this event waits; the ones behind it go on
-                self._check_instance(JOBS_MIN_VERSION, "labeling jobs in workflows", index)
+                self._check_instance(JOBS_MIN_VERSION, "labeling jobs in workflows", index, asked)
             team_id = self._team_of(event.task_id, index)
             wire = self._wire_node(event.node, event.task_id, team_id, index)
             if isinstance(wire, str):
