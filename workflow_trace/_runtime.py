@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._context import contained, env_task_id, flush_warnings, settings, suppressed, warn
+from ._context import contained, describe, env_task_id, flush_warnings, settings, suppressed, warn
 from ._errors import BackendError, ConfigurationError
 from ._events import Record, to_event
 from ._protocols import Backend
@@ -62,19 +62,21 @@ class _State:
         self.lock = threading.RLock()  # configure/reset/get_backend only, never the call path
         self.backend: Backend | None = None
         self.owned = False  # whether workflow_trace built the backend (and so closes it)
-        self.lost = 0  # records a backend raised on since the last flush()
         self.strict: bool | None = None
         self.enabled_setting: bool | None = None
         self.threads_setting: bool | None = None
         self.invalidate()
 
     def invalidate(self) -> None:
-        """Forget what was derived: the next record reads the environment again."""
+        """Forget what was derived (and the count of records a backend raised on): the next record reads the
+        environment again."""
         self.ready = False
         self.enabled = True
         self.threads = True
         self.env_task: int | None = None
         self.sink: Callable[[list[Record]], None] | None = None
+        self.lost = 0
+        self.lost_reason = ""
         self.generation = getattr(self, "generation", 0) + 1
 
     def resolve(self) -> _State:
@@ -274,8 +276,9 @@ def write(records: list[Record]) -> None:
         if sink is None:
             sink = state.sink = sink_of(get_backend())
         sink(records)
-    except BaseException:
+    except BaseException as exc:
         state.lost += len(records)
+        state.lost_reason = describe(exc.__cause__ or exc)
         raise
 
 
@@ -296,8 +299,8 @@ def flush(timeout: float | None = None) -> bool:
     flush_warnings()
     lost, state.lost = state.lost, 0
     if lost:
-        warn(("lost",), "%d event(s) could not be handed to the backend since the last flush (see the warnings "
-             "above for why)", lost)
+        warn(("lost", state.lost_reason), "%d event(s) could not be handed to the backend since the last flush: %s",
+             lost, state.lost_reason)
     backend = state.backend
     if backend is None:
         return not lost
