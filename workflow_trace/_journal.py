@@ -63,7 +63,7 @@ DEFAULT_EXIT_TIMEOUT = 2.0
 #: A journal segment is rotated once it holds this many bytes.
 SEGMENT_BYTES = 8 * 1024 * 1024
 #: Lines handed to one ingest call (one transaction) at most.
-MAX_BATCH_LINES = 20_000
+MAX_BATCH_LINES = 5_000
 #: Seconds a rotated segment is still read before it is deleted (writes in flight land in it).
 ROTATE_GRACE = 1.0
 #: Seconds between looks for journals of processes that are gone.
@@ -274,18 +274,18 @@ class JournalWriter:
             self._wake.set()
 
     def _open(self) -> int:
+        # Interrupt-safe: the descriptor the call path writes to is published last, and the thread is
+        # started whenever it is missing (a KeyboardInterrupt between the two leaves no journal unread).
         with self._open_lock:
-            if self._fd >= 0:
-                return self._fd
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._owner = f"{time.time_ns():x}-{os.getpid()}"
-            self._lock_fd = os.open(self.directory / f"{self._owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            _lock(self._lock_fd, blocking=True)
-            self._segment = 0
-            fd = self._new_segment(0)
-            self._fd = fd
-            self._start_thread()
-            return fd
+            if self._fd < 0:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._owner = f"{time.time_ns():x}-{os.getpid()}"
+                self._lock_fd = os.open(self.directory / f"{self._owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                _lock(self._lock_fd, blocking=True)
+                self._segment = 0
+                self._fd = self._new_segment(0)
+            self._ensure_thread()
+            return self._fd
 
     def _segment_path(self, n: int) -> Path:
         return self.directory / f"{self._owner}.{n}.log"
@@ -302,10 +302,13 @@ class JournalWriter:
 
     # -- the writer thread -------------------------------------------------------------------------
 
-    def _start_thread(self) -> None:
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
         _finish_in_multiprocessing_child()
-        self._thread = threading.Thread(target=self._run, name=f"workflow_trace writer ({self.name})", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name=f"workflow_trace writer ({self.name})", daemon=True)
+        thread.start()
+        self._thread = thread
 
     def call(self, fn: Callable[[], Any], timeout: float) -> Any:
         """Run ``fn`` in the writer thread (which owns the connection) and return its result.
@@ -451,6 +454,8 @@ class JournalWriter:
         lost, self._lost = self._lost, 0
         if self._fd < 0:
             return lost == 0
+        with self._open_lock:
+            self._ensure_thread()
         try:
             target = os.fstat(self._fd).st_size
         except OSError:

@@ -276,7 +276,7 @@ def write(records: list[Record]) -> None:
         if sink is None:
             sink = state.sink = sink_of(get_backend())
         sink(records)
-    except BaseException as exc:
+    except Exception as exc:  # a KeyboardInterrupt is the user stopping the call: nothing lost by us
         state.lost += len(records)
         state.lost_reason = describe(exc.__cause__ or exc)
         raise

@@ -71,7 +71,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
-from .._context import logger
+from .._context import at_fork, logger
 from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
@@ -326,7 +326,10 @@ class OpenLineageMapper:
         self.dataset_version: DatasetVersionMode = dataset_version
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
         self._lock = threading.Lock()
+        at_fork(self._after_fork)
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a parent's thread may have held it at the fork
     # -- names ---------------------------------------------------------------------------------------
 
     def job_name(self, step_name: str | None, task_id: int | None) -> str:
@@ -692,7 +695,12 @@ class OpenLineageTransport:
         self._session = session
         self._session_pid = os.getpid() if session is not None else 0
         self._lock = threading.Lock()
+        at_fork(self._after_fork)
 
+    def _after_fork(self) -> None:
+        # The parent's send may hold the lock, and its pooled sockets are the parent's: start afresh.
+        self._lock = threading.Lock()
+        self._session = None
     @property
     def key(self) -> str:
         """``openlineage:<endpoint URL>`` (no credentials): the spool partition of this destination."""
