@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 _ENV = (
     "SUPERVISELY_TASK_ID", "TASK_ID", "SERVER_ADDRESS", "API_TOKEN", "TEAM_ID",
     "WORKFLOW_TRACE_BACKEND", "WORKFLOW_TRACE_DB", "WORKFLOW_TRACE_STRICT", "WORKFLOW_TRACE_DISABLED",
-    "WORKFLOW_TRACE_SPOOL", "OPENLINEAGE_URL", "OPENLINEAGE_API_KEY", "OPENLINEAGE_NAMESPACE",
+    "WORKFLOW_TRACE_SPOOL", "WORKFLOW_TRACE_THREADS", "WORKFLOW_TRACE_EXIT_TIMEOUT", "WORKFLOW_TRACE_VERSION_LINKS",
+    "OPENLINEAGE_URL", "OPENLINEAGE_API_KEY", "OPENLINEAGE_NAMESPACE", "OPENLINEAGE_ENDPOINT", "OPENLINEAGE_CONFIG",
+    "OPENLINEAGE_DISABLED",
 )
 
 
@@ -26,7 +29,7 @@ def _clean_config(
 ) -> Iterator[list[BaseException]]:
     """Reset workflow_trace around each test; fail a test in which an internal error was swallowed
     unless it is marked ``internal_errors`` (it expects them)."""
-    for name in _ENV:
+    for name in [*_ENV, *(n for n in os.environ if n.startswith("OPENLINEAGE__"))]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORKFLOW_TRACE_DB", str(tmp_path / "default-store" / "workflow.db"))
     wt.reset()

@@ -234,6 +234,30 @@ class TestFailures:
             assert any("node type not supported here" in r.getMessage() for r in caplog.records)
             assert backend.stats().dead == 1
 
+    def test_the_same_server_error_over_and_over_makes_the_event_dead(
+        self, make_backend: Callable[..., DeliveringBackend], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An event the server answers with the same 5xx `max_server_errors` times is dead (kept, visible,
+        logged with the server's message) instead of being retried forever in silence; the rest go on."""
+
+        def handler(req: Request) -> tuple[Any, ...]:
+            if (req.json() or {}).get("kind") == "output":
+                return 500, {"error": "column node_type cannot be null"}
+            return 200, {"success": True}
+
+        caplog.set_level(logging.WARNING, logger="workflow_trace")
+        with RecordingServer(handler) as srv:
+            backend = make_backend(srv, max_server_errors=3, breaker_threshold=1000)
+            events = run_events(4, n_inputs=2)
+            backend.emit(events)
+            assert wait_for(lambda: backend.stats().dead == 1 and len(received_ids(srv)) == len(events) - 1)
+            output = next(e for e in events if e.kind == "output")
+            [counts] = Spool(tmp_path / "spool.db").counts()
+            assert ([e.event_id for e in events if e is not output], 3, (0, 1)) == (
+                received_ids(srv), len(srv.rejected), (counts.pending, counts.dead))
+            assert "column node_type cannot be null" in (counts.last_error or "")
+            assert any("column node_type cannot be null" in r.getMessage() for r in caplog.records)
+
     def test_retry_after_is_honoured(self, make_backend: Callable[..., DeliveringBackend]) -> None:
         """After a 429 with Retry-After: 1 the next request waits at least that second."""
         answers = iter([(429, {"error": "slow down"}, {"Retry-After": "1"})])

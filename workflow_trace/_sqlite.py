@@ -9,6 +9,11 @@ migrate and write it, and where the local store is found.
   was (no ``-wal`` or ``-shm`` created either).
 - :func:`open_readonly` opens a checked file for reading only; :func:`memory_copy` copies it into memory,
   where an older schema can be migrated and journals of dead processes merged without writing the file.
+- Every connection is a :class:`Connection`: each call into SQLite (open, execute and its rows, close,
+  backup) runs under one process-wide lock that ``fork()`` takes first. SQLite's own mutexes (its
+  allocator's, its file-lock table's) are process-global: a child forked while another thread is inside
+  SQLite would inherit one of them locked and hang at its first SQLite call. So rows are fetched before
+  the lock is let go, and a fork waits (at most 10 s) for the SQLite call in flight, never for a user.
 - :func:`default_store_path`: ``$WORKFLOW_TRACE_DB``, else ``.workflow_trace/workflow.db`` in the nearest
   folder from the current one upwards that has a ``.workflow_trace/`` (never above the enclosing git work
   tree's root or the home directory), else in the current folder — as git finds ``.git``.
@@ -26,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from ._context import around_fork, at_fork
@@ -77,15 +83,92 @@ def inspect(path: Path) -> FileInfo:
     return FileInfo(user_version=user_version, application_id=application_id, wal=header[18] == 2)
 
 
+class _Rows:
+    """The rows of a statement, fetched while the lock was held (duck-types the ``Cursor`` we use)."""
+
+    __slots__ = ("_rows", "lastrowid", "rowcount")
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._rows = iter(cursor.fetchall())
+        self.lastrowid, self.rowcount = cursor.lastrowid, cursor.rowcount
+        cursor.close()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._rows
+
+    def fetchone(self) -> Any:
+        return next(self._rows, None)
+
+    def fetchall(self) -> list[Any]:
+        return list(self._rows)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class Connection(sqlite3.Connection):
+    """A connection whose every call into SQLite holds the fork lock (see the module docstring).
+
+    SQLite's own busy handler would sleep inside SQLite, holding the lock while another thread of this
+    process may need it to finish the very transaction being waited for. So SQLite never waits
+    (``busy_timeout`` 0): a statement the file's lock refuses is retried here, the lock let go between
+    attempts, for up to :attr:`wait` seconds.
+    """
+
+    #: Seconds a statement is retried while another connection holds the file's lock.
+    wait = 5.0
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        deadline = None
+        while True:
+            try:
+                return self.execute_once(sql, parameters)
+            except sqlite3.OperationalError as exc:
+                now = time.monotonic()
+                deadline = now + self.wait if deadline is None else deadline
+                if not _busy(exc) or now >= deadline:
+                    raise
+            time.sleep(random.uniform(0.001, 0.01))
+
+    def execute_once(self, sql: str, parameters: Any = (), /) -> Any:
+        """One attempt: ``sqlite3.OperationalError`` ("database is locked") when the file is locked."""
+        with _call_lock:
+            return _Rows(super().execute(sql, parameters))
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        # Not retried: in autocommit mode a retry could repeat the rows already written. Used inside
+        # write_transaction, whose BEGIN IMMEDIATE holds the write lock, so it is never refused.
+        with _call_lock:
+            return _Rows(super().executemany(sql, parameters))
+
+    def backup(self, target: sqlite3.Connection, **kwargs: Any) -> None:
+        with _call_lock:
+            super().backup(target, **kwargs)
+
+    def close(self) -> None:
+        with _call_lock:
+            super().close()
+
+
+def _open(database: str, wait: float = 5.0, **kwargs: Any) -> Connection:
+    with _call_lock:
+        conn = sqlite3.connect(database, timeout=0, isolation_level=None, check_same_thread=False,
+                               factory=Connection, **kwargs)
+    assert isinstance(conn, Connection)
+    conn.wait = wait
+    return conn
+
+
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """Open ``path`` for reading and writing (created when missing), in WAL mode.
 
     Raises:
         sqlite3.Error: it cannot be opened (the caller says which file and why).
     """
-    conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn = _open(str(path), busy_timeout)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
@@ -100,14 +183,14 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
 def open_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
     """Open ``path`` for reading only (``immutable``: also without locks or a ``-shm`` file)."""
     uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    conn = _open(uri, uri=True)
     conn.execute("PRAGMA query_only = 1")
     return conn
 
 
 def memory_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
     """An in-memory copy of an open database (to migrate or extend without writing the file)."""
-    mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    mem = _open(":memory:")
     conn.backup(mem)
     return mem
 
@@ -123,26 +206,33 @@ def tables(conn: sqlite3.Connection) -> set[str]:
 # (a background writer's transaction lasts milliseconds), and BEGIN is retried in short attempts so that
 # the lock is never held while waiting for another process.
 _write_lock = threading.Lock()
-_fork_held = False
+#: Held for every single call into SQLite (see the module docstring); fork takes it after ``_write_lock``.
+_call_lock = threading.RLock()
+_fork_held = (False, False)
 #: Seconds one BEGIN IMMEDIATE attempt may wait for another process before the lock is let go and retried.
 BEGIN_ATTEMPT = 0.05
 
 
 def _hold_for_fork() -> None:
     global _fork_held
-    _fork_held = _write_lock.acquire(timeout=10.0)
+    deadline = time.monotonic() + 10.0
+    write = _write_lock.acquire(timeout=10.0)
+    _fork_held = (write, _call_lock.acquire(timeout=max(0.0, deadline - time.monotonic())))
 
 
 def _release_after_fork() -> None:
     global _fork_held
-    if _fork_held:
-        _fork_held = False
+    write, call = _fork_held
+    _fork_held = (False, False)
+    if call:
+        _call_lock.release()
+    if write:
         _write_lock.release()
 
 
 def _new_lock_in_child() -> None:
-    global _write_lock, _fork_held
-    _write_lock, _fork_held = threading.Lock(), False
+    global _write_lock, _call_lock, _fork_held
+    _write_lock, _call_lock, _fork_held = threading.Lock(), threading.RLock(), (False, False)
 
 
 around_fork(_hold_for_fork, _release_after_fork)
@@ -163,11 +253,11 @@ def write_transaction(conn: sqlite3.Connection, timeout: float = 30.0) -> Iterat
     """
     deadline = time.monotonic() + timeout
     lock = _write_lock
-    conn.execute(f"PRAGMA busy_timeout = {int(BEGIN_ATTEMPT * 1000)}")
+    begin = conn.execute_once if isinstance(conn, Connection) else conn.execute
     while True:
         lock.acquire()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            begin("BEGIN IMMEDIATE")
             break
         except sqlite3.OperationalError as exc:
             lock.release()
