@@ -1,0 +1,130 @@
+"""Issue #13: lineage as a user sees it — real store files, the real CLI in a subprocess, real threads.
+
+Each test runs scripts the way a user does (``python script.py`` in a folder, no configuration but what the
+script says) and asserts on what the user can see: the rows of ``workflow_trace.graph.load_graph``, the
+JSON export, and the CLI's output and exit code. No timed assertions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from _support import (
+    cli,
+    export_json,
+    json_tasks,
+    run_script,
+    write_script,
+)
+
+from workflow_trace.graph import Graph, load_graph
+
+GIT = shutil.which("git")
+needs_git = pytest.mark.skipif(GIT is None, reason="needs the git binary")
+
+
+def recorded(script: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+    """Run ``script`` and require a clean exit (its stderr in the failure message)."""
+    done = run_script(script, *args, cwd=cwd, env=env)
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+
+
+def store_of(folder: Path) -> Path:
+    """The default store of a project folder."""
+    return folder / ".workflow_trace" / "workflow.db"
+
+
+def task_keys(graph: Graph) -> dict[str, str]:
+    """Task name -> node key (``task:3``), for a graph whose task names are unique."""
+    return {n.label: n.key for n in graph.tasks}
+
+
+def stdout_lines(done: subprocess.CompletedProcess[bytes]) -> list[str]:
+    """The lines a CLI process printed."""
+    return done.stdout.decode().splitlines()
+
+
+def error_line(done: subprocess.CompletedProcess[bytes]) -> tuple[int, list[str]]:
+    """The exit code and the stderr lines of a CLI process."""
+    return done.returncode, done.stderr.decode().splitlines()
+
+
+# -- 1. reused paths: a node written again starts a new generation -------------------------------------------
+
+REUSED = """
+    from pathlib import Path
+    import workflow_trace as wt
+
+    wt.configure("sqlite")
+    best = wt.File(path="checkpoints/best.pt")
+    Path("checkpoints").mkdir(exist_ok=True)
+    with wt.workflow_step("A") as step:
+        Path("checkpoints/best.pt").write_text("weights of A")
+        step.add_output(best)
+    with wt.workflow_step("B") as step:
+        step.add_input(best)
+    with wt.workflow_step("C") as step:
+        Path("checkpoints/best.pt").write_text("weights of C")
+        step.add_output(best)
+    with wt.workflow_step("D") as step:
+        step.add_input(best)
+"""
+
+
+@pytest.fixture(scope="module")
+def reused(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where A writes checkpoints/best.pt, B reads it, C writes it again and D reads it."""
+    folder = tmp_path_factory.mktemp("reused")
+    recorded(write_script(folder, "abcd.py", REUSED), cwd=folder)
+    return folder
+
+
+class TestReusedPaths:
+    """One path, written twice: each reader's lineage is the writer of the generation it read."""
+
+    def test_upstream_is_the_writer_before_the_read(self, reused: Path) -> None:
+        """upstream(B) holds A and not C; upstream(D) holds C and not A."""
+        graph = load_graph(store_of(reused))
+        keys = task_keys(graph)
+        up_b, up_d = graph.upstream(keys["B"]), graph.upstream(keys["D"])
+        expected = ((True, False), (True, False))
+        assert expected == ((keys["A"] in up_b.nodes, keys["C"] in up_b.nodes),
+                            (keys["C"] in up_d.nodes, keys["A"] in up_d.nodes))
+
+    def test_generations_and_edge_generations_in_json(self, reused: Path) -> None:
+        """JSON v2: best.pt has generation 1 by A and 2 by C; each edge carries the generation it read or wrote."""
+        doc = export_json(cwd=reused)
+        ids = {name: f"task:{task['id']}" for name, task in json_tasks(doc).items()}
+        best = f"file:{reused.resolve() / 'checkpoints' / 'best.pt'}"
+        node = next(n for n in doc["nodes"] if n["id"] == best)
+        names = {v: k for k, v in ids.items()}
+        gens = [(g["generation"], names[f"task:{g['task_id']}"]) for g in node["generations"]]
+        edges = sorted((names[e["target"] if e["relation"] == "input" else e["source"]], e["relation"],
+                        e["generation"]) for e in doc["edges"])
+        expected = (2, [(1, "A"), (2, "C")],
+                    [("A", "output", 1), ("B", "input", 1), ("C", "output", 2), ("D", "input", 2)])
+        assert expected == (doc["version"], gens, edges)
+
+    def test_cli_lineage_up_of_b_mentions_only_a(self, reused: Path) -> None:
+        """`workflow-trace lineage task:B --direction up` names A and never C (nor D)."""
+        keys = task_keys(load_graph(store_of(reused)))
+        done = cli("lineage", keys["B"], "--direction", "up", cwd=reused)
+        text = done.stdout.decode()
+        expected = (0, True, False, False)
+        assert expected == (done.returncode, f"{keys['A']} A" in text, keys["C"] in text, keys["D"] in text)
+
+    def test_show_names_the_writer_and_readers_of_each_generation(self, reused: Path) -> None:
+        """`show`: A's output was used by B only, C's by D only; B's input is A's generation, D's is C's."""
+        keys = task_keys(load_graph(store_of(reused)))
+        lines = stdout_lines(cli("show", cwd=reused))
+        best = f"file:{reused.resolve() / 'checkpoints' / 'best.pt'}"
+        expected = [
+            f"    -> {best} · gen 1, by {keys['A']}  (used by {keys['B']})",
+            f"    <- {best} · gen 1, by {keys['A']}",
+            f"    -> {best} · gen 2, by {keys['C']}  (used by {keys['D']})",
+            f"    <- {best} · gen 2, by {keys['C']}",
+        ]
+        assert expected == [line for line in lines if best in line]
