@@ -128,3 +128,85 @@ class TestReusedPaths:
             f"    <- {best} · gen 2, by {keys['C']}",
         ]
         assert expected == [line for line in lines if best in line]
+
+
+# -- 2. threads: work handed to threads inside a step records into that step ----------------------------------
+
+THREADS = """
+    import sys
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+    import workflow_trace as wt
+
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    if sys.argv[1] == "configure-off":
+        wt.configure("sqlite", threads=False)
+    else:
+        wt.configure("sqlite")
+    Path("data").mkdir(exist_ok=True)
+    files = []
+    for i in range(40):
+        Path(f"data/{i:02d}.txt").write_text(str(i))
+        files.append(f"data/{i:02d}.txt")
+
+    @wt.consumes_file("path")
+    def load(path):
+        return Path(path).read_text()
+
+    @wt.workflow_step("pipeline")
+    def pipeline():
+        with ThreadPoolExecutor(4) as pool:
+            return list(pool.map(load, files))
+
+    def thread_in_a_step():
+        with wt.workflow_step("main"):
+            thread = threading.Thread(target=load, args=("data/00.txt",))
+            thread.start()
+            thread.join()
+
+    assert pipeline() == [str(i) for i in range(40)]
+    if len(sys.argv) > 2:
+        thread_in_a_step()
+"""
+
+
+def _thread_runs(folder: Path, mode: str, *, plain_thread: bool = False,
+                 env: dict[str, str] | None = None) -> list[tuple[str, int, int]]:
+    """Run the threads script in ``folder``; per task: (name, runs, distinct inputs)."""
+    args = [mode, "thread"] if plain_thread else [mode]
+    recorded(write_script(folder, "threads.py", THREADS), *args, cwd=folder, env=env)
+    tasks = [n["task"] for n in export_json(cwd=folder)["nodes"] if n["kind"] == "task"]
+    return [(t["name"], len(t["runs"]), len({i for r in t["runs"] for i in r["inputs"]})) for t in tasks]
+
+
+class TestThreads:
+    """The step is carried into threads and thread pools, unless switched off."""
+
+    def test_pool_inside_a_step_is_one_task_with_every_input(self, tmp_path: Path) -> None:
+        """ThreadPoolExecutor(4).map(load, 40 files) inside @workflow_step("pipeline"): one task, one run, 40 inputs."""
+        runs = _thread_runs(tmp_path, "on")
+        run_inputs = [r["inputs"] for r in json_tasks(export_json(cwd=tmp_path))["pipeline"]["runs"]]
+        data = tmp_path.resolve() / "data"
+        expected = ([("pipeline", 1, 40)], [[f"file:{data / f'{i:02d}.txt'}" for i in range(40)]])
+        assert expected == (runs, [sorted(r) for r in run_inputs])
+
+    def test_plain_thread_records_into_the_step_that_started_it(self, tmp_path: Path) -> None:
+        """A threading.Thread started inside a step: the loader's input is the step's input, no task of its own."""
+        _thread_runs(tmp_path, "on", plain_thread=True)
+        tasks = json_tasks(export_json(cwd=tmp_path))
+        main = tasks["main"]
+        expected = (["pipeline", "main"], [[f"file:{tmp_path.resolve() / 'data' / '00.txt'}"]])
+        assert expected == (list(tasks), [r["inputs"] for r in main["runs"]])
+
+    @pytest.mark.parametrize("how", ["configure", "environment"])
+    def test_switched_off_each_call_is_a_run_of_the_loaders_task(self, how: str, tmp_path: Path) -> None:
+        """configure(threads=False) or WORKFLOW_TRACE_THREADS=0: the pipeline records nothing, `load` is one task
+        with 40 implicit runs (one per call, in the pool's threads; four threads calling it first at once
+        share the task)."""
+        if how == "configure":
+            runs = _thread_runs(tmp_path, "configure-off")
+        else:
+            runs = _thread_runs(tmp_path, "on", env={"WORKFLOW_TRACE_THREADS": "0"})
+        expected = [("pipeline", 1, 0), ("load", 40, 40)]
+        assert expected == runs
