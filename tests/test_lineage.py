@@ -17,6 +17,7 @@ from _support import (
     export_json,
     json_tasks,
     run_script,
+    table,
     write_script,
 )
 
@@ -210,3 +211,57 @@ class TestThreads:
             runs = _thread_runs(tmp_path, "on", env={"WORKFLOW_TRACE_THREADS": "0"})
         expected = [("pipeline", 1, 0), ("load", 40, 40)]
         assert expected == runs
+
+
+# -- 3. loops: a decorated function called 10,000 times ----------------------------------------------------
+
+LOOP = """
+    from pathlib import Path
+    import workflow_trace as wt
+
+    wt.configure("sqlite")
+    Path("samples").mkdir(exist_ok=True)
+    for i in range(10):
+        Path(f"samples/{i}.bin").write_bytes(bytes([i]))
+
+    @wt.consumes_file("path")
+    def load_sample(path):
+        return Path(path).read_bytes()
+
+    for i in range(10_000):
+        load_sample(f"samples/{i % 10}.bin")
+"""
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where load_sample was called 10,000 times on 10 files."""
+    folder = tmp_path_factory.mktemp("loop")
+    recorded(write_script(folder, "loop.py", LOOP), cwd=folder)
+    return folder
+
+
+class TestLoops:
+    """10,000 calls of one decorated function: one task, 10,000 runs, one edge per file with its count."""
+
+    def test_one_task_ten_thousand_runs_ten_edges(self, loop: Path) -> None:
+        """JSON: one task (load_sample) with 10,000 runs; 10 input edges, count 1,000 each."""
+        doc = export_json(cwd=loop)
+        tasks = json_tasks(doc)
+        samples = loop.resolve() / "samples"
+        edges = sorted((e["source"], e["relation"], e["count"]) for e in doc["edges"])
+        expected = (["load_sample"], 10_000, [(f"file:{samples / f'{i}.bin'}", "input", 1_000) for i in range(10)])
+        assert expected == (list(tasks), len(tasks["load_sample"]["runs"]), edges)
+
+    def test_show_folds_the_runs(self, loop: Path) -> None:
+        """`show` prints one folded line for the 10,000 runs, not 10,000 lines."""
+        lines = stdout_lines(cli("show", cwd=loop))
+        runs = [line.strip() for line in lines if line.strip().startswith("run ")]
+        expected = (["run load_sample ×10,000"], True)
+        assert expected == (runs, len(lines) < 20)
+
+    def test_tasks_shows_the_runs_column(self, loop: Path) -> None:
+        """`tasks`: one row, 10,000 in the RUNS column, 10 inputs."""
+        rows = table(cli("tasks", cwd=loop).stdout.decode())
+        expected = [("load_sample", "10,000", "10", "0")]
+        assert expected == [(r["NAME"], r["RUNS"], r["INPUTS"], r["OUTPUTS"]) for r in rows]
