@@ -7,9 +7,12 @@ JSON export, and the CLI's output and exit code. No timed assertions.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support import (
@@ -17,10 +20,12 @@ from _support import (
     export_json,
     json_tasks,
     run_script,
+    snapshot,
     table,
     write_script,
 )
 
+import workflow_trace as wt
 from workflow_trace.graph import Graph, load_graph
 
 GIT = shutil.which("git")
@@ -265,3 +270,165 @@ class TestLoops:
         rows = table(cli("tasks", cwd=loop).stdout.decode())
         expected = [("load_sample", "10,000", "10", "0")]
         assert expected == [(r["NAME"], r["RUNS"], r["INPUTS"], r["OUTPUTS"]) for r in rows]
+
+
+# -- 4. nested steps: child runs with params ---------------------------------------------------------------
+
+NESTED = """
+    import workflow_trace as wt
+
+    wt.configure("sqlite")
+
+    @wt.workflow_step(params={"epochs": 3, "api_key": "sk-live-0123456789"})
+    def fit():
+        pass
+
+    with wt.workflow_step("train", params={"lr": 0.1, "token": "tok-abcdef"}) as train:
+        train.log_params(batch=32, password="hunter2-secret")
+        with wt.workflow_step("prepare", params={"size": 640}) as prepare:
+            prepare.log_params(augment=True)
+        fit()
+"""
+
+SECRETS = ("sk-live-0123456789", "tok-abcdef", "hunter2-secret")
+
+
+@pytest.fixture(scope="module")
+def nested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where a step with params ran a nested step and a decorated step inside it."""
+    folder = tmp_path_factory.mktemp("nested")
+    recorded(write_script(folder, "nested.py", NESTED), cwd=folder)
+    return folder
+
+
+class TestNestedSteps:
+    """Nested steps are child runs of one task, each with its own params."""
+
+    def test_child_runs_with_parent_and_params_in_json(self, nested: Path) -> None:
+        """JSON v2 `task.runs`: train (root) and its children prepare and fit, each with its params (params=,
+        log_params, @workflow_step(params=)); secret-looking names masked."""
+        tasks = json_tasks(export_json(cwd=nested))
+        runs = tasks["train"]["runs"]
+        names = {r["run_id"]: r["name"] for r in runs}
+        shown = [(r["name"], names.get(r["parent_run_id"]), r["params"]) for r in runs]
+        expected = (["train"], [
+            ("train", None, {"lr": 0.1, "token": "***", "batch": 32, "password": "***"}),
+            ("prepare", "train", {"size": 640, "augment": True}),
+            ("fit", "train", {"epochs": 3, "api_key": "***"}),
+        ])
+        assert expected == (list(tasks), shown)
+
+    def test_secrets_are_nowhere_in_the_store_folder(self, nested: Path) -> None:
+        """The masked values are in no file of .workflow_trace/ (store, WAL, journals)."""
+        found = [(name, secret) for name, (data, _) in snapshot(nested / ".workflow_trace").items()
+                 for secret in SECRETS if secret.encode() in data]
+        expected: list[tuple[str, str]] = []
+        assert expected == found
+
+    def test_show_prints_the_run_tree_with_params(self, nested: Path) -> None:
+        """`show` prints the runs as a tree (children indented under train) with their params, secrets masked."""
+        lines = stdout_lines(cli("show", cwd=nested))
+        runs = [re.sub(r"\] [\d.]+ (?:ms|s|min|h)\b", "]", line)  # durations vary
+                for line in lines if line.strip().startswith("run ")]
+        expected = [
+            "    run train [ok]  params: lr=0.1, token=***, batch=32, password=***",
+            "        run prepare [ok]  params: size=640, augment=true",
+            "        run fit [ok]  params: epochs=3, api_key=***",
+        ]
+        assert expected == runs
+
+    @pytest.mark.parametrize("value", [object(), {1, 2}, float("nan"), b"bytes"],
+                             ids=["object", "set", "nan", "bytes"])
+    def test_non_json_params_refused_at_construction(self, value: Any) -> None:
+        """workflow_step(params=...) and @workflow_step(params=...) refuse a non-JSON value with a TypeError
+        naming the param, before anything runs."""
+        messages = []
+        for make in (lambda: wt.workflow_step("train", params={"seed": value}),
+                     lambda: wt.workflow_step(params={"seed": value})(fit_function)):
+            with pytest.raises(TypeError) as caught:
+                make()
+            messages.append("param 'seed'" in str(caught.value))
+        expected = [True, True]
+        assert expected == messages
+
+
+def fit_function() -> None:
+    """A named function to decorate."""
+
+
+# -- 5. no self-ancestry: what a task reads of its own writing is internal to it ---------------------------
+
+SELF = """
+    from pathlib import Path
+    import workflow_trace as wt
+
+    wt.configure("sqlite")
+    raw, best = wt.File(path="raw.txt"), wt.File(path="best.pt")
+    with wt.workflow_step("prep") as step:
+        Path("raw.txt").write_text("raw")
+        step.add_output(raw)
+    with wt.workflow_step("train") as step:
+        step.add_input(raw)
+        with wt.workflow_step("epoch") as epoch:
+            Path("best.pt").write_text("epoch 1")
+            epoch.add_output(best)
+        with wt.workflow_step("resume") as resume:        # reads its own checkpoint, writes it again
+            resume.add_input(best)
+            Path("best.pt").write_text("epoch 2")
+            resume.add_output(best)
+    with wt.workflow_step("eval") as step:
+        step.add_input(best)
+"""
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """prep writes raw.txt; train reads it, writes best.pt, reads it back and writes it again; eval reads it."""
+    folder = tmp_path_factory.mktemp("resumed")
+    recorded(write_script(folder, "resume.py", SELF), cwd=folder)
+    return folder
+
+
+class TestNoSelfAncestry:
+    """A task that reads what it wrote earlier is not its own ancestor."""
+
+    def test_upstream_of_the_task_does_not_go_through_its_own_write(self, resumed: Path) -> None:
+        """upstream(train): its inputs and prep; not one of train's own output edges."""
+        graph = load_graph(store_of(resumed))
+        keys = task_keys(graph)
+        up = graph.upstream(keys["train"])
+        tasks = sorted(n.label for n in up.tasks)
+        own_writes = [e for e in up.edges if e.relation == "output" and e.task_key == keys["train"]]
+        expected = (["prep", "train"], [])
+        assert expected == (tasks, own_writes)
+
+    def test_lineage_json_of_the_task(self, resumed: Path) -> None:
+        """`lineage task:train --direction up --format json`: the reads of raw.txt and of its own best.pt
+        (generation 1), prep's write of raw.txt, and nothing train wrote."""
+        keys = task_keys(load_graph(store_of(resumed)))
+        done = cli("lineage", keys["train"], "--direction", "up", "--format", "json", cwd=resumed)
+        doc = json.loads(done.stdout)
+        folder = resumed.resolve()
+        edges = sorted((e["source"], e["target"], e["generation"]) for e in doc["edges"])
+        expected = sorted([
+            (keys["prep"], f"file:{folder / 'raw.txt'}", 1),
+            (f"file:{folder / 'raw.txt'}", keys["train"], 1),
+            (f"file:{folder / 'best.pt'}", keys["train"], 1),
+        ])
+        assert (0, expected) == (done.returncode, edges)
+
+    def test_text_lineage_does_not_list_the_task_above_itself(self, resumed: Path) -> None:
+        """`lineage task:train --direction up`: prep is an ancestor, train never appears as one."""
+        keys = task_keys(load_graph(store_of(resumed)))
+        lines = stdout_lines(cli("lineage", keys["train"], "--direction", "up", cwd=resumed))
+        ancestors = [line.strip().split(" [")[0] for line in lines[2:] if line.strip().startswith("<- task:")]
+        expected = [f"<- {keys['prep']} prep"]
+        assert expected == ancestors
+
+    def test_downstream_reader_sees_the_task_once(self, resumed: Path) -> None:
+        """upstream(eval): train (which wrote generation 2) and prep, each once in the text tree."""
+        keys = task_keys(load_graph(store_of(resumed)))
+        lines = stdout_lines(cli("lineage", keys["eval"], "--direction", "up", cwd=resumed))
+        ancestors = [line.strip().split(" [")[0] for line in lines[2:] if line.strip().startswith("<- task:")]
+        expected = [f"<- {keys['train']} train", f"<- {keys['prep']} prep"]
+        assert expected == ancestors
