@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from _support import (
+    child_env,
     cli,
     export_json,
     json_tasks,
@@ -432,3 +433,182 @@ class TestNoSelfAncestry:
         ancestors = [line.strip().split(" [")[0] for line in lines[2:] if line.strip().startswith("<- task:")]
         expected = [f"<- {keys['train']} train", f"<- {keys['prep']} prep"]
         assert expected == ancestors
+
+
+# -- 6. reproduce: what a task ran and read, and whether it can be had again ----------------------------------
+
+TRAIN = """
+    import workflow_trace as wt
+
+    wt.configure("sqlite")
+    with wt.workflow_step("train", inputs=[wt.Project(path="proj")], version_inputs=True,
+                          params={"lr": 0.1}) as step:
+        step.add_input(wt.File(path="config.yaml"))
+"""
+
+PROJECT_FILES = {"img/a.txt": b"image a\n", "img/b.txt": b"image b\n", "ann.json": b'{"a": "cat"}\n'}
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> Path:
+    """A folder where `python train.py --lr 0.1` versioned the project folder proj and read config.yaml."""
+    for name, data in PROJECT_FILES.items():
+        (tmp_path / "proj" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "proj" / name).write_bytes(data)
+    (tmp_path / "config.yaml").write_text("lr: 0.1\n")
+    recorded(write_script(tmp_path, "train.py", TRAIN), "--lr", "0.1", cwd=tmp_path)
+    return tmp_path
+
+
+def reproduce(folder: Path, *args: str) -> tuple[int, list[str]]:
+    """`workflow-trace reproduce ARGS` in ``folder``: exit code and stdout lines (the varying python/host/pid
+    line shown as ``python ...``)."""
+    done = cli("reproduce", *args, cwd=folder)
+    lines = [re.sub(r"^  python \S+ on .* \(pid \d+\)$", "  python ...", line) for line in stdout_lines(done)]
+    return done.returncode, lines
+
+
+class TestReproduce:
+    """`workflow-trace reproduce TASK [--restore DIR]` on a task that read a local project version."""
+
+    def test_report_of_an_unchanged_task(self, trained: Path) -> None:
+        """Command, code version, params, and each input with its version and state: all unchanged."""
+        folder = trained.resolve()
+        expected = (0, [
+            "task:1 train [ok]",
+            "  command: train.py --lr 0.1",
+            f"  in: {folder}",
+            "  code: no git repository found for the script",
+            "  python ...",
+            "runs:",
+            "  train [ok]  params: lr=0.1",
+            "inputs (what it read):",
+            f"  project:{folder / 'proj'} @v1: unchanged since the version (hash-checked)",
+            f"  file:{folder / 'config.yaml'}: unchanged since it was read (size and modification time)",
+            "to run it again:",
+            f"  cd {folder}",
+            "  workflow-trace reproduce task:1 --restore DIR   # the 1 local project version(s) it read",
+            "  train.py --lr 0.1",
+        ])
+        assert expected == reproduce(trained, "task:1")
+
+    def test_a_changed_project_file_and_a_changed_local_input(self, trained: Path) -> None:
+        """One file of the project changed: "changed since the version", naming it; config.yaml rewritten:
+        "changed since it was read"."""
+        (trained / "proj" / "img" / "a.txt").write_bytes(b"image a, edited\n")
+        (trained / "config.yaml").write_text("lr: 0.2 # edited\n")
+        folder = trained.resolve()
+        code, lines = reproduce(trained, "1")
+        inputs = lines[lines.index("inputs (what it read):") + 1 : lines.index("to run it again:")]
+        expected = (0, [
+            f"  project:{folder / 'proj'} @v1: changed since the version: 1 file(s) differ (img/a.txt)",
+            f"  file:{folder / 'config.yaml'}: changed since it was read (size 8 -> 17)",
+        ])
+        assert expected == (code, inputs)
+
+    def test_restore_gives_back_the_versioned_bytes(self, trained: Path, tmp_path_factory: pytest.TempPathFactory
+                                                    ) -> None:
+        """After the project changed, `--restore DIR` writes DIR/proj byte-identical to what was versioned; exit 0."""
+        (trained / "proj" / "img" / "a.txt").write_bytes(b"image a, edited\n")
+        (trained / "proj" / "new.txt").write_bytes(b"added later\n")
+        (trained / "proj" / "ann.json").unlink()
+        target = tmp_path_factory.mktemp("restored")
+        code, lines = reproduce(trained, "task:1", "--restore", str(target))
+        expected = (0, f"restored project:{trained.resolve() / 'proj'} into {target / 'proj'}", PROJECT_FILES)
+        assert expected == (code, lines[-1], files_of(target / "proj"))
+
+    @pytest.mark.parametrize(("task", "message"), [
+        ("task:99", "workflow-trace: error: no node task:99 in the store; closest: task:1"),
+        ("99", "workflow-trace: error: no node task:99 in the store; closest: task:1"),
+        ("train", "workflow-trace: error: name the task by its id: TASK or task:ID (got 'train')"),
+    ])
+    def test_unknown_task_is_one_line_and_exit_2(self, trained: Path, task: str, message: str) -> None:
+        """A task id that does not exist (or is not an id): exit 2, one line on stderr, nothing on stdout."""
+        done = cli("reproduce", task, cwd=trained)
+        expected = (2, [message], b"")
+        assert expected == (*error_line(done), done.stdout)
+
+
+# -- 7. code version: the git commit and dirty flag of the script's repository ------------------------------
+
+RUN = """
+    import workflow_trace as wt
+
+    wt.configure("sqlite")
+    with wt.workflow_step("job"):
+        pass
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run the git binary in ``repo`` with no user or system configuration; its stdout."""
+    env = {**child_env(), "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)}
+    done = subprocess.run([GIT or "git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit holding run.py and README."""
+    folder = tmp_path / "repo"
+    write_script(folder, "run.py", RUN)
+    (folder / "README").write_text("a project\n")
+    git(folder, "init", "-q")
+    git(folder, "add", "run.py", "README")
+    git(folder, "commit", "-q", "-m", "first")
+    return folder
+
+
+@needs_git
+class TestCodeVersion:
+    """A local task records the commit of its script's repository and whether the work tree was dirty."""
+
+    def test_clean_then_dirty(self, repo: Path) -> None:
+        """Run from a clean tree: git_commit is `git rev-parse HEAD`, git_dirty false; after editing a tracked
+        file: git_dirty true (JSON v2 task fields)."""
+        head = git(repo, "rev-parse", "HEAD")
+        recorded(repo / "run.py", cwd=repo)
+        (repo / "README").write_text("a project, edited\n")
+        recorded(repo / "run.py", cwd=repo)
+        tasks = [n["task"] for n in export_json(cwd=repo)["nodes"] if n["kind"] == "task"]
+        expected = [(head, False), (head, True)]
+        assert expected == [(t["git_commit"], t["git_dirty"]) for t in tasks]
+
+    def test_reproduce_names_the_commit_and_the_dirty_tree(self, repo: Path) -> None:
+        """`reproduce` says the commit, clean or with uncommitted changes, and how to check it out."""
+        head = git(repo, "rev-parse", "HEAD")
+        recorded(repo / "run.py", cwd=repo)
+        (repo / "README").write_text("a project, edited\n")
+        recorded(repo / "run.py", cwd=repo)
+        reports = [reproduce(repo, f"task:{i}")[1] for i in (1, 2)]
+        expected = [
+            [f"  code: git commit {head} (clean)", f"  git checkout {head}"],
+            [f"  code: git commit {head} (the work tree had uncommitted changes)", f"  git checkout {head}"],
+        ]
+        assert expected == [[line for line in r if "git" in line] for r in reports]
+
+    def test_a_new_commit_is_recorded(self, repo: Path) -> None:
+        """Commit the edit and run again: the new task has the new HEAD and a clean tree."""
+        recorded(repo / "run.py", cwd=repo)
+        (repo / "README").write_text("a project, edited\n")
+        git(repo, "commit", "-q", "-am", "second")
+        recorded(repo / "run.py", cwd=repo)
+        tasks = [n["task"] for n in export_json(cwd=repo)["nodes"] if n["kind"] == "task"]
+        expected = [(git(repo, "rev-parse", "HEAD~1"), False), (git(repo, "rev-parse", "HEAD"), False)]
+        assert expected == [(t["git_commit"], t["git_dirty"]) for t in tasks]
+
+
+def test_no_repository_gives_null(tmp_path: Path) -> None:
+    """A script outside any git repository: git_commit and git_dirty are null, and `reproduce` says so."""
+    recorded(write_script(tmp_path, "run.py", RUN), cwd=tmp_path)
+    task = json_tasks(export_json(cwd=tmp_path))["job"]
+    code, lines = reproduce(tmp_path, "1")
+    expected = (None, None, 0, True)
+    assert expected == (task["git_commit"], task["git_dirty"], code,
+                        "  code: no git repository found for the script" in lines)
