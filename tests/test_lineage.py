@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -612,3 +613,115 @@ def test_no_repository_gives_null(tmp_path: Path) -> None:
     expected = (None, None, 0, True)
     assert expected == (task["git_commit"], task["git_dirty"], code,
                         "  code: no git repository found for the script" in lines)
+
+
+# -- 8. one node syntax in every command -----------------------------------------------------------------------
+
+PIPELINE = """
+    from pathlib import Path
+    import workflow_trace as wt
+
+    wt.configure("sqlite")
+    with wt.workflow_step("train", inputs=[wt.Project(path="data/proj")], version_inputs=True) as step:
+        Path("model.bin").write_bytes(b"weights")
+        step.add_output(wt.File(path="model.bin", model_weight=True))
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where train read the project data/proj (recorded relative, versioned) and wrote model.bin; a
+    subfolder sub/ to run the CLI from."""
+    folder = tmp_path_factory.mktemp("workspace")
+    (folder / "data" / "proj").mkdir(parents=True)
+    (folder / "data" / "proj" / "a.txt").write_text("a\n")
+    (folder / "sub").mkdir()
+    recorded(write_script(folder, "pipeline.py", PIPELINE), cwd=folder)
+    return folder
+
+
+def in_workspace(workspace: Path, where: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """The CLI run from ``where`` (``.``, ``sub`` or ``elsewhere``: a folder outside the workspace), on the
+    workspace's store."""
+    cwd = workspace / where if where != "elsewhere" else workspace.parent
+    return cli(*args, cwd=cwd, env={"WORKFLOW_TRACE_DB": str(store_of(workspace))})
+
+
+@pytest.fixture(scope="module")
+def project_id(workspace: Path) -> str:
+    """The local project id `versions list` prints for data/proj (``project:N`` in its first line)."""
+    first = stdout_lines(in_workspace(workspace, ".", "versions", "list", "data/proj"))[0]
+    found = re.search(r"\(project:(\d+)\)$", first)
+    assert found is not None, first
+    return found.group(1)
+
+
+# The forms a user may type for the project from each folder: as recorded, against the current folder, the
+# absolute path, the local id.
+FORMS = {
+    ".": ["project:data/proj", "project:./data/proj", "project:{abs}", "project:{id}"],
+    "sub": ["project:data/proj", "project:../data/proj", "project:{abs}", "project:{id}"],
+    "elsewhere": ["project:data/proj", "project:{abs}", "project:{id}"],
+}
+COMMANDS = {
+    "show": ["show", "--scope", "{node}"],
+    "tasks": ["tasks", "--scope", "{node}"],
+    "lineage": ["lineage", "{node}"],
+    "lineage-json": ["lineage", "{node}", "--direction", "down", "--format", "json"],
+    "export": ["export", "--format", "json", "--scope", "{node}"],
+    "versions": ["versions", "list", "{node}"],
+}
+
+
+class TestNodeSyntax:
+    """Every command takes KIND:ID and KIND:PATH the same way, from any folder."""
+
+    @pytest.mark.parametrize("command", list(COMMANDS))
+    @pytest.mark.parametrize("where", list(FORMS))
+    def test_every_form_names_the_same_project(self, workspace: Path, project_id: str, command: str,
+                                               where: str) -> None:
+        """Each form of the project gives exit 0 and the same output as its absolute path typed in the
+        workspace."""
+        values = {"abs": str(workspace.resolve() / "data" / "proj"), "id": project_id}
+
+        def run(where_and_node: tuple[str, str]) -> tuple[int, bytes]:
+            where, node = where_and_node
+            done = in_workspace(workspace, where, *(a.format(node=node) for a in COMMANDS[command]))
+            return done.returncode, done.stdout
+
+        forms = [form.format(**values) for form in FORMS[where]]
+        with ThreadPoolExecutor(4) as pool:  # independent processes: run them side by side
+            reference, *outputs = pool.map(run, [(".", f"project:{values['abs']}"), *((where, f) for f in forms)])
+        expected = dict.fromkeys(forms, reference)
+        assert (0, expected) == (reference[0], dict(zip(forms, outputs, strict=True)))
+
+    @pytest.mark.parametrize("where", list(FORMS))
+    def test_versions_list_takes_a_bare_path(self, workspace: Path, where: str) -> None:
+        """`versions list PATH` (no kind): the path as recorded, from any folder, lists the same versions."""
+        reference = in_workspace(workspace, ".", "versions", "list", "data/proj")
+        again = in_workspace(workspace, where, "versions", "list", "data/proj")
+        expected = (0, reference.stdout)
+        assert expected == (again.returncode, again.stdout)
+
+    @pytest.mark.parametrize("form", ["task:1", "1"])
+    def test_reproduce_takes_task_id_and_id(self, workspace: Path, form: str) -> None:
+        """`reproduce task:ID` and `reproduce ID` print the same report."""
+        reference = in_workspace(workspace, ".", "reproduce", "task:1")
+        again = in_workspace(workspace, "sub", "reproduce", form)
+        expected = (0, reference.stdout)
+        assert expected == (again.returncode, again.stdout)
+
+    @pytest.mark.parametrize("command", list(COMMANDS))
+    def test_unknown_node_is_one_line_naming_the_closest(self, workspace: Path, command: str) -> None:
+        """A project that is not recorded: exit 2 and one line on stderr naming the closest known project."""
+        done = in_workspace(workspace, "sub", *(a.format(node="project:data/prj") for a in COMMANDS[command]))
+        closest = f"project:{workspace.resolve() / 'data' / 'proj'}"
+        expected = (2, [f"workflow-trace: error: no node project:data/prj in the store; closest: {closest}"])
+        assert expected == error_line(done)
+
+    def test_unknown_file_names_the_closest_file(self, workspace: Path) -> None:
+        """`lineage file:model.pt` (a typo): the closest recorded file is named."""
+        done = in_workspace(workspace, ".", "lineage", "file:model.pt")
+        closest = f"file:{workspace.resolve() / 'model.bin'}"
+        expected = (2, [f"workflow-trace: error: no node file:model.pt in the store; closest: {closest}"])
+        assert expected == error_line(done)

@@ -791,10 +791,7 @@ class Graph:
         parsed = parse_scope(scope)
         if parsed.level == "workspace" or parsed.key is None:
             return Graph(dict(self.nodes), list(self.edges), parsed, self.store, self.server)
-        try:
-            key = self.find(parsed.key)[0]
-        except UnknownNodeError:
-            raise UnknownNodeError(f"no {terminal_safe(parsed.key)} in the store") from None
+        key = self.find(parsed.key)[0]  # an unknown one: the error names the closest known ones
         if parsed.level == "project":
             tasks = {e.task_key for e in self.edges if e.data_key == key}
             kept = [e for e in self.edges if e.task_key in tasks]
