@@ -725,3 +725,76 @@ class TestNodeSyntax:
         closest = f"file:{workspace.resolve() / 'model.bin'}"
         expected = (2, [f"workflow-trace: error: no node file:model.pt in the store; closest: {closest}"])
         assert expected == error_line(done)
+
+
+# -- 9. store discovery: the nearest .workflow_trace/ upwards, within the work tree and the home folder ----
+
+WHERE = """
+    import sys
+    import workflow_trace as wt
+
+    with wt.workflow_step(sys.argv[1]):
+        pass
+    wt.flush()
+    print(wt.get_backend().path)
+"""
+
+
+def discover(script: Path, name: str, cwd: Path, home: Path) -> str:
+    """Run the discovery script (nothing configured, HOME=home) in ``cwd``; the store it used."""
+    done = run_script(script, name, cwd=cwd, env={"HOME": str(home)})
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    return done.stdout.strip()
+
+
+@needs_git
+class TestStoreDiscovery:
+    """With no WORKFLOW_TRACE_DB, scripts and the CLI find the project's store as git finds .git."""
+
+    def test_subfolder_finds_the_store_of_the_project_root(self, tmp_path: Path) -> None:
+        """A script in the project root creates .workflow_trace/ there; another script and the CLI run from a
+        subfolder use the same store, and `show` names it on its second line."""
+        home = tmp_path / "home"
+        root = home / "proj"
+        (root / "src" / "deep").mkdir(parents=True)
+        git(root, "init", "-q")
+        script = write_script(root, "where.py", WHERE)
+        store = str(store_of(root))
+        used = [discover(script, "from-root", root, home), discover(script, "from-sub", root / "src" / "deep", home)]
+        shown = stdout_lines(cli("show", cwd=root / "src" / "deep", env={"HOME": str(home)}))
+        names = [r["NAME"] for r in table(cli("tasks", cwd=root / "src", env={"HOME": str(home)}).stdout.decode())]
+        expected = ([store, store], f"store: {store}", ["from-root", "from-sub"], [".git", ".workflow_trace",
+                                                                                    "src", "where.py"])
+        assert expected == (used, shown[1], names, sorted(p.name for p in root.iterdir()))
+
+    def test_never_above_the_git_work_tree(self, tmp_path: Path) -> None:
+        """A store in the home folder above a repository is not used from inside the repository: the CLI
+        says there is no store (naming where it looked), a script creates one in its own folder."""
+        home = tmp_path / "home"
+        script = write_script(tmp_path / "scripts", "where.py", WHERE)
+        home.mkdir()
+        decoy = discover(script, "in-home", home, home)
+        inner = home / "repo" / "sub"
+        inner.mkdir(parents=True)
+        git(home / "repo", "init", "-q")
+        missing = cli("show", cwd=inner, env={"HOME": str(home)})
+        used = discover(script, "in-repo", inner, home)
+        expected = (
+            (2, [f"workflow-trace: error: no lineage store at {store_of(inner)} (run a pipeline first, or pass "
+                 "--db / set WORKFLOW_TRACE_DB)"]),
+            str(store_of(home)), str(store_of(inner)), ["in-home"],
+        )
+        assert expected == (error_line(missing), decoy, used,
+                            [t.label for t in load_graph(store_of(home)).tasks])
+
+    def test_never_above_the_home_folder(self, tmp_path: Path) -> None:
+        """A store above $HOME is not used from a folder inside it (not a repository)."""
+        home = tmp_path / "home"
+        work = home / "work" / "sub"
+        work.mkdir(parents=True)
+        script = write_script(tmp_path / "scripts", "where.py", WHERE)
+        decoy = discover(script, "above-home", tmp_path, tmp_path)  # its own HOME: tmp_path
+        missing = cli("show", cwd=work, env={"HOME": str(home)})
+        used = discover(script, "in-home", work, home)
+        expected = (str(store_of(tmp_path)), 2, str(store_of(work)), ["above-home"])
+        assert expected == (decoy, missing.returncode, used, [t.label for t in load_graph(store_of(tmp_path)).tasks])
