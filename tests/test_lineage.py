@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from _support import (
     cli,
     export_json,
     json_tasks,
+    make_event,
     run_script,
     snapshot,
     table,
@@ -28,6 +30,9 @@ from _support import (
 )
 
 import workflow_trace as wt
+from workflow_trace._events import ErrorInfo, StepRef, new_run_id
+from workflow_trace._nodes import File, Project
+from workflow_trace.backends.sqlite import MIGRATIONS, SCHEMA_VERSION
 from workflow_trace.graph import Graph, load_graph
 
 GIT = shutil.which("git")
@@ -798,3 +803,164 @@ class TestStoreDiscovery:
         used = discover(script, "in-home", work, home)
         expected = (str(store_of(tmp_path)), 2, str(store_of(work)), ["above-home"])
         assert expected == (decoy, missing.returncode, used, [t.label for t in load_graph(store_of(tmp_path)).tasks])
+
+
+# -- 10. migration: a store written by 0.1.0 (schema version 1) ---------------------------------------------
+
+V1_CARD = {"customRelationSettings": {"title": "<h4>Best weights</h4>"}}
+
+
+def build_version_1_store(path: Path, weights: str) -> None:
+    """A store as workflow_trace 0.1.0 wrote it, by hand: the tables of MIGRATIONS[0] only, WAL mode,
+    user_version 1, events with the Event JSON bodies of 0.1.0 (no params, no cwd) and the rows it derived.
+
+    Task 1 "prep" (a root run and a nested one) read project 42 and wrote the weights with a card; task 2
+    "train" read them and version 7 (v2) of project 42, and failed.
+    """
+    prep = StepRef(run_id=new_run_id(), name="prep")
+    inner = StepRef(run_id=new_run_id(), name="inner", parent_run_id=prep.run_id)
+    train = StepRef(run_id=new_run_id(), name="train")
+    weights_out, weights_in = File(path=weights, model_weight=True), File(path=weights)
+    events = [
+        make_event("step_started", 1, prep),
+        make_event("input", 1, prep, Project(id=42)),
+        make_event("output", 1, prep, weights_out, meta=V1_CARD),
+        make_event("step_started", 1, inner),
+        make_event("step_finished", 1, inner, status="ok"),
+        make_event("step_finished", 1, prep, status="ok"),
+        make_event("step_started", 2, train),
+        make_event("input", 2, train, weights_in),
+        make_event("input", 2, train, Project(id=42, version_id=7, version_num=2)),
+        make_event("step_finished", 2, train, status="failed", error=ErrorInfo(type="RuntimeError", message="boom")),
+    ]
+    when = [e.time.isoformat() for e in events]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN")
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(i + 1, e.event_id, e.kind, when[i], e.task_id, e.step.run_id,
+          e.model_dump_json(exclude={"params", "cwd"})) for i, e in enumerate(events)],
+    )
+    conn.executemany(
+        "INSERT INTO tasks (id, name, origin, started_at, finished_at, status, error_type, error_message, pid, "
+        "host, command, node_meta, node_meta_time) VALUES (?, ?, 'local', ?, ?, ?, ?, ?, 4242, 'gpu-1', ?, NULL, "
+        "NULL)",
+        [(1, "prep", when[0], when[5], "ok", None, None, "prep.py"),
+         (2, "train", when[6], when[9], "failed", "RuntimeError", "boom", "train.py --lr 0.1")],
+    )
+    conn.executemany(
+        "INSERT INTO steps (run_id, task_id, name, parent_run_id, root, started_at, finished_at, status, "
+        "error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(prep.run_id, 1, "prep", None, 1, when[0], when[5], "ok", None, None),
+         (inner.run_id, 1, "inner", prep.run_id, 0, when[3], when[4], "ok", None, None),
+         (train.run_id, 2, "train", None, 1, when[6], when[9], "failed", "RuntimeError", "boom")],
+    )
+    conn.executemany(
+        "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, model_weight)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(1, '["project",42,null,null,null]', "project", "project:42", 42, None, None, None, 0),
+         (2, json.dumps(["file", None, weights, None, None], separators=(",", ":")), "file", f"file:{weights}",
+          None, weights, None, None, 1),
+         (3, '["project",42,null,7,2]', "project", "project:42", 42, None, 7, 2, 0)],
+    )
+    conn.executemany(
+        "INSERT INTO edges (id, event_seq, direction, task_id, run_id, node_id, meta, time)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(1, 2, "input", 1, prep.run_id, 1, None, when[1]),
+         (2, 3, "output", 1, prep.run_id, 2, json.dumps(V1_CARD), when[2]),
+         (3, 8, "input", 2, train.run_id, 2, None, when[7]),
+         (4, 9, "input", 2, train.run_id, 3, None, when[8])],
+    )
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+def schema_of(path: Path) -> tuple[int, int]:
+    """``(user_version, number of events)`` of a store, read without writing it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        return version, conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+EVAL = """
+    import workflow_trace as wt
+
+    with wt.workflow_step("eval") as step:
+        step.add_input(wt.File(path=WEIGHTS))
+"""
+
+
+@pytest.fixture
+def version_1(tmp_path: Path) -> tuple[Path, str]:
+    """A version-1 store file and the path of the weights it recorded."""
+    path = tmp_path / "old" / "workflow.db"
+    path.parent.mkdir()
+    weights = str(tmp_path / "models" / "best.pt")
+    build_version_1_store(path, weights)
+    return path, weights
+
+
+class TestMigration:
+    """A store written by 0.1.0 (schema version 1) is read as it is and migrated in place by a writer."""
+
+    def test_reading_leaves_the_file_as_it_was_and_shows_everything(self, version_1: tuple[Path, str]) -> None:
+        """show, tasks, export, lineage and reproduce on a version-1 file: everything is shown; the file keeps
+        its bytes, its modification time and schema version 1."""
+        path, weights = version_1
+        before = (path.read_bytes(), path.stat().st_mtime_ns)
+        runs = [cli(*args, "--db", str(path)) for args in (
+            ["show"], ["tasks"], ["export", "--format", "json"], ["lineage", f"file:{weights}"], ["reproduce", "2"])]
+        doc = json.loads(runs[2].stdout)
+        tasks = [(t["id"], t["name"], t["status"], t["error"], [(r["name"], r["parent_run_id"] is not None)
+                                                                for r in t["runs"]])
+                 for t in (n["task"] for n in doc["nodes"] if n["kind"] == "task")]
+        edges = [(e["source"], e["target"], e["generation"], e["version_num"], (e["card"] or {}).get("title"))
+                 for e in doc["edges"]]
+        failed = [line.split(", started")[0] for line in stdout_lines(runs[0]) if line.startswith("task:2 ")]
+        expected = (
+            [0] * 5,
+            [(1, "prep", "ok", None, [("prep", False), ("inner", True)]),
+             (2, "train", "failed", {"type": "RuntimeError", "message": "boom"}, [("train", False)])],
+            [("project:42", "task:1", 1, None, None), ("task:1", f"file:{weights}", 1, None, "Best weights"),
+             (f"file:{weights}", "task:2", 1, None, None), ("project:42", "task:2", 1, 2, None)],
+            ["task:2 train [FAILED RuntimeError: boom]"],
+            before, (1, 10),
+        )
+        assert expected == ([r.returncode for r in runs], tasks, edges, failed,
+                            (path.read_bytes(), path.stat().st_mtime_ns), schema_of(path))
+
+    def test_a_writer_migrates_in_place_without_loss(self, version_1: tuple[Path, str], tmp_path: Path) -> None:
+        """A script recording into the version-1 file migrates it to the current schema: the same tasks and
+        edges as before, the old events kept, the new task numbered after the old ones and its events
+        appended."""
+        path, weights = version_1
+        old = export_json("--db", str(path))
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        old_events = conn.execute("SELECT seq, event_id, body FROM events ORDER BY seq").fetchall()
+        conn.close()
+        script = write_script(tmp_path, "eval.py", EVAL.replace("WEIGHTS", repr(weights)))
+        recorded(script, cwd=tmp_path, env={"WORKFLOW_TRACE_DB": str(path)})
+        new = export_json("--db", str(path))
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        events = conn.execute("SELECT seq, event_id, body FROM events ORDER BY seq").fetchall()
+        conn.close()
+        old_tasks = [n for n in old["nodes"] if n["kind"] == "task"]
+        kept_tasks = [n for n in new["nodes"] if n["kind"] == "task" and n["id"] in ("task:1", "task:2")]
+        added = [(n["id"], n["task"]["name"], n["task"]["status"]) for n in new["nodes"]
+                 if n["kind"] == "task" and n["id"] not in ("task:1", "task:2")]
+        expected = (
+            (SCHEMA_VERSION, 13), old_tasks, old["edges"], [("task:3", "eval", "ok")],
+            [(f"file:{weights}", "task:3", 1)], old_events, True,
+        )
+        assert expected == (
+            schema_of(path), kept_tasks, [e for e in new["edges"] if e["task_id"] in (1, 2)], added,
+            [(e["source"], e["target"], e["generation"]) for e in new["edges"] if e["task_id"] == 3],
+            events[:10], all(seq > 10 for seq, _, _ in events[10:]),
+        )
