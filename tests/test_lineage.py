@@ -214,9 +214,7 @@ class TestThreads:
 
     @pytest.mark.parametrize("how", ["configure", "environment"])
     def test_switched_off_each_call_is_a_run_of_the_loaders_task(self, how: str, tmp_path: Path) -> None:
-        """configure(threads=False) or WORKFLOW_TRACE_THREADS=0: the pipeline records nothing, `load` is one task
-        with 40 implicit runs (one per call, in the pool's threads; four threads calling it first at once
-        share the task)."""
+        """Threads off: `load` is one task of 40 implicit runs, however many pool threads call it first at once."""
         if how == "configure":
             runs = _thread_runs(tmp_path, "configure-off")
         else:
@@ -312,8 +310,7 @@ class TestNestedSteps:
     """Nested steps are child runs of one task, each with its own params."""
 
     def test_child_runs_with_parent_and_params_in_json(self, nested: Path) -> None:
-        """JSON v2 `task.runs`: train (root) and its children prepare and fit, each with its params (params=,
-        log_params, @workflow_step(params=)); secret-looking names masked."""
+        """JSON v2 task.runs: train and its children prepare and fit, each with its params, secrets masked."""
         tasks = json_tasks(export_json(cwd=nested))
         runs = tasks["train"]["runs"]
         names = {r["run_id"]: r["name"] for r in runs}
@@ -347,8 +344,7 @@ class TestNestedSteps:
     @pytest.mark.parametrize("value", [object(), {1, 2}, float("nan"), b"bytes"],
                              ids=["object", "set", "nan", "bytes"])
     def test_non_json_params_refused_at_construction(self, value: Any) -> None:
-        """workflow_step(params=...) and @workflow_step(params=...) refuse a non-JSON value with a TypeError
-        naming the param, before anything runs."""
+        """workflow_step(params=) and @workflow_step(params=) refuse a non-JSON value: TypeError naming it."""
         messages = []
         for make in (lambda: wt.workflow_step("train", params={"seed": value}),
                      lambda: wt.workflow_step(params={"seed": value})(fit_function)):
@@ -410,8 +406,7 @@ class TestNoSelfAncestry:
         assert expected == (tasks, own_writes)
 
     def test_lineage_json_of_the_task(self, resumed: Path) -> None:
-        """`lineage task:train --direction up --format json`: the reads of raw.txt and of its own best.pt
-        (generation 1), prep's write of raw.txt, and nothing train wrote."""
+        """`lineage task:train --direction up --format json` holds train's reads and prep's write, no write of train."""
         keys = task_keys(load_graph(store_of(resumed)))
         done = cli("lineage", keys["train"], "--direction", "up", "--format", "json", cwd=resumed)
         doc = json.loads(done.stdout)
@@ -504,8 +499,7 @@ class TestReproduce:
         assert expected == reproduce(trained, "task:1")
 
     def test_a_changed_project_file_and_a_changed_local_input(self, trained: Path) -> None:
-        """One file of the project changed: "changed since the version", naming it; config.yaml rewritten:
-        "changed since it was read"."""
+        """An edited project file: changed since the version; an edited config: changed since it was read."""
         (trained / "proj" / "img" / "a.txt").write_bytes(b"image a, edited\n")
         (trained / "config.yaml").write_text("lr: 0.2 # edited\n")
         folder = trained.resolve()
@@ -576,8 +570,7 @@ class TestCodeVersion:
     """A local task records the commit of its script's repository and whether the work tree was dirty."""
 
     def test_clean_then_dirty(self, repo: Path) -> None:
-        """Run from a clean tree: git_commit is `git rev-parse HEAD`, git_dirty false; after editing a tracked
-        file: git_dirty true (JSON v2 task fields)."""
+        """git_commit is `git rev-parse HEAD`; git_dirty false, then true after editing a tracked file."""
         head = git(repo, "rev-parse", "HEAD")
         recorded(repo / "run.py", cwd=repo)
         (repo / "README").write_text("a project, edited\n")
@@ -685,8 +678,7 @@ class TestNodeSyntax:
     @pytest.mark.parametrize("where", list(FORMS))
     def test_every_form_names_the_same_project(self, workspace: Path, project_id: str, command: str,
                                                where: str) -> None:
-        """Each form of the project gives exit 0 and the same output as its absolute path typed in the
-        workspace."""
+        """Each form of the project: exit 0 and the output of its absolute path typed in the workspace."""
         values = {"abs": str(workspace.resolve() / "data" / "proj"), "id": project_id}
 
         def run(where_and_node: tuple[str, str]) -> tuple[int, bytes]:
@@ -757,8 +749,7 @@ class TestStoreDiscovery:
     """With no WORKFLOW_TRACE_DB, scripts and the CLI find the project's store as git finds .git."""
 
     def test_subfolder_finds_the_store_of_the_project_root(self, tmp_path: Path) -> None:
-        """A script in the project root creates .workflow_trace/ there; another script and the CLI run from a
-        subfolder use the same store, and `show` names it on its second line."""
+        """The root's script creates the store; a subfolder's script and CLI use it; `show` names it."""
         home = tmp_path / "home"
         root = home / "proj"
         (root / "src" / "deep").mkdir(parents=True)
@@ -773,8 +764,7 @@ class TestStoreDiscovery:
         assert expected == (used, shown[1], names, sorted(p.name for p in root.iterdir()))
 
     def test_never_above_the_git_work_tree(self, tmp_path: Path) -> None:
-        """A store in the home folder above a repository is not used from inside the repository: the CLI
-        says there is no store (naming where it looked), a script creates one in its own folder."""
+        """A store in $HOME above a repository is not used from inside the repository."""
         home = tmp_path / "home"
         script = write_script(tmp_path / "scripts", "where.py", WHERE)
         home.mkdir()
@@ -911,8 +901,7 @@ class TestMigration:
     """A store written by 0.1.0 (schema version 1) is read as it is and migrated in place by a writer."""
 
     def test_reading_leaves_the_file_as_it_was_and_shows_everything(self, version_1: tuple[Path, str]) -> None:
-        """show, tasks, export, lineage and reproduce on a version-1 file: everything is shown; the file keeps
-        its bytes, its modification time and schema version 1."""
+        """Every reading command shows the version-1 store in full and leaves its bytes, mtime, schema."""
         path, weights = version_1
         before = (path.read_bytes(), path.stat().st_mtime_ns)
         runs = [cli(*args, "--db", str(path)) for args in (
@@ -937,9 +926,7 @@ class TestMigration:
                             (path.read_bytes(), path.stat().st_mtime_ns), schema_of(path))
 
     def test_a_writer_migrates_in_place_without_loss(self, version_1: tuple[Path, str], tmp_path: Path) -> None:
-        """A script recording into the version-1 file migrates it to the current schema: the same tasks and
-        edges as before, the old events kept, the new task numbered after the old ones and its events
-        appended."""
+        """A writer migrates the version-1 file in place: same tasks, edges, events; new ones appended."""
         path, weights = version_1
         old = export_json("--db", str(path))
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -154,8 +154,7 @@ def test_restore_version_1_from_the_command_line(ran_twice: Runs) -> None:
 
 
 def test_rerun_show_names_each_generations_writer_and_readers(ran_twice: Runs) -> None:
-    """`workflow-trace show` after two runs: each train's weights were used by its own run's export only, and
-    each export read the weights of its own run's train."""
+    """After two runs `show` says each export read, and each train's weights fed, its own run's task."""
     cwd = ran_twice.cwd
     shown = cli("show", cwd=cwd)
     weights = f"file:{cwd.resolve() / 'quickstart_data' / 'model' / 'best.json'} [model weights]"
