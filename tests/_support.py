@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -207,3 +208,45 @@ def make_event(
     """A new event (fresh id, now) as a backend would receive it."""
     return Event(kind=kind, event_id=new_event_id(), time=utcnow(), task_id=task_id, step=step, node=node,
                  meta=meta, status=status, error=error)  # type: ignore[arg-type]
+
+
+def write_script(folder: Path, name: str, code: str) -> Path:
+    """``code`` (dedented) as the file ``folder/name``: a real script, so that ``sys.argv[0]`` names it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(code), encoding="utf-8")
+    return path
+
+
+def run_script(script: Path, *args: str, cwd: Path, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python SCRIPT ARGS`` in ``cwd`` as a user runs it (the script named relative to ``cwd`` when it is
+    inside it); ``env`` is added to :func:`child_env` (no WORKFLOW_TRACE_DB unless given)."""
+    try:
+        named = str(script.relative_to(cwd))
+    except ValueError:
+        named = str(script)
+    return subprocess.run(
+        [sys.executable, named, *args], cwd=cwd, env=child_env(**(env or {})), capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def export_json(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
+    """``workflow-trace export --format json ARGS`` as a real process, parsed (it must exit 0)."""
+    done = cli("export", "--format", "json", *args, cwd=cwd, env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+def json_tasks(doc: Any) -> dict[str, Any]:
+    """The ``task`` objects of a JSON export (version 2), by task name (the last one of a name wins)."""
+    return {n["task"]["name"]: n["task"] for n in doc["nodes"] if n["kind"] == "task" and n.get("task")}
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """The rows of a table the CLI printed (``tasks``, ``versions list``), as dicts by column name: columns
+    are separated by two spaces or more, a cell holds at most single spaces."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = re.split(r"\s{2,}", lines[0].strip())
+    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=False)) for line in lines[1:]]

@@ -183,9 +183,9 @@ class TestErrors:
         assert expected == self.error_line(result)
 
     def test_scope_not_in_store(self, store: Path, tmp_path: Path) -> None:
-        """A scope naming a task that is not recorded is one line and exit code 2."""
+        """A scope naming a task that is not recorded is one line naming the closest tasks, and exit code 2."""
         result = cli("export", "--format", "json", "--scope", "task:99", "--db", str(store), cwd=tmp_path)
-        expected = (2, "workflow-trace: error: no task:99 in the store", 1)
+        expected = (2, "workflow-trace: error: no node task:99 in the store; closest: task:3, task:2, task:1", 1)
         assert expected == self.error_line(result)
 
     def test_unknown_node(self, store: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _support import cli
 
 from workflow_trace.graph import Graph, load_graph
 
@@ -121,12 +122,9 @@ def test_rerun_lineage_follows_generations(ran_twice: Runs) -> None:
     expected = ([(1, 2), (2, 5)], [("task:3", 1), ("task:6", 2)], (True, False), (True, False))
     assert expected == (gens, read, ("task:2" in first.nodes, "task:5" in first.nodes),
                         ("task:5" in second.nodes, "task:2" in second.nodes))
-    lineage = subprocess.run(
-        [sys.executable, "-m", "workflow_trace", "lineage", "task:3", "--direction", "up"],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "WORKFLOW_TRACE_DB": str(cwd / ".workflow_trace" / "workflow.db")},
-    )
-    assert (0, True, False) == (lineage.returncode, "task:2 train" in lineage.stdout, "task:5" in lineage.stdout)
+    lineage = cli("lineage", "task:3", "--direction", "up", cwd=cwd)
+    text = lineage.stdout.decode()
+    assert (0, True, False) == (lineage.returncode, "task:2 train" in text, "task:5" in text)
 
 
 def test_training_reads_a_version(ran_twice: Runs) -> None:
@@ -142,22 +140,28 @@ def test_training_reads_a_version(ran_twice: Runs) -> None:
 def test_restore_version_1_from_the_command_line(ran_twice: Runs) -> None:
     """`workflow-trace versions restore quickstart_data/project --version 1` gives the project's files back."""
     cwd = ran_twice.cwd
-    listed = subprocess.run(
-        [sys.executable, "-m", "workflow_trace", "versions", "list", "quickstart_data/project"],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "WORKFLOW_TRACE_DB": str(cwd / ".workflow_trace" / "workflow.db")},
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "workflow_trace", "versions", "restore", "quickstart_data/project", "--version", "1"],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "WORKFLOW_TRACE_DB": str(cwd / ".workflow_trace" / "workflow.db")},
-    )
+    listed = cli("versions", "list", "quickstart_data/project", cwd=cwd)
+    result = cli("versions", "restore", "quickstart_data/project", "--version", "1", cwd=cwd)
     project = cwd / "quickstart_data" / "project"
-    restored = Path(result.stdout.strip())
+    restored = Path(result.stdout.decode().strip())
 
     def files(root: Path) -> dict[str, bytes]:
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     expected = (0, 1, 0, project.parent / "project, from ver. 1", files(project))
-    assert expected == (listed.returncode, sum(" v1 " in line for line in listed.stdout.splitlines()),
+    assert expected == (listed.returncode, sum(" v1 " in line for line in listed.stdout.decode().splitlines()),
                         result.returncode, restored, files(restored))
+
+
+def test_rerun_show_names_each_generations_writer_and_readers(ran_twice: Runs) -> None:
+    """After two runs `show` says each export read, and each train's weights fed, its own run's task."""
+    cwd = ran_twice.cwd
+    shown = cli("show", cwd=cwd)
+    weights = f"file:{cwd.resolve() / 'quickstart_data' / 'model' / 'best.json'} [model weights]"
+    expected = [
+        f"    -> {weights} · gen 1, by task:2  (used by task:3)",
+        f"    <- {weights} · gen 1, by task:2",
+        f"    -> {weights} · gen 2, by task:5  (used by task:6)",
+        f"    <- {weights} · gen 2, by task:5",
+    ]
+    assert (0, expected) == (shown.returncode, [line for line in shown.stdout.decode().splitlines() if weights in line])

@@ -94,11 +94,12 @@ class TestList:
 
     @pytest.mark.parametrize("name", ["data/other", "project:99"])
     def test_unknown_project(self, versioned: Versioned, name: str) -> None:
-        """A folder or id the store never versioned: one line, exit code 2."""
+        """A folder or id the store never recorded: one line naming the closest known project, exit code 2."""
         result = cli("versions", "list", name, "--db", str(versioned.db), cwd=versioned.cwd)
+        shown = name if name.startswith("project:") else f"project:{name}"
         expected = (2, 1, True, "")
         assert expected == (result.returncode, len(result.stderr.splitlines()),
-                            "error: unknown project" in result.stderr, result.stdout)
+                            f"error: no node {shown} in the store; closest: project:" in result.stderr, result.stdout)
 
 
 class TestRestore:

@@ -206,6 +206,9 @@ class Step(RunRef):
 
 _implicit_tasks: dict[str, int | None] = {}
 _implicit_generation = 0
+# Taken only to create an implicit task: threads calling one function for the first time at once (a loader
+# mapped over a thread pool) must share one task, not make one each.
+_implicit_lock = threading.Lock()
 
 
 def _task_for(explicit: int | None, parent: Step | None, name: str, implicit: bool) -> int | None:
@@ -221,13 +224,20 @@ def _task_for(explicit: int | None, parent: Step | None, name: str, implicit: bo
         return _new_task(name)
     global _implicit_generation
     if _implicit_generation != st.generation:  # another backend: its own ids
-        _implicit_tasks.clear()
-        _implicit_generation = st.generation
+        with _implicit_lock:
+            if _implicit_generation != st.generation:
+                _implicit_tasks.clear()
+                _implicit_generation = st.generation
     try:
         return _implicit_tasks[name]
     except KeyError:
-        task = _implicit_tasks[name] = _new_task(name)
-        return task
+        pass
+    with _implicit_lock:
+        try:
+            return _implicit_tasks[name]
+        except KeyError:
+            task = _implicit_tasks[name] = _new_task(name)
+            return task
 
 
 def _new_task(name: str) -> int | None:
@@ -347,10 +357,11 @@ def finish_process_step() -> None:
 
 
 def _after_fork() -> None:
-    global _process_lock
+    global _process_lock, _implicit_lock
     _process.clear()  # the parent's process step is the parent's; the child opens its own
     _process_lock = threading.Lock()
     _implicit_tasks.clear()
+    _implicit_lock = threading.Lock()
 
 
 at_exit(finish_process_step, order=10)

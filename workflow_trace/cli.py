@@ -353,6 +353,15 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
     if found is None:
         found = lookup.find(Project(path=ident))
     if found is None:
+        # The node syntax of every other command: a relative path as it was recorded (from any folder); a
+        # project the graph does not know is an UnknownNodeError naming the closest ones.
+        graph = load_graph(args.db)
+        for key in graph.find(f"project:{ident}"):
+            path = graph.nodes[key].path
+            found = lookup.find(Project(path=path)) if path else None
+            if found is not None:
+                break
+    if found is None:
         what = f"project {ident}" if ident.isdigit() else os.path.abspath(ident)
         raise CliError(f"unknown project: {terminal_safe(what)} has no versions in {store.path}")
     project_id, folder = found

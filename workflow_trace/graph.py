@@ -791,10 +791,7 @@ class Graph:
         parsed = parse_scope(scope)
         if parsed.level == "workspace" or parsed.key is None:
             return Graph(dict(self.nodes), list(self.edges), parsed, self.store, self.server)
-        try:
-            key = self.find(parsed.key)[0]
-        except UnknownNodeError:
-            raise UnknownNodeError(f"no {terminal_safe(parsed.key)} in the store") from None
+        key = self.find(parsed.key)[0]  # an unknown one: the error names the closest known ones
         if parsed.level == "project":
             tasks = {e.task_key for e in self.edges if e.data_key == key}
             kept = [e for e in self.edges if e.task_key in tasks]
@@ -936,11 +933,14 @@ class Graph:
             f"{_plural(len(self.edges), 'edge')}"
         )
         lines = [head]
-        producers: dict[str, list[str]] = defaultdict(list)
-        consumers: dict[str, list[str]] = defaultdict(list)
+        # Who wrote and who read each generation: an input came from the writers of the generation it read,
+        # an output was used by the readers of the generation it wrote (not by those of other generations).
+        producers: dict[tuple[str, int], list[str]] = defaultdict(list)
+        consumers: dict[tuple[str, int], list[str]] = defaultdict(list)
         by_task: dict[str, list[GraphEdge]] = defaultdict(list)
         for edge in self.edges:
-            (consumers if edge.relation == "input" else producers)[edge.data_key].append(edge.task_key)
+            (consumers if edge.relation == "input" else producers)[(edge.data_key, edge.generation)].append(
+                edge.task_key)
             by_task[edge.task_key].append(edge)
         for task in tasks:
             lines.append(_task_line(task))
@@ -949,14 +949,16 @@ class Graph:
             for edge in sorted(by_task.get(task.key, ()), key=lambda e: (e.relation, e.data_key, e.generation)):
                 other = self.nodes.get(edge.data_key)
                 text = _node_text(other, edge.data_key, edge)
+                generation = (edge.data_key, edge.generation)
                 if edge.relation == "input":
                     line = f"    <- {text}"
-                    related = [t for t in producers.get(edge.data_key, ()) if t != task.key]
-                    if related:
+                    related = [t for t in producers.get(generation, ()) if t != task.key]
+                    named = other is not None and len(other.generations) > 1  # the text says "by task:N"
+                    if related and not named:
                         line += f"  (from {', '.join(dict.fromkeys(related))})"
                 else:
                     line = f"    -> {text}"
-                    related = [t for t in consumers.get(edge.data_key, ()) if t != task.key]
+                    related = [t for t in consumers.get(generation, ()) if t != task.key]
                     if related:
                         line += f"  (used by {', '.join(dict.fromkeys(related))})"
                 lines.append(line)
