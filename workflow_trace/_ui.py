@@ -15,6 +15,7 @@ scope or node) is a 400 with its message; any other failure a 500 (logged, not s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -202,11 +203,18 @@ def make_server(provider: GraphProvider, host: str = "127.0.0.1", port: int = 87
 
 
 def serve(provider: GraphProvider, host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = False) -> None:
-    """Serve the viewer until interrupted (Ctrl+C), optionally opening it in the default browser."""
+    """Serve the viewer until interrupted (Ctrl+C), optionally opening it in the default browser.
+
+    The address goes to stdout alone on one line, once the server listens (for scripts:
+    ``workflow-trace ui --port 0 | head -1``), and as a sentence to stderr (for people).
+    """
     server = make_server(provider, host, port)
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}/"
     print(f"workflow-trace ui: the lineage viewer is on {url} (Ctrl+C stops it)", file=sys.stderr, flush=True)
+    # `| head -1` may have read it and left, or stdout may be closed: the sentence on stderr said it too.
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        print(url, flush=True)
     if open_browser:
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
     try:
