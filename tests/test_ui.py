@@ -32,9 +32,11 @@ from _stores import (
     WEIGHTS_URL,
     add_run,
     failing_store,
+    pipeline_store,
     quickstart_store,
     script_env,
 )
+from make_screenshot import DOCS, MAX_BYTES, quickstart_screenshot, screenshot
 
 
 class UI:
@@ -358,3 +360,21 @@ def test_instance_links_only_with_a_server(failing: Path, tmp_path: Path, open_t
     assert "models/best.pt" in (tab.page.text_content(card) or "")
     assert weights["path"] in tab.page.inner_text("#details")
     tab.assert_clean()
+
+
+# -- screenshots (tests/make_screenshot.py makes docs/viewer.png the same way) ---------------------
+
+
+def test_screenshots_of_real_stores(browser: Any, tmp_path: Path) -> None:
+    """The quickstart store (as docs/viewer.png shows it) and a 2,000-task store (its newest tasks; a
+    failed train focused) draw without an error and make PNGs of a sensible size, in the test's folder."""
+    shots = {"quickstart.png": quickstart_screenshot(tmp_path / "quickstart.png", tmp_path / "qs", browser)}
+    db = pipeline_store(tmp_path / "store-2000" / "workflow.db", 2000)
+    failed_train = next(n["id"] for n in json.loads(export(db, "json", db.parent))["nodes"]
+                        if n["task"] and n["task"]["status"] == "failed")
+    shots["store-2000.png"] = screenshot(db, tmp_path / "store-2000.png", browser=browser, fit=False)
+    shots["store-2000-failed.png"] = screenshot(db, tmp_path / "store-2000-failed.png", failed_train,
+                                                browser=browser, fit=False)
+    for name, path in shots.items():
+        assert 10_000 < path.stat().st_size < MAX_BYTES, name
+    assert DOCS.stat().st_size < MAX_BYTES

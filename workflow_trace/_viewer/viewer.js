@@ -92,6 +92,7 @@
 
   function duration(s) {
     if (s == null) return "-";
+    if (s < 0.0005) return "< 1 ms";
     if (s < 1) return `${Math.round(s * 1000)} ms`;
     if (s < 60) return `${Math.round(s * 10) / 10} s`;
     if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
@@ -521,7 +522,8 @@
       for (const p of paths) while (!p.startsWith(prefix)) prefix = prefix.slice(0, -1);
       return { title: `${card.members.length} ${PLURALS[kind] ?? "nodes"}`,
         description: prefix ? clipLeft(prefix + "…", 28) : card.members.slice(0, 3).join(", "),
-        footer: `${KIND_NAMES[kind] ?? kind} ×${card.members.length} · click to expand`, failed: 0 };
+        // The title says the kind and the count: the footer only has room for the hint (26 characters).
+        footer: "click to expand", failed: 0 };
     }
     let description = n.description || "";
     if ((!n.card || !n.card.description) && !n.task && n.path) description = clipLeft(n.path, 28);
