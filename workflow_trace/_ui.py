@@ -114,8 +114,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("If-None-Match") == etag:
             self._send(HTTPStatus.NOT_MODIFIED, b"", None, extra={"ETag": etag})
             return
-        data = self.server.provider.graph(scope)
-        self._send(HTTPStatus.OK, _json(data), "application/json", extra={"ETag": etag})
+        cached = self.server.graph_cache
+        if cached is not None and cached[0] == etag:
+            body = cached[1]
+        else:
+            # Every new tab asks for the same graph: it is written once per store version and scope.
+            body = _json(self.server.provider.graph(scope))
+            self.server.graph_cache = (etag, body)
+        self._send(HTTPStatus.OK, body, "application/json", extra={"ETag": etag})
 
     def _lineage(self, query: dict[str, str]) -> None:
         node = query.get("node")
@@ -173,6 +179,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], provider: GraphProvider, bind_host: str) -> None:
         self.provider = provider
         self.bind_host = bind_host
+        self.graph_cache: tuple[str, bytes] | None = None  # (ETag, JSON) of the last graph answered
         self.page = render_page(None, live=True).encode("utf-8")
         self.csp = content_security_policy(live=True) + "; frame-ancestors 'none'"
         if ":" in address[0]:
