@@ -34,6 +34,7 @@ from _stores import (
     failing_store,
     pipeline_store,
     quickstart_store,
+    run_script,
     script_env,
 )
 from make_screenshot import DOCS, MAX_BYTES, quickstart_screenshot, screenshot
@@ -378,3 +379,25 @@ def test_screenshots_of_real_stores(browser: Any, tmp_path: Path) -> None:
     for name, path in shots.items():
         assert 10_000 < path.stat().st_size < MAX_BYTES, name
     assert DOCS.stat().st_size < MAX_BYTES
+
+
+def test_a_task_known_only_as_an_input(tmp_path: Path, open_tab: Callable[..., Tab]) -> None:
+    """The README's example reads wt.Task(id=5), a task this store never ran: its card and panel say so
+    and list who read it (no runs, no generations, no error)."""
+    db = tmp_path / "store" / "workflow.db"
+    run_script('''
+        import workflow_trace as wt
+        wt.configure("sqlite")
+        with wt.workflow_step("evaluate", inputs=[wt.Task(id=5)]) as step:
+            step.add_output(wt.File(path="/reports/eval.html"))
+        wt.flush()
+    ''', cwd=tmp_path, db=db)
+    page = tmp_path / "lineage.html"
+    cli("export", "--db", str(db), "--format", "html", "-o", str(page), cwd=tmp_path)
+    tab = open_tab(f"{page.as_uri()}#node=task:5")
+    details = tab.page.inner_text("#details")
+    assert "Not recorded in this store" in details
+    assert "evaluate #" in tab.page.inner_text("#details section")
+    assert {"task:5", "file:/reports/eval.html"} <= tab.cards()
+    assert "not recorded here" in (tab.page.text_content('[data-card="task:5"]') or "")
+    tab.assert_clean()

@@ -527,6 +527,7 @@
     }
     let description = n.description || "";
     if ((!n.card || !n.card.description) && !n.task && n.path) description = clipLeft(n.path, 28);
+    if (n.kind === "task" && !n.task && !n.card?.description) description = "not recorded here";
     let footer = KIND_NAMES[styleKind(n)] ?? n.kind;
     if (n.task) {
       const runs = n.task.runs?.length ?? 0;
