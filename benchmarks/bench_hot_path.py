@@ -34,7 +34,7 @@ from httpserver import EventPostTransport, RecordingServer
 
 import workflow_trace as wt
 from workflow_trace._delivery import DeliveringBackend
-from workflow_trace._events import Event, StepRef, new_run_id
+from workflow_trace._events import Event, StepRef, new_event_id, new_run_id, utcnow
 from workflow_trace.backends.memory import MemoryBackend
 
 
@@ -81,7 +81,7 @@ def main() -> None:
     wt.configure(memory)
     results["workflow_trace, memory backend"] = per_call_us(lambda: traced(1, 2), 20_000, 5)
     step = StepRef(run_id=new_run_id(), name="bench")
-    event = Event.fast("input", 1, step, wt.Project(id=1))
+    event = Event(kind="input", event_id=new_event_id(), time=utcnow(), task_id=1, step=step, node=wt.Project(id=1))
     results["MemoryBackend.emit of 1 event"] = per_call_us(lambda: memory.emit([event]), 20_000, 5)
     memory.clear()
 

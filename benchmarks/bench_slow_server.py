@@ -32,7 +32,7 @@ from httpserver import EventPostTransport, RecordingServer
 
 import workflow_trace as wt
 from workflow_trace._delivery import DeliveringBackend
-from workflow_trace._events import Event, StepRef, new_run_id
+from workflow_trace._events import Event, StepRef, new_event_id, new_run_id, utcnow
 
 DELAY = 0.2
 WORK = 0.02
@@ -60,7 +60,8 @@ def make_synchronous(url: str) -> Callable[[int, int], str]:
     step = StepRef(run_id=new_run_id(), name="sync")
 
     def post(kind: Any, node: wt.Node) -> None:
-        body = Event.fast(kind, 1, step, node).model_dump_json()
+        event = Event(kind=kind, event_id=new_event_id(), time=utcnow(), task_id=1, step=step, node=node)
+        body = event.model_dump_json()
         requests.post(url + "/sync", data=body, headers={"Content-Type": "application/json"}, timeout=30)
 
     def synchronous(project_id: int, dataset_id: int) -> str:
