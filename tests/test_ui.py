@@ -401,3 +401,12 @@ def test_a_task_known_only_as_an_input(tmp_path: Path, open_tab: Callable[..., T
     assert {"task:5", "file:/reports/eval.html"} <= tab.cards()
     assert "not recorded here" in (tab.page.text_content('[data-card="task:5"]') or "")
     tab.assert_clean()
+
+
+def test_quickstart_train_shows_its_params(quickstart_ui: UI, open_tab: Callable[..., Tab]) -> None:
+    """The quickstart records train's params: its panel lists them under its run."""
+    tab = open_tab(f"{quickstart_ui.url}#node=task:2")
+    params = tab.page.locator("#details table.params").inner_text()
+    assert re.search(r"^epochs\s+20$", params, re.M), params
+    assert re.search(r"^lr\s+0.5$", params, re.M), params
+    tab.assert_clean()
