@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import _browser
 import pytest
 
 import workflow_trace as wt
@@ -59,3 +61,32 @@ def memory() -> MemoryBackend:
     backend = MemoryBackend()
     wt.configure(backend)
     return backend
+
+
+# -- a real browser (the viewer's tests) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the run; the test skips when Playwright or Chromium is missing."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if _browser.chromium_path() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with _browser.launch() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def open_tab(browser: Any) -> Iterator[Callable[..., _browser.Tab]]:
+    """``open_tab(url, width=, height=, timeout=)``: a fresh, recorded browser context on ``url``, waited
+    until the viewer is ready; closed after the test."""
+    tabs: list[_browser.Tab] = []
+
+    def open_(url: str, **options: Any) -> _browser.Tab:
+        tab = _browser.open_tab(browser, url, **options)
+        tabs.append(tab)
+        return tab
+
+    yield open_
+    for tab in tabs:
+        tab.page.context.close()

@@ -15,12 +15,12 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import chromium_path, launch
+from _browser import Tab
 from _viewer_data import HOSTILE, TRACEBACK, large, quickstart
 
 from workflow_trace._ui import make_server
@@ -254,61 +254,6 @@ def test_binding_beyond_loopback_warns(caplog: pytest.LogCaptureFixture) -> None
 
 
 # -- in the browser ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if chromium_path() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with launch() as chromium:
-        yield chromium
-
-
-@dataclass
-class Tab:
-    """A page and everything it did: console errors and warnings, page errors, requests, dialogs."""
-
-    page: Any
-    console: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-    def assert_clean(self) -> None:
-        assert ([], [], []) == (self.console, self.errors, self.dialogs)
-
-
-@pytest.fixture
-def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
-    """``open_tab(url)``: a fresh browser context on ``url``, waited until the viewer is ready."""
-    contexts: list[Any] = []
-
-    def open_(url: str, width: int = 1400, height: int = 850, timeout: float = 30_000) -> Tab:
-        context = browser.new_context(viewport={"width": width, "height": height})
-        contexts.append(context)
-        page = context.new_page()
-        tab = Tab(page)
-        def on_console(message: Any) -> None:
-            if message.type in ("error", "warning"):
-                tab.console.append(f"{message.type}: {message.text}")
-
-        def on_dialog(dialog: Any) -> None:
-            tab.dialogs.append(dialog.message)
-            dialog.dismiss()
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda e: tab.errors.append(str(e)))
-        page.on("request", lambda r: tab.requests.append(r.url))
-        page.on("dialog", on_dialog)
-        page.goto(url)
-        page.wait_for_selector("html[data-ready]", timeout=timeout)
-        return tab
-
-    yield open_
-    for context in contexts:
-        context.close()
 
 
 def _offline(tmp_path: Path, data: dict[str, Any], name: str = "lineage.html") -> str:

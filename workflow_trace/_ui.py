@@ -15,6 +15,7 @@ scope or node) is a 400 with its message; any other failure a 500 (logged, not s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -113,8 +114,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("If-None-Match") == etag:
             self._send(HTTPStatus.NOT_MODIFIED, b"", None, extra={"ETag": etag})
             return
-        data = self.server.provider.graph(scope)
-        self._send(HTTPStatus.OK, _json(data), "application/json", extra={"ETag": etag})
+        cached = self.server.graph_cache
+        if cached is not None and cached[0] == etag:
+            body = cached[1]
+        else:
+            # Every new tab asks for the same graph: it is written once per store version and scope.
+            body = _json(self.server.provider.graph(scope))
+            self.server.graph_cache = (etag, body)
+        self._send(HTTPStatus.OK, body, "application/json", extra={"ETag": etag})
 
     def _lineage(self, query: dict[str, str]) -> None:
         node = query.get("node")
@@ -172,6 +179,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], provider: GraphProvider, bind_host: str) -> None:
         self.provider = provider
         self.bind_host = bind_host
+        self.graph_cache: tuple[str, bytes] | None = None  # (ETag, JSON) of the last graph answered
         self.page = render_page(None, live=True).encode("utf-8")
         self.csp = content_security_policy(live=True) + "; frame-ancestors 'none'"
         if ":" in address[0]:
@@ -202,11 +210,18 @@ def make_server(provider: GraphProvider, host: str = "127.0.0.1", port: int = 87
 
 
 def serve(provider: GraphProvider, host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = False) -> None:
-    """Serve the viewer until interrupted (Ctrl+C), optionally opening it in the default browser."""
+    """Serve the viewer until interrupted (Ctrl+C), optionally opening it in the default browser.
+
+    The address goes to stdout alone on one line, once the server listens (for scripts:
+    ``workflow-trace ui --port 0 | head -1``), and as a sentence to stderr (for people).
+    """
     server = make_server(provider, host, port)
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}/"
     print(f"workflow-trace ui: the lineage viewer is on {url} (Ctrl+C stops it)", file=sys.stderr, flush=True)
+    # `| head -1` may have read it and left, or stdout may be closed: the sentence on stderr said it too.
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        print(url, flush=True)
     if open_browser:
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
     try:

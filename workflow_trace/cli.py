@@ -296,7 +296,8 @@ def _add_ui(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser(
         "ui", parents=[common], help="the interactive lineage viewer in the browser (read-only)",
         description="Serve the viewer of the store on http://127.0.0.1:8765/ (read-only; new runs appear "
-        "without reloading). It opens no browser unless --open.",
+        "without reloading). Its address is printed alone on stdout once it listens (with --port 0, the port "
+        "picked). It opens no browser unless --open.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="the port (default 8765; 0: any free one)")

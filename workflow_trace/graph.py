@@ -96,6 +96,10 @@ EXPORT_FORMATS = ("text", "mermaid", "dot", "json", "html")
 JSON_FORMAT = "workflow-trace-graph"
 JSON_VERSION = 2
 
+#: Stock Mermaid's limits (``maxEdges``, ``maxTextSize``): more edges is an error, more text draws nothing.
+MERMAID_MAX_EDGES = 500
+MERMAID_MAX_TEXT = 50_000
+
 _TITLE = re.compile(r"^\s*<h4>(.*)</h4>\s*$", re.DOTALL)
 _DESCRIPTION = re.compile(r"^\s*<small>(.*)</small>\s*$", re.DOTALL)
 
@@ -1006,56 +1010,95 @@ class Graph:
             yield f"{'    ' * (depth + 1)}{arrow} {text}"
             push(nxt, generation, came_from, depth + 1)
 
-    def to_mermaid(self, max_edges: int = 500) -> str:
+    def to_mermaid(self, max_edges: int = MERMAID_MAX_EDGES, max_text: int = MERMAID_MAX_TEXT) -> str:
         """A Mermaid ``flowchart LR`` (labels escaped with Mermaid's entity codes).
 
-        Stock Mermaid refuses more than 500 edges: past ``max_edges`` repeated connections are folded into
-        one per task and data node, then the newest edges are kept, and a comment says what was left out.
+        Stock Mermaid draws at most 500 edges (more is an error) and 50,000 characters (more draws only
+        "Maximum text size in diagram exceeded"). A graph past either limit is folded as the viewer folds
+        it: tasks of one name into one node (``train ×120``, with its failures and the newest error),
+        data of one kind with the same writers (or readers) into one (``118 model files``), their edges
+        into one per pair. If that is still too much, the newest edges that fit are kept. A ``%%`` comment
+        at the top says what was folded or left out; ``--format json`` or ``html`` have everything.
+
+        Args:
+            max_edges: Most edges to write (Mermaid's ``maxEdges``).
+            max_text: Most characters to write (Mermaid's ``maxTextSize``).
         """
-        edges = self.edges
-        note = ""
-        if len(edges) > max_edges:
-            folded: dict[tuple[str, str, str], GraphEdge] = {}
-            for edge in edges:
-                folded.setdefault((edge.source, edge.target, edge.relation), edge)
-            edges = list(folded.values())
-            if len(edges) > max_edges:
-                edges = sorted(edges, key=lambda e: e.last_time or datetime.min.replace(tzinfo=None)
-                               if e.last_time is None else e.last_time)[-max_edges:]
-            note = (f"  %% {len(self.edges) - len(edges)} of {len(self.edges)} edges left out (Mermaid draws at most "
-                    f"{max_edges}); export --format json or html for all of them")
-        keys = set(self.nodes) if not note else {k for e in edges for k in (e.source, e.target)}
-        ids = {key: f"n{i}" for i, key in enumerate(k for k in self.nodes if k in keys)}
-        shapes = {
-            "task": ('["', '"]'), "project": ('[("', '")]'), "dataset": ('[("', '")]'),
-            "file": ('[/"', '"/]'), "folder": ('[["', '"]]'), "job": ('{{"', '"}}'), "app": ('(["', '"])'),
-        }
-        lines = ["flowchart LR"]
-        if note:
-            lines.append(note)
-        for key, node in self.nodes.items():
-            if key not in ids:
+        boxes = {key: _mermaid_box(node) for key, node in self.nodes.items()}
+        links = [_mermaid_link(e) for e in self.edges]
+        text = _mermaid_text(boxes, links, [])
+        if len(links) <= max_edges and len(text) <= max_text:
+            return text
+        boxes, links, note = self._mermaid_folded()
+        text = _mermaid_text(boxes, links, [note])
+        if len(links) <= max_edges and len(text) <= max_text:
+            return text
+        # Still too much: the newest edges that fit (the end of the flow, as the viewer opens on it).
+        links.sort(key=lambda link: link.time)
+        keep = min(max_edges, len(links))
+        while True:
+            kept = links[len(links) - keep:]
+            shown = {k for link in kept for k in (link.source, link.target)}
+            cut = (f"%% and of its {len(links):,} edges only the newest {keep:,}: the {len(links) - keep:,} "
+                   f"oldest are left out")
+            text = _mermaid_text({k: b for k, b in boxes.items() if k in shown}, kept, [note, cut])
+            if len(text) <= max_text or keep <= 1:
+                return text
+            keep = max(1, min(keep - 1, int(keep * max_text / len(text) * 0.95)))
+
+    def _mermaid_folded(self) -> tuple[dict[str, _MermaidBox], list[_MermaidLink], str]:
+        """The graph folded for Mermaid (see :meth:`to_mermaid`): its boxes, links and a comment."""
+        rep: dict[str, str] = {}
+        members: dict[str, list[GraphNode]] = defaultdict(list)
+        by_name: dict[str, list[GraphNode]] = defaultdict(list)
+        for node in self.tasks:
+            by_name[node.label].append(node)
+        for name, nodes in by_name.items():
+            fold = f"fold:task:{name}" if len(nodes) > 1 else nodes[0].key
+            for node in nodes:
+                rep[node.key] = fold
+                members[fold].append(node)
+        writers: dict[str, set[str]] = defaultdict(set)
+        readers: dict[str, set[str]] = defaultdict(set)
+        for edge in self.edges:
+            if edge.data_key in rep:
+                continue  # a task read or written as a node: it is folded with its name
+            if edge.relation == "output":
+                writers[edge.data_key].add(rep.get(edge.task_key, edge.task_key))
+            else:
+                readers[edge.data_key].add(rep.get(edge.task_key, edge.task_key))
+        by_sig: dict[tuple[str, bool, frozenset[str], frozenset[str]], list[GraphNode]] = defaultdict(list)
+        for node in self.nodes.values():
+            if node.key in rep:
                 continue
-            left, right = shapes.get(node.kind, ('["', '"]'))
-            detail = key if node.kind != "task" else f"{key} · {node.task.status if node.task else '?'}"
-            if node.versions:
-                detail += " · " + ", ".join(_version_label(v) for v in node.versions)
-            if node.failed and node.task is not None and node.task.error_type:
-                detail += f" · {node.task.error_type}: {node.task.error_message or ''}"
-            label = f"{_mermaid(node.label)}<br/><small>{_mermaid(detail)}</small>"
-            css = "failed" if node.failed else "model" if node.model_weight else node.kind
-            lines.append(f"  {ids[key]}{left}{label}{right}:::{css}")
-        for edge in edges:
-            arrow = "-.->" if edge.relation == "input" and edge.version_label else "-->"
-            tags = [edge.version_label] if edge.version_label else []
-            if edge.generation > 1:
-                tags.append(f"gen {edge.generation}")
-            text = f'|"{_mermaid(" · ".join(tags))}"| ' if tags else " "
-            lines.append(f"  {ids[edge.source]} {arrow}{text}{ids[edge.target]}")
-        for kind, (color, bg) in _KIND_COLORS.items():
-            lines.append(f"  classDef {kind} fill:{bg},stroke:{color},color:#1f2937")
-        lines.append("  classDef failed fill:#fee2e2,stroke:#dc2626,stroke-width:3px,color:#7f1d1d")
-        return "\n".join(lines) + "\n"
+            written = frozenset(writers.get(node.key, ()))
+            by_sig[(node.kind, node.model_weight, written, frozenset() if written else
+                    frozenset(readers.get(node.key, ())))].append(node)
+        for i, nodes in enumerate(by_sig.values()):
+            fold = f"fold:data:{i}" if len(nodes) > 1 else nodes[0].key
+            for node in nodes:
+                rep[node.key] = fold
+                members[fold].append(node)
+        boxes: dict[str, _MermaidBox] = {}
+        for key in self.nodes:  # in the graph's order: a fold where its first member is
+            fold = rep[key]
+            if fold not in boxes:
+                group = members[fold]
+                boxes[fold] = _mermaid_box(group[0]) if len(group) == 1 else _mermaid_fold_box(group)
+        merged: dict[tuple[str, str], list[GraphEdge]] = defaultdict(list)
+        for edge in self.edges:
+            source, target = rep[edge.source], rep[edge.target]
+            if source != target:
+                merged[(source, target)].append(edge)
+        links = [_mermaid_link(edges[0]) if len(edges) == 1 else _mermaid_fold_link(source, target, edges)
+                 for (source, target), edges in merged.items()]
+        tasks = len(self.tasks)
+        data = len(self.nodes) - tasks
+        task_boxes = sum(1 for box in boxes.values() if box.kind == "task")
+        note = (f"%% folded for stock Mermaid (at most {MERMAID_MAX_EDGES} edges, {MERMAID_MAX_TEXT:,} characters): "
+                f"{tasks:,} tasks into {task_boxes:,} by name, {data:,} data nodes into {len(boxes) - task_boxes:,}, "
+                f"{len(self.edges):,} edges into {len(links):,}; every node: export --format json or html")
+        return boxes, links, note
 
     def to_dot(self) -> str:
         """A Graphviz ``digraph`` laid out left to right (every string escaped; control characters too)."""
@@ -1268,7 +1311,8 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
 
 
 def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(terminal_safe(text).split())
+    # Lines joined first: a multi-line error reads as one line, not as "\x0a" escapes.
+    flat = terminal_safe(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -1282,6 +1326,111 @@ def _mermaid(text: str) -> str:
     # control characters (NUL, ESC) are dropped.
     clean = "".join(ch for ch in _one_line(text, 200) if unicodedata.category(ch)[0] != "C")
     return "".join(_MERMAID_CODES.get(char, char) for char in clean)
+
+
+# -- Mermaid -------------------------------------------------------------------------------------
+
+_MERMAID_SHAPES = {
+    "task": ('["', '"]'), "project": ('[("', '")]'), "dataset": ('[("', '")]'),
+    "file": ('[/"', '"/]'), "folder": ('[["', '"]]'), "job": ('{{"', '"}}'), "app": ('(["', '"])'),
+}
+_PLURALS = {"task": "tasks", "project": "projects", "dataset": "datasets", "file": "files", "folder": "folders",
+            "job": "labeling jobs", "app": "app sessions"}
+
+
+@dataclass(frozen=True)
+class _MermaidBox:
+    kind: str
+    label: str
+    detail: str
+    css: str
+
+
+@dataclass(frozen=True)
+class _MermaidLink:
+    source: str
+    target: str
+    dashed: bool
+    tags: tuple[str, ...]
+    time: tuple[bool, str]  # sortable: (known, ISO time)
+
+
+def _sort_time(value: datetime | None) -> tuple[bool, str]:
+    return (value is not None, "" if value is None else value.isoformat())
+
+
+def _error_text(info: TaskInfo | None) -> str:
+    if info is None or not info.failed or not info.error_type:
+        return ""
+    return f"{info.error_type}: {info.error_message or ''}"
+
+
+def _mermaid_box(node: GraphNode) -> _MermaidBox:
+    detail = node.key if node.kind != "task" else f"{node.key} · {node.task.status if node.task else '?'}"
+    if node.versions:
+        detail += " · " + ", ".join(_version_label(v) for v in node.versions)
+    if error := _error_text(node.task):
+        detail += f" · {error}"
+    css = "failed" if node.failed else "model" if node.model_weight else node.kind
+    return _MermaidBox(node.kind, node.label, detail, css)
+
+
+def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
+    first = nodes[0]
+    if first.kind == "task":
+        failed = [n for n in nodes if n.failed]
+        running = sum(1 for n in nodes if n.task is not None and n.task.status == "running")
+        parts = [f"{len(nodes):,} tasks"]
+        if failed:
+            parts.append(f"{len(failed):,} failed")
+        if running:
+            parts.append(f"{running:,} running")
+        if failed:  # the newest failure's error: what to look at first
+            parts.append(f"{failed[-1].key}: {_one_line(_error_text(failed[-1].task), 90)}")
+        return _MermaidBox("task", f"{first.label} ×{len(nodes):,}", " · ".join(parts), "failed" if failed else "task")
+    paths = [n.path for n in nodes if n.path]
+    if len(paths) == len(nodes):  # what the paths share: /models/exp_…/best.pt
+        head = min(paths, key=len)
+        start = next((i for i in range(len(head)) if any(p[i] != head[i] for p in paths)), len(head))
+        end = next((i for i in range(1, len(head) - start + 1) if any(p[-i] != head[-i] for p in paths)),
+                   len(head) - start + 1) - 1
+        detail = f"{head[:start]}…{head[len(head) - end:] if end else ''}"
+    else:
+        detail = ", ".join(n.key for n in nodes[:3]) + (" …" if len(nodes) > 3 else "")
+    kind = "model files" if first.model_weight else _PLURALS.get(first.kind, "nodes")
+    return _MermaidBox(first.kind, f"{len(nodes):,} {kind}", detail, "model" if first.model_weight else first.kind)
+
+
+def _mermaid_link(edge: GraphEdge) -> _MermaidLink:
+    tags = [edge.version_label] if edge.version_label else []
+    if edge.generation > 1:
+        tags.append(f"gen {edge.generation}")
+    return _MermaidLink(edge.source, edge.target, edge.relation == "input" and edge.version_label is not None,
+                        tuple(tags), _sort_time(edge.last_time))
+
+
+def _mermaid_fold_link(source: str, target: str, edges: list[GraphEdge]) -> _MermaidLink:
+    versions = {e.version_label for e in edges}
+    dashed = all(e.relation == "input" and e.version_label for e in edges)
+    tags = [f"×{len(edges):,}"] + ([next(iter(versions))] if len(versions) == 1 and None not in versions else [])
+    return _MermaidLink(source, target, dashed, tuple(t for t in tags if t),
+                        max(_sort_time(e.last_time) for e in edges))
+
+
+def _mermaid_text(boxes: Mapping[str, _MermaidBox], links: Sequence[_MermaidLink], notes: Sequence[str]) -> str:
+    ids = {key: f"n{i}" for i, key in enumerate(boxes)}
+    lines = ["flowchart LR", *(f"  {note}" for note in notes)]
+    for key, box in boxes.items():
+        left, right = _MERMAID_SHAPES.get(box.kind, ('["', '"]'))
+        label = f"{_mermaid(box.label)}<br/><small>{_mermaid(box.detail)}</small>"
+        lines.append(f"  {ids[key]}{left}{label}{right}:::{box.css}")
+    for link in links:
+        text = f'|"{_mermaid(" · ".join(link.tags))}"| ' if link.tags else " "
+        lines.append(f"  {ids[link.source]} {'-.->' if link.dashed else '-->'}{text}{ids[link.target]}")
+    for kind, (color, bg) in _KIND_COLORS.items():
+        lines.append(f"  classDef {kind} fill:{bg},stroke:{color},color:#1f2937")
+    lines.append("  classDef failed fill:#fee2e2,stroke:#dc2626,stroke-width:3px,color:#7f1d1d")
+    return "\n".join(lines) + "\n"
 
 
 def _dot(text: str) -> str:

@@ -47,6 +47,7 @@
 
   const state = {
     data: null, model: null, version: null,
+    full: null,               // offline: the graph of the file (data is the scope shown of it)
     scope: "workspace", focus: null, depth: 2, failedOnly: false,
     expanded: new Set(),      // fold ids the user opened
     selected: null,           // card id shown in the details panel
@@ -91,6 +92,8 @@
 
   function duration(s) {
     if (s == null) return "-";
+    if (s < 0.0005) return "< 1 ms";
+    if (s < 1) return `${Math.round(s * 1000)} ms`;
     if (s < 60) return `${Math.round(s * 10) / 10} s`;
     if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
     return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
@@ -138,23 +141,47 @@
     return { nodes, edges, outE, inE, producers, readers, tasks, haystack };
   }
 
-  /** The node ids the scope and the "failed only" switch let through (null: all). */
+  /**
+   * The node a scope names, as the server's Graph.find reads it: its id, else a node of that kind by
+   * its id in the store (project:1 for a local project) or by its path.
+   */
+  function scopeNode(data, scope) {
+    const nodes = data.nodes || [];
+    if (nodes.some((n) => n.id === scope)) return scope;
+    const [kind, ...rest] = scope.split(":");
+    const ident = rest.join(":").trim();
+    if (!ident) return null;
+    const same = nodes.filter((n) => n.kind === kind);
+    const byId = /^\d+$/.test(ident) ? same.find((n) => n.external_id === Number(ident)) : null;
+    const strip = (p) => p.replace(/\/+$/, "");
+    return (byId ?? same.find((n) => n.path && strip(n.path) === strip(ident)))?.id ?? null;
+  }
+
+  /**
+   * Offline the page holds the workspace: a scope is cut from it here exactly as Graph.scoped() cuts it
+   * on the server (project: every edge of the tasks that touched it; task: its own edges), so that the
+   * file and `workflow-trace ui` show the same graph. Null for a scope naming nothing.
+   */
+  function scopeData(data, scope) {
+    if (scope === "workspace") return data;
+    const key = scopeNode(data, scope);
+    if (!key) return null;
+    const edges = data.edges || [];
+    const taskOf = (e) => (e.relation === "input" ? e.target : e.source);
+    const dataOf = (e) => (e.relation === "input" ? e.source : e.target);
+    let kept;
+    if (key.startsWith("project:")) {
+      const tasks = new Set(edges.filter((e) => dataOf(e) === key).map(taskOf));
+      kept = edges.filter((e) => tasks.has(taskOf(e)));
+    } else kept = edges.filter((e) => taskOf(e) === key || dataOf(e) === key);
+    const keys = new Set([key]);
+    for (const e of kept) { keys.add(e.source); keys.add(e.target); }
+    return { ...data, scope: key, nodes: (data.nodes || []).filter((n) => keys.has(n.id)), edges: kept };
+  }
+
+  /** The node ids the "failed only" switch lets through (null: all). */
   function allowedSet(model) {
     let allowed = null;
-    const scope = state.scope;
-    if (!config.live && scope !== "workspace") {
-      // Offline the data is the workspace: scope it here as the server would.
-      allowed = new Set();
-      if (model.nodes.has(scope)) {
-        const around = (id) => [...(model.outE.get(id) || []), ...(model.inE.get(id) || [])]
-          .map((i) => model.edges[i]).map((e) => (e.source === id ? e.target : e.source));
-        allowed.add(scope);
-        for (const id of around(scope)) allowed.add(id);
-        if (scope.startsWith("project:")) {
-          for (const t of [...allowed]) if (model.nodes.get(t)?.kind === "task") around(t).forEach((x) => allowed.add(x));
-        }
-      }
-    }
     if (state.failedOnly) {
       const kept = new Set();
       for (const t of model.tasks) {
@@ -495,10 +522,12 @@
       for (const p of paths) while (!p.startsWith(prefix)) prefix = prefix.slice(0, -1);
       return { title: `${card.members.length} ${PLURALS[kind] ?? "nodes"}`,
         description: prefix ? clipLeft(prefix + "…", 28) : card.members.slice(0, 3).join(", "),
-        footer: `${KIND_NAMES[kind] ?? kind} ×${card.members.length} · click to expand`, failed: 0 };
+        // The title says the kind and the count: the footer only has room for the hint (26 characters).
+        footer: "click to expand", failed: 0 };
     }
     let description = n.description || "";
     if ((!n.card || !n.card.description) && !n.task && n.path) description = clipLeft(n.path, 28);
+    if (n.kind === "task" && !n.task && !n.card?.description) description = "not recorded here";
     let footer = KIND_NAMES[styleKind(n)] ?? n.kind;
     if (n.task) {
       const runs = n.task.runs?.length ?? 0;
@@ -904,7 +933,7 @@
    * A task's runs nested by parent_run_id. Sibling runs of one name (epochs, retries, shards) from
    * FOLD_TASKS on fold into one "epoch ×120, 14 failed" line that opens on a click.
    */
-  function runsTree(runs) {
+  function runsTree(runs, taskError) {
     const children = new Map();
     const ids = new Set(runs.map((r) => r.run_id));
     for (const r of runs) {
@@ -917,7 +946,9 @@
       const head = el("div", { class: "run-head" }, statusTag(r.status), el("strong", { text: r.name }),
         el("span", { class: "muted", title: r.run_id, text: ` ${duration(runSeconds(r))} · run ${shortId(r.run_id)}` }));
       const body = [head, paramsTable(r.params)];
-      if (r.error) body.push(el("pre", { class: "error", text: errorText(r.error) }));
+      // The task's error is shown in full above it: a run that failed with that same error says so.
+      if (r.error && errorText(r.error) === taskError) body.push(el("div", { class: "muted", text: "failed with the task's error (above)" }));
+      else if (r.error) body.push(el("pre", { class: "error", text: errorText(r.error) }));
       const io = [...(r.inputs || []).map((id) => ["←", id]), ...(r.outputs || []).map((id) => ["→", id])];
       if (io.length) body.push(el("div", { class: "io" }, ...io.map(([arrow, id]) => el("span", {}, arrow + " ", nodeButton(id)))));
       if (children.has(r.run_id)) body.push(branch(r.run_id));
@@ -947,12 +978,13 @@
     return tree;
   }
 
-  function edgeList(ids, label) {
+  /** A list of edges by the node at their data end (or, `taskEnd`, at their task end). */
+  function edgeList(ids, label, taskEnd = false) {
     const model = state.model;
     if (!ids.length) return null;
     return section(label, el("ul", { class: "plain" }, ...ids.slice(0, 300).map((i) => {
       const e = model.edges[i];
-      const other = e.relation === "input" ? e.source : e.target;
+      const other = (e.relation === "input") !== taskEnd ? e.source : e.target;
       const gens = model.nodes.get(other)?.generations?.length ?? 0;
       const extra = e.version_num != null ? `v${e.version_num}` : gens > 1 && e.generation != null ? `gen ${e.generation}` : "";
       return el("li", {}, nodeButton(other, extra), e.count > 1 ? el("span", { class: "muted", text: ` ×${e.count}` }) : null);
@@ -1000,8 +1032,8 @@
       body.push(dl);
       const link = instanceLink(n.card);
       if (link) body.push(el("p", {}, el("a", { href: link, target: "_blank", rel: "noopener noreferrer", text: `${n.card.url_title || "Open on the instance"} ↗` })));
-      if (t.error) body.push(section("Error", el("pre", { class: "error", text: errorText(t.error) })));
-      if (t.runs?.length) body.push(section(`Runs (${t.runs.length})`, runsTree(t.runs)));
+      if (t.error) body.push(section("Error", el("pre", { class: "error full", text: errorText(t.error) })));
+      if (t.runs?.length) body.push(section(`Runs (${t.runs.length})`, runsTree(t.runs, errorText(t.error))));
       const ins = (model.inE.get(n.id) || []).filter((i) => model.edges[i].relation === "input");
       const outs = (model.outE.get(n.id) || []).filter((i) => model.edges[i].relation === "output");
       body.push(edgeList(ins, "Inputs"), edgeList(outs, "Outputs"));
@@ -1009,13 +1041,20 @@
       body.push(el("div", { class: "actions" }, copyButton("Copy id", n.id)));
       const dl = el("dl");
       field(dl, "Kind", KIND_NAMES[styleKind(n)] ?? n.kind);
-      if (n.description !== n.path) field(dl, "Description", n.description);
+      // Only a card's own description: the default one repeats the kind, the versions and the path.
+      field(dl, "Description", n.card?.description);
       field(dl, "Path", n.path, "code");
       field(dl, "Id", n.external_id);
       body.push(dl);
       const link = instanceLink(n.card);
       if (link) body.push(el("p", {}, el("a", { href: link, target: "_blank", rel: "noopener noreferrer", text: `${n.card.url_title || "Open on the instance"} ↗` })));
-      body.push(generations(n));
+      if (n.kind === "task") {
+        // A task known only as another task's input or output (consumes_task, produces_task).
+        body.push(el("p", { class: "muted", text: "Not recorded in this store: it is known only as what other tasks read or wrote." }));
+        const uses = (ids, rel) => ids.filter((i) => model.edges[i].relation === rel);
+        body.push(edgeList(uses(model.outE.get(n.id) || [], "input"), "Read by", true),
+          edgeList(uses(model.inE.get(n.id) || [], "output"), "Written by", true));
+      } else body.push(generations(n));
       if (n.kind === "project" && n.versions?.length) body.push(versions(n));
     }
     panel.replaceChildren(...body.filter(Boolean));
@@ -1066,10 +1105,12 @@
     state.data = data;
     state.model = buildModel(data);
     const scopes = new Set(["workspace", state.scope]);
-    for (const n of state.model.nodes.values()) if (n.kind === "project") scopes.add(n.id);
+    // Offline every scope of the file is offered, whichever is shown.
+    for (const n of state.full?.nodes ?? data.nodes ?? []) if (n.kind === "project") scopes.add(n.id);
     if (state.focus?.startsWith("task:")) scopes.add(state.focus);
     $("scopes").replaceChildren(...[...scopes].map((s) => el("option", { value: s })));
     $("store").textContent = data.store ? `store ${data.store}` : "";
+    document.documentElement.dataset.scope = data.scope || "workspace";  // the scope shown (as resolved)
     if (state.focus && !state.model.nodes.has(state.focus)) {
       notice(`No node ${state.focus} in this graph.`);
       state.focus = state.selected = null;
@@ -1090,13 +1131,17 @@
   }
 
   async function loadLive(refit) {
+    // Answers can arrive out of order (a scope typed while a poll was loading): only the latest counts.
+    const ticket = state.loads = (state.loads ?? 0) + 1;
     try {
       const version = await getJSON("/api/version");
       const data = await getJSON(`/api/graph?scope=${encodeURIComponent(state.scope)}`);
+      if (ticket !== state.loads) return;
       state.version = version.version;
       setData(data, { refit });
       live(true);
     } catch (err) {
+      if (ticket !== state.loads) return;
       if (err.status === 400 && state.data) {
         // A scope the store does not know: say so and stay where we were.
         notice(err.message);
@@ -1153,13 +1198,20 @@
         e.target.value = state.scope;
         return;
       }
-      state.scope = scope;
-      scopeToUrl();
-      if (config.live) loadLive(true);
-      else {
-        if (scope !== "workspace" && !state.model.nodes.has(scope)) notice(`No node ${scope} in this graph.`);
-        render(); frame();
+      if (config.live) {
+        state.scope = scope;
+        scopeToUrl();
+        loadLive(true);
+        return;
       }
+      const scoped = scopeData(state.full, scope);
+      if (!scoped) {
+        notice(`No ${scope} in this graph.`);
+        e.target.value = state.scope;
+        return;
+      }
+      state.scope = scope;
+      setData(scoped, { refit: true });
     });
     document.addEventListener("keydown", (e) => {
       const typing = e.target.closest?.("input, select, textarea");
@@ -1196,6 +1248,7 @@
     };
     const inline = JSON.parse($("wt-data").textContent);
     if (inline) {
+      state.full = inline;
       state.scope = inline.scope || "workspace";
       $("scope").value = state.scope;
       setData(inline, { refit: true });
