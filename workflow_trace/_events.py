@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from ._context import at_fork
-from ._nodes import Node, NodeModel, node_class
+from ._nodes import Node, NodeKey, NodeModel, key_node, node_class, node_key
 
 if TYPE_CHECKING:
     from ._meta import Meta
@@ -125,9 +125,10 @@ class RunRef:
 
 
 #: ``(kind, seq, time, task_id, run, node, meta, extra)``: ``kind`` one of STARTED/INPUT/OUTPUT/FINISHED,
-#: ``seq`` this process's event counter, ``time`` ``time.time()``, ``meta`` a validated card or ``None``,
+#: ``seq`` this process's event counter, ``time`` ``time.time()``, ``node`` a node key (``_nodes.NodeKey``),
+#: ``meta`` a validated card or ``None``,
 #: ``extra``: STARTED ``params | None``; INPUT/OUTPUT ``cwd | None``; FINISHED ``(status, error, params)``.
-Record = tuple[int, int, float, Optional[int], RunRef, Optional[Node], Optional["Meta"], Any]
+Record = tuple[int, int, float, Optional[int], RunRef, Optional[NodeKey], Optional["Meta"], Any]
 
 
 class _Ids:
@@ -204,7 +205,7 @@ def to_event(record: Record, prefix: str | None = None) -> Event:
         time=datetime.fromtimestamp(timestamp, timezone.utc),
         task_id=task_id,
         step=step,
-        node=node,  # type: ignore[arg-type]  # a Node subclass, as the union names them
+        node=node if node is None or isinstance(node, Node) else key_node(node),  # type: ignore[arg-type]
         meta=None if meta is None else meta.wire,
         status=status,
         error=error,
@@ -220,27 +221,35 @@ def to_event(record: Record, prefix: str | None = None) -> Event:
 # ``status, error type, error message, params``. Built with f-strings from cached fragments (the call
 # path pays about half a microsecond per record), read back with ``json.loads``.
 
-_NODE_JSON: dict[Node, str] = {}
+_NODE_JSON: dict[NodeKey, str] = {}
 _NAME_JSON: dict[str, str] = {}
 _CACHE_SIZE = 8192
+_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def node_json(node: Node) -> str:
-    """The compact JSON of a node (its set fields), cached."""
-    text = _NODE_JSON.get(node)
+def node_json(key: NodeKey) -> str:
+    """The compact JSON of a node key (its set fields), cached."""
+    text = _NODE_JSON.get(key)
     if text is None:
-        fields = {k: v for k, v in node.__dict__.items() if v is not None and v is not False}
-        text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        kind, ident, version_id, version_num, path, model_weight = key
+        text = f'{{"kind":"{kind}"' + ("" if ident is None else f',"id":{ident}')
+        if version_id is not None:
+            text += f',"version_id":{version_id}'
+        if version_num is not None:
+            text += f',"version_num":{version_num}'
+        if path is not None:
+            text += f',"path":{_string(path)}'
+        text += ',"model_weight":true}' if model_weight else "}"
         if len(_NODE_JSON) >= _CACHE_SIZE:
             _NODE_JSON.clear()
-        _NODE_JSON[node] = text
+        _NODE_JSON[key] = text
     return text
 
 
 def _name(name: str) -> str:
     text = _NAME_JSON.get(name)
     if text is None:
-        text = json.dumps(name, ensure_ascii=False)
+        text = _string(name)
         if len(_NAME_JSON) >= _CACHE_SIZE:
             _NAME_JSON.clear()
         _NAME_JSON[name] = text
@@ -248,7 +257,7 @@ def _name(name: str) -> str:
 
 
 def _opt(value: str | None) -> str:
-    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+    return "null" if value is None else _string(value)
 
 
 def _params(params: dict[str, Any] | None) -> str:
@@ -289,7 +298,7 @@ def encode_events(events: list[Event]) -> bytes:
             row = [*head, e.status or "ok", e.error.type if e.error else None, e.error.message if e.error else None,
                    e.params]
         else:
-            node = None if e.node is None else json.loads(node_json(e.node))
+            node = None if e.node is None else json.loads(node_json(node_key(e.node)))
             row = [*head, node, e.meta, e.cwd]
         out.append(json.dumps(row, separators=(",", ":"), ensure_ascii=False))
     return ("\n".join(out) + "\n").encode() if out else b""
