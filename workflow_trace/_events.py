@@ -116,23 +116,25 @@ class Event(BaseModel):
 class RunRef:
     """What a record needs of its run; the step object itself plays this part (``Step`` subclasses it)."""
 
-    __slots__ = ("name", "parent_run_id", "run_id")
+    __slots__ = ("name", "parent_run_id", "run_id", "wire")
 
     def __init__(self, run_id: str, name: str, parent_run_id: str | None) -> None:
         self.run_id = run_id
         self.name = name
         self.parent_run_id = parent_run_id
+        self.wire: str | None = None  # its part of a journal line, made by the first one
 
 
 #: ``(kind, seq, time, task_id, run, node, meta, extra)``: ``kind`` one of STARTED/INPUT/OUTPUT/FINISHED,
-#: ``seq`` this process's event counter, ``time`` ``time.time()``, ``node`` a node key (``_nodes.NodeKey``),
+#: ``seq`` this process's event counter, ``time`` ``time.time_ns()``, ``node`` a node key (``_nodes.NodeKey``),
 #: ``meta`` a validated card or ``None``,
 #: ``extra``: STARTED ``params | None``; INPUT/OUTPUT ``cwd | None``; FINISHED ``(status, error, params)``.
-Record = tuple[int, int, float, Optional[int], RunRef, Optional[NodeKey], Optional["Meta"], Any]
+Record = tuple[int, int, int, Optional[int], RunRef, Optional[NodeKey], Optional["Meta"], Any]
 
 
 class _Ids:
-    """Event ids: 80 random bits per process (UUID version 4 layout) and a 48-bit counter."""
+    """Event ids: 80 random bits per process (UUID version 4 layout) and a 48-bit counter; run ids: 12 random
+    bits per process and a 62-bit counter from a random start (UUID version 7's monotonic random method)."""
 
     def __init__(self) -> None:
         self.reseed()
@@ -144,6 +146,8 @@ class _Ids:
         h = f"{bits:020x}"
         self.prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
         self.next_seq = itertools.count(rng.getrandbits(40)).__next__
+        self.run_rand = f"{rng.getrandbits(12):03x}"
+        self.next_run = itertools.count(rng.getrandbits(60)).__next__
 
 
 #: The process's id source: ``ids.next_seq()`` numbers records; ``ids.prefix`` makes them event ids.
@@ -161,17 +165,15 @@ def event_id(prefix: str, seq: int) -> str:
     return f"{prefix}{seq & 0xFFFFFFFFFFFF:012x}"
 
 
-_getrandbits = random.getrandbits
+_time_ns = _time.time_ns
 
 
 def new_run_id() -> str:
-    """A time-ordered (version 7, RFC 9562) UUID string: runs sort by start time."""
-    ms = _time.time_ns() // 1_000_000
-    rand = _getrandbits(74)
-    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
-    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A time-ordered (version 7, RFC 9562) UUID string: runs sort by start time (and by creation within
+    a millisecond of one process)."""
+    t = f"{(_time_ns() // 1_000_000) & 0xFFFFFFFFFFFF:012x}"
+    b = f"{0x8000000000000000 | (ids.next_run() & 0x3FFFFFFFFFFFFFFF):016x}"  # RFC variant, then the counter
+    return f"{t[:8]}-{t[8:]}-7{ids.run_rand}-{b[:4]}-{b[4:]}"
 
 
 def utcnow() -> datetime:
@@ -202,7 +204,7 @@ def to_event(record: Record, prefix: str | None = None) -> Event:
     return Event.model_construct(
         kind=KINDS[kind],
         event_id=event_id(ids.prefix if prefix is None else prefix, seq),
-        time=datetime.fromtimestamp(timestamp, timezone.utc),
+        time=datetime.fromtimestamp(timestamp / 1e9 if type(timestamp) is int else timestamp, timezone.utc),
         task_id=task_id,
         step=step,
         node=node if node is None or isinstance(node, Node) else key_node(node),  # type: ignore[arg-type]
@@ -268,11 +270,11 @@ def encode_records(records: list[Record]) -> bytes:
     """Journal lines for records (see above)."""
     out = []
     for kind, seq, timestamp, task_id, run, node, meta, extra in records:
-        parent = run.parent_run_id
-        head = (
-            f'[{kind},{seq},{timestamp!r},{"null" if task_id is None else task_id},"{run.run_id}",'
-            f'{_name(run.name)},{"null" if parent is None else chr(34) + parent + chr(34)}'
-        )
+        wire = run.wire
+        if wire is None:
+            wire = run.wire = f'"{run.run_id}",{_name(run.name)},{_opt(run.parent_run_id)}'
+        t = str(timestamp)  # nanoseconds, written as seconds (what json reads back as a float)
+        head = f'[{kind},{seq},{t[:-9]}.{t[-9:]},{"null" if task_id is None else task_id},{wire}'
         if kind == STARTED:
             out.append(f"{head},{_params(extra)}]\n")
         elif kind == FINISHED:

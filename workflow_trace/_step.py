@@ -39,7 +39,7 @@ __all__ = ["Step", "current_step", "finish", "open_run", "process_step", "start"
 
 _current: ContextVar[Step | None] = ContextVar("workflow_trace_step", default=None)
 _next_seq = ids.next_seq
-_now = time.time
+_now = time.time_ns
 
 
 def current_step() -> Step | None:
