@@ -181,11 +181,24 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second iso() wrote, and its text
+
+
 def iso(timestamp: float | str) -> str:
-    """``time.time()`` (or an ISO string, kept as it is) as ISO 8601 UTC (``2026-01-01T10:00:00.123456+00:00``)."""
+    """``time.time()`` (or an ISO string, kept as it is) as ISO 8601 UTC (``2026-01-01T10:00:00.123456+00:00``),
+    as ``datetime.isoformat`` writes it (the text of the second is reused: the store writes one per event)."""
+    global _second
     if isinstance(timestamp, str):
         return timestamp
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+    whole = int(timestamp)
+    micros = round((timestamp - whole) * 1e6)  # what datetime.fromtimestamp does: round half to even
+    if whole < 0 or micros >= 1_000_000:
+        return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+    second, text = _second
+    if second != whole:
+        text = datetime.fromtimestamp(whole, timezone.utc).isoformat()[:-6]
+        _second = (whole, text)
+    return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
 
 
 def to_event(record: Record, prefix: str | None = None) -> Event:
