@@ -7,8 +7,8 @@ in-memory for tests) receives the events. Tracking never breaks or blocks the ho
 
 from __future__ import annotations
 
-from . import version, workflow
-from ._autolog import autolog
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     BackendError,
     ConfigurationError,
@@ -42,6 +42,10 @@ from ._tracing import (
     workflow_step,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import version, workflow
+    from ._autolog import autolog
 
 __all__ = [
     "App",
@@ -96,3 +100,16 @@ __all__ = [
     "workflow",
     "workflow_step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The SDK facades and autolog load on first use: ``import workflow_trace`` stays cheap.
+    if name == "autolog":
+        from ._autolog import autolog
+
+        return autolog
+    if name in ("version", "workflow"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

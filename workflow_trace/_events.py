@@ -65,7 +65,7 @@ KINDS: tuple[EventKind, ...] = ("step_started", "input", "output", "step_finishe
 class StepRef(BaseModel):
     """The step (run) an event belongs to."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     name: str
@@ -75,7 +75,7 @@ class StepRef(BaseModel):
 class ErrorInfo(BaseModel):
     """Why a step failed: the exception's type and message (no stack: it may hold user data)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: str
     message: str
@@ -98,7 +98,7 @@ class Event(BaseModel):
         cwd: The working directory, when ``node`` has a relative local path (what the path meant).
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     kind: EventKind
     event_id: str

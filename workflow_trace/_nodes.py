@@ -37,7 +37,7 @@ __all__ = [
 class Node(BaseModel):
     """Base class of every node: frozen, hashable, compared by value."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     #: Names used for auto-detection of a decorated function's parameter (singular, then plural).
     _param_names: ClassVar[tuple[str, ...]] = ()
