@@ -147,6 +147,7 @@ class _Ids:
         self.prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
         self.next_seq = itertools.count(rng.getrandbits(40)).__next__
         self.run_rand = f"{rng.getrandbits(12):03x}"
+        self.run_head = (-1, "")  # the millisecond of the last run id, and the id's text up to the counter
         self.next_run = itertools.count(rng.getrandbits(60)).__next__
 
 
@@ -171,9 +172,14 @@ _time_ns = _time.time_ns
 def new_run_id() -> str:
     """A time-ordered (version 7, RFC 9562) UUID string: runs sort by start time (and by creation within
     a millisecond of one process)."""
-    t = f"{(_time_ns() // 1_000_000) & 0xFFFFFFFFFFFF:012x}"
+    ms = _time_ns() // 1_000_000
+    last, head = ids.run_head
+    if ms != last:
+        t = f"{ms & 0xFFFFFFFFFFFF:012x}"
+        head = f"{t[:8]}-{t[8:]}-7{ids.run_rand}-"
+        ids.run_head = (ms, head)
     b = f"{0x8000000000000000 | (ids.next_run() & 0x3FFFFFFFFFFFFFFF):016x}"  # RFC variant, then the counter
-    return f"{t[:8]}-{t[8:]}-7{ids.run_rand}-{b[:4]}-{b[4:]}"
+    return f"{head}{b[:4]}-{b[4:]}"
 
 
 def utcnow() -> datetime:

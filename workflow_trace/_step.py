@@ -85,7 +85,10 @@ class Step(RunRef):
 
     def __init__(self, name: str, parent: Step | None, task_id: int | None, *, active: bool = True,
                  config: object = None, params: dict[str, Any] | None = None) -> None:
-        super().__init__(new_run_id(), name, None if parent is None else parent.run_id)
+        self.run_id = new_run_id()  # RunRef's fields, set here (one call less per run)
+        self.name = name
+        self.parent_run_id = None if parent is None else parent.run_id
+        self.wire: str | None = None
         self.parent = parent
         self.task_id = task_id
         self.active = active  # False when tracking was off: the step records nothing

@@ -251,6 +251,7 @@ class _Tracer:
         seen = step.seen
         bound: dict[str, Any] | None = None
         for spec in specs:
+            value = _MISSING
             if spec.plain:
                 value = result if spec.kind == OUTPUT else self.arg(spec, instance, args, kwargs)
                 if type(value) in _PLAIN and (spec, value) in seen:
@@ -261,7 +262,8 @@ class _Tracer:
                         bound = self.bound(instance, args, kwargs)
                     if not spec.when(bound):
                         continue
-                value = self.value(spec, instance, args, kwargs, result)
+                if value is _MISSING:
+                    value = self.value(spec, instance, args, kwargs, result)
                 if spec.version:
                     nodes = versioned(coerce_nodes(spec.cls, value, model_weight=spec.model_weight,
                                                    culprit=spec.culprit), spec.version, step, spec.culprit)
@@ -318,10 +320,9 @@ class _Tracer:
             break
         return result
 
-    def _open(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Step | None,
-              detached: bool = False) -> tuple[Step | None, bool]:
+    def _open(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Step | None) -> Step:
         """A run for this call (the function's own ``@workflow_step``, else an implicit one) with its start
-        and inputs recorded; ``(None, False)`` when it could not be opened (contained)."""
+        and inputs recorded (contained: a run whose task cannot be resolved records without one)."""
         step: Step | None = None
         if self.step is not None:
             step, records = self.step.open(self.step.name or self.qualname, parent)
@@ -336,7 +337,7 @@ class _Tracer:
                 self.collect(step, records, self.inputs, instance, args, kwargs)
                 if records:
                     _runtime.write(records)
-        return step, True
+        return step
 
     def _finish(self, step: Step, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                 result: Any, exc: BaseException | None) -> None:
@@ -353,9 +354,7 @@ class _Tracer:
 
     def _call_in_run(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                      kwargs: dict[str, Any], parent: Step | None) -> Any:
-        step, ok = self._open(instance, args, kwargs, parent)
-        if not ok or step is None:
-            return wrapped(*args, **kwargs)
+        step = self._open(instance, args, kwargs, parent)
         try:
             _current.set(step)
             result = wrapped(*args, **kwargs)
@@ -377,9 +376,7 @@ class _Tracer:
             if parent.active:
                 self.record(parent, self.outputs, instance, args, kwargs, result)
             return result
-        step, ok = self._open(instance, args, kwargs, parent)
-        if not ok or step is None:
-            return await wrapped(*args, **kwargs)
+        step = self._open(instance, args, kwargs, parent)
         try:
             _current.set(step)
             result = await wrapped(*args, **kwargs)
@@ -397,15 +394,12 @@ class _Tracer:
         consumer's, so a context variable set inside would leak into the consumer)."""
         parent = _current.get()
         owned = parent is None or self.step is not None
-        if owned:
-            step, ok = self._open(instance, args, kwargs, parent)
-        else:
-            step, ok = parent, True
-            if parent is not None and parent.active:
-                self.record(parent, self.inputs, instance, args, kwargs)
+        step = self._open(instance, args, kwargs, parent) if owned else parent
+        if not owned and parent is not None and parent.active:
+            self.record(parent, self.inputs, instance, args, kwargs)
 
         def end(exc: BaseException | None) -> None:
-            if not ok or step is None or not step.active:
+            if step is None or not step.active:
                 return
             if owned:
                 self._finish(step, instance, args, kwargs, None, exc)
