@@ -7,6 +7,7 @@ in-memory for tests) receives the events. Tracking never breaks or blocks the ho
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -104,12 +105,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # The SDK facades and autolog load on first use: ``import workflow_trace`` stays cheap.
-    if name == "autolog":
-        from ._autolog import autolog
-
-        return autolog
-    if name in ("version", "workflow"):
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in ("autolog", "version", "workflow"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{'_autolog' if name == 'autolog' else name}")
+    return module.autolog if name == "autolog" else module

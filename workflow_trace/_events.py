@@ -13,6 +13,7 @@ new prefix.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -242,39 +243,22 @@ def to_event(record: Record, prefix: str | None = None) -> Event:
 # ``status, error type, error message, params``. Built with f-strings from cached fragments (the call
 # path pays about half a microsecond per record), read back with ``json.loads``.
 
-_NODE_JSON: dict[NodeKey, str] = {}
-_NAME_JSON: dict[str, str] = {}
-_CACHE_SIZE = 8192
 _string = json.JSONEncoder(ensure_ascii=False).encode
+_name = functools.lru_cache(maxsize=8192)(_string)
 
 
+@functools.lru_cache(maxsize=8192)
 def node_json(key: NodeKey) -> str:
     """The compact JSON of a node key (its set fields), cached."""
-    text = _NODE_JSON.get(key)
-    if text is None:
-        kind, ident, version_id, version_num, path, model_weight = key
-        text = f'{{"kind":"{kind}"' + ("" if ident is None else f',"id":{ident}')
-        if version_id is not None:
-            text += f',"version_id":{version_id}'
-        if version_num is not None:
-            text += f',"version_num":{version_num}'
-        if path is not None:
-            text += f',"path":{_string(path)}'
-        text += ',"model_weight":true}' if model_weight else "}"
-        if len(_NODE_JSON) >= _CACHE_SIZE:
-            _NODE_JSON.clear()
-        _NODE_JSON[key] = text
-    return text
-
-
-def _name(name: str) -> str:
-    text = _NAME_JSON.get(name)
-    if text is None:
-        text = _string(name)
-        if len(_NAME_JSON) >= _CACHE_SIZE:
-            _NAME_JSON.clear()
-        _NAME_JSON[name] = text
-    return text
+    kind, ident, version_id, version_num, path, model_weight = key
+    text = f'{{"kind":"{kind}"' + ("" if ident is None else f',"id":{ident}')
+    if version_id is not None:
+        text += f',"version_id":{version_id}'
+    if version_num is not None:
+        text += f',"version_num":{version_num}'
+    if path is not None:
+        text += f',"path":{_string(path)}'
+    return text + (',"model_weight":true}' if model_weight else "}")
 
 
 def _opt(value: str | None) -> str:
@@ -332,30 +316,26 @@ def decode_line(row: list[Any], prefix: str) -> Event:
         ValueError: a line that does not describe an event.
     """
     try:
-        return _decode(row, prefix)
+        kind, ident, timestamp, task_id, run_id, name, parent = row[:7]
+        event: dict[str, Any] = {
+            "kind": KINDS[kind],
+            "event_id": ident if isinstance(ident, str) else event_id(prefix, ident),
+            "time": datetime.fromisoformat(timestamp) if isinstance(timestamp, str)
+            else datetime.fromtimestamp(timestamp, timezone.utc),
+            "task_id": task_id,
+            "step": {"run_id": run_id, "name": name, "parent_run_id": parent},
+        }
+        if kind == STARTED:
+            event["params"] = row[7]
+        elif kind == FINISHED:
+            event["status"], err_type, err_message, event["params"] = row[7:11]
+            if err_type is not None:
+                event["error"] = {"type": err_type, "message": err_message or ""}
+        else:
+            if row[7] is not None:
+                fields = dict(row[7])
+                event["node"] = node_class(fields.pop("kind")).model_validate(fields)
+            event["meta"], event["cwd"] = row[8], row[9]
+        return Event.model_validate(event)
     except (TypeError, KeyError, IndexError, AttributeError) as exc:
         raise ValueError(f"not an event line: {type(exc).__name__}: {exc}") from None
-
-
-def _decode(row: list[Any], prefix: str) -> Event:
-    kind, ident, timestamp, task_id, run_id, name, parent = row[:7]
-    event: dict[str, Any] = {
-        "kind": KINDS[kind],
-        "event_id": ident if isinstance(ident, str) else event_id(prefix, ident),
-        "time": datetime.fromisoformat(timestamp) if isinstance(timestamp, str)
-        else datetime.fromtimestamp(timestamp, timezone.utc),
-        "task_id": task_id,
-        "step": {"run_id": run_id, "name": name, "parent_run_id": parent},
-    }
-    if kind == STARTED:
-        event["params"] = row[7]
-    elif kind == FINISHED:
-        event["status"], err_type, err_message, event["params"] = row[7:11]
-        if err_type is not None:
-            event["error"] = {"type": err_type, "message": err_message or ""}
-    else:
-        if row[7] is not None:
-            fields = dict(row[7])
-            event["node"] = node_class(fields.pop("kind")).model_validate(fields)
-        event["meta"], event["cwd"] = row[8], row[9]
-    return Event.model_validate(event)

@@ -245,7 +245,6 @@ class JournalWriter:
         self._cond = threading.Condition(threading.Lock())
         self._wake = threading.Event()  # records arrived (the writer was idle), or someone waits
         self._hurry = threading.Event()  # someone waits (flush, call, close): no gathering
-        self._flushing = 0  # flush() calls waiting (changed under _cond)
         self._idle = False
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -405,7 +404,7 @@ class JournalWriter:
 
     def _gather(self) -> None:
         """Let records gather for :data:`GROUP_COMMIT_WINDOW`, unless someone waits."""
-        if not (self._calls or self._stop or self._flushing):
+        if not (self._calls or self._stop):
             self._hurry.wait(GROUP_COMMIT_WINDOW)
         self._hurry.clear()
 
@@ -488,18 +487,14 @@ class JournalWriter:
         segment = self._segment
         deadline = time.monotonic() + (30.0 if timeout is None else max(0.0, timeout))
         with self._cond:
-            self._flushing += 1
-            try:
-                while True:
-                    self._nudge()
-                    if (self._segment > segment or self._offset >= target) and not self._segments_pending():
-                        return lost == 0
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or (self._thread is not None and not self._thread.is_alive()):
-                        return False
-                    self._cond.wait(min(remaining, 0.05))
-            finally:
-                self._flushing -= 1
+            while True:
+                self._nudge()
+                if (self._segment > segment or self._offset >= target) and not self._segments_pending():
+                    return lost == 0
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._thread is not None and not self._thread.is_alive()):
+                    return False
+                self._cond.wait(min(remaining, 0.05))
 
     def _segments_pending(self) -> bool:
         return any(path.exists() and path.stat().st_size > offset for _n, path, offset, _t in self._segments)

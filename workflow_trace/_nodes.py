@@ -6,6 +6,7 @@ version), dataset, file (or model weight), folder, task, labeling job and the ap
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
@@ -250,8 +251,6 @@ def _from_object(cls: type[Node], value: Any, ident: Any, path: Any, culprit: st
 NodeKey = tuple[str, Optional[int], Optional[int], Optional[int], Optional[str], bool]
 _KEY_FIELDS = ("id", "version_id", "version_num", "path", "model_weight")
 _KIND_OF: dict[type[Node], str] = {cls: kind for kind, cls in _KINDS.items()}
-_NODES: dict[NodeKey, Node] = {}
-_CACHE_SIZE = 4096
 
 
 def node_key(node: Node) -> NodeKey:
@@ -261,16 +260,11 @@ def node_key(node: Node) -> NodeKey:
             d.get("model_weight", False))
 
 
+@functools.lru_cache(maxsize=4096)
 def key_node(key: NodeKey) -> Node:
     """The node of a key (cached: the same key gives the same frozen node)."""
-    node = _NODES.get(key)
-    if node is None:
-        fields = {name: v for name, v in zip(_KEY_FIELDS, key[1:], strict=True) if v is not None and v is not False}
-        node = _KINDS[key[0]].model_validate(fields)
-        if len(_NODES) >= _CACHE_SIZE:
-            _NODES.clear()
-        _NODES[key] = node
-    return node
+    fields = {name: v for name, v in zip(_KEY_FIELDS, key[1:], strict=True) if v is not None and v is not False}
+    return _KINDS[key[0]].model_validate(fields)
 
 
 def _scalar_key(cls: type[Node], value: Any, model_weight: bool, culprit: str) -> NodeKey:

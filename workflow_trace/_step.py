@@ -85,10 +85,7 @@ class Step(RunRef):
 
     def __init__(self, name: str, parent: Step | None, task_id: int | None, *, active: bool = True,
                  config: object = None, params: dict[str, Any] | None = None) -> None:
-        self.run_id = new_run_id()  # RunRef's fields, set here (one call less per run)
-        self.name = name
-        self.parent_run_id = None if parent is None else parent.run_id
-        self.wire: str | None = None
+        super().__init__(new_run_id(), name, None if parent is None else parent.run_id)
         self.parent = parent
         self.task_id = task_id
         self.active = active  # False when tracking was off: the step records nothing
@@ -101,15 +98,8 @@ class Step(RunRef):
         self.error: tuple[str, str] | None = None
         self.prev: Step | None = None
 
-    @property
-    def inputs(self) -> list[Node]:
-        """The input nodes recorded, in order."""
-        return [key_node(k) for k in self._in]
-
-    @property
-    def outputs(self) -> list[Node]:
-        """The output nodes recorded, in order."""
-        return [key_node(k) for k in self._out]
+    inputs = property(lambda self: [key_node(k) for k in self._in], doc="The input nodes recorded, in order.")
+    outputs = property(lambda self: [key_node(k) for k in self._out], doc="The output nodes recorded, in order.")
 
     @property
     def ref(self) -> StepRef:
