@@ -22,15 +22,11 @@ __all__ = [
     "Folder",
     "Job",
     "Node",
-    "NodeKey",
     "NodeModel",
     "Project",
     "Task",
-    "coerce_keys",
     "coerce_nodes",
-    "key_node",
     "node_class",
-    "node_key",
     "parse_node_ref",
 ]
 

@@ -293,9 +293,8 @@ class _Tracer:
         if not self.sync:
             if self.is_async:
                 return self._call_async(wrapped, instance, args, kwargs)
-            gen = wrapped(*args, **kwargs)
             with_step = iter_with_step if self.is_gen else aiter_with_step
-            return with_step(gen, lambda: self._begin_detached(instance, args, kwargs))
+            return with_step(wrapped(*args, **kwargs), lambda: self._begin_detached(instance, args, kwargs))
         if step is None or self.step is not None:
             return self._call_in_run(wrapped, instance, args, kwargs, step)
         if not step.active:
