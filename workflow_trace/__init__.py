@@ -7,8 +7,9 @@ in-memory for tests) receives the events. Tracking never breaks or blocks the ho
 
 from __future__ import annotations
 
-from . import version, workflow
-from ._autolog import autolog
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     BackendError,
     ConfigurationError,
@@ -42,6 +43,10 @@ from ._tracing import (
     workflow_step,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import version, workflow
+    from ._autolog import autolog
 
 __all__ = [
     "App",
@@ -96,3 +101,11 @@ __all__ = [
     "workflow",
     "workflow_step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The SDK facades and autolog load on first use: ``import workflow_trace`` stays cheap.
+    if name not in ("autolog", "version", "workflow"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{'_autolog' if name == 'autolog' else name}")
+    return module.autolog if name == "autolog" else module

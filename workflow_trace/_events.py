@@ -13,6 +13,7 @@ new prefix.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from ._context import at_fork
-from ._nodes import Node, NodeModel, node_class
+from ._nodes import Node, NodeKey, NodeModel, key_node, node_class, node_key
 
 if TYPE_CHECKING:
     from ._meta import Meta
@@ -65,7 +66,7 @@ KINDS: tuple[EventKind, ...] = ("step_started", "input", "output", "step_finishe
 class StepRef(BaseModel):
     """The step (run) an event belongs to."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     name: str
@@ -75,7 +76,7 @@ class StepRef(BaseModel):
 class ErrorInfo(BaseModel):
     """Why a step failed: the exception's type and message (no stack: it may hold user data)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: str
     message: str
@@ -98,7 +99,7 @@ class Event(BaseModel):
         cwd: The working directory, when ``node`` has a relative local path (what the path meant).
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     kind: EventKind
     event_id: str
@@ -116,22 +117,25 @@ class Event(BaseModel):
 class RunRef:
     """What a record needs of its run; the step object itself plays this part (``Step`` subclasses it)."""
 
-    __slots__ = ("name", "parent_run_id", "run_id")
+    __slots__ = ("name", "parent_run_id", "run_id", "wire")
 
     def __init__(self, run_id: str, name: str, parent_run_id: str | None) -> None:
         self.run_id = run_id
         self.name = name
         self.parent_run_id = parent_run_id
+        self.wire: str | None = None  # its part of a journal line, made by the first one
 
 
 #: ``(kind, seq, time, task_id, run, node, meta, extra)``: ``kind`` one of STARTED/INPUT/OUTPUT/FINISHED,
-#: ``seq`` this process's event counter, ``time`` ``time.time()``, ``meta`` a validated card or ``None``,
+#: ``seq`` this process's event counter, ``time`` ``time.time_ns()``, ``node`` a node key (``_nodes.NodeKey``),
+#: ``meta`` a validated card or ``None``,
 #: ``extra``: STARTED ``params | None``; INPUT/OUTPUT ``cwd | None``; FINISHED ``(status, error, params)``.
-Record = tuple[int, int, float, Optional[int], RunRef, Optional[Node], Optional["Meta"], Any]
+Record = tuple[int, int, int, Optional[int], RunRef, Optional[NodeKey], Optional["Meta"], Any]
 
 
 class _Ids:
-    """Event ids: 80 random bits per process (UUID version 4 layout) and a 48-bit counter."""
+    """Event ids: 80 random bits per process (UUID version 4 layout) and a 48-bit counter; run ids: 12 random
+    bits per process and a 62-bit counter from a random start (UUID version 7's monotonic random method)."""
 
     def __init__(self) -> None:
         self.reseed()
@@ -143,6 +147,9 @@ class _Ids:
         h = f"{bits:020x}"
         self.prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
         self.next_seq = itertools.count(rng.getrandbits(40)).__next__
+        self.run_rand = f"{rng.getrandbits(12):03x}"
+        self.run_head = (-1, "")  # the millisecond of the last run id, and the id's text up to the counter
+        self.next_run = itertools.count(rng.getrandbits(60)).__next__
 
 
 #: The process's id source: ``ids.next_seq()`` numbers records; ``ids.prefix`` makes them event ids.
@@ -160,17 +167,20 @@ def event_id(prefix: str, seq: int) -> str:
     return f"{prefix}{seq & 0xFFFFFFFFFFFF:012x}"
 
 
-_getrandbits = random.getrandbits
+_time_ns = _time.time_ns
 
 
 def new_run_id() -> str:
-    """A time-ordered (version 7, RFC 9562) UUID string: runs sort by start time."""
-    ms = _time.time_ns() // 1_000_000
-    rand = _getrandbits(74)
-    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
-    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A time-ordered (version 7, RFC 9562) UUID string: runs sort by start time (and by creation within
+    a millisecond of one process)."""
+    ms = _time_ns() // 1_000_000
+    last, head = ids.run_head
+    if ms != last:
+        t = f"{ms & 0xFFFFFFFFFFFF:012x}"
+        head = f"{t[:8]}-{t[8:]}-7{ids.run_rand}-"
+        ids.run_head = (ms, head)
+    b = f"{0x8000000000000000 | (ids.next_run() & 0x3FFFFFFFFFFFFFFF):016x}"  # RFC variant, then the counter
+    return f"{head}{b[:4]}-{b[4:]}"
 
 
 def utcnow() -> datetime:
@@ -178,11 +188,24 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second iso() wrote, and its text
+
+
 def iso(timestamp: float | str) -> str:
-    """``time.time()`` (or an ISO string, kept as it is) as ISO 8601 UTC (``2026-01-01T10:00:00.123456+00:00``)."""
+    """``time.time()`` (or an ISO string, kept as it is) as ISO 8601 UTC (``2026-01-01T10:00:00.123456+00:00``),
+    as ``datetime.isoformat`` writes it (the text of the second is reused: the store writes one per event)."""
+    global _second
     if isinstance(timestamp, str):
         return timestamp
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+    whole = int(timestamp)
+    micros = round((timestamp - whole) * 1e6)  # what datetime.fromtimestamp does: round half to even
+    if whole < 0 or micros >= 1_000_000:
+        return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+    second, text = _second
+    if second != whole:
+        text = datetime.fromtimestamp(whole, timezone.utc).isoformat()[:-6]
+        _second = (whole, text)
+    return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
 
 
 def to_event(record: Record, prefix: str | None = None) -> Event:
@@ -201,10 +224,10 @@ def to_event(record: Record, prefix: str | None = None) -> Event:
     return Event.model_construct(
         kind=KINDS[kind],
         event_id=event_id(ids.prefix if prefix is None else prefix, seq),
-        time=datetime.fromtimestamp(timestamp, timezone.utc),
+        time=datetime.fromtimestamp(timestamp / 1e9 if type(timestamp) is int else timestamp, timezone.utc),
         task_id=task_id,
         step=step,
-        node=node,  # type: ignore[arg-type]  # a Node subclass, as the union names them
+        node=node if node is None or isinstance(node, Node) else key_node(node),  # type: ignore[arg-type]
         meta=None if meta is None else meta.wire,
         status=status,
         error=error,
@@ -220,35 +243,26 @@ def to_event(record: Record, prefix: str | None = None) -> Event:
 # ``status, error type, error message, params``. Built with f-strings from cached fragments (the call
 # path pays about half a microsecond per record), read back with ``json.loads``.
 
-_NODE_JSON: dict[Node, str] = {}
-_NAME_JSON: dict[str, str] = {}
-_CACHE_SIZE = 8192
+_string = json.JSONEncoder(ensure_ascii=False).encode
+_name = functools.lru_cache(maxsize=8192)(_string)
 
 
-def node_json(node: Node) -> str:
-    """The compact JSON of a node (its set fields), cached."""
-    text = _NODE_JSON.get(node)
-    if text is None:
-        fields = {k: v for k, v in node.__dict__.items() if v is not None and v is not False}
-        text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
-        if len(_NODE_JSON) >= _CACHE_SIZE:
-            _NODE_JSON.clear()
-        _NODE_JSON[node] = text
-    return text
-
-
-def _name(name: str) -> str:
-    text = _NAME_JSON.get(name)
-    if text is None:
-        text = json.dumps(name, ensure_ascii=False)
-        if len(_NAME_JSON) >= _CACHE_SIZE:
-            _NAME_JSON.clear()
-        _NAME_JSON[name] = text
-    return text
+@functools.lru_cache(maxsize=8192)
+def node_json(key: NodeKey) -> str:
+    """The compact JSON of a node key (its set fields), cached."""
+    kind, ident, version_id, version_num, path, model_weight = key
+    text = f'{{"kind":"{kind}"' + ("" if ident is None else f',"id":{ident}')
+    if version_id is not None:
+        text += f',"version_id":{version_id}'
+    if version_num is not None:
+        text += f',"version_num":{version_num}'
+    if path is not None:
+        text += f',"path":{_string(path)}'
+    return text + (',"model_weight":true}' if model_weight else "}")
 
 
 def _opt(value: str | None) -> str:
-    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+    return "null" if value is None else _string(value)
 
 
 def _params(params: dict[str, Any] | None) -> str:
@@ -259,11 +273,11 @@ def encode_records(records: list[Record]) -> bytes:
     """Journal lines for records (see above)."""
     out = []
     for kind, seq, timestamp, task_id, run, node, meta, extra in records:
-        parent = run.parent_run_id
-        head = (
-            f'[{kind},{seq},{timestamp!r},{"null" if task_id is None else task_id},"{run.run_id}",'
-            f'{_name(run.name)},{"null" if parent is None else chr(34) + parent + chr(34)}'
-        )
+        wire = run.wire
+        if wire is None:
+            wire = run.wire = f'"{run.run_id}",{_name(run.name)},{_opt(run.parent_run_id)}'
+        t = str(timestamp)  # nanoseconds, written as seconds (what json reads back as a float)
+        head = f'[{kind},{seq},{t[:-9]}.{t[-9:]},{"null" if task_id is None else task_id},{wire}'
         if kind == STARTED:
             out.append(f"{head},{_params(extra)}]\n")
         elif kind == FINISHED:
@@ -289,7 +303,7 @@ def encode_events(events: list[Event]) -> bytes:
             row = [*head, e.status or "ok", e.error.type if e.error else None, e.error.message if e.error else None,
                    e.params]
         else:
-            node = None if e.node is None else json.loads(node_json(e.node))
+            node = None if e.node is None else json.loads(node_json(node_key(e.node)))
             row = [*head, node, e.meta, e.cwd]
         out.append(json.dumps(row, separators=(",", ":"), ensure_ascii=False))
     return ("\n".join(out) + "\n").encode() if out else b""
@@ -302,30 +316,26 @@ def decode_line(row: list[Any], prefix: str) -> Event:
         ValueError: a line that does not describe an event.
     """
     try:
-        return _decode(row, prefix)
+        kind, ident, timestamp, task_id, run_id, name, parent = row[:7]
+        event: dict[str, Any] = {
+            "kind": KINDS[kind],
+            "event_id": ident if isinstance(ident, str) else event_id(prefix, ident),
+            "time": datetime.fromisoformat(timestamp) if isinstance(timestamp, str)
+            else datetime.fromtimestamp(timestamp, timezone.utc),
+            "task_id": task_id,
+            "step": {"run_id": run_id, "name": name, "parent_run_id": parent},
+        }
+        if kind == STARTED:
+            event["params"] = row[7]
+        elif kind == FINISHED:
+            event["status"], err_type, err_message, event["params"] = row[7:11]
+            if err_type is not None:
+                event["error"] = {"type": err_type, "message": err_message or ""}
+        else:
+            if row[7] is not None:
+                fields = dict(row[7])
+                event["node"] = node_class(fields.pop("kind")).model_validate(fields)
+            event["meta"], event["cwd"] = row[8], row[9]
+        return Event.model_validate(event)
     except (TypeError, KeyError, IndexError, AttributeError) as exc:
         raise ValueError(f"not an event line: {type(exc).__name__}: {exc}") from None
-
-
-def _decode(row: list[Any], prefix: str) -> Event:
-    kind, ident, timestamp, task_id, run_id, name, parent = row[:7]
-    event: dict[str, Any] = {
-        "kind": KINDS[kind],
-        "event_id": ident if isinstance(ident, str) else event_id(prefix, ident),
-        "time": datetime.fromisoformat(timestamp) if isinstance(timestamp, str)
-        else datetime.fromtimestamp(timestamp, timezone.utc),
-        "task_id": task_id,
-        "step": {"run_id": run_id, "name": name, "parent_run_id": parent},
-    }
-    if kind == STARTED:
-        event["params"] = row[7]
-    elif kind == FINISHED:
-        event["status"], err_type, err_message, event["params"] = row[7:11]
-        if err_type is not None:
-            event["error"] = {"type": err_type, "message": err_message or ""}
-    else:
-        if row[7] is not None:
-            fields = dict(row[7])
-            event["node"] = node_class(fields.pop("kind")).model_validate(fields)
-        event["meta"], event["cwd"] = row[8], row[9]
-    return Event.model_validate(event)

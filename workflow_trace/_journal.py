@@ -68,10 +68,11 @@ MAX_BATCH_LINES = 5_000
 ROTATE_GRACE = 1.0
 #: Seconds between looks for journals of processes that are gone.
 ORPHAN_POLL = 30.0
-#: Under a steady flow of records, one transaction per this many seconds: bigger batches, and the file's
-#: write lock free most of the time for other processes writing the same store (without it, a busy
-#: writer starts its next transaction within microseconds and another process's writer can starve).
-GROUP_COMMIT_WINDOW = 0.01
+#: Seconds the writer lets records gather before it reads them, unless a flush (or a call) is waiting:
+#: bigger transactions, fewer of them, and the GIL left to the threads that record while they are busy
+#: (a burst of calls shorter than this is not slowed by the writer at all); the file's write lock stays
+#: free most of the time for other processes writing the same store.
+GROUP_COMMIT_WINDOW = 0.05
 
 _HOST = socket.gethostname()
 _exit_deadline: float | None = None
@@ -242,7 +243,8 @@ class JournalWriter:
         self._offset = 0  # ingested position in the current segment
         self._open_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # records arrived (the writer was idle), or someone waits
+        self._hurry = threading.Event()  # someone waits (flush, call, close): no gathering
         self._idle = False
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -333,7 +335,7 @@ class JournalWriter:
             self._open()
         job = _Call(fn)
         self._calls.append(job)
-        self._wake.set()
+        self._nudge()
         if not job.done.wait(timeout):
             raise TimeoutError(f"{self.name}: the writer did not answer within {timeout:.0f} s")
         if job.error is not None:
@@ -344,7 +346,7 @@ class JournalWriter:
         """Run ``fn`` in the writer thread without waiting (errors are contained there)."""
         if self._fd >= 0:
             self._calls.append(_Call(fn))
-            self._wake.set()
+            self._nudge()
 
     def _run_calls(self) -> None:
         while self._calls:
@@ -378,8 +380,7 @@ class JournalWriter:
                 if worked and not failed:
                     backoff = 0.05
                     if self._pending() and not self._stop:
-                        self._wake.wait(GROUP_COMMIT_WINDOW)
-                        self._wake.clear()
+                        self._gather()
                     continue
             if self._stop or generation != self._generation:
                 return
@@ -393,6 +394,19 @@ class JournalWriter:
                 self._wake.wait(0.5)
             self._wake.clear()
             self._idle = False
+            if self._pending():
+                self._gather()
+
+    def _nudge(self) -> None:
+        """Wake the writer and have it store at once."""
+        self._hurry.set()
+        self._wake.set()
+
+    def _gather(self) -> None:
+        """Let records gather for :data:`GROUP_COMMIT_WINDOW`, unless someone waits."""
+        if not (self._calls or self._stop):
+            self._hurry.wait(GROUP_COMMIT_WINDOW)
+        self._hurry.clear()
 
     def _recover_orphans(self) -> None:
         orphans = list(find_orphans(self.directory, exclude=self._owner))
@@ -472,16 +486,15 @@ class JournalWriter:
             return False
         segment = self._segment
         deadline = time.monotonic() + (30.0 if timeout is None else max(0.0, timeout))
-        self._wake.set()
         with self._cond:
             while True:
+                self._nudge()
                 if (self._segment > segment or self._offset >= target) and not self._segments_pending():
                     return lost == 0
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self._thread is not None and not self._thread.is_alive()):
                     return False
                 self._cond.wait(min(remaining, 0.05))
-                self._wake.set()
 
     def _segments_pending(self) -> bool:
         return any(path.exists() and path.stat().st_size > offset for _n, path, offset, _t in self._segments)
@@ -513,7 +526,7 @@ class JournalWriter:
         timeout = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
         ok = self.flush(timeout)
         self._stop = True
-        self._wake.set()
+        self._nudge()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0 if deadline is None else max(0.05, deadline - time.monotonic()))

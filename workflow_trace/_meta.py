@@ -135,7 +135,7 @@ def _settings_wire(fields: Mapping[str, Any]) -> dict[str, Any]:
 class WorkflowSettings(BaseModel):
     """The look of one card: title, description, icon and main link (see the module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     title: Optional[str] = None
     description: Optional[str] = None
@@ -193,7 +193,7 @@ class WorkflowSettings(BaseModel):
 class WorkflowMeta(BaseModel):
     """Settings of the two cards one workflow call touches: the relation (input/output) and the node."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     relation_settings: Optional[WorkflowSettings] = None
     node_settings: Optional[WorkflowSettings] = None

@@ -6,9 +6,10 @@ version), dataset, file (or model weight), folder, task, labeling job and the ap
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -33,7 +34,7 @@ __all__ = [
 class Node(BaseModel):
     """Base class of every node: frozen, hashable, compared by value."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     #: Names used for auto-detection of a decorated function's parameter (singular, then plural).
     _param_names: ClassVar[tuple[str, ...]] = ()
@@ -241,32 +242,85 @@ def _from_object(cls: type[Node], value: Any, ident: Any, path: Any, culprit: st
     return cls(**fields)
 
 
-_CACHE: dict[tuple[type[Node], Any, bool], Node] = {}
-_CACHE_SIZE = 4096
+#: A node as a plain tuple, ``(kind, id, version_id, version_num, path, model_weight)``: what the call path
+#: and the records carry (hashed and compared cheaply); :func:`key_node` makes the model when one is read.
+NodeKey = tuple[str, Optional[int], Optional[int], Optional[int], Optional[str], bool]
+_KEY_FIELDS = ("id", "version_id", "version_num", "path", "model_weight")
+_KIND_OF: dict[type[Node], str] = {cls: kind for kind, cls in _KINDS.items()}
 
 
-def _coerce_scalar(cls: type[Node], value: Any, model_weight: bool, culprit: str) -> Node:
-    """An ``int`` id, or a ``str`` / ``os.PathLike`` path, as a ``cls`` node."""
-    fields: dict[str, Any]
+def node_key(node: Node) -> NodeKey:
+    """The key of a node (equal nodes, equal keys)."""
+    d = node.__dict__
+    return (d["kind"], d.get("id"), d.get("version_id"), d.get("version_num"), d.get("path"),
+            d.get("model_weight", False))
+
+
+@functools.lru_cache(maxsize=4096)
+def key_node(key: NodeKey) -> Node:
+    """The node of a key (cached: the same key gives the same frozen node)."""
+    fields = {name: v for name, v in zip(_KEY_FIELDS, key[1:], strict=True) if v is not None and v is not False}
+    return _KINDS[key[0]].model_validate(fields)
+
+
+def _scalar_key(cls: type[Node], value: Any, model_weight: bool, culprit: str) -> NodeKey:
+    """An ``int`` id, or a ``str`` / ``os.PathLike`` path, as a ``cls`` node (valid by construction)."""
     if cls is App:
-        return App()
+        return ("app", None, None, None, None, False)
     if isinstance(value, str) and cls._digits_are_id and value.isascii() and value.isdigit():
         value = int(value)  # "42" from argparse or the environment: the id, as the SDK would take it
     if isinstance(value, int):
         if not cls._has_id:
             raise NodeCoercionError(f"{culprit}: a {cls.__name__} is named by a path, not an int")
-        fields = {"id": value}
-    else:
-        if not cls._has_path:
+        return (_KIND_OF[cls], value, None, None, None, model_weight and cls is File)
+    if not cls._has_path:
+        raise NodeCoercionError(
+            f"{culprit}: cannot make a {cls.__name__} from a {type(value).__name__}: "
+            f"a {cls.__name__.lower()} is named by an integer id"
+        )
+    path = os.fspath(value)
+    return (_KIND_OF[cls], None, None, None, path if isinstance(path, str) else path.decode(),
+            model_weight and cls is File)
+
+
+def coerce_keys(
+    cls: type[Node], value: Any, *, model_weight: bool = False, culprit: str = "workflow_trace"
+) -> list[NodeKey]:
+    """:func:`coerce_nodes`, as node keys (what the call path records; no model built for ids and paths)."""
+    kind = type(value)
+    if kind is int or kind is str:  # the hot path
+        return [_scalar_key(cls, value, model_weight, culprit)]
+    if value is None:
+        return []
+    if cls is App:
+        # The app session has no identity of its own: any non-None value means "the session".
+        return [("app", None, None, None, None, False)]
+    node: Node
+    if isinstance(value, Node):
+        node = value
+    elif isinstance(value, bool):
+        raise NodeCoercionError(f"{culprit}: cannot make a {cls.__name__} from a bool")
+    elif isinstance(value, (int, str, os.PathLike)):
+        return [_scalar_key(cls, value, model_weight, culprit)]
+    elif isinstance(value, Mapping):
+        if "id" not in value and "path" not in value:
             raise NodeCoercionError(
-                f"{culprit}: cannot make a {cls.__name__} from a {type(value).__name__}: "
-                f"a {cls.__name__.lower()} is named by an integer id"
+                f"{culprit}: cannot make a {cls.__name__} from a mapping without an 'id' key"
             )
-        path = os.fspath(value)
-        fields = {"path": path if isinstance(path, str) else path.decode()}
-    if model_weight and cls is File:
-        fields["model_weight"] = True
-    return cls.model_validate(fields)
+        node = _from_object(cls, value, value.get("id"), value.get("path"), culprit)
+    elif hasattr(value, "id") and not isinstance(value, type):
+        node = _from_object(cls, value, value.id, getattr(value, "path", None), culprit)
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
+        keys: list[NodeKey] = []
+        for item in value:
+            keys.extend(coerce_keys(cls, item, model_weight=model_weight, culprit=culprit))
+        return keys
+    else:
+        raise NodeCoercionError(
+            f"{culprit}: cannot make a {cls.__name__} from a value of type {type(value).__name__}"
+        )
+    key = node_key(node)
+    return [(*key[:5], True) if model_weight and key[0] == "file" else key]
 
 
 def coerce_nodes(
@@ -290,46 +344,4 @@ def coerce_nodes(
     Raises:
         NodeCoercionError: (a ``TypeError``) for any other value, naming its type and the culprit.
     """
-    if value is None:
-        return []
-    if type(value) in (int, str):  # the hot path: the same ids and paths come back call after call
-        key = (cls, value, model_weight)
-        cached = _CACHE.get(key)
-        if cached is None:
-            cached = _coerce_scalar(cls, value, model_weight, culprit)
-            if len(_CACHE) >= _CACHE_SIZE:
-                _CACHE.clear()
-            _CACHE[key] = cached
-        return [cached]
-    if cls is App:
-        # The app session has no identity of its own: any non-None value means "the session".
-        return [App()]
-    if isinstance(value, Node):
-        if model_weight and isinstance(value, File) and not value.model_weight:
-            return [value.model_copy(update={"model_weight": True})]
-        return [value]
-    node: Node
-    if isinstance(value, bool):
-        raise NodeCoercionError(f"{culprit}: cannot make a {cls.__name__} from a bool")
-    if isinstance(value, (int, str, os.PathLike)):
-        return [_coerce_scalar(cls, value, model_weight, culprit)]
-    if isinstance(value, Mapping):
-        if "id" not in value and "path" not in value:
-            raise NodeCoercionError(
-                f"{culprit}: cannot make a {cls.__name__} from a mapping without an 'id' key"
-            )
-        node = _from_object(cls, value, value.get("id"), value.get("path"), culprit)
-    elif hasattr(value, "id") and not isinstance(value, type):
-        node = _from_object(cls, value, value.id, getattr(value, "path", None), culprit)
-    elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
-        nodes: list[Node] = []
-        for item in value:
-            nodes.extend(coerce_nodes(cls, item, model_weight=model_weight, culprit=culprit))
-        return nodes
-    else:
-        raise NodeCoercionError(
-            f"{culprit}: cannot make a {cls.__name__} from a value of type {type(value).__name__}"
-        )
-    if model_weight and isinstance(node, File):
-        node = node.model_copy(update={"model_weight": True})
-    return [node]
+    return [key_node(k) for k in coerce_keys(cls, value, model_weight=model_weight, culprit=culprit)]

@@ -40,7 +40,7 @@ class RecordBackend(Protocol):
 class VersionInfo(BaseModel):
     """One version (snapshot) of a project, as ``list_versions`` returns it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: int
     version: int

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ._context import contained, describe, env_task_id, flush_warnings, settings, suppressed, warn
@@ -258,12 +258,6 @@ def _event_sink(backend: Backend) -> Callable[[list[Record]], None]:
     return emit
 
 
-def sink_of(backend: Any) -> Callable[[list[Record]], None]:
-    """How records reach ``backend``: its own ``write_records``, else events made at its door."""
-    write_records = getattr(backend, "write_records", None)
-    return write_records if callable(write_records) else _event_sink(backend)
-
-
 def write(records: list[Record]) -> None:
     """Hand one batch of records to the backend.
 
@@ -273,8 +267,10 @@ def write(records: list[Record]) -> None:
     """
     sink = state.sink
     try:
-        if sink is None:
-            sink = state.sink = sink_of(get_backend())
+        if sink is None:  # the backend's own write_records, else events made at its door
+            backend = get_backend()
+            own = getattr(backend, "write_records", None)
+            sink = state.sink = own if callable(own) else _event_sink(backend)
         sink(records)
     except Exception as exc:  # a KeyboardInterrupt is the user stopping the call: nothing lost by us
         state.lost += len(records)
@@ -311,13 +307,3 @@ def flush(timeout: float | None = None) -> bool:
         finally:
             suppressed.reset(token)
     return False
-
-
-def emit_events(events: Sequence[Any]) -> None:
-    """Hand public events to the backend (``push`` and tests): converted by the backend itself."""
-    backend = get_backend()
-    token = suppressed.set(True)
-    try:
-        backend.emit(list(events))
-    finally:
-        suppressed.reset(token)

@@ -33,13 +33,13 @@ from ._context import at_exit, at_fork, contained, mask_params, safe_repr, suppr
 from ._errors import NodeCoercionError, VersioningNotSupportedError
 from ._events import FINISHED, INPUT, OUTPUT, STARTED, Record, RunRef, StepRef, ids, new_run_id
 from ._meta import Meta, MetaLike, to_meta
-from ._nodes import App, Node, Project, coerce_nodes, node_class
+from ._nodes import Node, NodeKey, Project, coerce_keys, key_node, node_class, node_key
 
 __all__ = ["Step", "current_step", "finish", "open_run", "process_step", "start"]
 
 _current: ContextVar[Step | None] = ContextVar("workflow_trace_step", default=None)
 _next_seq = ids.next_seq
-_now = time.time
+_now = time.time_ns
 
 
 def current_step() -> Step | None:
@@ -81,8 +81,7 @@ class Step(RunRef):
         error: ``(type, message)`` when it failed.
     """
 
-    __slots__ = ("active", "config", "error", "inputs", "outputs", "params", "parent", "prev", "seen", "status",
-                 "task_id")
+    __slots__ = ("_in", "_out", "active", "config", "error", "params", "parent", "prev", "seen", "status", "task_id")
 
     def __init__(self, name: str, parent: Step | None, task_id: int | None, *, active: bool = True,
                  config: object = None, params: dict[str, Any] | None = None) -> None:
@@ -92,12 +91,15 @@ class Step(RunRef):
         self.active = active  # False when tracking was off: the step records nothing
         self.config = config
         self.params = params
-        self.inputs: list[Node] = []
-        self.outputs: list[Node] = []
+        self._in: list[NodeKey] = []
+        self._out: list[NodeKey] = []
         self.seen: set[Any] = set()
         self.status: Literal["ok", "failed"] | None = None
         self.error: tuple[str, str] | None = None
         self.prev: Step | None = None
+
+    inputs = property(lambda self: [key_node(k) for k in self._in], doc="The input nodes recorded, in order.")
+    outputs = property(lambda self: [key_node(k) for k in self._out], doc="The output nodes recorded, in order.")
 
     @property
     def ref(self) -> StepRef:
@@ -107,7 +109,7 @@ class Step(RunRef):
     def __repr__(self) -> str:
         return (
             f"Step(name={self.name!r}, run_id={self.run_id!r}, task_id={self.task_id!r}, "
-            f"inputs={len(self.inputs)}, outputs={len(self.outputs)}, status={self.status!r})"
+            f"inputs={len(self._in)}, outputs={len(self._out)}, status={self.status!r})"
         )
 
     # -- public API -------------------------------------------------------------------------------------
@@ -145,46 +147,47 @@ class Step(RunRef):
             card = to_meta(meta)
             if node_kind is None:
                 if isinstance(value, Node):
-                    nodes: list[Node] = [value]
+                    keys = [node_key(value)]
                 elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, Node) for v in value):
-                    nodes = list(value)
+                    keys = [node_key(v) for v in value]
                 else:
                     raise NodeCoercionError(
                         f"{culprit}: pass a node (wt.Project(id=...)) or kind= for a value of type "
                         f"{type(value).__name__}"
                     )
             else:
-                nodes = coerce_nodes(node_class(node_kind), value, culprit=culprit)
-            if kind == INPUT and any(isinstance(n, App) for n in nodes):
+                keys = coerce_keys(node_class(node_kind), value, culprit=culprit)
+            if kind == INPUT and any(k[0] == "app" for k in keys):
                 raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
             records: list[Record] = []
-            added = self.collect(records, kind, nodes, card)
+            added = self.collect(records, kind, keys, card)
             if records:
                 _runtime.write(records)
-            return added
+            return [key_node(k) for k in added]
         return []
 
-    def collect(self, records: list[Record], kind: int, nodes: Iterable[Node], meta: Meta | None,
-                task_id: int | None = -1) -> list[Node]:
-        """Append records for the nodes this run has not recorded yet (same direction and card).
+    def collect(self, records: list[Record], kind: int, nodes: Iterable[Node | NodeKey], meta: Meta | None,
+                task_id: int | None = -1) -> list[NodeKey]:
+        """Append records for the nodes (or node keys) this run has not recorded yet (same direction and card).
 
         Relative local paths carry the working directory, so the store knows what they meant.
         """
         seen = self.seen
-        added: list[Node] = []
-        target = self.inputs if kind == INPUT else self.outputs
+        added: list[NodeKey] = []
+        target = self._in if kind == INPUT else self._out
         task = self.task_id if task_id == -1 else task_id
         meta_key = None if meta is None else meta.json
         for node in nodes:
-            key = (kind, node, meta_key, task)
-            if key in seen:
+            key = node if type(node) is tuple else node_key(node)  # type: ignore[arg-type]
+            mark = (kind, key, meta_key, task)
+            if mark in seen:
                 continue
-            seen.add(key)
-            target.append(node)
-            added.append(node)
-            path = node.__dict__.get("path")
+            seen.add(mark)
+            target.append(key)
+            added.append(key)
+            path = key[4]
             cwd = os.getcwd() if path is not None and not path.startswith("/") else None
-            records.append((kind, _next_seq(), _now(), task, self, node, meta, cwd))
+            records.append((kind, _next_seq(), _now(), task, self, key, meta, cwd))
         return added
 
     def start_record(self) -> Record:

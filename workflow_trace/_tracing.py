@@ -37,7 +37,7 @@ from ._context import contained, suppressed
 from ._errors import ConfigurationError, DecorationError, ExtractionError
 from ._events import INPUT, OUTPUT, Record
 from ._meta import Meta, MetaLike, to_meta
-from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_nodes
+from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_keys, coerce_nodes
 from ._step import (
     Step,
     _current,
@@ -100,8 +100,8 @@ class _Spec:
     anything else (a path into an argument or into the result, a callable source).
     """
 
-    __slots__ = ("cls", "culprit", "default", "getter", "index", "kind", "meta", "model_weight", "name", "plain",
-                 "version", "when")
+    __slots__ = ("cls", "culprit", "default", "direct", "getter", "guard", "index", "kind", "meta", "model_weight",
+                 "name", "plain", "version", "when")
 
     def __init__(self, kind: int, cls: type[Node], culprit: str) -> None:
         self.kind = kind
@@ -116,6 +116,8 @@ class _Spec:
         self.model_weight = False
         self.version: bool | str = False
         self.plain = False  # values may be remembered as passed (no predicate, no versioning)
+        self.direct = False  # plain, and read from a parameter or the result as it is (set by _Tracer.add)
+        self.guard = contained(culprit)
 
     def __repr__(self) -> str:
         return f"<{self.culprit}>"
@@ -139,11 +141,13 @@ class _Tracer:
         self.is_async = inspect.iscoroutinefunction(target)
         self.is_gen = inspect.isgeneratorfunction(target)
         self.is_async_gen = inspect.isasyncgenfunction(target)
+        self.sync = not (self.is_async or self.is_gen or self.is_async_gen)
         self.c_in = contained(f"{self.qualname}: recording inputs")
         self.c_out = contained(f"{self.qualname}: recording outputs")
         self.c_out_failed = contained(f"{self.qualname}: recording outputs", allow_raise=False)
 
     def add(self, spec: _Spec, *, first: bool = False) -> None:
+        spec.direct = spec.plain and spec.getter is None
         if spec.kind == INPUT:
             self.inputs = (spec, *self.inputs) if first else (*self.inputs, spec)
         else:
@@ -247,23 +251,37 @@ class _Tracer:
         seen = step.seen
         bound: dict[str, Any] | None = None
         for spec in specs:
+            value = _MISSING
             if spec.plain:
                 value = result if spec.kind == OUTPUT else self.arg(spec, instance, args, kwargs)
                 if type(value) in _PLAIN and (spec, value) in seen:
                     continue
-            with contained(spec.culprit):
+            with spec.guard:
                 if spec.when is not None:
                     if bound is None:
                         bound = self.bound(instance, args, kwargs)
                     if not spec.when(bound):
                         continue
-                value = self.value(spec, instance, args, kwargs, result)
-                nodes = coerce_nodes(spec.cls, value, model_weight=spec.model_weight, culprit=spec.culprit)
+                if value is _MISSING:
+                    value = self.value(spec, instance, args, kwargs, result)
                 if spec.version:
-                    nodes = versioned(nodes, spec.version, step, spec.culprit)
-                step.collect(records, spec.kind, nodes, spec.meta)
+                    nodes = versioned(coerce_nodes(spec.cls, value, model_weight=spec.model_weight,
+                                                   culprit=spec.culprit), spec.version, step, spec.culprit)
+                    step.collect(records, spec.kind, nodes, spec.meta)
+                else:
+                    keys = coerce_keys(spec.cls, value, model_weight=spec.model_weight, culprit=spec.culprit)
+                    step.collect(records, spec.kind, keys, spec.meta)
                 if spec.plain and type(value) in _PLAIN:
                     seen.add((spec, value))
+
+    def record(self, step: Step, specs: tuple[_Spec, ...], instance: Any, args: tuple[Any, ...],
+               kwargs: dict[str, Any], result: Any = None) -> None:
+        """Record what ``specs`` read that this run has not recorded yet, in one append (contained)."""
+        records: list[Record] = []
+        with self.c_in if specs is self.inputs else self.c_out:
+            self.collect(step, records, specs, instance, args, kwargs, result)
+            if records:
+                _runtime.write(records)
 
     # -- the call path ------------------------------------------------------------------------------------
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -271,49 +289,39 @@ class _Tracer:
         st = _runtime.state
         if not (st.enabled if st.ready else st.resolve().enabled) or suppressed.get():
             return wrapped(*args, **kwargs)
-        if self.is_async:
-            return self._call_async(wrapped, instance, args, kwargs)
-        if self.is_gen:
-            return iter_with_step(wrapped(*args, **kwargs), lambda: self._begin_detached(instance, args, kwargs))
-        if self.is_async_gen:
-            return aiter_with_step(wrapped(*args, **kwargs), lambda: self._begin_detached(instance, args, kwargs))
         step = _current.get()
+        if not self.sync:
+            if self.is_async:
+                return self._call_async(wrapped, instance, args, kwargs)
+            with_step = iter_with_step if self.is_gen else aiter_with_step
+            return with_step(wrapped(*args, **kwargs), lambda: self._begin_detached(instance, args, kwargs))
         if step is None or self.step is not None:
             return self._call_in_run(wrapped, instance, args, kwargs, step)
         if not step.active:
             return wrapped(*args, **kwargs)
-        # Inside a step: record what is new, call, record what is new.
-        if self.inputs:
-            seen = step.seen
-            for spec in self.inputs:
-                if spec.plain and spec.getter is None:
+        # Inside a step: values this run recorded already cost a read and a set lookup each.
+        seen = step.seen
+        for spec in self.inputs:
+            if spec.direct:
+                if instance is None and not kwargs and spec.index is not None and spec.index < len(args):
+                    value = args[spec.index]
+                else:
                     value = self.arg(spec, instance, args, kwargs)
-                    if type(value) in _PLAIN and (spec, value) in seen:
-                        continue
-                records: list[Record] = []
-                with self.c_in:
-                    self.collect(step, records, self.inputs, instance, args, kwargs)
-                    if records:
-                        _runtime.write(records)
-                break
-        result = wrapped(*args, **kwargs)
-        if self.outputs:
-            seen = step.seen
-            for spec in self.outputs:
-                if spec.plain and spec.getter is None and type(result) in _PLAIN and (spec, result) in seen:
+                if type(value) in _PLAIN and (spec, value) in seen:
                     continue
-                records = []
-                with self.c_out:
-                    self.collect(step, records, self.outputs, instance, args, kwargs, result)
-                    if records:
-                        _runtime.write(records)
-                break
+            self.record(step, self.inputs, instance, args, kwargs)
+            break
+        result = wrapped(*args, **kwargs)
+        for spec in self.outputs:
+            if spec.direct and type(result) in _PLAIN and (spec, result) in seen:
+                continue
+            self.record(step, self.outputs, instance, args, kwargs, result)
+            break
         return result
 
-    def _open(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Step | None,
-              detached: bool = False) -> tuple[Step | None, bool]:
+    def _open(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Step | None) -> Step:
         """A run for this call (the function's own ``@workflow_step``, else an implicit one) with its start
-        and inputs recorded; ``(None, False)`` when it could not be opened (contained)."""
+        and inputs recorded (contained: a run whose task cannot be resolved records without one)."""
         step: Step | None = None
         if self.step is not None:
             step, records = self.step.open(self.step.name or self.qualname, parent)
@@ -328,7 +336,7 @@ class _Tracer:
                 self.collect(step, records, self.inputs, instance, args, kwargs)
                 if records:
                     _runtime.write(records)
-        return step, True
+        return step
 
     def _finish(self, step: Step, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                 result: Any, exc: BaseException | None) -> None:
@@ -345,9 +353,7 @@ class _Tracer:
 
     def _call_in_run(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                      kwargs: dict[str, Any], parent: Step | None) -> Any:
-        step, ok = self._open(instance, args, kwargs, parent)
-        if not ok or step is None:
-            return wrapped(*args, **kwargs)
+        step = self._open(instance, args, kwargs, parent)
         try:
             _current.set(step)
             result = wrapped(*args, **kwargs)
@@ -364,22 +370,12 @@ class _Tracer:
         parent = _current.get()
         if parent is not None and self.step is None:
             if parent.active:
-                records: list[Record] = []
-                with self.c_in:
-                    self.collect(parent, records, self.inputs, instance, args, kwargs)
-                    if records:
-                        _runtime.write(records)
+                self.record(parent, self.inputs, instance, args, kwargs)
             result = await wrapped(*args, **kwargs)
             if parent.active:
-                records = []
-                with self.c_out:
-                    self.collect(parent, records, self.outputs, instance, args, kwargs, result)
-                    if records:
-                        _runtime.write(records)
+                self.record(parent, self.outputs, instance, args, kwargs, result)
             return result
-        step, ok = self._open(instance, args, kwargs, parent)
-        if not ok or step is None:
-            return await wrapped(*args, **kwargs)
+        step = self._open(instance, args, kwargs, parent)
         try:
             _current.set(step)
             result = await wrapped(*args, **kwargs)
@@ -397,28 +393,17 @@ class _Tracer:
         consumer's, so a context variable set inside would leak into the consumer)."""
         parent = _current.get()
         owned = parent is None or self.step is not None
-        if owned:
-            step, ok = self._open(instance, args, kwargs, parent)
-        else:
-            step, ok = parent, True
-            if parent is not None and parent.active:
-                records: list[Record] = []
-                with self.c_in:
-                    self.collect(parent, records, self.inputs, instance, args, kwargs)
-                    if records:
-                        _runtime.write(records)
+        step = self._open(instance, args, kwargs, parent) if owned else parent
+        if not owned and parent is not None and parent.active:
+            self.record(parent, self.inputs, instance, args, kwargs)
 
         def end(exc: BaseException | None) -> None:
-            if not ok or step is None or not step.active:
+            if step is None or not step.active:
                 return
             if owned:
                 self._finish(step, instance, args, kwargs, None, exc)
             elif exc is None:
-                records: list[Record] = []
-                with self.c_out:
-                    self.collect(step, records, self.outputs, instance, args, kwargs)
-                    if records:
-                        _runtime.write(records)
+                self.record(step, self.outputs, instance, args, kwargs)
 
         return end
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from .._context import contained
@@ -23,6 +22,8 @@ from .._events import Event, Record, to_event
 from .._protocols import Backend, RecordBackend, TaskIdBackend, VersionInfo, VersioningBackend
 
 if TYPE_CHECKING:
+    from importlib import metadata
+
     from .._delivery import DeliveringBackend
     from .._transport import DeliveryError, Transport
     from .memory import MemoryBackend
@@ -126,6 +127,8 @@ def register_backend(scheme: str, factory: BackendFactory) -> None:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    from importlib import metadata  # ~10 ms: only when a scheme is not built in
+
     try:
         return {ep.name.lower(): ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     except Exception:  # noqa: BLE001 - a broken distribution must not break configure()

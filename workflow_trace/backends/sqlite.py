@@ -364,13 +364,6 @@ def fingerprint(path: str) -> dict[str, Any] | None:
     return {"files": files, "size": size, "mtime": newest}
 
 
-def _identity(fields: dict[str, Any], path: str | None) -> str:
-    return json.dumps(
-        [fields["kind"], fields.get("id"), path, fields.get("version_id"), fields.get("version_num")],
-        separators=(",", ":"), ensure_ascii=False,
-    )
-
-
 def _node_from_row(kind: str, ext_id: Any, path: Any, version_id: Any, version_num: Any, mw: Any) -> Node:
     cls = node_class(kind)
     if cls is App:
@@ -537,7 +530,7 @@ class _Ingest:
     def __init__(self, backend: SQLiteBackend) -> None:
         self.backend = backend
         self.conn: sqlite3.Connection | None = None
-        self.nodes: dict[str, tuple[int, int]] = {}
+        self.nodes: dict[tuple[Any, ...], tuple[int, int]] = {}
         self.runs: dict[str, tuple[int | None, bool]] = {}
         self.tasks: set[int] = set()
         self.processes: dict[str, int] = {}
@@ -815,25 +808,25 @@ class _Ingest:
         return value
 
     def _node(self, conn: sqlite3.Connection, fields: dict[str, Any], path: str | None, recorded: Any) -> int:
-        identity = _identity(fields, path)
+        key = (fields["kind"], fields.get("id"), path, fields.get("version_id"), fields.get("version_num"))
         model_weight = int(bool(fields.get("model_weight")))
-        cached = self.nodes.get(identity)
+        cached = self.nodes.get(key)
         if cached is not None:
             node_id, known_weight = cached
             if model_weight and not known_weight:
                 conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
-                self.nodes[identity] = (node_id, 1)
+                self.nodes[key] = (node_id, 1)
             return node_id
-        kind = fields["kind"]
-        ident = fields.get("id") if fields.get("id") is not None else path
+        kind, ext_id, _path, version_id, version_num = key
+        identity = json.dumps(list(key), separators=(",", ":"), ensure_ascii=False)
+        ident = ext_id if ext_id is not None else path
         ref = kind if ident is None else f"{kind}:{ident}"
-        if kind == "project" and fields.get("id") is None and path is None:
-            ref = f"project:version-{fields.get('version_id')}"
+        if kind == "project" and ext_id is None and path is None:
+            ref = f"project:version-{version_id}"
         cur = conn.execute(
             "INSERT OR IGNORE INTO nodes (identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
             "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (identity, kind, ref, fields.get("id"), path, fields.get("version_id"), fields.get("version_num"),
-             model_weight, recorded),
+            (identity, kind, ref, ext_id, path, version_id, version_num, model_weight, recorded),
         )
         if cur.rowcount == 1 and cur.lastrowid is not None:
             node_id = cur.lastrowid
@@ -843,7 +836,7 @@ class _Ingest:
                 conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ? AND model_weight = 0", (node_id,))
         if len(self.nodes) > 100_000:
             self.nodes.clear()
-        self.nodes[identity] = (node_id, model_weight)
+        self.nodes[key] = (node_id, model_weight)
         return node_id
 
     @staticmethod
