@@ -13,7 +13,7 @@ classified for retry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -88,16 +88,17 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def _text(response: requests.Response) -> str:
-    text = redact((response.text or "").strip().replace("\n", " "))
-    return text if len(text) <= 300 else text[:300] + "..."
+def _body_text(response: requests.Response) -> str:
+    return (response.text or "").strip().replace("\n", " ")
 
 
-def check_response(response: requests.Response, *, delivered: int = 0, what: str = "request") -> None:
+def check_response(response: requests.Response, *, delivered: int = 0, what: str = "request",
+                   reason: Callable[[requests.Response], str] = _body_text) -> None:
     """Raise :class:`DeliveryError` for a non-2xx response, classified for retry.
 
     408, 429 and 5xx are retryable (honouring ``Retry-After``); redirects and other 4xx are not. The
-    message carries the server's own text (truncated, redacted), never the request headers.
+    message carries the server's own words (``reason``: the body text by default), redacted, then
+    truncated, or the HTTP reason phrase; never the request headers.
     """
     status = response.status_code
     if 200 <= status < 300:
@@ -110,8 +111,11 @@ def check_response(response: requests.Response, *, delivered: int = 0, what: str
             retryable=False, delivered=delivered, status=status,
         )
     retryable = status in (408, 429) or status >= 500
+    text = redact(reason(response)) or str(response.reason)  # redacted before it is cut: a cut secret is not found
+    if len(text) > 300:
+        text = text[:300] + "..."
     raise DeliveryError(
-        f"{what} failed: HTTP {status}: {_text(response) or response.reason}",
+        f"{what} failed: HTTP {status}: {text}",
         retryable=retryable,
         retry_after=parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
         delivered=delivered,
@@ -120,17 +124,19 @@ def check_response(response: requests.Response, *, delivered: int = 0, what: str
 
 
 def post(session: requests.Session, url: str, data: bytes, *, timeout: float, what: str, delivered: int = 0,
-         headers: dict[str, str] | None = None) -> requests.Response:
+         headers: dict[str, str] | None = None, verify: bool | str = True,
+         reason: Callable[[requests.Response], str] = _body_text) -> requests.Response:
     """POST ``data`` without following redirects; a failure is a :class:`DeliveryError`.
 
     Raises:
         DeliveryError: a bad URL (not retryable), a connection error or timeout (retryable), or a non-2xx
-            answer (see :func:`check_response`).
+            answer (see :func:`check_response`, which gets ``reason``).
     """
     import requests
 
     try:
-        response = session.post(url, data=data, timeout=timeout, allow_redirects=False, headers=headers)
+        response = session.post(url, data=data, timeout=timeout, allow_redirects=False, headers=headers,
+                                verify=verify)
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
             requests.exceptions.MissingSchema) as exc:
         raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=False,
@@ -139,7 +145,7 @@ def post(session: requests.Session, url: str, data: bytes, *, timeout: float, wh
         raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=True,
                             delivered=delivered) from None
     try:
-        check_response(response, delivered=delivered, what=what)
+        check_response(response, delivered=delivered, what=what, reason=reason)
     except DeliveryError:
         response.close()
         raise

@@ -71,17 +71,16 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
-from .._context import at_fork, logger
+from .._context import Secret, at_fork, logger
 from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
-from .._transport import DeliveryError, parse_retry_after
+from .._transport import post
 from .._version import __version__
 from ._openlineage_config import (
     DEFAULT_ENDPOINT,
     HttpTransportConfig,
-    Secret,
     config_file_candidates,
     is_disabled,
     is_sensitive_header,
@@ -582,17 +581,15 @@ class OpenLineageMapper:
 
 
 _REASON_KEYS: Final = ("message", "error", "errors", "detail", "title", "errorMessage", "reason")
-_MAX_REASON: Final = 300
 
 
 def _server_reason(response: requests.Response) -> str:
     """The server's own words for a failure: the ``message`` (``error``, ``detail``...) of a JSON body,
-    else the body text, one line, truncated; the HTTP reason phrase when the body is empty.
+    else the body text, on one line.
 
     Picking the message out of a JSON body keeps volatile fields (timestamps, request ids) out of it, so
     a failure that repeats gives the same text each time."""
     text = (response.text or "").strip()
-    reason = ""
     try:
         body = json.loads(text) if text[:1] in "{[" and text else None
     except ValueError:
@@ -603,12 +600,9 @@ def _server_reason(response: requests.Response) -> str:
             if isinstance(value, list):
                 value = "; ".join(str(v) for v in value)
             if isinstance(value, (str, int, float)) and str(value).strip():
-                reason = str(value)
+                text = str(value)
                 break
-    if not reason:
-        reason = text or (response.reason or "")
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + "..."
+    return " ".join(text.split())
 
 
 class OpenLineageTransport:
@@ -617,7 +611,8 @@ class OpenLineageTransport:
     Runs in the delivery layer's background worker only. The API key is held in a :class:`Secret` and
     travels in the ``Authorization`` header of each request and nowhere else: not in :attr:`key`,
     ``repr``, ``vars()``, log lines or errors (a server that echoes it gets ``***`` in our messages).
-    Redirects are never followed (the key goes only to the configured server).
+    Requests go through :func:`workflow_trace._transport.post`: redirects are never followed (the key goes
+    only to the configured server).
 
     Args:
         url: The server's base URL (``http://marquez:5000``).
@@ -628,8 +623,8 @@ class OpenLineageTransport:
         server_address: The Supervisely server address, the namespace of id-based datasets
             (default: ``SERVER_ADDRESS`` from the environment).
         timeout: Seconds to wait for the server, per request.
-        session: A ``requests.Session`` to use (one is made on first use otherwise).
-        custom_headers: Extra headers of every request (they may override the defaults, as in the client).
+        custom_headers: Extra headers of every request (they may override the defaults, as in the client);
+            the value of a credential's header (:func:`is_sensitive_header`) is held as a :class:`Secret`.
         compression: ``"gzip"``: bodies are gzipped and sent with ``Content-Encoding: gzip``.
         verify: TLS verification: ``True``, ``False`` or the path of a CA bundle.
         job_prefix, dot_replacement, dataset_version: Naming options of :class:`OpenLineageMapper`.
@@ -648,7 +643,6 @@ class OpenLineageTransport:
         producer: str = DEFAULT_PRODUCER,
         server_address: str | None = None,
         timeout: float = 10.0,
-        session: requests.Session | None = None,
         custom_headers: Mapping[str, str | Secret] | None = None,
         compression: str | None = None,
         verify: bool | str = True,
@@ -674,26 +668,24 @@ class OpenLineageTransport:
         self.timeout = timeout
         self.compression = compression.lower() if compression else None
         self.verify = verify
-        self._api_key = api_key if isinstance(api_key, Secret) or api_key is None else Secret(api_key)
-        if self._api_key is not None and not self._api_key:
-            self._api_key = None
-        self._custom_headers = {
-            str(k): v if isinstance(v, Secret) else Secret(str(v)) for k, v in (custom_headers or {}).items()
-        }
-        self._endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
-        self._safe_endpoint_url = safe_url(self._endpoint_url)
-        if server_address is None:
-            server_address = os.environ.get("SERVER_ADDRESS") or None
+        self._api_key = Secret(api_key) if isinstance(api_key, str) else api_key
+        self._custom_headers: dict[str, str | Secret] = {}
+        for name, value in (custom_headers or {}).items():
+            if not isinstance(value, Secret):
+                value = Secret(str(value)) if is_sensitive_header(str(name)) else str(value)
+            self._custom_headers[str(name)] = value
+        endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
+        self._endpoint_url = endpoint_url
+        self._safe_endpoint_url = safe_url(endpoint_url)
         self.mapper = OpenLineageMapper(
             namespace,
             producer=producer,
-            server_address=server_address,
+            server_address=server_address if server_address is not None else os.environ.get("SERVER_ADDRESS"),
             job_prefix=job_prefix,
             dot_replacement=dot_replacement,
             dataset_version=dataset_version,
         )
-        self._session = session
-        self._session_pid = os.getpid() if session is not None else 0
+        self._session: requests.Session | None = None
         self._lock = threading.Lock()
         at_fork(self._after_fork)
 
@@ -701,6 +693,7 @@ class OpenLineageTransport:
         # The parent's send may hold the lock, and its pooled sockets are the parent's: start afresh.
         self._lock = threading.Lock()
         self._session = None
+
     @property
     def key(self) -> str:
         """``openlineage:<endpoint URL>`` (no credentials): the spool partition of this destination."""
@@ -715,65 +708,28 @@ class OpenLineageTransport:
         return f"OpenLineageTransport({self._safe_endpoint_url!r}, namespace={self.namespace!r}{extra})"
 
     def _get_session(self) -> requests.Session:
-        # A session (its pooled sockets) must not be shared with a forked parent.
-        if self._session is None or self._session_pid != os.getpid():
-            session = requests.Session()
-            session.headers["Content-Type"] = "application/json"
-            session.headers["User-Agent"] = f"workflow-trace/{__version__}"
-            self._session, self._session_pid = session, os.getpid()
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.headers["User-Agent"] = f"workflow-trace/{__version__}"
         return self._session
 
     def _headers(self) -> dict[str, str]:
         # Built per request, so the key lives in the Secret and not in the session's headers.
         headers = {"Content-Type": "application/json"}
-        if self._api_key is not None:
+        if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         if self.compression == "gzip":
             headers["Content-Encoding"] = "gzip"
-        headers.update({name: value.reveal() for name, value in self._custom_headers.items()})
+        for name, value in self._custom_headers.items():
+            headers[name] = value.reveal() if isinstance(value, Secret) else value
         return headers
-
-    def _redact(self, text: str) -> str:
-        secrets = [self._api_key.reveal()] if self._api_key else []
-        secrets += [v.reveal() for k, v in self._custom_headers.items() if is_sensitive_header(k)]
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    def _check(self, response: requests.Response, delivered: int) -> None:
-        """Raise :class:`DeliveryError` for anything but a 2xx, with the server's status and reason."""
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        what = f"POST {self._safe_endpoint_url} failed: HTTP {status}"
-        if 300 <= status < 400:
-            location = response.headers.get("Location") or ""
-            host = urlsplit(location).hostname or urlsplit(self.url).hostname or "?"
-            raise DeliveryError(
-                self._redact(
-                    f"{what}: redirected to {host}, not followed (credentials go only to the configured server); "
-                    "configure the final URL"
-                ),
-                retryable=False,
-                delivered=delivered,
-            )
-        retryable = status in (408, 429) or status >= 500
-        raise DeliveryError(
-            self._redact(f"{what}: {_server_reason(response)}"),
-            retryable=retryable,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
-            delivered=delivered,
-        )
 
     def send(self, events: Sequence[Event]) -> None:
         """POST the RunEvents of ``events``, in order.
 
         Raises:
-            DeliveryError: a connection error or timeout (retryable); an HTTP error with the server's
-                status and reason (408, 429 and 5xx retryable, honouring ``Retry-After``; other 4xx not);
-                a redirect (not retryable, not followed). ``delivered`` counts the workflow_trace events
-                whose RunEvents were all accepted. Messages never hold the key.
+            DeliveryError: as :func:`workflow_trace._transport.post` raises it, with the server's reason;
+                ``delivered`` counts the workflow_trace events whose RunEvents were all accepted.
         """
         with self._lock:
             planned = self.mapper.plan(events)
@@ -784,32 +740,8 @@ class OpenLineageTransport:
                 data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
                 if self.compression == "gzip":
                     data = gzip.compress(data, compresslevel=3)  # higher levels cost more than they save here
-                try:
-                    response = session.post(
-                        self._endpoint_url,
-                        data=data,
-                        headers=headers,
-                        timeout=self.timeout,
-                        verify=self.verify,
-                        allow_redirects=False,
-                    )
-                except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                        requests.exceptions.MissingSchema) as exc:
-                    raise DeliveryError(
-                        self._redact(f"POST {self._safe_endpoint_url} failed: {type(exc).__name__}"),
-                        retryable=False,
-                        delivered=delivered,
-                    ) from None
-                except requests.RequestException as exc:
-                    raise DeliveryError(
-                        self._redact(f"POST {self._safe_endpoint_url} failed: {type(exc).__name__}: {exc}"),
-                        retryable=True,
-                        delivered=delivered,
-                    ) from None
-                try:
-                    self._check(response, delivered)
-                finally:
-                    response.close()
+                post(session, self._endpoint_url, data, timeout=self.timeout, what=f"POST {self._safe_endpoint_url}",
+                     delivered=delivered, headers=headers, verify=self.verify, reason=_server_reason).close()
                 delivered = item.end
                 if item.finished:
                     self.mapper.finished(item.run_id)
