@@ -645,6 +645,22 @@ def _script_traceback(tb: TracebackType | None, path: str) -> TracebackType | No
     return start or tb
 
 
+def _run_in_step(full: str, name: str) -> None:
+    """Run the script as ``__main__`` inside one step. Its uncaught exception (the step records it) is
+    printed by ``sys.excepthook`` as Python prints it and becomes ``SystemExit(1)``, Python's exit code."""
+    try:
+        with workflow_step(name):
+            try:
+                runpy.run_path(full, run_name="__main__")
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    raise  # the step failed; sys.exit(0) is a normal end
+    except Exception as exc:  # noqa: BLE001 - the script's own error, printed as Python prints it
+        trimmed = _script_traceback(exc.__traceback__, full)
+        sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
+        raise SystemExit(1) from None
+
+
 def run_script(path: str, argv: Sequence[str] = ()) -> int:
     """Run a Python script with :func:`autolog` on, inside one step named after it; flush at the end.
 
@@ -673,23 +689,12 @@ def run_script(path: str, argv: Sequence[str] = ()) -> int:
         sys.path.append(os.path.dirname(full))
     code = 0
     try:
-        with workflow_step(os.path.basename(path)):
-            try:
-                runpy.run_path(full, run_name="__main__")
-            except SystemExit as exc:
-                code = _exit_code(exc)
-                if code:
-                    raise  # the step failed; sys.exit(0) is a normal end
-    except SystemExit:
-        pass
-    except Exception as exc:  # noqa: BLE001 - the script's own uncaught error: reported as Python would
-        trimmed = _script_traceback(exc.__traceback__, full)
-        sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
-        code = 1
+        _run_in_step(full, os.path.basename(path))
+    except SystemExit as exc:
+        code = _exit_code(exc)
     finally:
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
         _runtime.flush()
     return code
-
