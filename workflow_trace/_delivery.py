@@ -225,19 +225,17 @@ class DeliveringBackend:
         Raises:
             OSError: the journal cannot be written (the caller contains it; flush() says False).
         """
-        if records:
-            if self._closed:
-                self._spool_late([to_event(r) for r in records])
-                return
+        if records and self._closed:
+            self._spool_late([to_event(r) for r in records])
+        elif records:
             self._journal.append(encode_records(records), len(records))
             self._n_emitted += len(records)
 
     def emit(self, events: Sequence[Event]) -> None:
         """Journal events for delivery (as :meth:`write_records`)."""
-        if events:
-            if self._closed:
-                self._spool_late(list(events))
-                return
+        if events and self._closed:
+            self._spool_late(list(events))
+        elif events:
             self._journal.append(encode_events(list(events)), len(events))
             self._n_emitted += len(events)
 
@@ -262,7 +260,8 @@ class DeliveringBackend:
         deadline = time.monotonic() + (DEFAULT_FLUSH_TIMEOUT if timeout is None else max(0.0, timeout))
         if not self._journal.flush(max(0.0, deadline - time.monotonic())):
             return False
-        self._origins.add(self._journal.owner) if self._journal.owner else None
+        if self._journal.owner:
+            self._origins.add(self._journal.owner)
         self._wake.set()
         while True:
             pending = self._pending_own()
@@ -279,13 +278,10 @@ class DeliveringBackend:
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
     def _pending_own(self) -> int:
-        origins = [o for o in self._origins if o]
-        if not origins or not self.spool.exists():
-            return 0
-        return sum(self.spool.pending_count(self.key, origin) for origin in origins)
+        return sum(self.spool.pending_count(self.key, origin) for origin in self._origins)
 
     def _next_due_after(self, deadline: float) -> bool:
-        due = self.spool.next_due(self.key, [o for o in self._origins if o])
+        due = self.spool.next_due(self.key, list(self._origins))
         return due is not None and due - time.time() > deadline - time.monotonic()
 
     def stats(self) -> DeliveryStats:
@@ -295,9 +291,8 @@ class DeliveringBackend:
             breaker = "open" if now < self._pause_until else "half-open"
         else:
             breaker = "closed"
-        queued = 0
         return DeliveryStats(self._n_emitted, self._n_delivered, self._n_spooled, self._n_dead, self._n_failures,
-                             queued, breaker)
+                             0, breaker)
 
     def close(self, deadline: float | None = None) -> None:
         """Store what is left in the spool, stop the worker, release the connections — within the exit
@@ -402,7 +397,7 @@ class DeliveringBackend:
 
     def _idle_wait(self) -> float:
         wait = self.spool_poll if self.spool_poll > 0 else 1.0
-        due = self.spool.next_due(self.key, [o for o in self._origins if o]) if self.spool.exists() else None
+        due = self.spool.next_due(self.key, list(self._origins))
         if due is not None:
             wait = min(wait, max(0.01, due - time.time()))
         return max(0.01, wait)
@@ -495,7 +490,7 @@ class DeliveringBackend:
             self._pause_until = time.monotonic() + self._delay(outcome.retry_after)
             return
         settled = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=outcome.message,
-                                    count_attempt=True, max_attempts=self.max_attempts)
+                                    max_attempts=self.max_attempts)
         if settled.given_up:
             self._n_dead += settled.given_up
             if any(r.origin in self._origins for r in rest):

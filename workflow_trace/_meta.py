@@ -88,32 +88,6 @@ def link_problem(url: str) -> str | None:
     return None
 
 
-def _check_url(url: str) -> str:
-    problem = link_problem(url)
-    if problem is None and not url.startswith("/"):
-        problem = "must start with '/'"
-    if problem is not None:
-        raise ValueError(
-            f"{problem} (got {url!r}): a card link is a path on the instance such as '/files/1'; "
-            "absolute and javascript: URLs are refused"
-        )
-    return url
-
-
-def _check_color(color: str) -> str:
-    if not _COLOR.match(color):
-        raise ValueError(f"must be a hex colour '#rgb' or '#rrggbb' (got {color!r})")
-    return color
-
-
-def _check_icon(icon: str) -> str:
-    if icon.startswith("zmdi-"):
-        raise ValueError(f"give the Material Design icon name without the 'zmdi-' prefix (got {icon!r})")
-    if not _ICON.match(icon):
-        raise ValueError(f"must be a Material Design icon name such as 'archive' (got {icon!r})")
-    return icon
-
-
 def _settings_wire(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The SDK's JSON form of one card's seven fields (only set fields; an incomplete icon or link is out)."""
     out: dict[str, Any] = {}
@@ -147,30 +121,39 @@ class WorkflowSettings(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _check_url(value)
+    def _url(cls, url: Optional[str]) -> Optional[str]:
+        if url is None:
+            return None
+        problem = link_problem(url) or (None if url.startswith("/") else "must start with '/'")
+        if problem is not None:
+            raise ValueError(
+                f"{problem} (got {url!r}): a card link is a path on the instance such as '/files/1'; "
+                "absolute and javascript: URLs are refused"
+            )
+        return url
 
     @field_validator("icon_color", "icon_bg_color")
     @classmethod
-    def _color(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _check_color(value)
+    def _color(cls, color: Optional[str]) -> Optional[str]:
+        if color is not None and not _COLOR.match(color):
+            raise ValueError(f"must be a hex colour '#rgb' or '#rrggbb' (got {color!r})")
+        return color
 
     @field_validator("icon")
     @classmethod
-    def _icon(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _check_icon(value)
+    def _icon(cls, icon: Optional[str]) -> Optional[str]:
+        if icon is not None and icon.startswith("zmdi-"):
+            raise ValueError(f"give the Material Design icon name without the 'zmdi-' prefix (got {icon!r})")
+        if icon is not None and not _ICON.match(icon):
+            raise ValueError(f"must be a Material Design icon name such as 'archive' (got {icon!r})")
+        return icon
 
     @model_validator(mode="after")
     def _complete(self) -> WorkflowSettings:
-        icon = {"icon": self.icon, "icon_color": self.icon_color, "icon_bg_color": self.icon_bg_color}
-        if any(v is not None for v in icon.values()) and not all(v is not None for v in icon.values()):
-            missing = ", ".join(k for k, v in icon.items() if v is None)
-            logger.warning("WorkflowSettings: the icon is left out because %s is not set", missing)
-        link = {"url": self.url, "url_title": self.url_title}
-        if any(v is not None for v in link.values()) and not all(v is not None for v in link.values()):
-            missing = ", ".join(k for k, v in link.items() if v is None)
-            logger.warning("WorkflowSettings: the main link is left out because %s is not set",
-                           missing)
+        for part, names in (("icon", ("icon", "icon_color", "icon_bg_color")), ("main link", ("url", "url_title"))):
+            missing = [name for name in names if getattr(self, name) is None]
+            if 0 < len(missing) < len(names):
+                logger.warning("WorkflowSettings: the %s is left out because %s is not set", part, ", ".join(missing))
         return self
 
     def to_wire(self) -> dict[str, Any]:
