@@ -66,6 +66,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Final, Literal, get_args
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -137,60 +138,15 @@ ENGINE_FACET_SCHEMA_URL: Final = (
 JOB_TYPE_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
 
 # Our own facets. There is no hosted copy of their schema (yet), so they are named by a URN rather than a
-# URL that would not resolve; the schema itself ships here as FACETS_SCHEMA.
-_FACETS_ID: Final = "urn:workflow-trace:openlineage:facets:1-0-0"
+# URL that would not resolve; the schema itself ships next to this module (FACETS_SCHEMA).
+#: The JSON schema of the custom facets (``_schemaURL`` = ``<$id>#/$defs/<Name>``).
+FACETS_SCHEMA: Final[dict[str, Any]] = json.loads(
+    Path(__file__).with_name("openlineage_facets.json").read_text(encoding="utf-8")
+)
+_FACETS_ID: Final[str] = FACETS_SCHEMA["$id"]
 MODEL_WEIGHT_FACET: Final = "workflowTrace_modelWeight"
 CARD_FACET: Final = "workflowTrace_card"
 TASK_FACET: Final = "workflowTrace_task"
-
-_SETTINGS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string", "description": "The card's title (HTML, e.g. <h4>T</h4>)."},
-        "description": {"type": "string", "description": "The card's description (HTML)."},
-        "icon": {
-            "type": "object",
-            "properties": {
-                "icon": {"type": "string"},
-                "color": {"type": "string"},
-                "backgroundColor": {"type": "string"},
-            },
-            "required": ["icon", "color", "backgroundColor"],
-        },
-        "mainLink": {
-            "type": "object",
-            "properties": {"url": {"type": "string"}, "title": {"type": "string"}},
-            "required": ["url", "title"],
-        },
-    },
-}
-
-#: The JSON schema of the custom facets (``_schemaURL`` = ``<$id>#/$defs/<Name>``).
-FACETS_SCHEMA: Final[dict[str, Any]] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": _FACETS_ID,
-    "$defs": {
-        "ModelWeightDatasetFacet": {
-            "description": "The dataset (a file) holds model weights (a checkpoint).",
-            "type": "object",
-            "properties": {"modelWeight": {"type": "boolean"}},
-            "required": ["modelWeight"],
-        },
-        "CardFacet": {
-            "description": (
-                "How the Supervisely workflow shows this node (as a dataset facet) or this relation (as an "
-                "input or output facet): the SDK's customNodeSettings / customRelationSettings."
-            ),
-            **_SETTINGS_SCHEMA,
-        },
-        "TaskRunFacet": {
-            "description": "The Supervisely task (the workflow's main node) this run belongs to.",
-            "type": "object",
-            "properties": {"taskId": {"type": "integer"}},
-            "required": ["taskId"],
-        },
-    },
-}
 MODEL_WEIGHT_FACET_SCHEMA_URL: Final = f"{_FACETS_ID}#/$defs/ModelWeightDatasetFacet"
 CARD_FACET_SCHEMA_URL: Final = f"{_FACETS_ID}#/$defs/CardFacet"
 TASK_FACET_SCHEMA_URL: Final = f"{_FACETS_ID}#/$defs/TaskRunFacet"
@@ -798,14 +754,9 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
 
 
 def _naming_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if "job_prefix" in options:
-        out["job_prefix"] = options["job_prefix"]
-    if "dot_replacement" in options:
-        # In a query string an empty value means "no replacement", not "remove the dots".
-        out["dot_replacement"] = options["dot_replacement"] or None
-    if "dataset_version" in options:
-        out["dataset_version"] = options["dataset_version"]
+    out = {key: options[key] for key in ("job_prefix", "dot_replacement", "dataset_version") if key in options}
+    if "dot_replacement" in out:
+        out["dot_replacement"] = out["dot_replacement"] or None  # empty means "no replacement", not "drop dots"
     if options.get("server_address"):
         out["server_address"] = options["server_address"]
     return out
