@@ -223,91 +223,75 @@ class Instrumented:
     """One instrumented SDK function.
 
     Attributes:
-        label: How apps call it (``api.project.get_info_by_id``), for the README and log messages.
+        label: How apps call it (``api.project.get_info_by_id``), for log messages.
         module: The module that defines it.
         qualname: ``Class.method`` or ``function`` inside ``module``.
-        kind: The node kind recorded (``"project"``...), or ``None`` for a pass-through.
-        direction: ``"input"``, ``"output"``, or ``"through"``: a convenience wrapper whose own
-            instrumented calls count as the app's (``sly.upload`` calls ``Project.upload``).
-        edges: What a successful call records, from its arguments and result.
+        edges: What a successful call records, from its arguments and result; ``None`` for a
+            pass-through: a convenience wrapper whose own instrumented calls count as the app's
+            (``sly.upload`` calls ``Project.upload``).
     """
 
     label: str
     module: str
     qualname: str
-    kind: str | None
-    direction: Literal["input", "output", "through"]
     edges: Callable[[_Call, Any], Iterable[Edge]] | None = None
 
 
 def _specs() -> tuple[Instrumented, ...]:
-    api = "supervisely.api"
-    prj = "supervisely.project"
-    specs: list[Instrumented] = [
+    api, prj = "supervisely.api", "supervisely.project"
+    read_project_id = _arg("input", Project, "project_id")
+    read_task_id = _arg("input", Task, "task_id")
+    # api.<attribute>.<method> is the method of the class <Attribute>Api in supervisely.api.<attribute>_api.
+    api_methods: list[tuple[str, str, Callable[[_Call, Any], Iterable[Edge]] | None]] = [
         # Reads: the project, dataset, labeling job or team file is an input.
-        Instrumented("api.project.get_info_by_id", f"{api}.project_api", "ProjectApi.get_info_by_id",
-                     "project", "input", _result("input", Project)),
-        Instrumented("api.project.get_info_by_name", f"{api}.project_api", "ProjectApi.get_info_by_name",
-                     "project", "input", _result("input", Project)),
-        Instrumented("api.dataset.get_info_by_id", f"{api}.dataset_api", "DatasetApi.get_info_by_id",
-                     "dataset", "input", _result("input", Dataset)),
-        Instrumented("api.dataset.get_info_by_name", f"{api}.dataset_api", "DatasetApi.get_info_by_name",
-                     "dataset", "input", _result("input", Dataset)),
-        Instrumented("api.labeling_job.get_info_by_id", f"{api}.labeling_job_api",
-                     "LabelingJobApi.get_info_by_id", "job", "input", _result("input", Job)),
-        Instrumented("api.file.download", f"{api}.file_api", "FileApi.download",
-                     "file", "input", _file_arg("input", "remote_path")),
-        Instrumented("api.file.download_directory", f"{api}.file_api", "FileApi.download_directory",
-                     "folder", "input", _arg("input", Folder, "remote_path")),
-        Instrumented("api.file.download_input", f"{api}.file_api", "FileApi.download_input",
-                     None, "through"),
-        Instrumented("api.task.send_request", f"{api}.task_api", "TaskApi.send_request",
-                     "task", "input", _arg("input", Task, "task_id")),
-        Instrumented("api.project.version.create", f"{prj}.data_version", "DataVersion.create",
-                     "project", "input", _created_version),
+        ("project", "get_info_by_id", _result("input", Project)),
+        ("project", "get_info_by_name", _result("input", Project)),
+        ("dataset", "get_info_by_id", _result("input", Dataset)),
+        ("dataset", "get_info_by_name", _result("input", Dataset)),
+        ("labeling_job", "get_info_by_id", _result("input", Job)),
+        ("file", "download", _file_arg("input", "remote_path")),
+        ("file", "download_directory", _arg("input", Folder, "remote_path")),
+        ("file", "download_input", None),
+        ("task", "send_request", read_task_id),
+        # Writes: the created project, dataset, job or task, the uploaded file or folder is an output.
+        ("project", "create", _result("output", Project)),
+        ("project", "get_or_create", _result("output", Project)),
+        ("dataset", "create", _result("output", Dataset)),
+        ("dataset", "get_or_create", _result("output", Dataset)),
+        ("file", "upload", _file_result),
+        ("file", "upload_bulk", _file_result),
+        ("file", "upload_directory", _uploaded_directory),
+        ("labeling_job", "create", _result("output", Job)),
+        ("task", "start", _result("output", Task)),
+        ("app", "start", _started_session),
+        *(("image", method, _arg("output", Dataset, "dataset_id")) for method in (
+            "upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
+            "upload_hash", "upload_hashes", "upload_id", "upload_ids")),
+    ]
+    specs = [
+        Instrumented(f"api.{attribute}.{method}", f"{api}.{attribute}_api",
+                     f"{attribute.title().replace('_', '')}Api.{method}", edges)
+        for attribute, method, edges in api_methods
+    ]
+    specs += [
+        Instrumented("api.project.version.create", f"{prj}.data_version", "DataVersion.create", _created_version),
+        Instrumented("api.project.version.restore", f"{prj}.data_version", "DataVersion.restore",
+                     _result("output", Project)),
         # Inference through a deployed model: the serving task is an input.
         Instrumented("sly.nn.inference.Session(api, task_id)", "supervisely.nn.inference.session",
-                     "Session.__init__", "task", "input", _arg("input", Task, "task_id")),
+                     "Session.__init__", read_task_id),
         Instrumented("sly.nn.inference.SessionJSON(api, task_id)", "supervisely.nn.inference.session",
-                     "SessionJSON.__init__", "task", "input", _arg("input", Task, "task_id")),
+                     "SessionJSON.__init__", read_task_id),
         # Downloads of a whole project, any modality.
-        Instrumented("sly.download", f"{prj}.download", "download",
-                     "project", "input", _arg("input", Project, "project_id")),
-        Instrumented("sly.download_fast", f"{prj}.download", "download_fast",
-                     "project", "input", _arg("input", Project, "project_id")),
-        Instrumented("sly.download_async", f"{prj}.download", "download_async",
-                     "project", "input", _arg("input", Project, "project_id")),
-        # Writes: the created project, dataset, job or task, the uploaded file or folder is an output.
-        Instrumented("api.project.create", f"{api}.project_api", "ProjectApi.create",
-                     "project", "output", _result("output", Project)),
-        Instrumented("api.project.get_or_create", f"{api}.project_api", "ProjectApi.get_or_create",
-                     "project", "output", _result("output", Project)),
-        Instrumented("api.dataset.create", f"{api}.dataset_api", "DatasetApi.create",
-                     "dataset", "output", _result("output", Dataset)),
-        Instrumented("api.dataset.get_or_create", f"{api}.dataset_api", "DatasetApi.get_or_create",
-                     "dataset", "output", _result("output", Dataset)),
-        Instrumented("api.project.version.restore", f"{prj}.data_version", "DataVersion.restore",
-                     "project", "output", _result("output", Project)),
-        Instrumented("api.file.upload", f"{api}.file_api", "FileApi.upload", "file", "output", _file_result),
-        Instrumented("api.file.upload_bulk", f"{api}.file_api", "FileApi.upload_bulk",
-                     "file", "output", _file_result),
-        Instrumented("api.file.upload_directory", f"{api}.file_api", "FileApi.upload_directory",
-                     "folder", "output", _uploaded_directory),
+        *(Instrumented(f"sly.{name}", f"{prj}.download", name, read_project_id)
+          for name in ("download", "download_fast", "download_async")),
+        Instrumented("supervisely.project.video_project.download_video_project_async", f"{prj}.video_project",
+                     "download_video_project_async", read_project_id),
         # An export app's result (sly.app.Export.run calls it for the app): the uploaded file.
-        Instrumented("sly.output.set_download", "supervisely.output", "set_download",
-                     "file", "output", _file_result),
-        Instrumented("sly.app.Export.run", "supervisely.app.export_template", "Export.run", None, "through"),
-        Instrumented("api.labeling_job.create", f"{api}.labeling_job_api", "LabelingJobApi.create",
-                     "job", "output", _result("output", Job)),
-        Instrumented("api.task.start", f"{api}.task_api", "TaskApi.start",
-                     "task", "output", _result("output", Task)),
-        Instrumented("api.app.start", f"{api}.app_api", "AppApi.start", "task", "output", _started_session),
-        Instrumented("sly.upload", f"{prj}.upload", "upload", None, "through"),
+        Instrumented("sly.output.set_download", "supervisely.output", "set_download", _file_result),
+        Instrumented("sly.app.Export.run", "supervisely.app.export_template", "Export.run"),
+        Instrumented("sly.upload", f"{prj}.upload", "upload"),
     ]
-    for method in ("upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
-                   "upload_hash", "upload_hashes", "upload_id", "upload_ids"):
-        specs.append(Instrumented(f"api.image.{method}", f"{api}.image_api", f"ImageApi.{method}",
-                                  "dataset", "output", _arg("output", Dataset, "dataset_id")))
     # (module, class, function prefix, whether the class has its own download_async / download_bin / upload_bin)
     modalities = (
         ("project", "Project", "", True),
@@ -321,26 +305,17 @@ def _specs() -> tuple[Instrumented, ...]:
     for module, cls, prefix, binary in modalities:
         where = f"{prj}.{module}"
         specs += [
-            Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project",
-                         "project", "input", _arg("input", Project, "project_id")),
-            Instrumented(f"sly.{cls}.download", where, f"{cls}.download",
-                         "project", "input", _arg("input", Project, "project_id")),
-            Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project",
-                         "project", "output", _uploaded_project),
-            Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", "project", "output", _uploaded_project),
+            Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project", read_project_id),
+            Instrumented(f"sly.{cls}.download", where, f"{cls}.download", read_project_id),
+            Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project", _uploaded_project),
+            Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", _uploaded_project),
         ]
         if binary:  # elsewhere these raise NotImplementedError (or are the image Project's, inherited)
             specs += [
-                Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async",
-                             "project", "input", _arg("input", Project, "project_id")),
-                Instrumented(f"sly.{cls}.download_bin", where, f"{cls}.download_bin",
-                             "project", "input", _arg("input", Project, "project_id")),
-                Instrumented(f"sly.{cls}.upload_bin", where, f"{cls}.upload_bin",
-                             "project", "output", _result("output", Project)),
+                Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async", read_project_id),
+                Instrumented(f"sly.{cls}.download_bin", where, f"{cls}.download_bin", read_project_id),
+                Instrumented(f"sly.{cls}.upload_bin", where, f"{cls}.upload_bin", _result("output", Project)),
             ]
-    specs.append(Instrumented("supervisely.project.video_project.download_video_project_async",
-                              f"{prj}.video_project", "download_video_project_async", "project", "input",
-                              _arg("input", Project, "project_id")))
     return tuple(specs)
 
 
@@ -437,7 +412,7 @@ class _Wrapper:
             record = self._decide(instance, call)
         if not record:
             return wrapped(*args, **kwargs)
-        mode = _THROUGH if self.spec.direction == "through" else _INSIDE
+        mode = _THROUGH if self.spec.edges is None else _INSIDE
         if self.is_async:
             return self._acall(wrapped, call, mode)
         token = _mode.set(mode)
