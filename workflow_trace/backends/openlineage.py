@@ -82,6 +82,7 @@ from .._version import __version__
 from ._openlineage_config import (
     DEFAULT_ENDPOINT,
     HttpTransportConfig,
+    OpenLineageSettings,
     config_file_candidates,
     is_disabled,
     is_sensitive_header,
@@ -125,17 +126,18 @@ INTEGRATION: Final = "WORKFLOW_TRACE"
 DatasetVersionMode = Literal["facet", "name", "both"]
 
 RUN_EVENT_SCHEMA_URL: Final = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
-# The standard facets, at the versions the official Python client (1.x) emits.
-_FACETS_URL: Final = "https://openlineage.io/spec/facets"
-PARENT_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
-ERROR_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
-VERSION_FACET_SCHEMA_URL: Final = (
-    f"{_FACETS_URL}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
-)
-ENGINE_FACET_SCHEMA_URL: Final = (
-    f"{_FACETS_URL}/1-1-1/ProcessingEngineRunFacet.json#/$defs/ProcessingEngineRunFacet"
-)
-JOB_TYPE_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
+
+
+def _standard_facet(version: str, name: str) -> str:
+    """The schema URL of a standard facet, at the version the official Python client (1.x) emits."""
+    return f"https://openlineage.io/spec/facets/{version}/{name}.json#/$defs/{name}"
+
+
+PARENT_FACET_SCHEMA_URL: Final = _standard_facet("1-2-0", "ParentRunFacet")
+ERROR_FACET_SCHEMA_URL: Final = _standard_facet("1-0-1", "ErrorMessageRunFacet")
+VERSION_FACET_SCHEMA_URL: Final = _standard_facet("1-0-1", "DatasetVersionDatasetFacet")
+ENGINE_FACET_SCHEMA_URL: Final = _standard_facet("1-1-1", "ProcessingEngineRunFacet")
+JOB_TYPE_FACET_SCHEMA_URL: Final = _standard_facet("2-0-4", "JobTypeJobFacet")
 
 # Our own facets. There is no hosted copy of their schema (yet), so they are named by a URN rather than a
 # URL that would not resolve; the schema itself ships next to this module (FACETS_SCHEMA).
@@ -193,7 +195,6 @@ def server_namespace(address: str) -> str:
 class _RunState:
     """What this process has seen of one run."""
 
-    name: str | None = None
     job: str | None = None
     parent_run_id: str | None = None
     datasets: dict[tuple[str, str, str, str | None], dict[str, Any]] = field(default_factory=dict)
@@ -483,7 +484,6 @@ class OpenLineageMapper:
     def _plan_group(self, events: Sequence[Event], start: int, stop: int) -> Iterator[PlannedEvent]:
         first = events[start]
         state = self._state(first.step.run_id)
-        state.name = first.step.name
         state.job = self.job_name(first.step.name, first.task_id)
         state.parent_run_id = first.step.parent_run_id
         i = start
@@ -721,26 +721,17 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
     text = spec.strip()
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
-    query = ""
-    url: str | None
-    if scheme == "openlineage":
-        rest = rest.lstrip("/")
-        if rest.startswith("?"):
-            query, rest = rest[1:], ""
-        if rest:
-            raise ConfigurationError(
-                f"backend {safe_url(text)!r}: write openlineage+http://host:port (or openlineage+https://...), "
-                "or just 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
-            )
-        url = None
+    url: str | None = None
+    if scheme == "openlineage" and rest.lstrip("/")[:1] in ("", "?"):
+        query = rest.lstrip("/")[1:]
     elif scheme in ("openlineage+http", "openlineage+https") and rest.startswith("//"):
         parts = urlsplit(f"{scheme.split('+', 1)[1]}:{rest}")
         query = parts.query
         url = urlunsplit(parts._replace(query="", fragment=""))
     else:
         raise ConfigurationError(
-            f"backend {safe_url(text)!r}: write openlineage+http://host:port or "
-            "openlineage+https://host, or 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
+            f"backend {safe_url(text)!r}: write openlineage+http://host:port or openlineage+https://host, "
+            "or just 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
         )
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
@@ -844,19 +835,15 @@ class OpenLineageBackend(DeliveringBackend):
             ConfigurationError: a string or configuration this backend cannot use, saying what to write.
         """
         url, options = _parse_backend_string(spec)
-        if url is not None:
-            if is_disabled():
-                logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true): no events are sent")
-                return NullBackend()
-            return cls(
-                url,
-                namespace=options.get("namespace") or os.environ.get("OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE,
-                endpoint=options.get("endpoint") or os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
-                api_key=os.environ.get("OPENLINEAGE_API_KEY") or None,
-                compression=options.get("compression") or None,
-                **_naming_options(options),
+        if url is None:
+            settings = load_settings()
+        else:  # the server in the string; the key, namespace and endpoint from the client's simple variables
+            key = os.environ.get("OPENLINEAGE_API_KEY")
+            endpoint = os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT
+            settings = OpenLineageSettings(
+                disabled=is_disabled(), namespace=os.environ.get("OPENLINEAGE_NAMESPACE"),
+                transport=HttpTransportConfig(url, endpoint=endpoint, api_key=Secret(key) if key else None),
             )
-        settings = load_settings()
         if settings.disabled:
             logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true or a noop transport): no events are sent")
             return NullBackend()

@@ -93,6 +93,13 @@ def _parse_version(text: Any) -> tuple[int, int, int] | None:
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
+def _warn_no_task(count: int) -> None:
+    if count:
+        warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
+             "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
+             "the step or to SuperviselyBackend)", count)
+
+
 def _fmt_version(version: tuple[int, int, int]) -> str:
     return ".".join(str(part) for part in version)
 
@@ -188,6 +195,7 @@ class SuperviselyTransport:
         secret = token if isinstance(token, Secret) else Secret(token.strip()) if isinstance(token, str) else None
         if secret is None or not secret.reveal().strip():
             raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
+        self.token = secret
         self.server_address = _normalise_server(server_address)
         self.team_id = team_id
         self._task_text = None if task_header is None else str(task_header).strip()
@@ -377,9 +385,7 @@ class SuperviselyTransport:
                 continue
             body = self.edge_body(event, team_id, *wire)
             self._client.post(f"workflow.node.add-{event.kind}", body, delivered=index)
-        if no_task:
-            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
-                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or task_id=)", no_task)
+        _warn_no_task(no_task)
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -468,12 +474,9 @@ class SuperviselyBackend:
         if team_id is None:
             team_id = _env_int("TEAM_ID")
         self.task_id: int | None = task_id if task_id is not None else env_task
-        if not isinstance(token, str) or not token.strip():
-            raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
-        self._token = Secret(token.strip())
-        self.transport = SuperviselyTransport(
-            server_address, self._token, team_id=team_id, task_header=raw_task, timeout=timeout
-        )
+        self.transport = SuperviselyTransport(server_address, token, team_id=team_id, task_header=raw_task,
+                                              timeout=timeout)
+        self._token = self.transport.token
         self.server_address = self.transport.server_address
         self.team_id = team_id
         self._sly_api: Any = None
@@ -597,10 +600,7 @@ class SuperviselyBackend:
                 # Stamped now, not at send time: a spooled event must never join another process's task.
                 record = (kind, record[1], record[2], self.task_id, *record[4:])
             out.append(record)
-        if no_task:
-            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
-                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
-                 "the step or to SuperviselyBackend)", no_task)
+        _warn_no_task(no_task)
         if out:
             self.delivery.write_records(out)
 
@@ -617,10 +617,7 @@ class SuperviselyBackend:
                     continue
                 event = event.model_copy(update={"task_id": self.task_id})
             out.append(event)
-        if no_task:
-            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
-                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
-                 "the step or to SuperviselyBackend)", no_task)
+        _warn_no_task(no_task)
         if out:
             self.delivery.emit(out)
 
@@ -660,13 +657,9 @@ class SuperviselyBackend:
             entities = list(_entities(answer))
             pages = answer.get("pagesCount", 1) if isinstance(answer, Mapping) else 1
             per_page = answer.get("perPage") if isinstance(answer, Mapping) else None
-            page = 2
-            while isinstance(pages, int) and page <= pages:
-                answer = self._versions_client.post(
-                    "projects.versions.list", _versions_query(project_id, filters, page, per_page)
-                )
-                entities.extend(_entities(answer))
-                page += 1
+            for page in range(2, pages + 1 if isinstance(pages, int) else 2):
+                query = _versions_query(project_id, filters, page, per_page)
+                entities.extend(_entities(self._versions_client.post("projects.versions.list", query)))
             return [_version_info(entity) for entity in entities]
         except DeliveryError as exc:
             raise VersioningError(f"listing the versions of project {project_id} failed: {exc}") from None
