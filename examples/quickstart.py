@@ -4,7 +4,9 @@ Run it, then look at what it recorded (from the same folder)::
 
     python examples/quickstart.py
     workflow-trace show                                  # or: python -m workflow_trace show
-    workflow-trace export --format html -o lineage.html  # open it in a browser
+    workflow-trace ui                                    # the viewer on http://127.0.0.1:8765/
+    workflow-trace reproduce 2                           # what train ran and read
+    workflow-trace export --format html -o lineage.html  # the viewer in one offline file
     workflow-trace versions list quickstart_data/project
     workflow-trace versions restore quickstart_data/project --version 1
 
@@ -12,9 +14,11 @@ Three steps, no server, no downloads. *import* turns a folder of generated image
 *train* versions the project (a snapshot in the local store, so the data it trained on can be restored
 later), fits a tiny classifier on it (a loop inside a step) and writes model weights, *export* zips
 project and weights into an archive. The first export attempt fails on purpose (its quota is too small)
-to show a failed task; the script catches the error and tries again. The data goes to
+to show a failed run; the script catches the error and tries again (both attempts are runs of one
+*export* task). The data goes to
 ``./quickstart_data``, the lineage and the versions to ``./.workflow_trace/``. Run it again: it records
-new tasks, and since the project did not change, training reads version 1 again.
+new tasks, and since the project did not change, training reads version 1 again; the weights and the
+archive get a second generation, and each export's lineage names the train of its own run.
 """
 
 from __future__ import annotations
@@ -61,11 +65,13 @@ def import_images(folder: str) -> str:
     return str(project)
 
 
-def train(project: str, epochs: int = 20) -> str:
+def train(project: str, epochs: int = 20, lr: float = 0.5) -> str:
     """Version the project, fit a one-feature logistic regression (mean brightness -> bright?) on it and
     save the weights."""
     # version_inputs: the project is snapshotted before training; the graph shows the version it read.
-    with wt.workflow_step("train", inputs=[wt.Project(path=project)], version_inputs=True) as step:
+    # params: recorded with the run (`workflow-trace reproduce` shows them).
+    with wt.workflow_step("train", inputs=[wt.Project(path=project)], version_inputs=True,
+                          params={"epochs": epochs, "lr": lr}) as step:
         labels = json.loads((Path(project) / "annotations.json").read_text())
         samples = []
         for name, label in labels.items():
@@ -75,7 +81,7 @@ def train(project: str, epochs: int = 20) -> str:
         for _epoch in range(epochs):
             for x, y in samples:
                 p = 1 / (1 + 2.718281828 ** -(w * x + b))
-                w, b = w - 0.5 * (p - y) * x, b - 0.5 * (p - y)
+                w, b = w - lr * (p - y) * x, b - lr * (p - y)
         weights = DATA / "model" / "best.json"
         weights.parent.mkdir(parents=True, exist_ok=True)
         weights.write_text(json.dumps({"w": w, "b": b, "epochs": epochs}))
@@ -107,7 +113,7 @@ def main() -> None:
     project = import_images(str(DATA / "raw"))
     weights = train(project)
     try:
-        export(project, weights, quota_bytes=1_000)   # fails on purpose: recorded as a failed task
+        export(project, weights, quota_bytes=1_000)   # fails on purpose: recorded as a failed run
     except OSError as exc:
         print(f"export failed as planned ({exc}); retrying without a quota")
     archive = export(project, weights)

@@ -65,8 +65,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("steps", ("._step",)),
         ("tracing", ("._tracing",)),
         ("facade/testing/autolog", ("", ".workflow", ".version", ".testing", "._autolog")),
+        # _viewer: the viewer page (HTML, CSS, JS) around a JSON document. It imports nothing of the package
+        # and knows no graph object, so the graph model may fill it (Graph.to_html) without an upward edge.
+        ("page template", ("._viewer",)),
         ("graph", (".graph", "._reproduce")),  # _reproduce: lineage queries behind `workflow-trace reproduce`
-        ("renderers", ("._graph_html", "._viewer")),
         ("ui", ("._ui",)),
         ("cli", (".cli", ".__main__")),
     )

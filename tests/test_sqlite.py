@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import shlex
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -325,6 +327,18 @@ class TestRecording:
         leaked = [s for s in ("abc123", "hunter2", "s3cr3t-token-value") if s in command]
         expected = ([], True)
         assert expected == (leaked, "--lr 0.1" in command)
+
+    def test_command_is_the_command_as_typed(self, tmp_path: Path) -> None:
+        """A script run as `python train.py --lr 0.1` is stored with its interpreter, so `reproduce` prints a
+        command that runs again (sys.argv alone lacks the interpreter)."""
+        script = tmp_path / "train.py"
+        script.write_text("import workflow_trace as wt\nwt.configure('sqlite')\n"
+                          "with wt.workflow_step('train'):\n    pass\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_TRACE_")}
+        subprocess.run([sys.executable, "train.py", "--lr", "0.1"], cwd=tmp_path, env=env, check=True, timeout=60)
+        store = SQLiteBackend(tmp_path / ".workflow_trace" / "workflow.db")
+        assert [shlex.join([sys.executable, "train.py", "--lr", "0.1"])] == [t.command for t in store.tasks()]
+        store.close()
 
     def test_close_then_reuse(self, db: SQLiteBackend) -> None:
         """A closed store reopens on the next write."""

@@ -198,6 +198,18 @@ class TestVersionApi:
         expected = [1]
         assert expected == [i.version for i in wt.version.get_list(restored.id)]
 
+    def test_restore_is_an_output_of_the_current_step(self, store: SQLiteBackend, project: Path) -> None:
+        """wt.version.restore inside a step records the restored copy as that step's output (issue 13.5):
+        the graph shows which run brought the old data back."""
+        wt.version.create(str(project), "first")
+        with wt.workflow_step("rollback") as step:
+            restored = wt.version.restore(str(project), version_num=1)
+        assert wt.flush(5)
+        graph = load_graph(store.path)
+        task = graph.find(f"task:{step.task_id}")[0]
+        outputs = [graph.nodes[e.target].path for e in graph.outputs_of(task)]
+        assert [restored.path] == outputs
+
     def test_filters(self, store: SQLiteBackend, project: Path) -> None:
         """get_list takes the seed's filters."""
         for i in range(3):

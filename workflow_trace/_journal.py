@@ -98,6 +98,15 @@ def exit_deadline() -> float:
     return _exit_deadline
 
 
+def command_line() -> list[str]:
+    """The command as typed (``python train.py --lr 0.1``, ``python -m pkg``): ``sys.orig_argv``, unless the
+    program changed ``sys.argv``'s arguments since (then the interpreter and ``sys.argv``)."""
+    orig, argv = list(getattr(sys, "orig_argv", [])), list(sys.argv)
+    if not orig or (len(argv) > 1 and orig[len(orig) - len(argv) + 1:] != argv[1:]):
+        return [*orig[:1], *argv]
+    return orig
+
+
 def journal_dir(db_path: Path) -> Path:
     """Where the journals of the SQLite file ``db_path`` live."""
     return db_path.with_name(db_path.name + ".journal")
@@ -293,7 +302,8 @@ class JournalWriter:
     def _new_segment(self, n: int) -> int:
         header = {
             "journal": 1, "owner": self._owner, "segment": n, "pid": os.getpid(), "host": _HOST,
-            "started": time.time(), "prefix": ids.prefix, "argv": list(sys.argv), "cwd": os.getcwd(),
+            "started": time.time(), "prefix": ids.prefix, "argv": list(sys.argv), "command": command_line(),
+            "cwd": os.getcwd(),
             "python": sys.version.split()[0], **self._header_extra,
         }
         fd = os.open(self._segment_path(n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _runtime
+from . import _runtime, workflow
 from ._context import suppressed
 from ._errors import VersioningError, VersioningNotSupportedError
 from ._nodes import Project, coerce_nodes
@@ -64,7 +64,8 @@ def create(project_info: Any, version_title: str | None = None, version_descript
 
 def restore(project_info: Any, version_id: int | None = None, version_num: int | None = None,
             skip_missed_entities: bool = False) -> Project:
-    """Recreate a version (by id or number) as a new project and return it.
+    """Recreate a version (by id or number) as a new project and return it. The restored copy is recorded
+    as an output of the current step (outside any step, of the process's step, as ``workflow.add_*``).
 
     Raises:
         ValueError: neither ``version_id`` nor ``version_num`` given.
@@ -75,6 +76,7 @@ def restore(project_info: Any, version_id: int | None = None, version_num: int |
         raise ValueError("version.restore needs version_id or version_num")
     project = _project(project_info, "restore")
     result: Project = _call("restore_version", project, version_id, version_num, skip_missed_entities)
+    workflow.add_output_project(result)
     return result
 
 

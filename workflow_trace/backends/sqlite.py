@@ -620,7 +620,7 @@ class _Ingest:
             return cached
         row = conn.execute("SELECT id FROM processes WHERE owner = ?", (owner,)).fetchone()
         if row is None:
-            argv = [str(a) for a in header.get("argv") or []]
+            argv = [str(a) for a in header.get("command") or header.get("argv") or []]
             started = header.get("started")
             cur = conn.execute(
                 "INSERT INTO processes (owner, pid, host, started_at, command, cwd, python)"
