@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FrameType, ModuleType, TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import wrapt
 
@@ -87,15 +87,12 @@ MODEL_WEIGHT_SUFFIXES = (".pt", ".pth", ".onnx", ".engine", ".safetensors", ".ck
 Edge = tuple[Direction, type[Node], Any, dict[str, Any]]
 
 
-class _Call:
+class _Call(NamedTuple):
     """The arguments of one SDK call, read by parameter name (positional or keyword)."""
 
-    __slots__ = ("args", "kwargs", "params")
-
-    def __init__(self, params: _Params, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.params = params
-        self.args = args
-        self.kwargs = kwargs
+    params: _Params
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
     def arg(self, name: str) -> Any:
         """The value passed for ``name`` (its default when it was not passed; ``None`` if it has none)."""

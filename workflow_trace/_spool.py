@@ -430,23 +430,16 @@ class Spool:
         """Pending, held and dead counts per destination (empty when there is no file)."""
         if not self.exists():
             return []
-        now = time.time()
         with self._read() as conn:
-            agg = conn.execute(
+            rows = conn.execute(
                 "SELECT dest, SUM(status = 'pending'), SUM(status = 'dead'), MIN(created),"
+                " (SELECT e.last_error FROM events AS e WHERE e.dest = events.dest AND e.last_error IS NOT NULL"
+                "  ORDER BY e.updated DESC LIMIT 1),"
                 " SUM(status = 'pending' AND not_before > ?) FROM events GROUP BY dest ORDER BY dest",
-                (now,),
+                (time.time(),),
             ).fetchall()
-            result = []
-            for dest, pending, dead, oldest, held in agg:
-                err = conn.execute(
-                    "SELECT last_error FROM events WHERE dest = ? AND last_error IS NOT NULL"
-                    " ORDER BY updated DESC LIMIT 1",
-                    (dest,),
-                ).fetchone()
-                result.append(DestinationCounts(dest, int(pending or 0), int(dead or 0), oldest,
-                                                err[0] if err else None, int(held or 0)))
-            return result
+        return [DestinationCounts(dest, int(pending or 0), int(dead or 0), oldest, error, int(held or 0))
+                for dest, pending, dead, oldest, error, held in rows]
 
     def retry_dead(self, dest: str | None = None) -> int:
         """Move dead events (of ``dest``, or of all destinations) back to pending; returns how many."""

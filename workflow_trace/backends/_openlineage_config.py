@@ -274,9 +274,7 @@ def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConf
             timeout = -1.0
         if isinstance(raw_timeout, bool) or not timeout > 0:
             raise ConfigurationError(f"{source}: transport.timeout must be a positive number of seconds")
-    verify = transport.get("verify", True)
-    if verify is None:
-        verify = True
+    verify = True if transport.get("verify") is None else transport["verify"]
     if not isinstance(verify, (bool, str)):
         raise ConfigurationError(f"{source}: transport.verify must be true, false or a CA bundle path")
     compression = transport.get("compression")

@@ -57,6 +57,7 @@ Only :class:`OpenLineageTransport` touches the network, from the delivery layer'
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import posixpath
@@ -472,14 +473,11 @@ class OpenLineageMapper:
             return list(self._plan(events))
 
     def _plan(self, events: Sequence[Event]) -> Iterator[PlannedEvent]:
-        i, n = 0, len(events)
-        while i < n:
-            run_id = events[i].step.run_id
-            j = i
-            while j < n and events[j].step.run_id == run_id:
-                j += 1
-            yield from self._plan_group(events, i, j)
-            i = j
+        start = 0
+        for _run_id, group in itertools.groupby(events, key=lambda event: event.step.run_id):
+            stop = start + sum(1 for _ in group)
+            yield from self._plan_group(events, start, stop)
+            start = stop
 
     def _plan_group(self, events: Sequence[Event], start: int, stop: int) -> Iterator[PlannedEvent]:
         first = events[start]

@@ -85,12 +85,8 @@ def _env_int(name: str) -> int | None:
 
 def _parse_version(text: Any) -> tuple[int, int, int] | None:
     """``"6.12.44"`` -> ``(6, 12, 44)``; anything unparsable -> ``None`` (an unknown version)."""
-    if not isinstance(text, str):
-        return None
-    match = _VERSION_RE.match(text)
-    if match is None:
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+    match = _VERSION_RE.match(text) if isinstance(text, str) else None
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
 
 
 def _warn_no_task(count: int) -> None:
@@ -554,15 +550,13 @@ class SuperviselyBackend:
         """
         text = spec.strip()
         scheme, _, rest = text.partition("+")
-        if scheme.lower() != "supervisely" and text.split(":", 1)[0].lower() != "supervisely":
-            raise ConfigurationError("the Supervisely backend string is 'supervisely' or 'supervisely+URL'")
-        if not rest:
-            if text.lower() not in {"supervisely", "supervisely:", "supervisely://"}:
-                raise ConfigurationError(
-                    "the Supervisely backend string is 'supervisely' (SERVER_ADDRESS and API_TOKEN from "
-                    "the environment) or 'supervisely+https://host'"
-                )
+        if text.lower() in {"supervisely", "supervisely:", "supervisely://"}:
             return cls.from_env()
+        if scheme.lower() != "supervisely" or not rest:
+            raise ConfigurationError(
+                "the Supervisely backend string is 'supervisely' (SERVER_ADDRESS and API_TOKEN from "
+                "the environment) or 'supervisely+https://host'"
+            )
         parts = urlsplit(rest)
         if parts.username or parts.password or parts.query or parts.fragment:
             # Do not echo the string: it may hold a secret (user:password@, ?token=...).
