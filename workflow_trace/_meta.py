@@ -244,10 +244,9 @@ def _card_problem(card: Any, where: str) -> str | None:
     for key in ("title", "description"):
         if key in card and not isinstance(card[key], str):
             return f"{where}.{key} must be a str, not {_type(card[key])}"
-    if "icon" in card and (problem := _exact(card["icon"], _ICON_KEYS, f"{where}.icon")):
-        return problem
-    if "mainLink" in card and (problem := _exact(card["mainLink"], _LINK_KEYS, f"{where}.mainLink")):
-        return problem
+    for key, keys in (("icon", _ICON_KEYS), ("mainLink", _LINK_KEYS)):
+        if key in card and (problem := _exact(card[key], keys, f"{where}.{key}")):
+            return problem
     return None
 
 
@@ -270,12 +269,10 @@ def _schema_problem(wire: Any) -> str | None:
 def _strict_settings(card: Mapping[str, Any], where: str) -> WorkflowSettings:
     """A card that passed the schema, checked against workflow_trace's own rules."""
     fields: dict[str, Any] = {}
-    if "title" in card:
-        match = _TITLE.match(card["title"])
-        fields["title"] = match.group(1) if match else card["title"]
-    if "description" in card:
-        match = _DESCRIPTION.match(card["description"])
-        fields["description"] = match.group(1) if match else card["description"]
+    for key, wrapper in (("title", _TITLE), ("description", _DESCRIPTION)):
+        if key in card:
+            match = wrapper.match(card[key])
+            fields[key] = match.group(1) if match else card[key]
     if "icon" in card:
         icon = card["icon"]
         if not icon["icon"].startswith("zmdi-"):
@@ -320,9 +317,7 @@ def _sdk_wire(meta: Any) -> Any:
         rendered = getattr(settings, "as_dict", None)
         if rendered is not None:
             out[key] = _attribute_or_call(rendered)
-        elif isinstance(settings, WorkflowSettings):
-            out[key] = settings.to_wire()
-        else:
+        else:  # a look-alike, or our WorkflowSettings: its seven fields
             out[key] = _settings_wire({name: getattr(settings, name, None) for name in _FIELDS})
     return out or None
 

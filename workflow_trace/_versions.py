@@ -28,7 +28,7 @@ import sqlite3
 import stat
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,15 +134,8 @@ class LocalVersions:
     # -- plumbing ------------------------------------------------------------------------------------
     @contextmanager
     def _conn(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path, self.timeout)
-        try:
-            if write:
-                with write_transaction(conn):
-                    yield conn
-            else:
-                yield conn
-        finally:
-            conn.close()
+        with closing(connect(self.db_path, self.timeout)) as conn, write_transaction(conn) if write else nullcontext():
+            yield conn
 
     def _object(self, sha: str) -> Path:
         return self.objects / sha[:2] / sha[2:]

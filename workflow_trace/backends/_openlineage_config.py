@@ -334,12 +334,7 @@ def _options(section: Any, source: str) -> dict[str, Any]:
             f"{source}: unknown workflow_trace option(s) {', '.join(map(repr, unknown))}; "
             f"options are: {', '.join(OPTION_KEYS)}"
         )
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        if value is None:
-            continue
-        out[key] = _text(value, f"workflow_trace.{key}", source)
-    return out
+    return {key: _text(value, f"workflow_trace.{key}", source) for key, value in section.items() if value is not None}
 
 
 def load_settings() -> OpenLineageSettings:

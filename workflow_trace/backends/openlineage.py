@@ -628,9 +628,8 @@ class OpenLineageTransport:
             if not isinstance(value, Secret):
                 value = Secret(str(value)) if is_sensitive_header(str(name)) else str(value)
             self._custom_headers[str(name)] = value
-        endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
-        self._endpoint_url = endpoint_url
-        self._safe_endpoint_url = safe_url(endpoint_url)
+        self._endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
+        self._safe_endpoint_url = safe_url(self._endpoint_url)
         self.mapper = OpenLineageMapper(
             namespace,
             producer=producer,

@@ -464,9 +464,8 @@ class SuperviselyBackend:
         **delivery_options: Any,
     ) -> None:
         env_task = env_task_id()
-        raw_task = os.environ.get("SUPERVISELY_TASK_ID", "").strip() or None  # the SDK's header, as it reads it
-        if raw_task is not None and not raw_task.isdigit():
-            raw_task = None
+        raw_task: str | None = os.environ.get("SUPERVISELY_TASK_ID", "").strip()  # the SDK's header, as it reads it
+        raw_task = raw_task if raw_task and raw_task.isdigit() else None
         if team_id is None:
             team_id = _env_int("TEAM_ID")
         self.task_id: int | None = task_id if task_id is not None else env_task
