@@ -362,10 +362,7 @@ _state = _State()
 
 
 def _tracks(api: Any) -> bool:
-    apis = _state.apis
-    if apis is None:
-        return True
-    return any(ref() is api for ref in apis)
+    return _state.apis is None or any(ref() is api for ref in _state.apis)
 
 
 class _Wrapper:
@@ -385,13 +382,8 @@ class _Wrapper:
         mode = _mode.get()
         if mode == _INSIDE or (mode == _APP and _called_from_sdk()):
             return False
-        if _state.apis is not None:
-            api = getattr(instance, "_api", None) if self.on_instance else None
-            if api is None:
-                api = call.arg("api")
-            if not _tracks(api):
-                return False
-        return True
+        api = getattr(instance, "_api", None) if self.on_instance else None
+        return _tracks(call.arg("api") if api is None else api)
 
     def _emit(self, call: _Call, result: Any) -> None:
         edges = self.spec.edges

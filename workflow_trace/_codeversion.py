@@ -74,14 +74,11 @@ def _resolve_ref(gitdir: Path, ref: str) -> str | None:
 
 def git_commit(gitdir: Path) -> str | None:
     """The commit ``HEAD`` names (``None`` in a repository without commits)."""
-    head = (gitdir / "HEAD").read_text().strip()
+    head: str | None = (gitdir / "HEAD").read_text().strip()
     for _ in range(5):  # symbolic refs may chain
-        if not head.startswith("ref:"):
-            return head if len(head) in (40, 64) else None
-        resolved = _resolve_ref(gitdir, head[4:].strip())
-        if resolved is None:
-            return None
-        head = resolved
+        if head is None or not head.startswith("ref:"):
+            return head if head is not None and len(head) in (40, 64) else None
+        head = _resolve_ref(gitdir, head[4:].strip())
     return None
 
 

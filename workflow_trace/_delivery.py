@@ -398,9 +398,7 @@ class DeliveringBackend:
     def _idle_wait(self) -> float:
         wait = self.spool_poll if self.spool_poll > 0 else 1.0
         due = self.spool.next_due(self.key, list(self._origins))
-        if due is not None:
-            wait = min(wait, max(0.01, due - time.time()))
-        return max(0.01, wait)
+        return max(0.01, wait if due is None else min(wait, due - time.time()))
 
     def _work(self) -> bool:
         """Deliver one batch; ``False`` when there is nothing to do now."""

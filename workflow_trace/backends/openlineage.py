@@ -573,7 +573,6 @@ class OpenLineageTransport:
         namespace: The job namespace.
         endpoint: The path of the lineage endpoint under ``url`` (appended to ``url``'s path).
         api_key: Sent as ``Authorization: Bearer <api_key>`` when set.
-        producer: The ``producer`` URI of events and facets.
         server_address: The Supervisely server address, the namespace of id-based datasets
             (default: ``SERVER_ADDRESS`` from the environment).
         timeout: Seconds to wait for the server, per request.
@@ -594,7 +593,6 @@ class OpenLineageTransport:
         namespace: str = DEFAULT_NAMESPACE,
         endpoint: str = DEFAULT_ENDPOINT,
         api_key: str | Secret | None = None,
-        producer: str = DEFAULT_PRODUCER,
         server_address: str | None = None,
         timeout: float = 10.0,
         custom_headers: Mapping[str, str | Secret] | None = None,
@@ -632,7 +630,6 @@ class OpenLineageTransport:
         self._safe_endpoint_url = safe_url(self._endpoint_url)
         self.mapper = OpenLineageMapper(
             namespace,
-            producer=producer,
             server_address=server_address if server_address is not None else os.environ.get("SERVER_ADDRESS"),
             job_prefix=job_prefix,
             dot_replacement=dot_replacement,
@@ -762,7 +759,6 @@ class OpenLineageBackend(DeliveringBackend):
         namespace: The job namespace (one per team or pipeline family).
         endpoint: The lineage endpoint under ``url``.
         api_key: Sent as ``Authorization: Bearer <api_key>``; never logged, shown or spooled.
-        producer: The ``producer`` URI of the events.
         spool_path: The spool file (default: the delivery layer's, see ``WORKFLOW_TRACE_SPOOL``).
         server_address: The Supervisely server address, the namespace of id-based datasets
             (default: ``SERVER_ADDRESS``).
@@ -782,7 +778,6 @@ class OpenLineageBackend(DeliveringBackend):
         namespace: str = DEFAULT_NAMESPACE,
         endpoint: str = DEFAULT_ENDPOINT,
         api_key: str | Secret | None = None,
-        producer: str = DEFAULT_PRODUCER,
         spool_path: str | os.PathLike[str] | None = None,
         server_address: str | None = None,
         timeout: float = 10.0,
@@ -799,7 +794,6 @@ class OpenLineageBackend(DeliveringBackend):
             namespace=namespace,
             endpoint=endpoint,
             api_key=api_key,
-            producer=producer,
             server_address=server_address,
             timeout=timeout,
             custom_headers=custom_headers,
