@@ -319,7 +319,7 @@ class TestTransportOptions:
     def test_the_key_is_in_no_repr_vars_or_session(self) -> None:
         """The key is a Secret: not in repr, vars(), the session's headers; custom header values hidden."""
         transport = OpenLineageTransport("http://127.0.0.1:9", api_key=SECRET, custom_headers={"X-Api-Key": SECRET})
-        session = transport._get_session()
+        session = transport._client._get_session()
         texts = [repr(transport), str(vars(transport)), repr(vars(transport)), str(dict(session.headers)),
                  transport.key]
         assert [] == [t for t in texts if SECRET in t]

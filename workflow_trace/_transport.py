@@ -8,22 +8,23 @@ at exit and after ``fork()``. ``DeliveringBackend(transport)`` turns a transport
 :func:`post` is the one HTTP call both built-in transports make: redirects are never followed (a 3xx is an
 error naming where it pointed, and credentials only ever go to the configured origin), every text that came
 from the server or from a URL is redacted before it is logged, raised or spooled, and the answer is
-classified for retry.
+classified for retry. :class:`Client` holds the one ``requests.Session`` of a destination.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from ._context import redact
+from ._context import at_fork, redact
 from ._events import Event
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["DeliveryError", "Transport", "check_response", "parse_retry_after", "post"]
+__all__ = ["Client", "DeliveryError", "Transport", "check_response", "parse_retry_after", "post"]
 
 
 class DeliveryError(Exception):
@@ -150,6 +151,58 @@ def post(session: requests.Session, url: str, data: bytes, *, timeout: float, wh
         response.close()
         raise
     return response
+
+
+class Client:
+    """The ``requests.Session`` of one destination: made on first use, renewed in a forked child (the
+    parent's pooled sockets are the parent's), every request sent by :func:`post`.
+
+    Args:
+        url: Where requests go; :meth:`post` appends its ``path``.
+        timeout: Seconds per request.
+        headers: Builds each request's headers, so that a credential is revealed for the request only and
+            kept neither in the session nor here.
+        verify: TLS verification, as ``requests`` takes it.
+        reason: How the text of a failed answer is read (see :func:`check_response`).
+    """
+
+    def __init__(self, url: str, timeout: float, headers: Callable[[], dict[str, str]], *,
+                 verify: bool | str = True, reason: Callable[[requests.Response], str] = _body_text) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._headers = headers
+        self._verify = verify
+        self._reason = reason
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()  # making and closing the session; never held across I/O
+        at_fork(self._after_fork)
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def _after_fork(self) -> None:
+        self._session = None
+        self._lock = threading.Lock()
+
+    def _get_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                import requests
+
+                self._session = requests.Session()
+            return self._session
+
+    def post(self, path: str, data: bytes, *, what: str, delivered: int = 0) -> requests.Response:
+        """:func:`post` ``data`` to ``url + path`` (see there for the errors)."""
+        return post(self._get_session(), self.url + path, data, timeout=self.timeout, what=what, delivered=delivered,
+                    headers=self._headers(), verify=self._verify, reason=self._reason)
+
+    def close(self) -> None:
+        """Close the session (a new one is made on next use)."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+            self._session = None
 
 
 def json_or_none(response: requests.Response) -> Any:

@@ -78,7 +78,7 @@ from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
-from .._transport import post
+from .._transport import Client
 from .._version import __version__
 from ._openlineage_config import (
     DEFAULT_ENDPOINT,
@@ -565,8 +565,8 @@ class OpenLineageTransport:
     Runs in the delivery layer's background worker only. The API key is held in a :class:`Secret` and
     travels in the ``Authorization`` header of each request and nowhere else: not in :attr:`key`,
     ``repr``, ``vars()``, log lines or errors (a server that echoes it gets ``***`` in our messages).
-    Requests go through :func:`workflow_trace._transport.post`: redirects are never followed (the key goes
-    only to the configured server).
+    Requests go through :class:`workflow_trace._transport.Client`: redirects are never followed (the key
+    goes only to the configured server).
 
     Args:
         url: The server's base URL (``http://marquez:5000``).
@@ -617,9 +617,7 @@ class OpenLineageTransport:
         self.url = url.rstrip("/")
         self.endpoint = endpoint.strip("/")
         self.namespace = namespace
-        self.timeout = timeout
         self.compression = compression.lower() if compression else None
-        self.verify = verify
         self._api_key = Secret(api_key) if isinstance(api_key, str) else api_key
         self._custom_headers: dict[str, str | Secret] = {}
         for name, value in (custom_headers or {}).items():
@@ -635,14 +633,7 @@ class OpenLineageTransport:
             dot_replacement=dot_replacement,
             dataset_version=dataset_version,
         )
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()
-        at_fork(self._after_fork)
-
-    def _after_fork(self) -> None:
-        # The parent's send may hold the lock, and its pooled sockets are the parent's: start afresh.
-        self._lock = threading.Lock()
-        self._session = None
+        self._client = Client(self._endpoint_url, timeout, self._headers, verify=verify, reason=_server_reason)
 
     @property
     def key(self) -> str:
@@ -657,15 +648,9 @@ class OpenLineageTransport:
             extra += f", compression={self.compression!r}"
         return f"OpenLineageTransport({self._safe_endpoint_url!r}, namespace={self.namespace!r}{extra})"
 
-    def _get_session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-            self._session.headers["User-Agent"] = f"workflow-trace/{__version__}"
-        return self._session
-
     def _headers(self) -> dict[str, str]:
         # Built per request, so the key lives in the Secret and not in the session's headers.
-        headers = {"Content-Type": "application/json"}
+        headers = {"User-Agent": f"workflow-trace/{__version__}", "Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         if self.compression == "gzip":
@@ -681,28 +666,21 @@ class OpenLineageTransport:
             DeliveryError: as :func:`workflow_trace._transport.post` raises it, with the server's reason;
                 ``delivered`` counts the workflow_trace events whose RunEvents were all accepted.
         """
-        with self._lock:
-            planned = self.mapper.plan(events)
-            session = self._get_session()
-            headers = self._headers()
-            delivered = 0
-            for item in planned:
-                data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
-                if self.compression == "gzip":
-                    data = gzip.compress(data, compresslevel=3)  # higher levels cost more than they save here
-                post(session, self._endpoint_url, data, timeout=self.timeout, what=f"POST {self._safe_endpoint_url}",
-                     delivered=delivered, headers=headers, verify=self.verify, reason=_server_reason).close()
-                delivered = item.end
-                if item.finished:
-                    self.mapper.finished(item.run_id)
-            logger.debug("openlineage: sent %d run event(s) for %d event(s)", len(planned), len(events))
+        planned = self.mapper.plan(events)
+        delivered = 0
+        for item in planned:
+            data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
+            if self.compression == "gzip":
+                data = gzip.compress(data, compresslevel=3)  # higher levels cost more than they save here
+            self._client.post("", data, what=f"POST {self._safe_endpoint_url}", delivered=delivered).close()
+            delivered = item.end
+            if item.finished:
+                self.mapper.finished(item.run_id)
+        logger.debug("openlineage: sent %d run event(s) for %d event(s)", len(planned), len(events))
 
     def close(self) -> None:
         """Close the HTTP session."""
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+        self._client.close()
 
 
 #: Options a backend string may carry in its query (``?namespace=ml&job_prefix=``).

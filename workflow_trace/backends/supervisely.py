@@ -38,22 +38,19 @@ import importlib
 import json
 import os
 import re
-import threading
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from .._context import Secret, at_fork, env_task_id, redact, warn
+from .._context import Secret, env_task_id, redact, warn
 from .._delivery import DeliveringBackend, warn_hold
 from .._errors import ConfigurationError, VersioningError
 from .._events import INPUT, OUTPUT, Event, Record
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from .._protocols import VersionInfo
-from .._transport import DeliveryError, json_or_none, post
-
-if TYPE_CHECKING:
-    import requests
+from .._transport import Client, DeliveryError, json_or_none
 
 __all__ = [
     "JOBS_MIN_VERSION",
@@ -110,39 +107,17 @@ def _normalise_server(server_address: str) -> str:
     return server
 
 
-class _Client:
-    """One ``requests.Session`` for one server (renewed in a forked child); the token stays a ``Secret``."""
+class _Client(Client):
+    """The session of one server; every call is ``POST /public/api/v3/<method>`` with the SDK's headers (the
+    token revealed per request, never kept in the session)."""
 
     def __init__(self, server: str, token: Secret, timeout: float, task_header: str | None) -> None:
-        self.server = server
-        self._token = token
-        self.timeout = timeout
-        self._task_header = task_header
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()  # the worker thread and explicit version calls; never the call path
-        at_fork(self._after_fork)
+        headers = {"Content-Type": "application/json"}
+        if task_header is not None:
+            headers["x-task-id"] = task_header
+        super().__init__(server + _API_PREFIX, timeout, lambda: {"x-api-key": token.reveal(), **headers})
 
-    def __repr__(self) -> str:
-        return f"_Client(server={self.server!r})"
-
-    def _after_fork(self) -> None:
-        self._session = None  # the parent's pooled sockets are the parent's
-        self._lock = threading.Lock()
-
-    def _get_session(self) -> requests.Session:
-        with self._lock:
-            if self._session is None:
-                import requests
-
-                session = requests.Session()
-                session.headers["x-api-key"] = self._token.reveal()
-                session.headers["Content-Type"] = "application/json"
-                if self._task_header is not None:
-                    session.headers["x-task-id"] = self._task_header
-                self._session = session
-            return self._session
-
-    def post(self, method: str, payload: Mapping[str, Any], *, delivered: int = 0) -> Any:
+    def call(self, method: str, payload: Mapping[str, Any], *, delivered: int = 0) -> Any:
         """POST ``payload`` to ``method`` and return the decoded JSON answer (``None`` for a 2xx without one).
 
         Raises:
@@ -150,18 +125,8 @@ class _Client:
                 (classified by :func:`~workflow_trace._transport.check_response`).
         """
         body = json.dumps(payload, allow_nan=False).encode()
-        response = post(self._get_session(), self.server + _API_PREFIX + method, body, timeout=self.timeout,
-                        what=method, delivered=delivered)
-        try:
+        with closing(self.post(method, body, what=method, delivered=delivered)) as response:
             return json_or_none(response)
-        finally:
-            response.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-            self._session = None
 
 
 class SuperviselyTransport:
@@ -213,7 +178,7 @@ class SuperviselyTransport:
     def _fetch_version(self, delivered: int) -> tuple[int, int, int] | None:
         """``instance.version``, parsed; ``None`` when unknown (unparsable, or the method is missing)."""
         try:
-            answer = self._client.post("instance.version", {}, delivered=delivered)
+            answer = self._client.call("instance.version", {}, delivered=delivered)
         except DeliveryError as exc:
             if exc.retryable or exc.status is None or exc.status in (401, 403) or 300 <= exc.status < 400:
                 raise
@@ -252,7 +217,7 @@ class SuperviselyTransport:
             return self.team_id
         team = self._teams.get(task_id)
         if team is None:
-            answer = self._client.post("tasks.info", {"id": self._task_wire(task_id)}, delivered=delivered)
+            answer = self._client.call("tasks.info", {"id": self._task_wire(task_id)}, delivered=delivered)
             value = answer.get("teamId") if isinstance(answer, Mapping) else None
             if isinstance(value, bool) or not isinstance(value, int):
                 raise DeliveryError(
@@ -267,7 +232,7 @@ class SuperviselyTransport:
         cached = self._version_ids.get((project_id, version_num))
         if cached is not None:
             return cached
-        answer = self._client.post("projects.versions.list", _versions_query(project_id, [
+        answer = self._client.call("projects.versions.list", _versions_query(project_id, [
             {"field": "version", "operator": "=", "value": version_num}
         ]), delivered=delivered)
         for entity in _entities(answer):
@@ -278,7 +243,7 @@ class SuperviselyTransport:
 
     def _file_id(self, team_id: int, path: str, delivered: int) -> int | None:
         # Not cached: a file overwritten at the same path (a "best.pt" saved each epoch) gets a new id.
-        answer = self._client.post(
+        answer = self._client.call(
             "file-storage.list", {"teamId": team_id, "path": path, "recursive": True}, delivered=delivered
         )
         for entry in _entities(answer):
@@ -380,7 +345,7 @@ class SuperviselyTransport:
                      event.kind, event.node.ref, event.task_id, wire)
                 continue
             body = self.edge_body(event, team_id, *wire)
-            self._client.post(f"workflow.node.add-{event.kind}", body, delivered=index)
+            self._client.call(f"workflow.node.add-{event.kind}", body, delivered=index)
         _warn_no_task(no_task)
 
     def close(self) -> None:
@@ -646,13 +611,13 @@ class SuperviselyBackend:
         project_id = self._project_id(project, "list_versions")
         try:
             query = _versions_query(project_id, filters)
-            answer = self._versions_client.post("projects.versions.list", query)
+            answer = self._versions_client.call("projects.versions.list", query)
             entities = list(_entities(answer))
             pages = answer.get("pagesCount", 1) if isinstance(answer, Mapping) else 1
             per_page = answer.get("perPage") if isinstance(answer, Mapping) else None
             for page in range(2, pages + 1 if isinstance(pages, int) else 2):
                 query = _versions_query(project_id, filters, page, per_page)
-                entities.extend(_entities(self._versions_client.post("projects.versions.list", query)))
+                entities.extend(_entities(self._versions_client.call("projects.versions.list", query)))
             return [_version_info(entity) for entity in entities]
         except DeliveryError as exc:
             raise VersioningError(f"listing the versions of project {project_id} failed: {exc}") from None
