@@ -57,7 +57,6 @@ __all__ = [
     "DeliveringBackend",
     "DeliveryStats",
     "exit_timeout",
-    "in_delivery_worker",
     "warn_hold",
 ]
 
@@ -69,7 +68,6 @@ DEFAULT_FLUSH_TIMEOUT = 30.0
 MAX_RETRY_AFTER = 3600.0
 
 _Kind = Literal["ok", "retry", "dead", "hold"]
-_worker_flag = threading.local()
 
 
 def warn_hold(key: str, message: str) -> None:
@@ -77,11 +75,6 @@ def warn_hold(key: str, message: str) -> None:
     the delivery layer that holds them, say it once between them)."""
     warn(("hold", key, message), "%s cannot take some workflow events yet: %s; they wait in the spool and are "
          "tried again later, the others go on", key, message)
-
-
-def in_delivery_worker() -> bool:
-    """Whether the calling thread is a delivery worker (it records nothing for its own work)."""
-    return bool(getattr(_worker_flag, "active", False))
 
 
 @dataclass(frozen=True)
@@ -376,7 +369,6 @@ class DeliveringBackend:
                 self._thread.start()
 
     def _run(self) -> None:
-        _worker_flag.active = True
         suppressed.set(True)  # this thread's own context: nothing it calls is recorded
         generation = self._generation
         backoff = 0.05

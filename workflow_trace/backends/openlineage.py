@@ -62,7 +62,6 @@ import json
 import os
 import posixpath
 import socket
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,7 +72,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
-from .._context import Secret, at_fork, logger
+from .._context import Secret, logger
 from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
@@ -228,7 +227,8 @@ class PlannedEvent:
 class OpenLineageMapper:
     """Turns workflow_trace events into OpenLineage RunEvents, remembering what each run has seen.
 
-    Pure: no I/O (the host name is read once, at construction, when not given).
+    Pure: no I/O (the host name is read once, at construction, when not given). Not thread-safe, and
+    needs not be: its transport's ``send``, called by one delivery worker at a time, is its one user.
 
     Args:
         namespace: The job namespace.
@@ -282,11 +282,7 @@ class OpenLineageMapper:
         self.dot_replacement = dot_replacement
         self.dataset_version: DatasetVersionMode = dataset_version
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
-        self._lock = threading.Lock()
-        at_fork(self._after_fork)
 
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # a parent's thread may have held it at the fork
     # -- names ---------------------------------------------------------------------------------------
 
     def job_name(self, step_name: str | None, task_id: int | None) -> str:
@@ -370,11 +366,6 @@ class OpenLineageMapper:
                 dataset[f"{direction}Facets"] = dict(relation_facets)
             out.append(dataset)
         return out
-
-    def dataset(self, event: Event, direction: Direction) -> dict[str, Any] | None:
-        """The first of :meth:`datasets` (the one that joins the lineage), or ``None``."""
-        found = self.datasets(event, direction)
-        return found[0] if found else None
 
     # -- runs -----------------------------------------------------------------------------------------
 
@@ -469,8 +460,7 @@ class OpenLineageMapper:
         ``step_finished`` are folded into its COMPLETE / FAIL; others make a RUNNING event. Planning the
         same events again (a retry) adds no dataset twice.
         """
-        with self._lock:
-            return list(self._plan(events))
+        return list(self._plan(events))
 
     def _plan(self, events: Sequence[Event]) -> Iterator[PlannedEvent]:
         start = 0
@@ -528,10 +518,9 @@ class OpenLineageMapper:
 
     def finished(self, run_id: str) -> None:
         """Forget a run's datasets once its COMPLETE / FAIL is delivered (its name stays, for children)."""
-        with self._lock:
-            state = self._runs.get(run_id)
-            if state is not None:
-                state.datasets.clear()
+        state = self._runs.get(run_id)
+        if state is not None:
+            state.datasets.clear()
 
 
 _REASON_KEYS: Final = ("message", "error", "errors", "detail", "title", "errorMessage", "reason")
