@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ._context import at_fork, redact
@@ -177,9 +177,6 @@ class Client:
         self._lock = threading.Lock()  # making and closing the session; never held across I/O
         at_fork(self._after_fork)
 
-    def __repr__(self) -> str:
-        return f"Client({self.url!r})"
-
     def _after_fork(self) -> None:
         self._session = None
         self._lock = threading.Lock()
@@ -203,13 +200,3 @@ class Client:
             if self._session is not None:
                 self._session.close()
             self._session = None
-
-
-def json_or_none(response: requests.Response) -> Any:
-    """The JSON of a 2xx answer, or ``None`` when it has no (valid) JSON body: it was delivered anyway."""
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None

@@ -107,7 +107,6 @@ class HttpTransportConfig:
         compression: ``"gzip"`` or ``None``.
         custom_headers: Extra request headers (a credential's value, see :func:`is_sensitive_header`, held
             as a :class:`Secret`).
-        source: Where it was configured (a file path, the variables), for messages.
     """
 
     url: str
@@ -117,7 +116,6 @@ class HttpTransportConfig:
     verify: bool | str = True
     compression: str | None = None
     custom_headers: Mapping[str, str | Secret] = field(default_factory=dict)
-    source: str = ""
 
     def __repr__(self) -> str:
         auth = ", api_key=***" if self.api_key else ""
@@ -134,14 +132,12 @@ class OpenLineageSettings:
         transport: The http transport, or ``None`` when nothing configures one.
         namespace: The job namespace (``workflow_trace.namespace``, else ``OPENLINEAGE_NAMESPACE``).
         options: The other keys of the ``workflow_trace:`` section.
-        config_file: The YAML file that was read, if any.
     """
 
     disabled: bool = False
     transport: HttpTransportConfig | None = None
     namespace: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    config_file: Path | None = None
 
 
 def is_disabled() -> bool:
@@ -295,10 +291,8 @@ def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConf
             logger.debug("%s: transport.%s is ignored (workflow_trace's delivery layer retries)", source, key)
         else:
             logger.warning("%s: transport.%s is not an http transport option; ignored", source, key)
-    return HttpTransportConfig(
-        url=url, endpoint=endpoint, api_key=api_key, timeout=timeout, verify=verify,
-        compression=compression, custom_headers=headers, source=source,
-    )
+    return HttpTransportConfig(url=url, endpoint=endpoint, api_key=api_key, timeout=timeout, verify=verify,
+                               compression=compression, custom_headers=headers)
 
 
 def _api_key(auth: Any, source: str) -> Secret | None:
@@ -368,7 +362,7 @@ def load_settings() -> OpenLineageSettings:
     url = env.get("OPENLINEAGE_URL", "").strip()
     transport: HttpTransportConfig | None = None
     if kind == "noop":
-        return OpenLineageSettings(disabled=True, namespace=namespace, options=options, config_file=path)
+        return OpenLineageSettings(disabled=True, namespace=namespace, options=options)
     if kind is not None and kind != "http":
         known = " (a transport of the official client)" if kind in _CLIENT_TRANSPORTS else ""
         raise ConfigurationError(
@@ -388,4 +382,4 @@ def load_settings() -> OpenLineageSettings:
             "endpoint": env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
             "auth": {"type": "api_key", "apiKey": key} if key else None,
         }, "OPENLINEAGE_URL")
-    return OpenLineageSettings(transport=transport, namespace=namespace, options=options, config_file=path)
+    return OpenLineageSettings(transport=transport, namespace=namespace, options=options)

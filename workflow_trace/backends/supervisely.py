@@ -50,7 +50,7 @@ from .._errors import ConfigurationError, VersioningError
 from .._events import INPUT, OUTPUT, Event, Record
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from .._protocols import VersionInfo
-from .._transport import Client, DeliveryError, json_or_none
+from .._transport import Client, DeliveryError
 
 __all__ = [
     "JOBS_MIN_VERSION",
@@ -126,7 +126,10 @@ class _Client(Client):
         """
         body = json.dumps(payload, allow_nan=False).encode()
         with closing(self.post(method, body, what=method, delivered=delivered)) as response:
-            return json_or_none(response)
+            try:
+                return response.json() if response.content else None
+            except ValueError:  # a 2xx without valid JSON: delivered anyway
+                return None
 
 
 class SuperviselyTransport:
