@@ -647,10 +647,7 @@ def run_script(path: str, argv: Sequence[str] = ()) -> int:
     autolog()
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     sys.argv = [path, *argv]
-    if sys.path:
-        sys.path[0] = os.path.dirname(full)
-    else:
-        sys.path.append(os.path.dirname(full))
+    sys.path[:1] = [os.path.dirname(full)]  # the script's folder first, as python puts it
     code = 0
     try:
         _run_in_step(full, os.path.basename(path))

@@ -266,8 +266,7 @@ class DeliveringBackend:
                 return False
             if self._pause_until > deadline or self._next_due_after(deadline):
                 return False  # the worker will not try again in time: no waiting
-            if self._thread is None or not self._thread.is_alive():
-                self._ensure_worker()
+            self._ensure_worker()
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
     def _pending_own(self) -> int:
@@ -279,9 +278,8 @@ class DeliveringBackend:
 
     def stats(self) -> DeliveryStats:
         """This process's counters (see :class:`DeliveryStats`)."""
-        now = time.monotonic()
         if self._failures >= self.breaker_threshold:
-            breaker = "open" if now < self._pause_until else "half-open"
+            breaker = "open" if time.monotonic() < self._pause_until else "half-open"
         else:
             breaker = "closed"
         return DeliveryStats(self._n_emitted, self._n_delivered, self._n_spooled, self._n_dead, self._n_failures,
