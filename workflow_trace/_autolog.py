@@ -194,9 +194,8 @@ def _uploaded_directory(call: _Call, result: Any) -> Iterable[Edge]:
 
 def _uploaded_project(call: _Call, result: Any) -> Iterable[Edge]:
     """``upload_project`` and friends return ``(project_id, project_name)``."""
-    if isinstance(result, tuple) and result and not hasattr(result, "id"):
-        return [("output", Project, result[0], {})]
-    return [("output", Project, result, {})]
+    project = result[0] if isinstance(result, tuple) and result and not hasattr(result, "id") else result
+    return [("output", Project, project, {})]
 
 
 def _started_session(call: _Call, result: Any) -> Iterable[Edge]:

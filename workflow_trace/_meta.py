@@ -349,16 +349,9 @@ def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> 
         return None
     if isinstance(meta, WorkflowMeta):
         return meta.to_wire() or None  # validated when it was built
-    if isinstance(meta, Mapping):
-        wire: Any = meta
-    elif _is_sdk_meta(meta):
-        wire = _sdk_wire(meta)
-        if wire is None:  # the SDK's WorkflowMeta() with no settings: no meta (the SDK sends none either)
-            return None
-    else:
-        wire = meta
-    if isinstance(wire, Mapping) and not wire:
-        return None  # {}: nothing to say (the SDK sends no meta either)
+    wire: Any = _sdk_wire(meta) if not isinstance(meta, Mapping) and _is_sdk_meta(meta) else meta
+    if wire is None or (isinstance(wire, Mapping) and not wire):
+        return None  # {}, or the SDK's WorkflowMeta() with no settings: nothing to say (the SDK sends no meta)
     problem = _schema_problem(wire)
     if problem is not None:
         if not lenient:

@@ -548,37 +548,21 @@ class SuperviselyBackend:
         Step starts and ends have no place on the server and are not kept; a record without any task id
         is counted in one WARNING (a workflow edge needs a task).
         """
-        out: list[Record] = []
-        no_task = 0
-        for record in records:
-            kind = record[0]
-            if kind != INPUT and kind != OUTPUT:
-                continue
-            if record[3] is None:
-                if self.task_id is None:
-                    no_task += 1
-                    continue
-                # Stamped now, not at send time: a spooled event must never join another process's task.
-                record = (kind, record[1], record[2], self.task_id, *record[4:])
-            out.append(record)
-        _warn_no_task(no_task)
+        edges = [r for r in records if r[0] == INPUT or r[0] == OUTPUT]
+        if self.task_id is not None:  # stamped now, not at send time: a spooled edge never joins another task
+            edges = [r if r[3] is not None else (r[0], r[1], r[2], self.task_id, *r[4:]) for r in edges]
+        out = [r for r in edges if r[3] is not None]
+        _warn_no_task(len(edges) - len(out))
         if out:
             self.delivery.write_records(out)
 
     def emit(self, events: Sequence[Event]) -> None:
         """Journal the input and output events (a replay); step events have no place on the server."""
-        out = []
-        no_task = 0
-        for event in events:
-            if event.kind not in ("input", "output") or event.node is None:
-                continue
-            if event.task_id is None:
-                if self.task_id is None:
-                    no_task += 1
-                    continue
-                event = event.model_copy(update={"task_id": self.task_id})
-            out.append(event)
-        _warn_no_task(no_task)
+        edges = [e for e in events if e.kind in ("input", "output") and e.node is not None]
+        if self.task_id is not None:
+            edges = [e if e.task_id is not None else e.model_copy(update={"task_id": self.task_id}) for e in edges]
+        out = [e for e in edges if e.task_id is not None]
+        _warn_no_task(len(edges) - len(out))
         if out:
             self.delivery.emit(out)
 
