@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CodeVersion", "code_version", "git_commit", "git_dirty", "find_repository"]
+__all__ = ["CodeVersion", "code_version", "file_digest", "find_repository", "git_commit", "git_dirty"]
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,12 @@ def git_commit(gitdir: Path) -> str | None:
     return None
 
 
-def _blob_hash(path: Path, size: int, algorithm: str) -> bytes:
-    digest = hashlib.new(algorithm)
-    digest.update(b"blob %d\x00" % size)
+def file_digest(path: Path, digest: hashlib._Hash) -> hashlib._Hash:
+    """``digest`` updated with the file's bytes, read in 1 MiB chunks (``hashlib.file_digest`` is 3.11+)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        while chunk := f.read(1 << 20):
             digest.update(chunk)
-    return digest.digest()
+    return digest
 
 
 def git_dirty(worktree: Path, gitdir: Path) -> bool | None:
@@ -128,7 +127,7 @@ def git_dirty(worktree: Path, gitdir: Path) -> bool | None:
             content = os.readlink(path).encode("utf-8", "surrogateescape")
             digest = hashlib.new(algorithm, b"blob %d\x00" % len(content) + content).digest()
         else:
-            digest = _blob_hash(path, st.st_size, algorithm)
+            digest = file_digest(path, hashlib.new(algorithm, b"blob %d\x00" % st.st_size)).digest()
         if digest != sha:
             return True
     return False

@@ -328,9 +328,7 @@ def _is_sdk_meta(meta: Any) -> bool:
 
 def _plain(value: Any) -> Any:
     """A JSON-ready copy: mappings become dicts (key order kept)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
+    return {str(k): _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> dict[str, Any] | None:

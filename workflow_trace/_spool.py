@@ -310,8 +310,7 @@ class Spool:
                 " ORDER BY origin", (dest, now))]
             if not origins:
                 return []
-            mine = set(own)
-            for origin in sorted(origins, key=lambda o: (o not in mine, o)):
+            for origin in sorted(origins, key=lambda o: (o not in own, o)):
                 lease = conn.execute(
                     "SELECT owner, pid, host, expires FROM leases WHERE dest = ? AND origin = ?", (dest, origin)
                 ).fetchone()

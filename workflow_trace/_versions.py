@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._codeversion import file_digest
 from ._context import logger
 from ._errors import VersioningError
 from ._nodes import Project
@@ -93,11 +94,7 @@ class _Entry:
 
 
 def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, hashlib.sha256()).hexdigest()
 
 
 def _manifest(entries: list[_Entry]) -> str:

@@ -187,8 +187,7 @@ def server_namespace(address: str) -> str:
         port = None
     if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
         host = f"{host}:{port}"
-    path = parts.path.rstrip("/")
-    return f"{SERVER_SCHEME}://{host}{path}"
+    return f"{SERVER_SCHEME}://{host}{parts.path.rstrip('/')}"
 
 
 @dataclass
@@ -562,14 +561,13 @@ class OpenLineageTransport:
         namespace: The job namespace.
         endpoint: The path of the lineage endpoint under ``url`` (appended to ``url``'s path).
         api_key: Sent as ``Authorization: Bearer <api_key>`` when set.
-        server_address: The Supervisely server address, the namespace of id-based datasets
-            (default: ``SERVER_ADDRESS`` from the environment).
         timeout: Seconds to wait for the server, per request.
         custom_headers: Extra headers of every request (they may override the defaults, as in the client);
             the value of a credential's header (:func:`is_sensitive_header`) is held as a :class:`Secret`.
         compression: ``"gzip"``: bodies are gzipped and sent with ``Content-Encoding: gzip``.
         verify: TLS verification: ``True``, ``False`` or the path of a CA bundle.
-        job_prefix, dot_replacement, dataset_version: Naming options of :class:`OpenLineageMapper`.
+        **naming: The :class:`OpenLineageMapper`'s options (``server_address``, by default
+            ``SERVER_ADDRESS`` from the environment; ``job_prefix``, ``dot_replacement``, ``dataset_version``).
 
     Raises:
         ConfigurationError: ``url`` is not an ``http(s)://`` URL, or an option is out of range.
@@ -582,14 +580,11 @@ class OpenLineageTransport:
         namespace: str = DEFAULT_NAMESPACE,
         endpoint: str = DEFAULT_ENDPOINT,
         api_key: str | Secret | None = None,
-        server_address: str | None = None,
         timeout: float = 10.0,
         custom_headers: Mapping[str, str | Secret] | None = None,
         compression: str | None = None,
         verify: bool | str = True,
-        job_prefix: str = DEFAULT_JOB_PREFIX,
-        dot_replacement: str | None = None,
-        dataset_version: DatasetVersionMode = "facet",
+        **naming: Any,
     ) -> None:
         url = (url or "").strip()
         parts = urlsplit(url)
@@ -615,13 +610,9 @@ class OpenLineageTransport:
             self._custom_headers[str(name)] = value
         self._endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
         self._safe_endpoint_url = safe_url(self._endpoint_url)
-        self.mapper = OpenLineageMapper(
-            namespace,
-            server_address=server_address if server_address is not None else os.environ.get("SERVER_ADDRESS"),
-            job_prefix=job_prefix,
-            dot_replacement=dot_replacement,
-            dataset_version=dataset_version,
-        )
+        if naming.get("server_address") is None:
+            naming["server_address"] = os.environ.get("SERVER_ADDRESS")
+        self.mapper = OpenLineageMapper(namespace, **naming)
         self._client = Client(self._endpoint_url, timeout, self._headers, verify=verify, reason=_server_reason)
 
     @property
@@ -644,8 +635,7 @@ class OpenLineageTransport:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         if self.compression == "gzip":
             headers["Content-Encoding"] = "gzip"
-        for name, value in self._custom_headers.items():
-            headers[name] = value.reveal() if isinstance(value, Secret) else value
+        headers.update({k: v.reveal() if isinstance(v, Secret) else v for k, v in self._custom_headers.items()})
         return headers
 
     def send(self, events: Sequence[Event]) -> None:

@@ -101,10 +101,8 @@ def _normalise_server(server_address: str) -> str:
     if not isinstance(server_address, str) or not server_address.strip():
         raise ConfigurationError("the Supervisely server address must be a non-empty str (SERVER_ADDRESS)")
     server = server_address.strip().rstrip("/")
-    if not server.startswith(("http://", "https://")):
-        # The SDK accepts a bare host and talks HTTP to it; say so rather than guess HTTPS.
-        server = "http://" + server
-    return server
+    # The SDK accepts a bare host and talks HTTP to it; so do we, rather than guess HTTPS.
+    return server if server.startswith(("http://", "https://")) else "http://" + server
 
 
 class _Client(Client):
