@@ -18,7 +18,7 @@ from httpserver import EventPostTransport, RecordingServer, Request
 
 import workflow_trace as wt
 from workflow_trace import _runtime
-from workflow_trace._delivery import DeliveringBackend, exit_timeout, in_delivery_worker
+from workflow_trace._delivery import DeliveringBackend, exit_timeout
 from workflow_trace._errors import ConfigurationError
 from workflow_trace._events import Event, StepRef, new_run_id
 from workflow_trace._spool import Spool, default_spool_path
@@ -510,7 +510,7 @@ class TestWorker:
     def test_the_worker_records_nothing_for_its_own_work(
         self, server: RecordingServer, make_backend: Callable[..., DeliveringBackend]
     ) -> None:
-        """Inside ``send`` tracking is suppressed and ``in_delivery_worker()`` is true."""
+        """``send`` runs in the delivery worker's thread, with tracking suppressed."""
         inner = EventPostTransport(server.url)
         seen: list[tuple[bool, bool]] = []
 
@@ -518,7 +518,8 @@ class TestWorker:
             key = inner.key
 
             def send(self, events: Sequence[Event]) -> None:
-                seen.append((in_delivery_worker(), _runtime.suppressed.get()))
+                worker = threading.current_thread().name.startswith("workflow_trace delivery")
+                seen.append((worker, _runtime.suppressed.get()))
                 inner.send(events)
 
             def close(self) -> None:
@@ -529,7 +530,7 @@ class TestWorker:
         assert backend.flush(30)
         assert seen
         assert all(flags == (True, True) for flags in seen)
-        assert in_delivery_worker() is False
+        assert False is _runtime.suppressed.get()
 
     def test_bad_arguments_are_refused(self) -> None:
         """Out-of-range settings and a transport without a key raise ConfigurationError."""

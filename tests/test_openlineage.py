@@ -209,9 +209,9 @@ class TestMapping:
         """Project versions, model weights and cards become facets."""
         mapper = OpenLineageMapper(server_address=SERVER)
         run = Run("train")
-        versioned = mapper.dataset(run.inputs(Project(id=43, version_id=901))[0], "input")
-        numbered = mapper.dataset(run.inputs(Project(id=43, version_num=3))[0], "input")
-        weights = mapper.dataset(run.outputs(File(path="/m.pt", model_weight=True), meta=META)[0], "output")
+        [versioned] = mapper.datasets(run.inputs(Project(id=43, version_id=901))[0], "input")
+        [numbered] = mapper.datasets(run.inputs(Project(id=43, version_num=3))[0], "input")
+        [weights] = mapper.datasets(run.outputs(File(path="/m.pt", model_weight=True), meta=META)[0], "output")
         assert versioned is not None
         assert numbered is not None
         assert weights is not None

@@ -22,17 +22,12 @@ import requests
 from tests.httpserver import RecordingServer, Request
 from tests.ol_server import OpenLineageServer, datahub_dataset
 from tests.test_openlineage import Run
+from workflow_trace._context import Secret, redact
 from workflow_trace._errors import ConfigurationError
 from workflow_trace._nodes import App, Dataset, File, Folder, Job, Project, Task
 from workflow_trace._transport import DeliveryError
 from workflow_trace.backends import create_backend
-from workflow_trace.backends._openlineage_config import (
-    Secret,
-    env_config,
-    find_config_file,
-    load_settings,
-    parse_yaml,
-)
+from workflow_trace.backends._openlineage_config import env_config, find_config_file, load_settings
 from workflow_trace.backends.null import NullBackend
 from workflow_trace.backends.openlineage import OpenLineageBackend, OpenLineageTransport
 
@@ -267,6 +262,23 @@ class TestFailures:
         assert 3 == len(server.refused)
         assert SECRET.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("spool.db*"))
 
+    def test_the_same_answer_repeated_makes_the_event_dead(self, tmp_path: Path) -> None:
+        """The error carries the HTTP status, so max_server_errors identical 500s (their bodies' timestamps
+        differ) make the event dead, as for every HTTP backend."""
+        with serve("datahub") as server:
+            server.fail_with(500, "Unable to determine orchestrator")
+            backend = OpenLineageBackend(server.url, spool_path=tmp_path / "spool.db", max_server_errors=2, **FAST)
+            try:
+                backend.emit(Run("train").started())
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and not any(c.dead for c in backend.spool.counts()):
+                    time.sleep(0.05)
+                (counts,) = backend.spool.counts()
+            finally:
+                backend.close()
+        assert (0, 1, 2) == (counts.pending, counts.dead, len(server.refused))
+        assert "gave up after 2 identical answers" in (counts.last_error or "")
+
     def test_a_refusal_is_not_retryable(self) -> None:
         """A 4xx (Marquez's 422 with its list of errors) is not retried and says why."""
         refuse = RecordingServer(handler=lambda req: (422, {"code": 422, "errors": ["job.name is blank"]}))
@@ -307,21 +319,23 @@ class TestTransportOptions:
     def test_the_key_is_in_no_repr_vars_or_session(self) -> None:
         """The key is a Secret: not in repr, vars(), the session's headers; custom header values hidden."""
         transport = OpenLineageTransport("http://127.0.0.1:9", api_key=SECRET, custom_headers={"X-Api-Key": SECRET})
-        session = transport._get_session()
+        session = transport._client._get_session()
         texts = [repr(transport), str(vars(transport)), repr(vars(transport)), str(dict(session.headers)),
                  transport.key]
         assert [] == [t for t in texts if SECRET in t]
         assert "custom_headers=['X-Api-Key']" in repr(transport)
 
     def test_secret(self) -> None:
-        """repr and str are ***, reveal() gives the value; no __dict__, no pickling."""
+        """The key is the package's one Secret: repr and str mask it, reveal() gives it; no __dict__, no
+        pickling; a text that echoes it (a server's answer) is redacted."""
         secret = Secret(SECRET)
         with pytest.raises(TypeError):
             vars(secret)
         with pytest.raises(TypeError):
             pickle.dumps(secret)
-        assert ("***", "***", "***", SECRET, True) == (
-            repr(secret), str(secret), f"{secret}", secret.reveal(), secret == Secret(SECRET)
+        assert ("Secret('***')", "Secret('***')", "Secret('***')", SECRET, True, "had ***") == (
+            repr(secret), str(secret), f"{secret}", secret.reveal(), secret == Secret(SECRET),
+            redact(f"had {SECRET}"),
         )
 
 
@@ -413,7 +427,7 @@ class TestConfiguration:
                     theirs.config.auth.get_bearer(), dict(theirs.config.custom_headers))
         bearer = f"Bearer {ours.api_key.reveal()}" if ours.api_key else None
         actual = (ours.url, ours.endpoint, ours.compression, bearer,
-                  {k: v.reveal() for k, v in ours.custom_headers.items()})
+                  {k: v.reveal() if isinstance(v, Secret) else v for k, v in ours.custom_headers.items()})
         assert expected == actual
         if ours.timeout is not None:
             assert theirs.timeout == ours.timeout
@@ -556,79 +570,19 @@ class TestConfiguration:
             create_backend("openlineage+http://127.0.0.1:9?dataset_version=latest")
 
 
-SAMPLE = """\
-# comment
-transport:
-  type: http                         # trailing comment
-  url: "http://marquez:5000"
-  endpoint: 'api/v1/lineage'
-  timeout: 5
-  verify: false
-  auth:
-    type: api_key
-    apiKey: a#b 'c'
-  custom_headers: {X-Team: ml, X-Quote: "a, b"}
-facets:
-  environment_variables:
-  - HOME
-  - USER
-filters:
-  - type: exact
-    match: a.b
-  - [1, 2.5, ~]
-empty:
-"""
+class TestWithoutPyYAML:
+    """openlineage.yml is read with PyYAML (which the official client depends on); without it, a JSON file
+    is read and any other file is refused, saying what to do."""
 
-
-class TestYamlSubset:
-    """The YAML reader used when PyYAML is not importable."""
-
-    def test_the_subset(self) -> None:
-        """Mappings, lists (of scalars, mappings, flow lists), quoting, comments, scalar types."""
-        expected = {
-            "transport": {"type": "http", "url": "http://marquez:5000", "endpoint": "api/v1/lineage", "timeout": 5,
-                          "verify": False, "auth": {"type": "api_key", "apiKey": "a#b 'c'"},
-                          "custom_headers": {"X-Team": "ml", "X-Quote": "a, b"}},
-            "facets": {"environment_variables": ["HOME", "USER"]},
-            "filters": [{"type": "exact", "match": "a.b"}, [1, 2.5, None]],
-            "empty": None,
-        }
-        assert expected == parse_yaml(SAMPLE)
-
-    def test_the_same_as_pyyaml(self) -> None:
-        """Where PyYAML is there, it reads the sample the same way."""
-        yaml = pytest.importorskip("yaml")
-        assert yaml.safe_load(SAMPLE) == parse_yaml(SAMPLE)
-
-    @pytest.mark.parametrize(
-        ("text", "match"),
-        [
-            ("a: |\n  text\n", "line 1: block scalars"),
-            ("a: &anchor 1\n", "line 1: .*anchors"),
-            ("a:\n\tb: 1\n", "line 2: tabs"),
-            ("a: 1\na: 2\n", "line 2: duplicate key 'a'"),
-            ("a: 1\n   b: 2\n", "line 2: unexpected indentation"),
-            ("a: 1\n---\nb: 2\n", "line 2: only one YAML document"),
-            ("a: [1, 2\n", "line 1: unterminated flow"),
-            ("a: 'open\n", "line 1: unterminated single-quoted"),
-        ],
-    )
-    def test_refused_with_the_line(self, text: str, match: str) -> None:
-        """What the subset does not read is refused with the file and line."""
-        with pytest.raises(ConfigurationError, match=f"cfg.yml, {match}"):
-            parse_yaml(text, "cfg.yml")
-
-    @pytest.mark.parametrize("text", [f"apiKey {SECRET}\n", f"a: [{SECRET}] x\n", f'a: "{SECRET}\\q"\n'])
-    def test_errors_do_not_quote_the_line(self, text: str) -> None:
-        """An error names the line, never its content (it may be the key)."""
-        with pytest.raises(ConfigurationError, match="line 1") as info:
-            parse_yaml(text, "cfg.yml")
-        assert SECRET not in str(info.value)
-
-    def test_used_without_pyyaml(self, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """With PyYAML not importable, openlineage.yml is read by the subset reader."""
+    @pytest.fixture(autouse=True)
+    def no_pyyaml(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml now raises ImportError
-        write(cwd / "openlineage.yml", YML.format(url="http://127.0.0.1:9", key=SECRET))
+
+    def test_a_json_file_is_read(self, cwd: Path) -> None:
+        """JSON is YAML too: such a file is read without PyYAML."""
+        config = {"transport": {"type": "http", "url": "http://127.0.0.1:9", "timeout": 3.5, "compression": "gzip",
+                                "auth": {"type": "api_key", "apiKey": SECRET}}}
+        write(cwd / "openlineage.yml", json.dumps(config, indent=2))
         settings = load_settings()
         assert settings.transport is not None
         assert ("http://127.0.0.1:9", 3.5, "gzip", SECRET) == (
@@ -636,6 +590,41 @@ class TestYamlSubset:
             settings.transport.api_key.reveal() if settings.transport.api_key else None,
         )
         assert SECRET not in repr(settings)
+
+    def test_a_yaml_file_is_refused_with_the_fix(self, cwd: Path) -> None:
+        """A YAML file: a ConfigurationError naming the file, pip install pyyaml and the variables; the file's
+        content (the key) is not quoted."""
+        path = write(cwd / "openlineage.yml", YML.format(url="http://127.0.0.1:9", key=SECRET))
+        with pytest.raises(ConfigurationError) as info:
+            create_backend("openlineage")
+        message = str(info.value)
+        assert (True, True, True, False) == (
+            str(path) in message, "pip install pyyaml" in message, "OPENLINEAGE__" in message, SECRET in message
+        )
+
+    def test_the_variables_need_no_file_reader(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """OPENLINEAGE__* variables configure the backend without PyYAML."""
+        monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "http")
+        monkeypatch.setenv("OPENLINEAGE__TRANSPORT__URL", "http://127.0.0.1:9")
+        settings = load_settings()
+        assert "http://127.0.0.1:9" == (settings.transport.url if settings.transport else None)
+
+
+def test_pyyaml_reads_the_file() -> None:
+    """PyYAML is what reads openlineage.yml: block and flow mappings, quoting, comments, scalar types."""
+    pytest.importorskip("yaml")
+    text = (
+        "# comment\ntransport:\n  type: http  # trailing\n  url: \"http://marquez:5000\"\n  timeout: 5\n"
+        "  verify: false\n  auth:\n    type: api_key\n    apiKey: a#b 'c'\n  custom_headers: {X-Team: ml}\n"
+    )
+    Path("openlineage.yml").write_text(text)
+    settings = load_settings()
+    assert settings.transport is not None
+    assert ("http://marquez:5000", 5.0, False, "a#b 'c'", {"X-Team": "ml"}) == (
+        settings.transport.url, settings.transport.timeout, settings.transport.verify,
+        settings.transport.api_key.reveal() if settings.transport.api_key else None,
+        dict(settings.transport.custom_headers),
+    )
 
 
 def test_a_warning_for_an_auth_without_type(cwd: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -256,6 +256,22 @@ def test_third_party_backend_from_entry_point(tmp_path: Path, monkeypatch: pytes
     sys.modules.pop("wt_plugin_demo", None)
 
 
+@pytest.mark.internal_errors
+def test_a_broken_distribution_does_not_break_configure(
+    monkeypatch: pytest.MonkeyPatch, swallowed: list[BaseException]
+) -> None:
+    """Entry points that cannot be read: the built-in schemes still work; the error reaches the hooks."""
+    from importlib import metadata
+
+    def broken(**kwargs: object) -> object:
+        raise RuntimeError("a broken METADATA")
+
+    monkeypatch.setattr(metadata, "entry_points", broken)
+    assert {"memory", "sqlite"} <= set(available_schemes())
+    wt.configure("memory")
+    assert ["RuntimeError: a broken METADATA"] == [f"{type(e).__name__}: {e}" for e in swallowed]
+
+
 def test_dataset_outputs_recorded(memory: MemoryBackend) -> None:
     """The module-level decorated function records both directions."""
     convert(1)

@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FrameType, ModuleType, TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import wrapt
 
@@ -87,15 +87,12 @@ MODEL_WEIGHT_SUFFIXES = (".pt", ".pth", ".onnx", ".engine", ".safetensors", ".ck
 Edge = tuple[Direction, type[Node], Any, dict[str, Any]]
 
 
-class _Call:
+class _Call(NamedTuple):
     """The arguments of one SDK call, read by parameter name (positional or keyword)."""
 
-    __slots__ = ("args", "kwargs", "params")
-
-    def __init__(self, params: _Params, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.params = params
-        self.args = args
-        self.kwargs = kwargs
+    params: _Params
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
     def arg(self, name: str) -> Any:
         """The value passed for ``name`` (its default when it was not passed; ``None`` if it has none)."""
@@ -197,9 +194,8 @@ def _uploaded_directory(call: _Call, result: Any) -> Iterable[Edge]:
 
 def _uploaded_project(call: _Call, result: Any) -> Iterable[Edge]:
     """``upload_project`` and friends return ``(project_id, project_name)``."""
-    if isinstance(result, tuple) and result and not hasattr(result, "id"):
-        return [("output", Project, result[0], {})]
-    return [("output", Project, result, {})]
+    project = result[0] if isinstance(result, tuple) and result and not hasattr(result, "id") else result
+    return [("output", Project, project, {})]
 
 
 def _started_session(call: _Call, result: Any) -> Iterable[Edge]:
@@ -223,91 +219,75 @@ class Instrumented:
     """One instrumented SDK function.
 
     Attributes:
-        label: How apps call it (``api.project.get_info_by_id``), for the README and log messages.
+        label: How apps call it (``api.project.get_info_by_id``), for log messages.
         module: The module that defines it.
         qualname: ``Class.method`` or ``function`` inside ``module``.
-        kind: The node kind recorded (``"project"``...), or ``None`` for a pass-through.
-        direction: ``"input"``, ``"output"``, or ``"through"``: a convenience wrapper whose own
-            instrumented calls count as the app's (``sly.upload`` calls ``Project.upload``).
-        edges: What a successful call records, from its arguments and result.
+        edges: What a successful call records, from its arguments and result; ``None`` for a
+            pass-through: a convenience wrapper whose own instrumented calls count as the app's
+            (``sly.upload`` calls ``Project.upload``).
     """
 
     label: str
     module: str
     qualname: str
-    kind: str | None
-    direction: Literal["input", "output", "through"]
     edges: Callable[[_Call, Any], Iterable[Edge]] | None = None
 
 
 def _specs() -> tuple[Instrumented, ...]:
-    api = "supervisely.api"
-    prj = "supervisely.project"
-    specs: list[Instrumented] = [
+    api, prj = "supervisely.api", "supervisely.project"
+    read_project_id = _arg("input", Project, "project_id")
+    read_task_id = _arg("input", Task, "task_id")
+    # api.<attribute>.<method> is the method of the class <Attribute>Api in supervisely.api.<attribute>_api.
+    api_methods: list[tuple[str, str, Callable[[_Call, Any], Iterable[Edge]] | None]] = [
         # Reads: the project, dataset, labeling job or team file is an input.
-        Instrumented("api.project.get_info_by_id", f"{api}.project_api", "ProjectApi.get_info_by_id",
-                     "project", "input", _result("input", Project)),
-        Instrumented("api.project.get_info_by_name", f"{api}.project_api", "ProjectApi.get_info_by_name",
-                     "project", "input", _result("input", Project)),
-        Instrumented("api.dataset.get_info_by_id", f"{api}.dataset_api", "DatasetApi.get_info_by_id",
-                     "dataset", "input", _result("input", Dataset)),
-        Instrumented("api.dataset.get_info_by_name", f"{api}.dataset_api", "DatasetApi.get_info_by_name",
-                     "dataset", "input", _result("input", Dataset)),
-        Instrumented("api.labeling_job.get_info_by_id", f"{api}.labeling_job_api",
-                     "LabelingJobApi.get_info_by_id", "job", "input", _result("input", Job)),
-        Instrumented("api.file.download", f"{api}.file_api", "FileApi.download",
-                     "file", "input", _file_arg("input", "remote_path")),
-        Instrumented("api.file.download_directory", f"{api}.file_api", "FileApi.download_directory",
-                     "folder", "input", _arg("input", Folder, "remote_path")),
-        Instrumented("api.file.download_input", f"{api}.file_api", "FileApi.download_input",
-                     None, "through"),
-        Instrumented("api.task.send_request", f"{api}.task_api", "TaskApi.send_request",
-                     "task", "input", _arg("input", Task, "task_id")),
-        Instrumented("api.project.version.create", f"{prj}.data_version", "DataVersion.create",
-                     "project", "input", _created_version),
+        ("project", "get_info_by_id", _result("input", Project)),
+        ("project", "get_info_by_name", _result("input", Project)),
+        ("dataset", "get_info_by_id", _result("input", Dataset)),
+        ("dataset", "get_info_by_name", _result("input", Dataset)),
+        ("labeling_job", "get_info_by_id", _result("input", Job)),
+        ("file", "download", _file_arg("input", "remote_path")),
+        ("file", "download_directory", _arg("input", Folder, "remote_path")),
+        ("file", "download_input", None),
+        ("task", "send_request", read_task_id),
+        # Writes: the created project, dataset, job or task, the uploaded file or folder is an output.
+        ("project", "create", _result("output", Project)),
+        ("project", "get_or_create", _result("output", Project)),
+        ("dataset", "create", _result("output", Dataset)),
+        ("dataset", "get_or_create", _result("output", Dataset)),
+        ("file", "upload", _file_result),
+        ("file", "upload_bulk", _file_result),
+        ("file", "upload_directory", _uploaded_directory),
+        ("labeling_job", "create", _result("output", Job)),
+        ("task", "start", _result("output", Task)),
+        ("app", "start", _started_session),
+        *(("image", method, _arg("output", Dataset, "dataset_id")) for method in (
+            "upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
+            "upload_hash", "upload_hashes", "upload_id", "upload_ids")),
+    ]
+    specs = [
+        Instrumented(f"api.{attribute}.{method}", f"{api}.{attribute}_api",
+                     f"{attribute.title().replace('_', '')}Api.{method}", edges)
+        for attribute, method, edges in api_methods
+    ]
+    specs += [
+        Instrumented("api.project.version.create", f"{prj}.data_version", "DataVersion.create", _created_version),
+        Instrumented("api.project.version.restore", f"{prj}.data_version", "DataVersion.restore",
+                     _result("output", Project)),
         # Inference through a deployed model: the serving task is an input.
         Instrumented("sly.nn.inference.Session(api, task_id)", "supervisely.nn.inference.session",
-                     "Session.__init__", "task", "input", _arg("input", Task, "task_id")),
+                     "Session.__init__", read_task_id),
         Instrumented("sly.nn.inference.SessionJSON(api, task_id)", "supervisely.nn.inference.session",
-                     "SessionJSON.__init__", "task", "input", _arg("input", Task, "task_id")),
+                     "SessionJSON.__init__", read_task_id),
         # Downloads of a whole project, any modality.
-        Instrumented("sly.download", f"{prj}.download", "download",
-                     "project", "input", _arg("input", Project, "project_id")),
-        Instrumented("sly.download_fast", f"{prj}.download", "download_fast",
-                     "project", "input", _arg("input", Project, "project_id")),
-        Instrumented("sly.download_async", f"{prj}.download", "download_async",
-                     "project", "input", _arg("input", Project, "project_id")),
-        # Writes: the created project, dataset, job or task, the uploaded file or folder is an output.
-        Instrumented("api.project.create", f"{api}.project_api", "ProjectApi.create",
-                     "project", "output", _result("output", Project)),
-        Instrumented("api.project.get_or_create", f"{api}.project_api", "ProjectApi.get_or_create",
-                     "project", "output", _result("output", Project)),
-        Instrumented("api.dataset.create", f"{api}.dataset_api", "DatasetApi.create",
-                     "dataset", "output", _result("output", Dataset)),
-        Instrumented("api.dataset.get_or_create", f"{api}.dataset_api", "DatasetApi.get_or_create",
-                     "dataset", "output", _result("output", Dataset)),
-        Instrumented("api.project.version.restore", f"{prj}.data_version", "DataVersion.restore",
-                     "project", "output", _result("output", Project)),
-        Instrumented("api.file.upload", f"{api}.file_api", "FileApi.upload", "file", "output", _file_result),
-        Instrumented("api.file.upload_bulk", f"{api}.file_api", "FileApi.upload_bulk",
-                     "file", "output", _file_result),
-        Instrumented("api.file.upload_directory", f"{api}.file_api", "FileApi.upload_directory",
-                     "folder", "output", _uploaded_directory),
+        *(Instrumented(f"sly.{name}", f"{prj}.download", name, read_project_id)
+          for name in ("download", "download_fast", "download_async")),
+        Instrumented("supervisely.project.video_project.download_video_project_async", f"{prj}.video_project",
+                     "download_video_project_async", read_project_id),
         # An export app's result (sly.app.Export.run calls it for the app): the uploaded file.
-        Instrumented("sly.output.set_download", "supervisely.output", "set_download",
-                     "file", "output", _file_result),
-        Instrumented("sly.app.Export.run", "supervisely.app.export_template", "Export.run", None, "through"),
-        Instrumented("api.labeling_job.create", f"{api}.labeling_job_api", "LabelingJobApi.create",
-                     "job", "output", _result("output", Job)),
-        Instrumented("api.task.start", f"{api}.task_api", "TaskApi.start",
-                     "task", "output", _result("output", Task)),
-        Instrumented("api.app.start", f"{api}.app_api", "AppApi.start", "task", "output", _started_session),
-        Instrumented("sly.upload", f"{prj}.upload", "upload", None, "through"),
+        Instrumented("sly.output.set_download", "supervisely.output", "set_download", _file_result),
+        Instrumented("sly.app.Export.run", "supervisely.app.export_template", "Export.run"),
+        Instrumented("sly.upload", f"{prj}.upload", "upload"),
     ]
-    for method in ("upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
-                   "upload_hash", "upload_hashes", "upload_id", "upload_ids"):
-        specs.append(Instrumented(f"api.image.{method}", f"{api}.image_api", f"ImageApi.{method}",
-                                  "dataset", "output", _arg("output", Dataset, "dataset_id")))
     # (module, class, function prefix, whether the class has its own download_async / download_bin / upload_bin)
     modalities = (
         ("project", "Project", "", True),
@@ -321,26 +301,17 @@ def _specs() -> tuple[Instrumented, ...]:
     for module, cls, prefix, binary in modalities:
         where = f"{prj}.{module}"
         specs += [
-            Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project",
-                         "project", "input", _arg("input", Project, "project_id")),
-            Instrumented(f"sly.{cls}.download", where, f"{cls}.download",
-                         "project", "input", _arg("input", Project, "project_id")),
-            Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project",
-                         "project", "output", _uploaded_project),
-            Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", "project", "output", _uploaded_project),
+            Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project", read_project_id),
+            Instrumented(f"sly.{cls}.download", where, f"{cls}.download", read_project_id),
+            Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project", _uploaded_project),
+            Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", _uploaded_project),
         ]
         if binary:  # elsewhere these raise NotImplementedError (or are the image Project's, inherited)
             specs += [
-                Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async",
-                             "project", "input", _arg("input", Project, "project_id")),
-                Instrumented(f"sly.{cls}.download_bin", where, f"{cls}.download_bin",
-                             "project", "input", _arg("input", Project, "project_id")),
-                Instrumented(f"sly.{cls}.upload_bin", where, f"{cls}.upload_bin",
-                             "project", "output", _result("output", Project)),
+                Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async", read_project_id),
+                Instrumented(f"sly.{cls}.download_bin", where, f"{cls}.download_bin", read_project_id),
+                Instrumented(f"sly.{cls}.upload_bin", where, f"{cls}.upload_bin", _result("output", Project)),
             ]
-    specs.append(Instrumented("supervisely.project.video_project.download_video_project_async",
-                              f"{prj}.video_project", "download_video_project_async", "project", "input",
-                              _arg("input", Project, "project_id")))
     return tuple(specs)
 
 
@@ -390,10 +361,7 @@ _state = _State()
 
 
 def _tracks(api: Any) -> bool:
-    apis = _state.apis
-    if apis is None:
-        return True
-    return any(ref() is api for ref in apis)
+    return _state.apis is None or any(ref() is api for ref in _state.apis)
 
 
 class _Wrapper:
@@ -413,13 +381,8 @@ class _Wrapper:
         mode = _mode.get()
         if mode == _INSIDE or (mode == _APP and _called_from_sdk()):
             return False
-        if _state.apis is not None:
-            api = getattr(instance, "_api", None) if self.on_instance else None
-            if api is None:
-                api = call.arg("api")
-            if not _tracks(api):
-                return False
-        return True
+        api = getattr(instance, "_api", None) if self.on_instance else None
+        return _tracks(call.arg("api") if api is None else api)
 
     def _emit(self, call: _Call, result: Any) -> None:
         edges = self.spec.edges
@@ -437,7 +400,7 @@ class _Wrapper:
             record = self._decide(instance, call)
         if not record:
             return wrapped(*args, **kwargs)
-        mode = _THROUGH if self.spec.direction == "through" else _INSIDE
+        mode = _THROUGH if self.spec.edges is None else _INSIDE
         if self.is_async:
             return self._acall(wrapped, call, mode)
         token = _mode.set(mode)
@@ -645,6 +608,22 @@ def _script_traceback(tb: TracebackType | None, path: str) -> TracebackType | No
     return start or tb
 
 
+def _run_in_step(full: str, name: str) -> None:
+    """Run the script as ``__main__`` inside one step. Its uncaught exception (the step records it) is
+    printed by ``sys.excepthook`` as Python prints it and becomes ``SystemExit(1)``, Python's exit code."""
+    try:
+        with workflow_step(name):
+            try:
+                runpy.run_path(full, run_name="__main__")
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    raise  # the step failed; sys.exit(0) is a normal end
+    except Exception as exc:  # noqa: BLE001 - the script's own error, printed as Python prints it
+        trimmed = _script_traceback(exc.__traceback__, full)
+        sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
+        raise SystemExit(1) from None
+
+
 def run_script(path: str, argv: Sequence[str] = ()) -> int:
     """Run a Python script with :func:`autolog` on, inside one step named after it; flush at the end.
 
@@ -667,29 +646,15 @@ def run_script(path: str, argv: Sequence[str] = ()) -> int:
     autolog()
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     sys.argv = [path, *argv]
-    if sys.path:
-        sys.path[0] = os.path.dirname(full)
-    else:
-        sys.path.append(os.path.dirname(full))
+    sys.path[:1] = [os.path.dirname(full)]  # the script's folder first, as python puts it
     code = 0
     try:
-        with workflow_step(os.path.basename(path)):
-            try:
-                runpy.run_path(full, run_name="__main__")
-            except SystemExit as exc:
-                code = _exit_code(exc)
-                if code:
-                    raise  # the step failed; sys.exit(0) is a normal end
-    except SystemExit:
-        pass
-    except Exception as exc:  # noqa: BLE001 - the script's own uncaught error: reported as Python would
-        trimmed = _script_traceback(exc.__traceback__, full)
-        sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
-        code = 1
+        _run_in_step(full, os.path.basename(path))
+    except SystemExit as exc:
+        code = _exit_code(exc)
     finally:
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
         _runtime.flush()
     return code
-

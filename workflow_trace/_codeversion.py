@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CodeVersion", "code_version", "git_commit", "git_dirty", "find_repository"]
+__all__ = ["CodeVersion", "code_version", "file_digest", "find_repository", "git_commit", "git_dirty"]
 
 
 @dataclass(frozen=True)
@@ -74,24 +74,20 @@ def _resolve_ref(gitdir: Path, ref: str) -> str | None:
 
 def git_commit(gitdir: Path) -> str | None:
     """The commit ``HEAD`` names (``None`` in a repository without commits)."""
-    head = (gitdir / "HEAD").read_text().strip()
+    head: str | None = (gitdir / "HEAD").read_text().strip()
     for _ in range(5):  # symbolic refs may chain
-        if not head.startswith("ref:"):
-            return head if len(head) in (40, 64) else None
-        resolved = _resolve_ref(gitdir, head[4:].strip())
-        if resolved is None:
-            return None
-        head = resolved
+        if head is None or not head.startswith("ref:"):
+            return head if head is not None and len(head) in (40, 64) else None
+        head = _resolve_ref(gitdir, head[4:].strip())
     return None
 
 
-def _blob_hash(path: Path, size: int, algorithm: str) -> bytes:
-    digest = hashlib.new(algorithm)
-    digest.update(b"blob %d\x00" % size)
+def file_digest(path: Path, digest: hashlib._Hash) -> hashlib._Hash:
+    """``digest`` updated with the file's bytes, read in 1 MiB chunks (``hashlib.file_digest`` is 3.11+)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        while chunk := f.read(1 << 20):
             digest.update(chunk)
-    return digest.digest()
+    return digest
 
 
 def git_dirty(worktree: Path, gitdir: Path) -> bool | None:
@@ -131,7 +127,7 @@ def git_dirty(worktree: Path, gitdir: Path) -> bool | None:
             content = os.readlink(path).encode("utf-8", "surrogateescape")
             digest = hashlib.new(algorithm, b"blob %d\x00" % len(content) + content).digest()
         else:
-            digest = _blob_hash(path, st.st_size, algorithm)
+            digest = file_digest(path, hashlib.new(algorithm, b"blob %d\x00" % st.st_size)).digest()
         if digest != sha:
             return True
     return False

@@ -57,7 +57,6 @@ __all__ = [
     "DeliveringBackend",
     "DeliveryStats",
     "exit_timeout",
-    "in_delivery_worker",
     "warn_hold",
 ]
 
@@ -69,7 +68,6 @@ DEFAULT_FLUSH_TIMEOUT = 30.0
 MAX_RETRY_AFTER = 3600.0
 
 _Kind = Literal["ok", "retry", "dead", "hold"]
-_worker_flag = threading.local()
 
 
 def warn_hold(key: str, message: str) -> None:
@@ -77,11 +75,6 @@ def warn_hold(key: str, message: str) -> None:
     the delivery layer that holds them, say it once between them)."""
     warn(("hold", key, message), "%s cannot take some workflow events yet: %s; they wait in the spool and are "
          "tried again later, the others go on", key, message)
-
-
-def in_delivery_worker() -> bool:
-    """Whether the calling thread is a delivery worker (it records nothing for its own work)."""
-    return bool(getattr(_worker_flag, "active", False))
 
 
 @dataclass(frozen=True)
@@ -225,19 +218,17 @@ class DeliveringBackend:
         Raises:
             OSError: the journal cannot be written (the caller contains it; flush() says False).
         """
-        if records:
-            if self._closed:
-                self._spool_late([to_event(r) for r in records])
-                return
+        if records and self._closed:
+            self._spool_late([to_event(r) for r in records])
+        elif records:
             self._journal.append(encode_records(records), len(records))
             self._n_emitted += len(records)
 
     def emit(self, events: Sequence[Event]) -> None:
         """Journal events for delivery (as :meth:`write_records`)."""
-        if events:
-            if self._closed:
-                self._spool_late(list(events))
-                return
+        if events and self._closed:
+            self._spool_late(list(events))
+        elif events:
             self._journal.append(encode_events(list(events)), len(events))
             self._n_emitted += len(events)
 
@@ -262,7 +253,8 @@ class DeliveringBackend:
         deadline = time.monotonic() + (DEFAULT_FLUSH_TIMEOUT if timeout is None else max(0.0, timeout))
         if not self._journal.flush(max(0.0, deadline - time.monotonic())):
             return False
-        self._origins.add(self._journal.owner) if self._journal.owner else None
+        if self._journal.owner:
+            self._origins.add(self._journal.owner)
         self._wake.set()
         while True:
             pending = self._pending_own()
@@ -274,30 +266,24 @@ class DeliveringBackend:
                 return False
             if self._pause_until > deadline or self._next_due_after(deadline):
                 return False  # the worker will not try again in time: no waiting
-            if self._thread is None or not self._thread.is_alive():
-                self._ensure_worker()
+            self._ensure_worker()
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
     def _pending_own(self) -> int:
-        origins = [o for o in self._origins if o]
-        if not origins or not self.spool.exists():
-            return 0
-        return sum(self.spool.pending_count(self.key, origin) for origin in origins)
+        return sum(self.spool.pending_count(self.key, origin) for origin in self._origins)
 
     def _next_due_after(self, deadline: float) -> bool:
-        due = self.spool.next_due(self.key, [o for o in self._origins if o])
+        due = self.spool.next_due(self.key, list(self._origins))
         return due is not None and due - time.time() > deadline - time.monotonic()
 
     def stats(self) -> DeliveryStats:
         """This process's counters (see :class:`DeliveryStats`)."""
-        now = time.monotonic()
         if self._failures >= self.breaker_threshold:
-            breaker = "open" if now < self._pause_until else "half-open"
+            breaker = "open" if time.monotonic() < self._pause_until else "half-open"
         else:
             breaker = "closed"
-        queued = 0
         return DeliveryStats(self._n_emitted, self._n_delivered, self._n_spooled, self._n_dead, self._n_failures,
-                             queued, breaker)
+                             0, breaker)
 
     def close(self, deadline: float | None = None) -> None:
         """Store what is left in the spool, stop the worker, release the connections — within the exit
@@ -381,7 +367,6 @@ class DeliveringBackend:
                 self._thread.start()
 
     def _run(self) -> None:
-        _worker_flag.active = True
         suppressed.set(True)  # this thread's own context: nothing it calls is recorded
         generation = self._generation
         backoff = 0.05
@@ -402,10 +387,8 @@ class DeliveringBackend:
 
     def _idle_wait(self) -> float:
         wait = self.spool_poll if self.spool_poll > 0 else 1.0
-        due = self.spool.next_due(self.key, [o for o in self._origins if o]) if self.spool.exists() else None
-        if due is not None:
-            wait = min(wait, max(0.01, due - time.time()))
-        return max(0.01, wait)
+        due = self.spool.next_due(self.key, list(self._origins))
+        return max(0.01, wait if due is None else min(wait, due - time.time()))
 
     def _work(self) -> bool:
         """Deliver one batch; ``False`` when there is nothing to do now."""
@@ -495,7 +478,7 @@ class DeliveringBackend:
             self._pause_until = time.monotonic() + self._delay(outcome.retry_after)
             return
         settled = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=outcome.message,
-                                    count_attempt=True, max_attempts=self.max_attempts)
+                                    max_attempts=self.max_attempts)
         if settled.given_up:
             self._n_dead += settled.given_up
             if any(r.origin in self._origins for r in rest):

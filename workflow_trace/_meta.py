@@ -88,32 +88,6 @@ def link_problem(url: str) -> str | None:
     return None
 
 
-def _check_url(url: str) -> str:
-    problem = link_problem(url)
-    if problem is None and not url.startswith("/"):
-        problem = "must start with '/'"
-    if problem is not None:
-        raise ValueError(
-            f"{problem} (got {url!r}): a card link is a path on the instance such as '/files/1'; "
-            "absolute and javascript: URLs are refused"
-        )
-    return url
-
-
-def _check_color(color: str) -> str:
-    if not _COLOR.match(color):
-        raise ValueError(f"must be a hex colour '#rgb' or '#rrggbb' (got {color!r})")
-    return color
-
-
-def _check_icon(icon: str) -> str:
-    if icon.startswith("zmdi-"):
-        raise ValueError(f"give the Material Design icon name without the 'zmdi-' prefix (got {icon!r})")
-    if not _ICON.match(icon):
-        raise ValueError(f"must be a Material Design icon name such as 'archive' (got {icon!r})")
-    return icon
-
-
 def _settings_wire(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The SDK's JSON form of one card's seven fields (only set fields; an incomplete icon or link is out)."""
     out: dict[str, Any] = {}
@@ -147,30 +121,39 @@ class WorkflowSettings(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _check_url(value)
+    def _url(cls, url: Optional[str]) -> Optional[str]:
+        if url is None:
+            return None
+        problem = link_problem(url) or (None if url.startswith("/") else "must start with '/'")
+        if problem is not None:
+            raise ValueError(
+                f"{problem} (got {url!r}): a card link is a path on the instance such as '/files/1'; "
+                "absolute and javascript: URLs are refused"
+            )
+        return url
 
     @field_validator("icon_color", "icon_bg_color")
     @classmethod
-    def _color(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _check_color(value)
+    def _color(cls, color: Optional[str]) -> Optional[str]:
+        if color is not None and not _COLOR.match(color):
+            raise ValueError(f"must be a hex colour '#rgb' or '#rrggbb' (got {color!r})")
+        return color
 
     @field_validator("icon")
     @classmethod
-    def _icon(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _check_icon(value)
+    def _icon(cls, icon: Optional[str]) -> Optional[str]:
+        if icon is not None and icon.startswith("zmdi-"):
+            raise ValueError(f"give the Material Design icon name without the 'zmdi-' prefix (got {icon!r})")
+        if icon is not None and not _ICON.match(icon):
+            raise ValueError(f"must be a Material Design icon name such as 'archive' (got {icon!r})")
+        return icon
 
     @model_validator(mode="after")
     def _complete(self) -> WorkflowSettings:
-        icon = {"icon": self.icon, "icon_color": self.icon_color, "icon_bg_color": self.icon_bg_color}
-        if any(v is not None for v in icon.values()) and not all(v is not None for v in icon.values()):
-            missing = ", ".join(k for k, v in icon.items() if v is None)
-            logger.warning("WorkflowSettings: the icon is left out because %s is not set", missing)
-        link = {"url": self.url, "url_title": self.url_title}
-        if any(v is not None for v in link.values()) and not all(v is not None for v in link.values()):
-            missing = ", ".join(k for k, v in link.items() if v is None)
-            logger.warning("WorkflowSettings: the main link is left out because %s is not set",
-                           missing)
+        for part, names in (("icon", ("icon", "icon_color", "icon_bg_color")), ("main link", ("url", "url_title"))):
+            missing = [name for name in names if getattr(self, name) is None]
+            if 0 < len(missing) < len(names):
+                logger.warning("WorkflowSettings: the %s is left out because %s is not set", part, ", ".join(missing))
         return self
 
     def to_wire(self) -> dict[str, Any]:
@@ -261,10 +244,9 @@ def _card_problem(card: Any, where: str) -> str | None:
     for key in ("title", "description"):
         if key in card and not isinstance(card[key], str):
             return f"{where}.{key} must be a str, not {_type(card[key])}"
-    if "icon" in card and (problem := _exact(card["icon"], _ICON_KEYS, f"{where}.icon")):
-        return problem
-    if "mainLink" in card and (problem := _exact(card["mainLink"], _LINK_KEYS, f"{where}.mainLink")):
-        return problem
+    for key, keys in (("icon", _ICON_KEYS), ("mainLink", _LINK_KEYS)):
+        if key in card and (problem := _exact(card[key], keys, f"{where}.{key}")):
+            return problem
     return None
 
 
@@ -287,12 +269,10 @@ def _schema_problem(wire: Any) -> str | None:
 def _strict_settings(card: Mapping[str, Any], where: str) -> WorkflowSettings:
     """A card that passed the schema, checked against workflow_trace's own rules."""
     fields: dict[str, Any] = {}
-    if "title" in card:
-        match = _TITLE.match(card["title"])
-        fields["title"] = match.group(1) if match else card["title"]
-    if "description" in card:
-        match = _DESCRIPTION.match(card["description"])
-        fields["description"] = match.group(1) if match else card["description"]
+    for key, wrapper in (("title", _TITLE), ("description", _DESCRIPTION)):
+        if key in card:
+            match = wrapper.match(card[key])
+            fields[key] = match.group(1) if match else card[key]
     if "icon" in card:
         icon = card["icon"]
         if not icon["icon"].startswith("zmdi-"):
@@ -337,9 +317,7 @@ def _sdk_wire(meta: Any) -> Any:
         rendered = getattr(settings, "as_dict", None)
         if rendered is not None:
             out[key] = _attribute_or_call(rendered)
-        elif isinstance(settings, WorkflowSettings):
-            out[key] = settings.to_wire()
-        else:
+        else:  # a look-alike, or our WorkflowSettings: its seven fields
             out[key] = _settings_wire({name: getattr(settings, name, None) for name in _FIELDS})
     return out or None
 
@@ -350,9 +328,7 @@ def _is_sdk_meta(meta: Any) -> bool:
 
 def _plain(value: Any) -> Any:
     """A JSON-ready copy: mappings become dicts (key order kept)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
+    return {str(k): _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> dict[str, Any] | None:
@@ -371,16 +347,9 @@ def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> 
         return None
     if isinstance(meta, WorkflowMeta):
         return meta.to_wire() or None  # validated when it was built
-    if isinstance(meta, Mapping):
-        wire: Any = meta
-    elif _is_sdk_meta(meta):
-        wire = _sdk_wire(meta)
-        if wire is None:  # the SDK's WorkflowMeta() with no settings: no meta (the SDK sends none either)
-            return None
-    else:
-        wire = meta
-    if isinstance(wire, Mapping) and not wire:
-        return None  # {}: nothing to say (the SDK sends no meta either)
+    wire: Any = _sdk_wire(meta) if not isinstance(meta, Mapping) and _is_sdk_meta(meta) else meta
+    if wire is None or (isinstance(wire, Mapping) and not wire):
+        return None  # {}, or the SDK's WorkflowMeta() with no settings: nothing to say (the SDK sends no meta)
     problem = _schema_problem(wire)
     if problem is not None:
         if not lenient:

@@ -90,6 +90,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 _HOST = socket.gethostname()
+#: Seconds to wait for another process's write lock.
 _BUSY_TIMEOUT = 10.0
 
 
@@ -163,12 +164,10 @@ class Spool:
 
     Args:
         path: The file. Its directory is created on the first write, not before.
-        busy_timeout: Seconds to wait for another process's write lock (only background threads wait).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = _BUSY_TIMEOUT) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser().absolute()
-        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()  # background threads and the CLI only, never the call path
         self._conn: sqlite3.Connection | None = None
         at_fork(self._after_fork)
@@ -193,7 +192,7 @@ class Spool:
         # Create the file owner-only before SQLite does: events name the user's files and projects.
         with contextlib.suppress(FileExistsError):
             os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        conn = connect(self.path, self._busy_timeout)
+        conn = connect(self.path, _BUSY_TIMEOUT)  # only background threads and the CLI wait
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
@@ -265,17 +264,16 @@ class Spool:
             return added
 
     def add(self, dest: str, origin: str, items: Iterable[tuple[int, Event]], *, status: str = "pending",
-            attempts: int = 0, error: str | None = None) -> int:
+            error: str | None = None) -> int:
         """Store events (``(lseq, event)`` pairs, in order) directly; an event already stored is left as it
         is. For tools, tests, and events emitted after a backend was closed. Returns how many were added."""
         now = time.time()
-        rows = [(dest, e.event_id, origin, lseq, e.model_dump_json(), status, attempts, error, now, now)
-                for lseq, e in items]
+        rows = [(dest, e.event_id, origin, lseq, e.model_dump_json(), status, error, now, now) for lseq, e in items]
         with self._write() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO events (dest, event_id, origin, lseq, payload, status, attempts, last_error,"
-                " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO events (dest, event_id, origin, lseq, payload, status, last_error, created,"
+                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             return conn.total_changes - before
@@ -312,8 +310,7 @@ class Spool:
                 " ORDER BY origin", (dest, now))]
             if not origins:
                 return []
-            mine = set(own)
-            for origin in sorted(origins, key=lambda o: (o not in mine, o)):
+            for origin in sorted(origins, key=lambda o: (o not in own, o)):
                 lease = conn.execute(
                     "SELECT owner, pid, host, expires FROM leases WHERE dest = ? AND origin = ?", (dest, origin)
                 ).fetchone()
@@ -352,7 +349,6 @@ class Spool:
         failed: Sequence[str] = (),
         held: Sequence[str] = (),
         error: str | None = None,
-        count_attempt: bool = True,
         max_attempts: int | None = None,
         not_before: float = 0.0,
     ) -> Settled:
@@ -362,10 +358,9 @@ class Spool:
             dest: The destination.
             delete: Event ids delivered (their rows are deleted).
             dead: Event ids the server refused (status ``dead``, ``error`` kept).
-            failed: Event ids to retry later (``attempts`` + 1 when ``count_attempt``, ``error`` kept).
+            failed: Event ids to retry later (``attempts`` + 1, ``error`` kept).
             held: Event ids the destination cannot take yet: pending again at ``not_before``, attempts unchanged.
             error: The reason, stored as ``last_error``.
-            count_attempt: Whether the failure counts against ``max_attempts``.
             max_attempts: Failed rows reaching this many attempts are given up (marked ``dead``).
             not_before: When held rows are due again (``time.time()``).
         """
@@ -387,13 +382,12 @@ class Spool:
                 [(not_before, error, now, dest, i) for i in held],
             )
             if failed:
-                step = 1 if count_attempt else 0
                 conn.executemany(
-                    "UPDATE events SET attempts = attempts + ?, last_error = ?, updated = ?"
+                    "UPDATE events SET attempts = attempts + 1, last_error = ?, updated = ?"
                     " WHERE dest = ? AND event_id = ?",
-                    [(step, error, now, dest, i) for i in failed],
+                    [(error, now, dest, i) for i in failed],
                 )
-                if max_attempts is not None and count_attempt:
+                if max_attempts is not None:
                     before = conn.total_changes
                     conn.executemany(
                         "UPDATE events SET status = 'dead', last_error = 'gave up after ' || attempts ||"
@@ -406,26 +400,16 @@ class Spool:
 
     def has_pending(self, dest: str) -> bool:
         """Whether ``dest`` has anything pending (``False`` when there is no file)."""
-        if not self.exists():
-            return False
-        with self._read() as conn:
-            row = conn.execute("SELECT 1 FROM events WHERE dest = ? AND status = 'pending' LIMIT 1", (dest,)).fetchone()
-            return row is not None
+        return self.pending_count(dest) > 0
 
-    def pending_count(self, dest: str, origin: str | None = None, upto: int | None = None) -> int:
-        """Pending events of ``dest``, optionally only those from journal ``origin`` up to ``upto``."""
+    def pending_count(self, dest: str, origin: str | None = None) -> int:
+        """Pending events of ``dest`` (only those from the journal ``origin``, when given)."""
         if not self.exists():
             return 0
         sql = "SELECT COUNT(*) FROM events WHERE dest = ? AND status = 'pending'"
-        args: list[object] = [dest]
-        if origin is not None:
-            sql += " AND origin = ?"
-            args.append(origin)
-        if upto is not None:
-            sql += " AND lseq <= ?"
-            args.append(upto)
-        with self._read() as conn:
-            return int(conn.execute(sql, args).fetchone()[0])
+        args = (dest,) if origin is None else (dest, origin)
+        with self._read() as conn:  # origin = ? written out, so that the index serves it
+            return int(conn.execute(sql if origin is None else sql + " AND origin = ?", args).fetchone()[0])
 
     def next_due(self, dest: str, origins: Sequence[str]) -> float | None:
         """When the earliest pending event of ``origins`` is due (``time.time()``), or ``None``: none left."""
@@ -445,23 +429,16 @@ class Spool:
         """Pending, held and dead counts per destination (empty when there is no file)."""
         if not self.exists():
             return []
-        now = time.time()
         with self._read() as conn:
-            agg = conn.execute(
+            rows = conn.execute(
                 "SELECT dest, SUM(status = 'pending'), SUM(status = 'dead'), MIN(created),"
+                " (SELECT e.last_error FROM events AS e WHERE e.dest = events.dest AND e.last_error IS NOT NULL"
+                "  ORDER BY e.updated DESC LIMIT 1),"
                 " SUM(status = 'pending' AND not_before > ?) FROM events GROUP BY dest ORDER BY dest",
-                (now,),
+                (time.time(),),
             ).fetchall()
-            result = []
-            for dest, pending, dead, oldest, held in agg:
-                err = conn.execute(
-                    "SELECT last_error FROM events WHERE dest = ? AND last_error IS NOT NULL"
-                    " ORDER BY updated DESC LIMIT 1",
-                    (dest,),
-                ).fetchone()
-                result.append(DestinationCounts(dest, int(pending or 0), int(dead or 0), oldest,
-                                                err[0] if err else None, int(held or 0)))
-            return result
+        return [DestinationCounts(dest, int(pending or 0), int(dead or 0), oldest, error, int(held or 0))
+                for dest, pending, dead, oldest, error, held in rows]
 
     def retry_dead(self, dest: str | None = None) -> int:
         """Move dead events (of ``dest``, or of all destinations) back to pending; returns how many."""

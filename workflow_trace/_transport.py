@@ -8,22 +8,23 @@ at exit and after ``fork()``. ``DeliveringBackend(transport)`` turns a transport
 :func:`post` is the one HTTP call both built-in transports make: redirects are never followed (a 3xx is an
 error naming where it pointed, and credentials only ever go to the configured origin), every text that came
 from the server or from a URL is redacted before it is logged, raised or spooled, and the answer is
-classified for retry.
+classified for retry. :class:`Client` holds the one ``requests.Session`` of a destination.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from ._context import redact
+from ._context import at_fork, redact
 from ._events import Event
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["DeliveryError", "Transport", "check_response", "parse_retry_after", "post"]
+__all__ = ["Client", "DeliveryError", "Transport", "check_response", "parse_retry_after", "post"]
 
 
 class DeliveryError(Exception):
@@ -88,16 +89,17 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def _text(response: requests.Response) -> str:
-    text = redact((response.text or "").strip().replace("\n", " "))
-    return text if len(text) <= 300 else text[:300] + "..."
+def _body_text(response: requests.Response) -> str:
+    return (response.text or "").strip().replace("\n", " ")
 
 
-def check_response(response: requests.Response, *, delivered: int = 0, what: str = "request") -> None:
+def check_response(response: requests.Response, *, delivered: int = 0, what: str = "request",
+                   reason: Callable[[requests.Response], str] = _body_text) -> None:
     """Raise :class:`DeliveryError` for a non-2xx response, classified for retry.
 
     408, 429 and 5xx are retryable (honouring ``Retry-After``); redirects and other 4xx are not. The
-    message carries the server's own text (truncated, redacted), never the request headers.
+    message carries the server's own words (``reason``: the body text by default), redacted, then
+    truncated, or the HTTP reason phrase; never the request headers.
     """
     status = response.status_code
     if 200 <= status < 300:
@@ -110,8 +112,11 @@ def check_response(response: requests.Response, *, delivered: int = 0, what: str
             retryable=False, delivered=delivered, status=status,
         )
     retryable = status in (408, 429) or status >= 500
+    text = redact(reason(response)) or str(response.reason)  # redacted before it is cut: a cut secret is not found
+    if len(text) > 300:
+        text = text[:300] + "..."
     raise DeliveryError(
-        f"{what} failed: HTTP {status}: {_text(response) or response.reason}",
+        f"{what} failed: HTTP {status}: {text}",
         retryable=retryable,
         retry_after=parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
         delivered=delivered,
@@ -120,17 +125,19 @@ def check_response(response: requests.Response, *, delivered: int = 0, what: str
 
 
 def post(session: requests.Session, url: str, data: bytes, *, timeout: float, what: str, delivered: int = 0,
-         headers: dict[str, str] | None = None) -> requests.Response:
+         headers: dict[str, str] | None = None, verify: bool | str = True,
+         reason: Callable[[requests.Response], str] = _body_text) -> requests.Response:
     """POST ``data`` without following redirects; a failure is a :class:`DeliveryError`.
 
     Raises:
         DeliveryError: a bad URL (not retryable), a connection error or timeout (retryable), or a non-2xx
-            answer (see :func:`check_response`).
+            answer (see :func:`check_response`, which gets ``reason``).
     """
     import requests
 
     try:
-        response = session.post(url, data=data, timeout=timeout, allow_redirects=False, headers=headers)
+        response = session.post(url, data=data, timeout=timeout, allow_redirects=False, headers=headers,
+                                verify=verify)
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
             requests.exceptions.MissingSchema) as exc:
         raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=False,
@@ -139,18 +146,57 @@ def post(session: requests.Session, url: str, data: bytes, *, timeout: float, wh
         raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=True,
                             delivered=delivered) from None
     try:
-        check_response(response, delivered=delivered, what=what)
+        check_response(response, delivered=delivered, what=what, reason=reason)
     except DeliveryError:
         response.close()
         raise
     return response
 
 
-def json_or_none(response: requests.Response) -> Any:
-    """The JSON of a 2xx answer, or ``None`` when it has no (valid) JSON body: it was delivered anyway."""
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
+class Client:
+    """The ``requests.Session`` of one destination: made on first use, renewed in a forked child (the
+    parent's pooled sockets are the parent's), every request sent by :func:`post`.
+
+    Args:
+        url: Where requests go; :meth:`post` appends its ``path``.
+        timeout: Seconds per request.
+        headers: Builds each request's headers, so that a credential is revealed for the request only and
+            kept neither in the session nor here.
+        verify: TLS verification, as ``requests`` takes it.
+        reason: How the text of a failed answer is read (see :func:`check_response`).
+    """
+
+    def __init__(self, url: str, timeout: float, headers: Callable[[], dict[str, str]], *,
+                 verify: bool | str = True, reason: Callable[[requests.Response], str] = _body_text) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._headers = headers
+        self._verify = verify
+        self._reason = reason
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()  # making and closing the session; never held across I/O
+        at_fork(self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._session = None
+        self._lock = threading.Lock()
+
+    def _get_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                import requests
+
+                self._session = requests.Session()
+            return self._session
+
+    def post(self, path: str, data: bytes, *, what: str, delivered: int = 0) -> requests.Response:
+        """:func:`post` ``data`` to ``url + path`` (see there for the errors)."""
+        return post(self._get_session(), self.url + path, data, timeout=self.timeout, what=what, delivered=delivered,
+                    headers=self._headers(), verify=self._verify, reason=self._reason)
+
+    def close(self) -> None:
+        """Close the session (a new one is made on next use)."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+            self._session = None

@@ -20,19 +20,21 @@ check "unchanged since the latest version" and the insert run in one write trans
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import re
 import shutil
 import sqlite3
 import stat
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._codeversion import file_digest
 from ._context import logger
 from ._errors import VersioningError
 from ._nodes import Project
@@ -76,7 +78,10 @@ MIGRATION = [
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FIELDS = {"id", "version", "title", "description", "created_at"}
-_OPERATORS = {"=", "!=", "<", "<=", ">", ">=", "in"}
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "in": lambda actual, expected: actual in expected,
+}
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,7 @@ class _Entry:
 
 
 def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, hashlib.sha256()).hexdigest()
 
 
 def _manifest(entries: list[_Entry]) -> str:
@@ -130,15 +131,8 @@ class LocalVersions:
     # -- plumbing ------------------------------------------------------------------------------------
     @contextmanager
     def _conn(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path, self.timeout)
-        try:
-            if write:
-                with write_transaction(conn):
-                    yield conn
-            else:
-                yield conn
-        finally:
-            conn.close()
+        with closing(connect(self.db_path, self.timeout)) as conn, write_transaction(conn) if write else nullcontext():
+            yield conn
 
     def _object(self, sha: str) -> Path:
         return self.objects / sha[:2] / sha[2:]
@@ -327,14 +321,10 @@ class LocalVersions:
         """
         with self._conn() as conn:
             project_id, root = self.resolve(project, conn)
-            if version_id is not None:
-                row = conn.execute(
-                    "SELECT id, version FROM versions WHERE id = ? AND project_id = ?", (version_id, project_id)
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    "SELECT id, version FROM versions WHERE version = ? AND project_id = ?", (version_num, project_id)
-                ).fetchone()
+            column, value = ("id", version_id) if version_id is not None else ("version", version_num)
+            row = conn.execute(
+                f"SELECT id, version FROM versions WHERE {column} = ? AND project_id = ?", (value, project_id)
+            ).fetchone()
             if row is None:
                 which = f"id {version_id}" if version_id is not None else f"number {version_num}"
                 raise VersioningError(f"{root} has no version with {which}")
@@ -366,9 +356,7 @@ class LocalVersions:
 
     def _restore_file(self, e: _Entry, target: Path, skip: bool) -> None:
         source = self._object(e.sha256)
-        dest = target / e.path
-        if os.path.commonpath([str(target), os.path.abspath(dest)]) != str(target):  # checked before: defence
-            raise VersioningError(f"bad file record {e.path!r}: it would be written outside {target}")
+        dest = target / e.path  # inside target: every record passed _safe_relative before anything was written
         problem: str | None = None
         if not source.is_file():
             problem = f"the stored object of {e.path} is missing"
@@ -448,20 +436,12 @@ def _check_filter(f: dict[str, Any]) -> Any:
 
     expected = [norm(v) for v in value] if op == "in" else norm(value)
 
+    compare = _OPERATORS[op]
+
     def check(info: VersionInfo) -> bool:
-        actual = getattr(info, field)
         try:
-            if op == "=":
-                return bool(actual == expected)
-            if op == "!=":
-                return bool(actual != expected)
-            if op == "in":
-                return actual in expected
-            if actual is None:
-                return False
-            return bool({"<": actual < expected, "<=": actual <= expected, ">": actual > expected,
-                         ">=": actual >= expected}[op])
-        except TypeError:
+            return bool(compare(getattr(info, field), expected))
+        except TypeError:  # None (a version without a title) or another type: not a match
             return False
 
     return check

@@ -27,7 +27,7 @@ def _project(value: Any, what: str) -> Project:
     return node
 
 
-def _method(name: str) -> Any:
+def _call(name: str, *args: Any, **kwargs: Any) -> Any:
     backend = _runtime.get_backend()
     method = getattr(backend, name, None)
     if method is None:
@@ -35,11 +35,6 @@ def _method(name: str) -> Any:
             f"this backend does not support versions ({type(backend).__name__}); use the local store "
             f"(sqlite) or the Supervisely backend"
         )
-    return method
-
-
-def _call(name: str, *args: Any, **kwargs: Any) -> Any:
-    method = _method(name)
     token = suppressed.set(True)
     try:
         return method(*args, **kwargs)

@@ -59,9 +59,8 @@ def _record(kind: int, cls: type[Node], value: Any, task_id: int | None, meta: M
         if cls is Project:
             nodes = _project_version(nodes, value, method, update.get("version_id"), update.get("version_num"))
         changes = {k: v for k, v in update.items() if v is not None}
-        if changes:
-            nodes = [n.model_copy(update=changes) for n in nodes]
-            nodes = [type(n).model_validate(n.model_dump()) for n in nodes]  # re-check the updated fields
+        if changes:  # validated again with the changes (a version id must be an int...)
+            nodes = [type(n).model_validate({**n.model_dump(), **changes}) for n in nodes]
         if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
             raise TypeError(f"{method}(task_id=...) must be an int, not {type(task_id).__name__}")
         card = to_meta(meta, lenient=True, culprit=f"workflow.{method}")

@@ -129,10 +129,9 @@ def register_backend(scheme: str, factory: BackendFactory) -> None:
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     from importlib import metadata  # ~10 ms: only when a scheme is not built in
 
-    try:
+    with contained(f"reading the {ENTRY_POINT_GROUP} entry points", allow_raise=False):  # a broken distribution
         return {ep.name.lower(): ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    except Exception:  # noqa: BLE001 - a broken distribution must not break configure()
-        return {}
+    return {}
 
 
 def available_schemes() -> list[str]:
@@ -141,17 +140,7 @@ def available_schemes() -> list[str]:
 
 
 def _scheme_of(spec: str) -> str:
-    scheme = spec.split(":", 1)[0].strip().lower()
-    return scheme.split("+", 1)[0] if "+" in scheme else scheme
-
-
-def _load(target: str) -> BackendFactory:
-    module_name, _, attr = target.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    factory: BackendFactory = obj
-    return factory
+    return spec.split(":", 1)[0].strip().lower().split("+", 1)[0]
 
 
 def create_backend(spec: str) -> Backend:
@@ -170,7 +159,9 @@ def create_backend(spec: str) -> Backend:
     scheme = _scheme_of(spec)
     factory: BackendFactory | None = _REGISTERED.get(scheme)
     if factory is None and scheme in _BUILTIN:
-        factory = _load(_BUILTIN[scheme])
+        import pkgutil  # not at import time: configure() is the first to need it
+
+        factory = pkgutil.resolve_name(_BUILTIN[scheme])
     if factory is None:
         ep = _entry_points().get(scheme)
         if ep is not None:

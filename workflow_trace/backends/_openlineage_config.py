@@ -24,18 +24,17 @@ delivery layer retries, with a disk spool), other keys are ignored with a warnin
 them. Our own options live in a ``workflow_trace:`` section that the official client ignores:
 ``namespace``, ``server_address``, ``job_prefix``, ``dot_replacement``, ``dataset_version``.
 
-YAML is read with PyYAML when it is importable; otherwise with :func:`parse_yaml`, a reader of the
-subset that configuration files use: block mappings and lists (of scalars or of mappings), plain,
-single- and double-quoted scalars, ``#`` comments, one-line flow collections (``[a, b]``, ``{k: v}``).
-Anchors, tags, block scalars (``|``, ``>``) and multiple documents are refused with the line number.
+``openlineage.yml`` is read with PyYAML, which the official client depends on (so where there is an
+``openlineage.yml`` there is nearly always PyYAML). Without it, a file written as JSON (a subset of YAML)
+is read; any other file is refused with a :class:`~workflow_trace.ConfigurationError` naming the file and
+the fix (``pip install pyyaml``, or the ``OPENLINEAGE__*`` variables).
 
-The API key is held in a :class:`Secret` from the moment it is read: it is in no ``repr``, log line or
-error message.
+The API key is held in a :class:`~workflow_trace._context.Secret` from the moment it is read: it is in no
+``repr``, log line or error message.
 """
 
 from __future__ import annotations
 
-import hmac
 import importlib
 import json
 import os
@@ -43,10 +42,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from .._context import logger
+from .._context import Secret, logger
 from .._errors import ConfigurationError
 
 __all__ = [
@@ -55,14 +54,12 @@ __all__ = [
     "SUPPORTED_TRANSPORTS",
     "HttpTransportConfig",
     "OpenLineageSettings",
-    "Secret",
     "config_file_candidates",
     "env_config",
     "find_config_file",
     "is_disabled",
     "is_sensitive_header",
     "load_settings",
-    "parse_yaml",
     "safe_url",
 ]
 
@@ -81,45 +78,8 @@ _HTTP_KEYS: Final = frozenset({"type", "url", "endpoint", "timeout", "verify", "
 _IGNORED_HTTP_KEYS: Final = frozenset({"retry", "session", "adapter"})
 #: Keys of the ``workflow_trace:`` section.
 OPTION_KEYS: Final = ("namespace", "server_address", "job_prefix", "dot_replacement", "dataset_version")
-# Header names whose values are credentials: masked in error messages too.
+# Header names whose values are credentials: held as Secret (masked wherever they appear).
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|passw", re.IGNORECASE)
-
-
-class Secret:
-    """A credential: ``repr`` and ``str`` give ``***``; only :meth:`reveal` gives the value.
-
-    It has no ``__dict__`` (``vars()`` shows nothing), cannot be pickled and compares in constant time.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise TypeError(f"a Secret holds a str, not {type(value).__name__}")
-        self._value = value
-
-    def reveal(self) -> str:
-        """The value (for the one place that sends it)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash((Secret, self._value))
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a Secret cannot be pickled")
 
 
 def is_sensitive_header(name: str) -> bool:
@@ -145,8 +105,8 @@ class HttpTransportConfig:
         timeout: Seconds per request (``None``: the backend's default).
         verify: TLS verification: ``True``, ``False`` or a CA bundle path.
         compression: ``"gzip"`` or ``None``.
-        custom_headers: Extra request headers (values held as :class:`Secret`: they may be credentials).
-        source: Where it was configured (a file path, the variables), for messages.
+        custom_headers: Extra request headers (a credential's value, see :func:`is_sensitive_header`, held
+            as a :class:`Secret`).
     """
 
     url: str
@@ -155,8 +115,7 @@ class HttpTransportConfig:
     timeout: float | None = None
     verify: bool | str = True
     compression: str | None = None
-    custom_headers: Mapping[str, Secret] = field(default_factory=dict)
-    source: str = ""
+    custom_headers: Mapping[str, str | Secret] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         auth = ", api_key=***" if self.api_key else ""
@@ -173,344 +132,73 @@ class OpenLineageSettings:
         transport: The http transport, or ``None`` when nothing configures one.
         namespace: The job namespace (``workflow_trace.namespace``, else ``OPENLINEAGE_NAMESPACE``).
         options: The other keys of the ``workflow_trace:`` section.
-        config_file: The YAML file that was read, if any.
     """
 
     disabled: bool = False
     transport: HttpTransportConfig | None = None
     namespace: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    config_file: Path | None = None
 
 
-def is_disabled(environ: Mapping[str, str] | None = None) -> bool:
+def is_disabled() -> bool:
     """``OPENLINEAGE_DISABLED`` is ``true`` (the client's test: lower-cased and stripped)."""
-    env = os.environ if environ is None else environ
-    return env.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true"
+    return os.environ.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true"
 
 
 # -- finding and reading the file ----------------------------------------------------------------------
 
 
-def config_file_candidates(
-    environ: Mapping[str, str] | None = None, cwd: Path | None = None, home: Path | None = None
-) -> list[Path]:
+def config_file_candidates() -> list[Path]:
     """Where the YAML file is looked for, in order."""
-    env = os.environ if environ is None else environ
-    paths: list[Path] = []
-    explicit = env.get("OPENLINEAGE_CONFIG")
-    if explicit:
-        paths.append(Path(explicit).expanduser())
-    paths.append((cwd if cwd is not None else Path.cwd()) / CONFIG_FILE_NAME)
-    paths.append((home if home is not None else Path.home()) / ".openlineage" / CONFIG_FILE_NAME)
-    return paths
+    explicit = os.environ.get("OPENLINEAGE_CONFIG")
+    paths = [Path(explicit).expanduser()] if explicit else []
+    return [*paths, Path.cwd() / CONFIG_FILE_NAME, Path.home() / ".openlineage" / CONFIG_FILE_NAME]
 
 
-def find_config_file(
-    environ: Mapping[str, str] | None = None, cwd: Path | None = None, home: Path | None = None
-) -> Path | None:
+def find_config_file() -> Path | None:
     """The first readable file of :func:`config_file_candidates`, or ``None``."""
-    env = os.environ if environ is None else environ
-    for i, path in enumerate(config_file_candidates(env, cwd, home)):
+    for i, path in enumerate(config_file_candidates()):
         try:
             if path.is_file() and os.access(path, os.R_OK):
                 return path
         except OSError:
             pass
-        if i == 0 and env.get("OPENLINEAGE_CONFIG"):
+        if i == 0 and os.environ.get("OPENLINEAGE_CONFIG"):
             logger.warning("OPENLINEAGE_CONFIG=%s is not a readable file; looking further", path)
     return None
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
+    """The file's mapping: YAML read by PyYAML, else JSON. Messages never quote the file (it holds the key)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"cannot read the OpenLineage configuration {path}: {exc}") from None
-    data = _load_yaml(text, str(path))
+    try:
+        # PyYAML, which the official client depends on (imported by name: no stubs needed).
+        yaml: Any = importlib.import_module("yaml")
+    except ImportError:
+        try:
+            data = json.loads(text) if text.strip() else None
+        except ValueError:
+            raise ConfigurationError(
+                f"{path}: reading an OpenLineage YAML file needs PyYAML (pip install pyyaml); or write the "
+                "file as JSON, or configure with the OPENLINEAGE__* variables"
+            ) from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            # PyYAML's own message quotes the offending line, which may hold the key: give its position only.
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigurationError(f"{path}{where}: not valid YAML: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path}: the OpenLineage configuration must be a mapping (transport: ...)")
     return data
-
-
-def _load_yaml(text: str, source: str) -> Any:
-    try:
-        # PyYAML, when the environment has it: the full language (imported by name: no stubs needed).
-        yaml: Any = importlib.import_module("yaml")
-    except ImportError:
-        return parse_yaml(text, source)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        # PyYAML's own message quotes the offending line, which may hold the key: give its position only.
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigurationError(f"{source}{where}: not valid YAML: {problem}") from None
-
-
-# -- the YAML subset -------------------------------------------------------------------------------------
-
-_INT = re.compile(r"[-+]?[0-9]+")
-_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?")
-_TRUE = frozenset({"true", "yes", "on"})
-_FALSE = frozenset({"false", "no", "off"})
-_NULL = frozenset({"", "~", "null"})
-
-
-@dataclass
-class _Line:
-    number: int
-    indent: int
-    text: str
-
-
-def _fail(source: str, number: int, message: str) -> NoReturn:
-    # Messages name the line, never quote its value: the file holds the API key.
-    raise ConfigurationError(f"{source}, line {number}: {message}")
-
-
-def _strip_comment(text: str) -> str:
-    """``text`` without a ``#`` comment (one that starts the line or follows a space, outside quotes)."""
-    quote = ""
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote == '"' and char == "\\":
-            i += 2  # an escaped character, maybe a quote
-            continue
-        if quote and char == quote:
-            if quote == "'" and text[i + 1 : i + 2] == "'":
-                i += 2  # '' is a quote inside a single-quoted string
-                continue
-            quote = ""
-        elif not quote and char in "'\"" and (i == 0 or text[i - 1] in " \t:[{,-"):
-            quote = char
-        elif not quote and char == "#" and (i == 0 or text[i - 1] in " \t"):
-            return text[:i].rstrip()
-        i += 1
-    return text.rstrip()
-
-
-def parse_yaml(text: str, source: str = "<yaml>") -> Any:
-    """Parse the YAML subset of configuration files (see the module docstring) into Python values.
-
-    Scalars resolve as YAML 1.1 (PyYAML) does for the common cases: ``true``/``yes``/``on`` and
-    ``false``/``no``/``off`` (any case) are booleans, ``null``, ``~`` and nothing are ``None``, numbers
-    are ``int`` or ``float``, everything else (and anything quoted) is a string.
-
-    Raises:
-        ConfigurationError: syntax outside the subset, naming ``source`` and the line.
-    """
-    lines: list[_Line] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        body = raw.lstrip(" ")
-        if body.startswith("\t") or (body and "\t" in raw[: len(raw) - len(body)]):
-            _fail(source, number, "tabs cannot indent YAML; use spaces")
-        content = _strip_comment(body)
-        if not content:
-            continue
-        if content in ("---", "...") and raw.startswith(content):
-            if lines:
-                _fail(source, number, "only one YAML document is supported")
-            continue
-        lines.append(_Line(number, len(raw) - len(body), content))
-    if not lines:
-        return None
-    value, end = _parse_block(lines, 0, lines[0].indent, source)
-    if end < len(lines):
-        _fail(source, lines[end].number, "unexpected indentation")
-    return value
-
-
-def _is_item(text: str) -> bool:
-    return text == "-" or text.startswith("- ")
-
-
-def _parse_block(lines: list[_Line], i: int, indent: int, source: str) -> tuple[Any, int]:
-    if _is_item(lines[i].text):
-        return _parse_list(lines, i, indent, source)
-    return _parse_mapping(lines, i, indent, source)
-
-
-def _split_key(line: _Line, source: str) -> tuple[str, str] | None:
-    """``(key, rest)`` of a ``key: value`` line, or ``None`` when the line is not one."""
-    text = line.text
-    if text[0] in "'\"":
-        quote = text[0]
-        end = text.find(quote, 1)
-        while quote == "'" and end != -1 and text[end + 1 : end + 2] == "'":
-            end = text.find(quote, end + 2)
-        if end == -1:
-            _fail(source, line.number, "unterminated quoted key")
-        after = text[end + 1 :]
-        if not (after == ":" or after.startswith(": ")):
-            return None
-        return str(_scalar(text[: end + 1], line, source)), after[1:].strip()
-    match = re.search(r":( |$)", text)
-    if match is None:
-        return None
-    key = text[: match.start()].strip()
-    if not key or key[0] in "[{?&*!|>%@`":
-        _fail(source, line.number, f"unsupported mapping key {key!r}")
-    return key, text[match.end() :].strip()
-
-
-def _parse_mapping(lines: list[_Line], i: int, indent: int, source: str) -> tuple[dict[str, Any], int]:
-    out: dict[str, Any] = {}
-    while i < len(lines) and lines[i].indent == indent and not _is_item(lines[i].text):
-        line = lines[i]
-        split = _split_key(line, source)
-        if split is None:
-            _fail(source, line.number, "expected 'key: value'")  # the line is not quoted: it may hold a secret
-        key, rest = split
-        if key in out:
-            _fail(source, line.number, f"duplicate key {key!r}")
-        i += 1
-        if rest:
-            out[key] = _inline(rest, line, source)
-        elif i < len(lines) and lines[i].indent > indent:
-            out[key], i = _parse_block(lines, i, lines[i].indent, source)
-        elif i < len(lines) and lines[i].indent == indent and _is_item(lines[i].text):
-            out[key], i = _parse_list(lines, i, indent, source)  # a list may sit at its key's indent
-        else:
-            out[key] = None
-    if i < len(lines) and lines[i].indent > indent:
-        _fail(source, lines[i].number, "unexpected indentation")
-    return out, i
-
-
-def _parse_list(lines: list[_Line], i: int, indent: int, source: str) -> tuple[list[Any], int]:
-    out: list[Any] = []
-    while i < len(lines) and lines[i].indent == indent and _is_item(lines[i].text):
-        line = lines[i]
-        rest = line.text[1:].lstrip(" ")
-        if not rest:
-            i += 1
-            if i < len(lines) and lines[i].indent > indent:
-                value, i = _parse_block(lines, i, lines[i].indent, source)
-                out.append(value)
-            else:
-                out.append(None)
-            continue
-        inner = _Line(line.number, indent + len(line.text) - len(rest), rest)
-        if _is_item(rest) or (rest[0] not in "[{" and _split_key(inner, source) is not None):
-            # "- key: value" (then more keys below, aligned with the first) or "- - nested item"
-            lines[i] = inner
-            value, i = _parse_block(lines, i, inner.indent, source)
-            out.append(value)
-        else:
-            out.append(_inline(rest, line, source))
-            i += 1
-    return out, i
-
-
-def _inline(text: str, line: _Line, source: str) -> Any:
-    if text[0] in "[{":
-        value, end = _flow(text, 0, line, source)
-        if text[end:].strip():
-            _fail(source, line.number, "unexpected text after a flow collection")
-        return value
-    return _scalar(text, line, source)
-
-
-def _scalar(text: str, line: _Line, source: str) -> Any:
-    text = text.strip()
-    if text[:1] == '"':
-        if len(text) < 2 or not text.endswith('"'):
-            _fail(source, line.number, "unterminated double-quoted string")
-        try:
-            return json.loads(text)
-        except ValueError:
-            _fail(source, line.number, "bad escape in a double-quoted string")
-    if text[:1] == "'":
-        if len(text) < 2 or not text.endswith("'"):
-            _fail(source, line.number, "unterminated single-quoted string")
-        return text[1:-1].replace("''", "'")
-    if text[:1] in ("|", ">"):
-        _fail(source, line.number, "block scalars (| and >) are not supported without PyYAML; quote the value")
-    if text[:1] in ("&", "*", "!", "%", "@", "`"):
-        _fail(source, line.number, f"{text[0]!r} (anchors, aliases, tags) is not supported without PyYAML")
-    lowered = text.lower()
-    if lowered in _NULL:
-        return None
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    if _INT.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):
-        return float(text)
-    return text
-
-
-def _flow_token(text: str, i: int, stops: str) -> int:
-    """The index where the scalar starting at ``text[i]`` ends (at one of ``stops``, outside quotes)."""
-    quote = text[i] if text[i] in "'\"" else ""
-    j = i + 1 if quote else i
-    while j < len(text):
-        char = text[j]
-        if quote:
-            if quote == '"' and char == "\\":
-                j += 2
-                continue
-            if char == quote:
-                if quote == "'" and text[j + 1 : j + 2] == "'":
-                    j += 2
-                    continue
-                quote = ""
-        elif char in stops and (char != ":" or text[j + 1 : j + 2] in (" ", "", ",", "}")):
-            return j
-        j += 1
-    return j
-
-
-def _flow(text: str, i: int, line: _Line, source: str) -> tuple[Any, int]:
-    """Parse a flow collection starting at ``text[i]`` (``[`` or ``{``); return it and the end index."""
-    closing = "]" if text[i] == "[" else "}"
-    items: list[Any] = []
-    mapping: dict[str, Any] = {}
-
-    def skip_spaces(k: int) -> int:
-        while k < len(text) and text[k] == " ":
-            k += 1
-        return k
-
-    def value_at(k: int, stops: str) -> tuple[Any, int]:
-        if text[k] in "[{":
-            return _flow(text, k, line, source)
-        end = _flow_token(text, k, stops)
-        return _scalar(text[k:end], line, source), end
-
-    i = skip_spaces(i + 1)
-    while True:
-        if i >= len(text):
-            _fail(source, line.number, f"unterminated flow collection (missing {closing!r})")
-        if text[i] == closing:
-            return (items if closing == "]" else mapping), i + 1
-        if closing == "]":
-            value, i = value_at(i, ",]")
-            items.append(value)
-        else:
-            if text[i] in "[{":
-                _fail(source, line.number, "a flow mapping key must be a scalar")
-            end = _flow_token(text, i, ",}:")
-            key = str(_scalar(text[i:end], line, source))
-            i = skip_spaces(end)
-            value = None
-            if i < len(text) and text[i] == ":":
-                i = skip_spaces(i + 1)
-                if i < len(text) and text[i] not in ",}":
-                    value, i = value_at(i, ",}")
-            mapping[key] = value
-        i = skip_spaces(i)
-        if i < len(text) and text[i] == ",":
-            i = skip_spaces(i + 1)
-        elif i < len(text) and text[i] != closing:
-            _fail(source, line.number, f"expected ',' or {closing!r} in a flow collection")
 
 
 # -- the variables -----------------------------------------------------------------------------------------
@@ -582,9 +270,7 @@ def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConf
             timeout = -1.0
         if isinstance(raw_timeout, bool) or not timeout > 0:
             raise ConfigurationError(f"{source}: transport.timeout must be a positive number of seconds")
-    verify = transport.get("verify", True)
-    if verify is None:
-        verify = True
+    verify = True if transport.get("verify") is None else transport["verify"]
     if not isinstance(verify, (bool, str)):
         raise ConfigurationError(f"{source}: transport.verify must be true, false or a CA bundle path")
     compression = transport.get("compression")
@@ -595,19 +281,18 @@ def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConf
     headers_raw = transport.get("custom_headers") or {}
     if not isinstance(headers_raw, Mapping):
         raise ConfigurationError(f"{source}: transport.custom_headers must be a mapping of header: value")
-    headers = {
-        str(name): Secret(_text(value, f"custom header {name!r}", source)) for name, value in headers_raw.items()
-    }
+    headers: dict[str, str | Secret] = {}
+    for name, value in headers_raw.items():
+        text = _text(value, f"custom header {name!r}", source)
+        headers[str(name)] = Secret(text) if is_sensitive_header(str(name)) else text
     api_key = _api_key(transport.get("auth"), source)
     for key in sorted(set(transport) - _HTTP_KEYS):
         if key in _IGNORED_HTTP_KEYS:
             logger.debug("%s: transport.%s is ignored (workflow_trace's delivery layer retries)", source, key)
         else:
             logger.warning("%s: transport.%s is not an http transport option; ignored", source, key)
-    return HttpTransportConfig(
-        url=url, endpoint=endpoint, api_key=api_key, timeout=timeout, verify=verify,
-        compression=compression, custom_headers=headers, source=source,
-    )
+    return HttpTransportConfig(url=url, endpoint=endpoint, api_key=api_key, timeout=timeout, verify=verify,
+                               compression=compression, custom_headers=headers)
 
 
 def _api_key(auth: Any, source: str) -> Secret | None:
@@ -643,32 +328,20 @@ def _options(section: Any, source: str) -> dict[str, Any]:
             f"{source}: unknown workflow_trace option(s) {', '.join(map(repr, unknown))}; "
             f"options are: {', '.join(OPTION_KEYS)}"
         )
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        if value is None:
-            continue
-        out[key] = _text(value, f"workflow_trace.{key}", source)
-    return out
+    return {key: _text(value, f"workflow_trace.{key}", source) for key, value in section.items() if value is not None}
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, cwd: Path | None = None, home: Path | None = None
-) -> OpenLineageSettings:
+def load_settings() -> OpenLineageSettings:
     """Read the OpenLineage configuration: ``OPENLINEAGE_DISABLED``, the YAML file, the variables.
-
-    Args:
-        environ: The environment (default ``os.environ``).
-        cwd: Where ``./openlineage.yml`` is looked for (default: the current directory).
-        home: The home directory (default: ``Path.home()``).
 
     Raises:
         ConfigurationError: an unreadable or invalid file, an unsupported transport type or auth type,
             a bad value; each message names where it came from.
     """
-    env = os.environ if environ is None else environ
-    if is_disabled(env):
+    if is_disabled():
         return OpenLineageSettings(disabled=True)
-    path = find_config_file(env, cwd, home)
+    env = os.environ
+    path = find_config_file()
     from_file = _read_config_file(path) if path is not None else {}
     from_env = env_config(env)
     merged = _deep_merge(from_env, from_file)
@@ -682,36 +355,31 @@ def load_settings(
     options = _options(merged.get("workflow_trace"), source_of("workflow_trace"))
     namespace = options.pop("namespace", None) or env.get("OPENLINEAGE_NAMESPACE") or None
     transport_raw = merged.get("transport")
-    transport: HttpTransportConfig | None = None
+    source = source_of("transport")
     if transport_raw is not None and not isinstance(transport_raw, Mapping):
-        raise ConfigurationError(f"{source_of('transport')}: transport must be a mapping (type: http, url: ...)")
+        raise ConfigurationError(f"{source}: transport must be a mapping (type: http, url: ...)")
     kind = transport_raw.get("type") if transport_raw else None
-    if kind is not None:
-        source = source_of("transport")
-        if kind == "noop":
-            return OpenLineageSettings(disabled=True, namespace=namespace, options=options, config_file=path)
-        if kind != "http":
-            known = " (a transport of the official client)" if kind in _CLIENT_TRANSPORTS else ""
-            raise ConfigurationError(
-                f"{source}: OpenLineage transport type {kind!r}{known} is not supported by workflow_trace; "
-                f"supported: {', '.join(SUPPORTED_TRANSPORTS)} (and noop, which disables sending)"
-            )
-        assert transport_raw is not None
-        transport = _http_config(transport_raw, source)
-    elif transport_raw and not env.get("OPENLINEAGE_URL", "").strip():
-        # The client would fall back to printing events on the console; say what is missing instead.
-        raise ConfigurationError(f"{source_of('transport')}: transport has no type (write type: http)")
-    elif env.get("OPENLINEAGE_URL", "").strip():
-        # The client's fallback when no transport has a type (the "simple" variables).
-        transport = _http_config(
-            {
-                "url": env["OPENLINEAGE_URL"],
-                "endpoint": env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
-                "auth": {"type": "api_key", "apiKey": env["OPENLINEAGE_API_KEY"]}
-                if env.get("OPENLINEAGE_API_KEY") else None,
-            },
-            "OPENLINEAGE_URL",
+    url = env.get("OPENLINEAGE_URL", "").strip()
+    transport: HttpTransportConfig | None = None
+    if kind == "noop":
+        return OpenLineageSettings(disabled=True, namespace=namespace, options=options)
+    if kind is not None and kind != "http":
+        known = " (a transport of the official client)" if kind in _CLIENT_TRANSPORTS else ""
+        raise ConfigurationError(
+            f"{source}: OpenLineage transport type {kind!r}{known} is not supported by workflow_trace; "
+            f"supported: {', '.join(SUPPORTED_TRANSPORTS)} (and noop, which disables sending)"
         )
-    return OpenLineageSettings(
-        disabled=False, transport=transport, namespace=namespace, options=options, config_file=path
-    )
+    if transport_raw and kind == "http":
+        transport = _http_config(transport_raw, source)
+    elif transport_raw and not url:
+        # The client would fall back to printing events on the console; say what is missing instead.
+        raise ConfigurationError(f"{source}: transport has no type (write type: http)")
+    elif url:
+        # The client's fallback when no transport has a type (the "simple" variables).
+        key = env.get("OPENLINEAGE_API_KEY")
+        transport = _http_config({
+            "url": url,
+            "endpoint": env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+            "auth": {"type": "api_key", "apiKey": key} if key else None,
+        }, "OPENLINEAGE_URL")
+    return OpenLineageSettings(transport=transport, namespace=namespace, options=options)

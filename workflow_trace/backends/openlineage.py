@@ -57,31 +57,32 @@ Only :class:`OpenLineageTransport` touches the network, from the delivery layer'
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import posixpath
 import socket
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Final, Literal, get_args
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
-from .._context import at_fork, logger
+from .._context import Secret, logger
 from .._delivery import DeliveringBackend
 from .._errors import ConfigurationError
 from .._events import Event
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
-from .._transport import DeliveryError, parse_retry_after
+from .._transport import Client
 from .._version import __version__
 from ._openlineage_config import (
     DEFAULT_ENDPOINT,
     HttpTransportConfig,
-    Secret,
+    OpenLineageSettings,
     config_file_candidates,
     is_disabled,
     is_sensitive_header,
@@ -125,73 +126,29 @@ INTEGRATION: Final = "WORKFLOW_TRACE"
 DatasetVersionMode = Literal["facet", "name", "both"]
 
 RUN_EVENT_SCHEMA_URL: Final = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
-# The standard facets, at the versions the official Python client (1.x) emits.
-_FACETS_URL: Final = "https://openlineage.io/spec/facets"
-PARENT_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
-ERROR_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
-VERSION_FACET_SCHEMA_URL: Final = (
-    f"{_FACETS_URL}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
-)
-ENGINE_FACET_SCHEMA_URL: Final = (
-    f"{_FACETS_URL}/1-1-1/ProcessingEngineRunFacet.json#/$defs/ProcessingEngineRunFacet"
-)
-JOB_TYPE_FACET_SCHEMA_URL: Final = f"{_FACETS_URL}/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
+
+
+def _standard_facet(version: str, name: str) -> str:
+    """The schema URL of a standard facet, at the version the official Python client (1.x) emits."""
+    return f"https://openlineage.io/spec/facets/{version}/{name}.json#/$defs/{name}"
+
+
+PARENT_FACET_SCHEMA_URL: Final = _standard_facet("1-2-0", "ParentRunFacet")
+ERROR_FACET_SCHEMA_URL: Final = _standard_facet("1-0-1", "ErrorMessageRunFacet")
+VERSION_FACET_SCHEMA_URL: Final = _standard_facet("1-0-1", "DatasetVersionDatasetFacet")
+ENGINE_FACET_SCHEMA_URL: Final = _standard_facet("1-1-1", "ProcessingEngineRunFacet")
+JOB_TYPE_FACET_SCHEMA_URL: Final = _standard_facet("2-0-4", "JobTypeJobFacet")
 
 # Our own facets. There is no hosted copy of their schema (yet), so they are named by a URN rather than a
-# URL that would not resolve; the schema itself ships here as FACETS_SCHEMA.
-_FACETS_ID: Final = "urn:workflow-trace:openlineage:facets:1-0-0"
+# URL that would not resolve; the schema itself ships next to this module (FACETS_SCHEMA).
+#: The JSON schema of the custom facets (``_schemaURL`` = ``<$id>#/$defs/<Name>``).
+FACETS_SCHEMA: Final[dict[str, Any]] = json.loads(
+    Path(__file__).with_name("openlineage_facets.json").read_text(encoding="utf-8")
+)
+_FACETS_ID: Final[str] = FACETS_SCHEMA["$id"]
 MODEL_WEIGHT_FACET: Final = "workflowTrace_modelWeight"
 CARD_FACET: Final = "workflowTrace_card"
 TASK_FACET: Final = "workflowTrace_task"
-
-_SETTINGS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string", "description": "The card's title (HTML, e.g. <h4>T</h4>)."},
-        "description": {"type": "string", "description": "The card's description (HTML)."},
-        "icon": {
-            "type": "object",
-            "properties": {
-                "icon": {"type": "string"},
-                "color": {"type": "string"},
-                "backgroundColor": {"type": "string"},
-            },
-            "required": ["icon", "color", "backgroundColor"],
-        },
-        "mainLink": {
-            "type": "object",
-            "properties": {"url": {"type": "string"}, "title": {"type": "string"}},
-            "required": ["url", "title"],
-        },
-    },
-}
-
-#: The JSON schema of the custom facets (``_schemaURL`` = ``<$id>#/$defs/<Name>``).
-FACETS_SCHEMA: Final[dict[str, Any]] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": _FACETS_ID,
-    "$defs": {
-        "ModelWeightDatasetFacet": {
-            "description": "The dataset (a file) holds model weights (a checkpoint).",
-            "type": "object",
-            "properties": {"modelWeight": {"type": "boolean"}},
-            "required": ["modelWeight"],
-        },
-        "CardFacet": {
-            "description": (
-                "How the Supervisely workflow shows this node (as a dataset facet) or this relation (as an "
-                "input or output facet): the SDK's customNodeSettings / customRelationSettings."
-            ),
-            **_SETTINGS_SCHEMA,
-        },
-        "TaskRunFacet": {
-            "description": "The Supervisely task (the workflow's main node) this run belongs to.",
-            "type": "object",
-            "properties": {"taskId": {"type": "integer"}},
-            "required": ["taskId"],
-        },
-    },
-}
 MODEL_WEIGHT_FACET_SCHEMA_URL: Final = f"{_FACETS_ID}#/$defs/ModelWeightDatasetFacet"
 CARD_FACET_SCHEMA_URL: Final = f"{_FACETS_ID}#/$defs/CardFacet"
 TASK_FACET_SCHEMA_URL: Final = f"{_FACETS_ID}#/$defs/TaskRunFacet"
@@ -230,15 +187,13 @@ def server_namespace(address: str) -> str:
         port = None
     if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
         host = f"{host}:{port}"
-    path = parts.path.rstrip("/")
-    return f"{SERVER_SCHEME}://{host}{path}"
+    return f"{SERVER_SCHEME}://{host}{parts.path.rstrip('/')}"
 
 
 @dataclass
 class _RunState:
     """What this process has seen of one run."""
 
-    name: str | None = None
     job: str | None = None
     parent_run_id: str | None = None
     datasets: dict[tuple[str, str, str, str | None], dict[str, Any]] = field(default_factory=dict)
@@ -271,7 +226,8 @@ class PlannedEvent:
 class OpenLineageMapper:
     """Turns workflow_trace events into OpenLineage RunEvents, remembering what each run has seen.
 
-    Pure: no I/O (the host name is read once, at construction, when not given).
+    Pure: no I/O (the host name is read once, at construction, when not given). Not thread-safe, and
+    needs not be: its transport's ``send``, called by one delivery worker at a time, is its one user.
 
     Args:
         namespace: The job namespace.
@@ -325,11 +281,7 @@ class OpenLineageMapper:
         self.dot_replacement = dot_replacement
         self.dataset_version: DatasetVersionMode = dataset_version
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
-        self._lock = threading.Lock()
-        at_fork(self._after_fork)
 
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # a parent's thread may have held it at the fork
     # -- names ---------------------------------------------------------------------------------------
 
     def job_name(self, step_name: str | None, task_id: int | None) -> str:
@@ -413,11 +365,6 @@ class OpenLineageMapper:
                 dataset[f"{direction}Facets"] = dict(relation_facets)
             out.append(dataset)
         return out
-
-    def dataset(self, event: Event, direction: Direction) -> dict[str, Any] | None:
-        """The first of :meth:`datasets` (the one that joins the lineage), or ``None``."""
-        found = self.datasets(event, direction)
-        return found[0] if found else None
 
     # -- runs -----------------------------------------------------------------------------------------
 
@@ -512,23 +459,18 @@ class OpenLineageMapper:
         ``step_finished`` are folded into its COMPLETE / FAIL; others make a RUNNING event. Planning the
         same events again (a retry) adds no dataset twice.
         """
-        with self._lock:
-            return list(self._plan(events))
+        return list(self._plan(events))
 
     def _plan(self, events: Sequence[Event]) -> Iterator[PlannedEvent]:
-        i, n = 0, len(events)
-        while i < n:
-            run_id = events[i].step.run_id
-            j = i
-            while j < n and events[j].step.run_id == run_id:
-                j += 1
-            yield from self._plan_group(events, i, j)
-            i = j
+        start = 0
+        for _run_id, group in itertools.groupby(events, key=lambda event: event.step.run_id):
+            stop = start + sum(1 for _ in group)
+            yield from self._plan_group(events, start, stop)
+            start = stop
 
     def _plan_group(self, events: Sequence[Event], start: int, stop: int) -> Iterator[PlannedEvent]:
         first = events[start]
         state = self._state(first.step.run_id)
-        state.name = first.step.name
         state.job = self.job_name(first.step.name, first.task_id)
         state.parent_run_id = first.step.parent_run_id
         i = start
@@ -575,24 +517,21 @@ class OpenLineageMapper:
 
     def finished(self, run_id: str) -> None:
         """Forget a run's datasets once its COMPLETE / FAIL is delivered (its name stays, for children)."""
-        with self._lock:
-            state = self._runs.get(run_id)
-            if state is not None:
-                state.datasets.clear()
+        state = self._runs.get(run_id)
+        if state is not None:
+            state.datasets.clear()
 
 
 _REASON_KEYS: Final = ("message", "error", "errors", "detail", "title", "errorMessage", "reason")
-_MAX_REASON: Final = 300
 
 
 def _server_reason(response: requests.Response) -> str:
     """The server's own words for a failure: the ``message`` (``error``, ``detail``...) of a JSON body,
-    else the body text, one line, truncated; the HTTP reason phrase when the body is empty.
+    else the body text, on one line.
 
     Picking the message out of a JSON body keeps volatile fields (timestamps, request ids) out of it, so
     a failure that repeats gives the same text each time."""
     text = (response.text or "").strip()
-    reason = ""
     try:
         body = json.loads(text) if text[:1] in "{[" and text else None
     except ValueError:
@@ -603,12 +542,9 @@ def _server_reason(response: requests.Response) -> str:
             if isinstance(value, list):
                 value = "; ".join(str(v) for v in value)
             if isinstance(value, (str, int, float)) and str(value).strip():
-                reason = str(value)
+                text = str(value)
                 break
-    if not reason:
-        reason = text or (response.reason or "")
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + "..."
+    return " ".join(text.split())
 
 
 class OpenLineageTransport:
@@ -617,22 +553,21 @@ class OpenLineageTransport:
     Runs in the delivery layer's background worker only. The API key is held in a :class:`Secret` and
     travels in the ``Authorization`` header of each request and nowhere else: not in :attr:`key`,
     ``repr``, ``vars()``, log lines or errors (a server that echoes it gets ``***`` in our messages).
-    Redirects are never followed (the key goes only to the configured server).
+    Requests go through :class:`workflow_trace._transport.Client`: redirects are never followed (the key
+    goes only to the configured server).
 
     Args:
         url: The server's base URL (``http://marquez:5000``).
         namespace: The job namespace.
         endpoint: The path of the lineage endpoint under ``url`` (appended to ``url``'s path).
         api_key: Sent as ``Authorization: Bearer <api_key>`` when set.
-        producer: The ``producer`` URI of events and facets.
-        server_address: The Supervisely server address, the namespace of id-based datasets
-            (default: ``SERVER_ADDRESS`` from the environment).
         timeout: Seconds to wait for the server, per request.
-        session: A ``requests.Session`` to use (one is made on first use otherwise).
-        custom_headers: Extra headers of every request (they may override the defaults, as in the client).
+        custom_headers: Extra headers of every request (they may override the defaults, as in the client);
+            the value of a credential's header (:func:`is_sensitive_header`) is held as a :class:`Secret`.
         compression: ``"gzip"``: bodies are gzipped and sent with ``Content-Encoding: gzip``.
         verify: TLS verification: ``True``, ``False`` or the path of a CA bundle.
-        job_prefix, dot_replacement, dataset_version: Naming options of :class:`OpenLineageMapper`.
+        **naming: The :class:`OpenLineageMapper`'s options (``server_address``, by default
+            ``SERVER_ADDRESS`` from the environment; ``job_prefix``, ``dot_replacement``, ``dataset_version``).
 
     Raises:
         ConfigurationError: ``url`` is not an ``http(s)://`` URL, or an option is out of range.
@@ -645,16 +580,11 @@ class OpenLineageTransport:
         namespace: str = DEFAULT_NAMESPACE,
         endpoint: str = DEFAULT_ENDPOINT,
         api_key: str | Secret | None = None,
-        producer: str = DEFAULT_PRODUCER,
-        server_address: str | None = None,
         timeout: float = 10.0,
-        session: requests.Session | None = None,
         custom_headers: Mapping[str, str | Secret] | None = None,
         compression: str | None = None,
         verify: bool | str = True,
-        job_prefix: str = DEFAULT_JOB_PREFIX,
-        dot_replacement: str | None = None,
-        dataset_version: DatasetVersionMode = "facet",
+        **naming: Any,
     ) -> None:
         url = (url or "").strip()
         parts = urlsplit(url)
@@ -671,36 +601,20 @@ class OpenLineageTransport:
         self.url = url.rstrip("/")
         self.endpoint = endpoint.strip("/")
         self.namespace = namespace
-        self.timeout = timeout
         self.compression = compression.lower() if compression else None
-        self.verify = verify
-        self._api_key = api_key if isinstance(api_key, Secret) or api_key is None else Secret(api_key)
-        if self._api_key is not None and not self._api_key:
-            self._api_key = None
-        self._custom_headers = {
-            str(k): v if isinstance(v, Secret) else Secret(str(v)) for k, v in (custom_headers or {}).items()
-        }
+        self._api_key = Secret(api_key) if isinstance(api_key, str) else api_key
+        self._custom_headers: dict[str, str | Secret] = {}
+        for name, value in (custom_headers or {}).items():
+            if not isinstance(value, Secret):
+                value = Secret(str(value)) if is_sensitive_header(str(name)) else str(value)
+            self._custom_headers[str(name)] = value
         self._endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
         self._safe_endpoint_url = safe_url(self._endpoint_url)
-        if server_address is None:
-            server_address = os.environ.get("SERVER_ADDRESS") or None
-        self.mapper = OpenLineageMapper(
-            namespace,
-            producer=producer,
-            server_address=server_address,
-            job_prefix=job_prefix,
-            dot_replacement=dot_replacement,
-            dataset_version=dataset_version,
-        )
-        self._session = session
-        self._session_pid = os.getpid() if session is not None else 0
-        self._lock = threading.Lock()
-        at_fork(self._after_fork)
+        if naming.get("server_address") is None:
+            naming["server_address"] = os.environ.get("SERVER_ADDRESS")
+        self.mapper = OpenLineageMapper(namespace, **naming)
+        self._client = Client(self._endpoint_url, timeout, self._headers, verify=verify, reason=_server_reason)
 
-    def _after_fork(self) -> None:
-        # The parent's send may hold the lock, and its pooled sockets are the parent's: start afresh.
-        self._lock = threading.Lock()
-        self._session = None
     @property
     def key(self) -> str:
         """``openlineage:<endpoint URL>`` (no credentials): the spool partition of this destination."""
@@ -714,113 +628,38 @@ class OpenLineageTransport:
             extra += f", compression={self.compression!r}"
         return f"OpenLineageTransport({self._safe_endpoint_url!r}, namespace={self.namespace!r}{extra})"
 
-    def _get_session(self) -> requests.Session:
-        # A session (its pooled sockets) must not be shared with a forked parent.
-        if self._session is None or self._session_pid != os.getpid():
-            session = requests.Session()
-            session.headers["Content-Type"] = "application/json"
-            session.headers["User-Agent"] = f"workflow-trace/{__version__}"
-            self._session, self._session_pid = session, os.getpid()
-        return self._session
-
     def _headers(self) -> dict[str, str]:
         # Built per request, so the key lives in the Secret and not in the session's headers.
-        headers = {"Content-Type": "application/json"}
-        if self._api_key is not None:
+        headers = {"User-Agent": f"workflow-trace/{__version__}", "Content-Type": "application/json"}
+        if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         if self.compression == "gzip":
             headers["Content-Encoding"] = "gzip"
-        headers.update({name: value.reveal() for name, value in self._custom_headers.items()})
+        headers.update({k: v.reveal() if isinstance(v, Secret) else v for k, v in self._custom_headers.items()})
         return headers
-
-    def _redact(self, text: str) -> str:
-        secrets = [self._api_key.reveal()] if self._api_key else []
-        secrets += [v.reveal() for k, v in self._custom_headers.items() if is_sensitive_header(k)]
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    def _check(self, response: requests.Response, delivered: int) -> None:
-        """Raise :class:`DeliveryError` for anything but a 2xx, with the server's status and reason."""
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        what = f"POST {self._safe_endpoint_url} failed: HTTP {status}"
-        if 300 <= status < 400:
-            location = response.headers.get("Location") or ""
-            host = urlsplit(location).hostname or urlsplit(self.url).hostname or "?"
-            raise DeliveryError(
-                self._redact(
-                    f"{what}: redirected to {host}, not followed (credentials go only to the configured server); "
-                    "configure the final URL"
-                ),
-                retryable=False,
-                delivered=delivered,
-            )
-        retryable = status in (408, 429) or status >= 500
-        raise DeliveryError(
-            self._redact(f"{what}: {_server_reason(response)}"),
-            retryable=retryable,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
-            delivered=delivered,
-        )
 
     def send(self, events: Sequence[Event]) -> None:
         """POST the RunEvents of ``events``, in order.
 
         Raises:
-            DeliveryError: a connection error or timeout (retryable); an HTTP error with the server's
-                status and reason (408, 429 and 5xx retryable, honouring ``Retry-After``; other 4xx not);
-                a redirect (not retryable, not followed). ``delivered`` counts the workflow_trace events
-                whose RunEvents were all accepted. Messages never hold the key.
+            DeliveryError: as :func:`workflow_trace._transport.post` raises it, with the server's reason;
+                ``delivered`` counts the workflow_trace events whose RunEvents were all accepted.
         """
-        with self._lock:
-            planned = self.mapper.plan(events)
-            session = self._get_session()
-            headers = self._headers()
-            delivered = 0
-            for item in planned:
-                data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
-                if self.compression == "gzip":
-                    data = gzip.compress(data, compresslevel=3)  # higher levels cost more than they save here
-                try:
-                    response = session.post(
-                        self._endpoint_url,
-                        data=data,
-                        headers=headers,
-                        timeout=self.timeout,
-                        verify=self.verify,
-                        allow_redirects=False,
-                    )
-                except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                        requests.exceptions.MissingSchema) as exc:
-                    raise DeliveryError(
-                        self._redact(f"POST {self._safe_endpoint_url} failed: {type(exc).__name__}"),
-                        retryable=False,
-                        delivered=delivered,
-                    ) from None
-                except requests.RequestException as exc:
-                    raise DeliveryError(
-                        self._redact(f"POST {self._safe_endpoint_url} failed: {type(exc).__name__}: {exc}"),
-                        retryable=True,
-                        delivered=delivered,
-                    ) from None
-                try:
-                    self._check(response, delivered)
-                finally:
-                    response.close()
-                delivered = item.end
-                if item.finished:
-                    self.mapper.finished(item.run_id)
-            logger.debug("openlineage: sent %d run event(s) for %d event(s)", len(planned), len(events))
+        planned = self.mapper.plan(events)
+        delivered = 0
+        for item in planned:
+            data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
+            if self.compression == "gzip":
+                data = gzip.compress(data, compresslevel=3)  # higher levels cost more than they save here
+            self._client.post("", data, what=f"POST {self._safe_endpoint_url}", delivered=delivered).close()
+            delivered = item.end
+            if item.finished:
+                self.mapper.finished(item.run_id)
+        logger.debug("openlineage: sent %d run event(s) for %d event(s)", len(planned), len(events))
 
     def close(self) -> None:
         """Close the HTTP session."""
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+        self._client.close()
 
 
 #: Options a backend string may carry in its query (``?namespace=ml&job_prefix=``).
@@ -833,26 +672,17 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
     text = spec.strip()
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
-    query = ""
-    url: str | None
-    if scheme == "openlineage":
-        rest = rest.lstrip("/")
-        if rest.startswith("?"):
-            query, rest = rest[1:], ""
-        if rest:
-            raise ConfigurationError(
-                f"backend {safe_url(text)!r}: write openlineage+http://host:port (or openlineage+https://...), "
-                "or just 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
-            )
-        url = None
+    url: str | None = None
+    if scheme == "openlineage" and rest.lstrip("/")[:1] in ("", "?"):
+        query = rest.lstrip("/")[1:]
     elif scheme in ("openlineage+http", "openlineage+https") and rest.startswith("//"):
         parts = urlsplit(f"{scheme.split('+', 1)[1]}:{rest}")
         query = parts.query
         url = urlunsplit(parts._replace(query="", fragment=""))
     else:
         raise ConfigurationError(
-            f"backend {safe_url(text)!r}: write openlineage+http://host:port or "
-            "openlineage+https://host, or 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
+            f"backend {safe_url(text)!r}: write openlineage+http://host:port or openlineage+https://host, "
+            "or just 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
         )
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
@@ -866,14 +696,9 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
 
 
 def _naming_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if "job_prefix" in options:
-        out["job_prefix"] = options["job_prefix"]
-    if "dot_replacement" in options:
-        # In a query string an empty value means "no replacement", not "remove the dots".
-        out["dot_replacement"] = options["dot_replacement"] or None
-    if "dataset_version" in options:
-        out["dataset_version"] = options["dataset_version"]
+    out = {key: options[key] for key in ("job_prefix", "dot_replacement", "dataset_version") if key in options}
+    if "dot_replacement" in out:
+        out["dot_replacement"] = out["dot_replacement"] or None  # empty means "no replacement", not "drop dots"
     if options.get("server_address"):
         out["server_address"] = options["server_address"]
     return out
@@ -891,7 +716,6 @@ class OpenLineageBackend(DeliveringBackend):
         namespace: The job namespace (one per team or pipeline family).
         endpoint: The lineage endpoint under ``url``.
         api_key: Sent as ``Authorization: Bearer <api_key>``; never logged, shown or spooled.
-        producer: The ``producer`` URI of the events.
         spool_path: The spool file (default: the delivery layer's, see ``WORKFLOW_TRACE_SPOOL``).
         server_address: The Supervisely server address, the namespace of id-based datasets
             (default: ``SERVER_ADDRESS``).
@@ -911,7 +735,6 @@ class OpenLineageBackend(DeliveringBackend):
         namespace: str = DEFAULT_NAMESPACE,
         endpoint: str = DEFAULT_ENDPOINT,
         api_key: str | Secret | None = None,
-        producer: str = DEFAULT_PRODUCER,
         spool_path: str | os.PathLike[str] | None = None,
         server_address: str | None = None,
         timeout: float = 10.0,
@@ -928,7 +751,6 @@ class OpenLineageBackend(DeliveringBackend):
             namespace=namespace,
             endpoint=endpoint,
             api_key=api_key,
-            producer=producer,
             server_address=server_address,
             timeout=timeout,
             custom_headers=custom_headers,
@@ -961,19 +783,15 @@ class OpenLineageBackend(DeliveringBackend):
             ConfigurationError: a string or configuration this backend cannot use, saying what to write.
         """
         url, options = _parse_backend_string(spec)
-        if url is not None:
-            if is_disabled():
-                logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true): no events are sent")
-                return NullBackend()
-            return cls(
-                url,
-                namespace=options.get("namespace") or os.environ.get("OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE,
-                endpoint=options.get("endpoint") or os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
-                api_key=os.environ.get("OPENLINEAGE_API_KEY") or None,
-                compression=options.get("compression") or None,
-                **_naming_options(options),
+        if url is None:
+            settings = load_settings()
+        else:  # the server in the string; the key, namespace and endpoint from the client's simple variables
+            key = os.environ.get("OPENLINEAGE_API_KEY")
+            endpoint = os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT
+            settings = OpenLineageSettings(
+                disabled=is_disabled(), namespace=os.environ.get("OPENLINEAGE_NAMESPACE"),
+                transport=HttpTransportConfig(url, endpoint=endpoint, api_key=Secret(key) if key else None),
             )
-        settings = load_settings()
         if settings.disabled:
             logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true or a noop transport): no events are sent")
             return NullBackend()

@@ -38,22 +38,19 @@ import importlib
 import json
 import os
 import re
-import threading
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from .._context import Secret, at_fork, env_task_id, redact, warn
+from .._context import Secret, env_task_id, redact, warn
 from .._delivery import DeliveringBackend, warn_hold
 from .._errors import ConfigurationError, VersioningError
 from .._events import INPUT, OUTPUT, Event, Record
 from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from .._protocols import VersionInfo
-from .._transport import DeliveryError, json_or_none, post
-
-if TYPE_CHECKING:
-    import requests
+from .._transport import Client, DeliveryError
 
 __all__ = [
     "JOBS_MIN_VERSION",
@@ -85,12 +82,15 @@ def _env_int(name: str) -> int | None:
 
 def _parse_version(text: Any) -> tuple[int, int, int] | None:
     """``"6.12.44"`` -> ``(6, 12, 44)``; anything unparsable -> ``None`` (an unknown version)."""
-    if not isinstance(text, str):
-        return None
-    match = _VERSION_RE.match(text)
-    if match is None:
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+    match = _VERSION_RE.match(text) if isinstance(text, str) else None
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
+
+
+def _warn_no_task(count: int) -> None:
+    if count:
+        warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
+             "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
+             "the step or to SuperviselyBackend)", count)
 
 
 def _fmt_version(version: tuple[int, int, int]) -> str:
@@ -101,45 +101,21 @@ def _normalise_server(server_address: str) -> str:
     if not isinstance(server_address, str) or not server_address.strip():
         raise ConfigurationError("the Supervisely server address must be a non-empty str (SERVER_ADDRESS)")
     server = server_address.strip().rstrip("/")
-    if not server.startswith(("http://", "https://")):
-        # The SDK accepts a bare host and talks HTTP to it; say so rather than guess HTTPS.
-        server = "http://" + server
-    return server
+    # The SDK accepts a bare host and talks HTTP to it; so do we, rather than guess HTTPS.
+    return server if server.startswith(("http://", "https://")) else "http://" + server
 
 
-class _Client:
-    """One ``requests.Session`` for one server (renewed in a forked child); the token stays a ``Secret``."""
+class _Client(Client):
+    """The session of one server; every call is ``POST /public/api/v3/<method>`` with the SDK's headers (the
+    token revealed per request, never kept in the session)."""
 
     def __init__(self, server: str, token: Secret, timeout: float, task_header: str | None) -> None:
-        self.server = server
-        self._token = token
-        self.timeout = timeout
-        self._task_header = task_header
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()  # the worker thread and explicit version calls; never the call path
-        at_fork(self._after_fork)
+        headers = {"Content-Type": "application/json"}
+        if task_header is not None:
+            headers["x-task-id"] = task_header
+        super().__init__(server + _API_PREFIX, timeout, lambda: {"x-api-key": token.reveal(), **headers})
 
-    def __repr__(self) -> str:
-        return f"_Client(server={self.server!r})"
-
-    def _after_fork(self) -> None:
-        self._session = None  # the parent's pooled sockets are the parent's
-        self._lock = threading.Lock()
-
-    def _get_session(self) -> requests.Session:
-        with self._lock:
-            if self._session is None:
-                import requests
-
-                session = requests.Session()
-                session.headers["x-api-key"] = self._token.reveal()
-                session.headers["Content-Type"] = "application/json"
-                if self._task_header is not None:
-                    session.headers["x-task-id"] = self._task_header
-                self._session = session
-            return self._session
-
-    def post(self, method: str, payload: Mapping[str, Any], *, delivered: int = 0) -> Any:
+    def call(self, method: str, payload: Mapping[str, Any], *, delivered: int = 0) -> Any:
         """POST ``payload`` to ``method`` and return the decoded JSON answer (``None`` for a 2xx without one).
 
         Raises:
@@ -147,18 +123,11 @@ class _Client:
                 (classified by :func:`~workflow_trace._transport.check_response`).
         """
         body = json.dumps(payload, allow_nan=False).encode()
-        response = post(self._get_session(), self.server + _API_PREFIX + method, body, timeout=self.timeout,
-                        what=method, delivered=delivered)
-        try:
-            return json_or_none(response)
-        finally:
-            response.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-            self._session = None
+        with closing(self.post(method, body, what=method, delivered=delivered)) as response:
+            try:
+                return response.json() if response.content else None
+            except ValueError:  # a 2xx without valid JSON: delivered anyway
+                return None
 
 
 class SuperviselyTransport:
@@ -188,6 +157,7 @@ class SuperviselyTransport:
         secret = token if isinstance(token, Secret) else Secret(token.strip()) if isinstance(token, str) else None
         if secret is None or not secret.reveal().strip():
             raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
+        self.token = secret
         self.server_address = _normalise_server(server_address)
         self.team_id = team_id
         self._task_text = None if task_header is None else str(task_header).strip()
@@ -209,7 +179,7 @@ class SuperviselyTransport:
     def _fetch_version(self, delivered: int) -> tuple[int, int, int] | None:
         """``instance.version``, parsed; ``None`` when unknown (unparsable, or the method is missing)."""
         try:
-            answer = self._client.post("instance.version", {}, delivered=delivered)
+            answer = self._client.call("instance.version", {}, delivered=delivered)
         except DeliveryError as exc:
             if exc.retryable or exc.status is None or exc.status in (401, 403) or 300 <= exc.status < 400:
                 raise
@@ -248,7 +218,7 @@ class SuperviselyTransport:
             return self.team_id
         team = self._teams.get(task_id)
         if team is None:
-            answer = self._client.post("tasks.info", {"id": self._task_wire(task_id)}, delivered=delivered)
+            answer = self._client.call("tasks.info", {"id": self._task_wire(task_id)}, delivered=delivered)
             value = answer.get("teamId") if isinstance(answer, Mapping) else None
             if isinstance(value, bool) or not isinstance(value, int):
                 raise DeliveryError(
@@ -263,7 +233,7 @@ class SuperviselyTransport:
         cached = self._version_ids.get((project_id, version_num))
         if cached is not None:
             return cached
-        answer = self._client.post("projects.versions.list", _versions_query(project_id, [
+        answer = self._client.call("projects.versions.list", _versions_query(project_id, [
             {"field": "version", "operator": "=", "value": version_num}
         ]), delivered=delivered)
         for entity in _entities(answer):
@@ -274,7 +244,7 @@ class SuperviselyTransport:
 
     def _file_id(self, team_id: int, path: str, delivered: int) -> int | None:
         # Not cached: a file overwritten at the same path (a "best.pt" saved each epoch) gets a new id.
-        answer = self._client.post(
+        answer = self._client.call(
             "file-storage.list", {"teamId": team_id, "path": path, "recursive": True}, delivered=delivered
         )
         for entry in _entities(answer):
@@ -376,10 +346,8 @@ class SuperviselyTransport:
                      event.kind, event.node.ref, event.task_id, wire)
                 continue
             body = self.edge_body(event, team_id, *wire)
-            self._client.post(f"workflow.node.add-{event.kind}", body, delivered=index)
-        if no_task:
-            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
-                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or task_id=)", no_task)
+            self._client.call(f"workflow.node.add-{event.kind}", body, delivered=index)
+        _warn_no_task(no_task)
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -462,18 +430,14 @@ class SuperviselyBackend:
         **delivery_options: Any,
     ) -> None:
         env_task = env_task_id()
-        raw_task = os.environ.get("SUPERVISELY_TASK_ID", "").strip() or None  # the SDK's header, as it reads it
-        if raw_task is not None and not raw_task.isdigit():
-            raw_task = None
+        raw_task: str | None = os.environ.get("SUPERVISELY_TASK_ID", "").strip()  # the SDK's header, as it reads it
+        raw_task = raw_task if raw_task and raw_task.isdigit() else None
         if team_id is None:
             team_id = _env_int("TEAM_ID")
         self.task_id: int | None = task_id if task_id is not None else env_task
-        if not isinstance(token, str) or not token.strip():
-            raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
-        self._token = Secret(token.strip())
-        self.transport = SuperviselyTransport(
-            server_address, self._token, team_id=team_id, task_header=raw_task, timeout=timeout
-        )
+        self.transport = SuperviselyTransport(server_address, token, team_id=team_id, task_header=raw_task,
+                                              timeout=timeout)
+        self._token = self.transport.token
         self.server_address = self.transport.server_address
         self.team_id = team_id
         self._sly_api: Any = None
@@ -551,15 +515,13 @@ class SuperviselyBackend:
         """
         text = spec.strip()
         scheme, _, rest = text.partition("+")
-        if scheme.lower() != "supervisely" and text.split(":", 1)[0].lower() != "supervisely":
-            raise ConfigurationError("the Supervisely backend string is 'supervisely' or 'supervisely+URL'")
-        if not rest:
-            if text.lower() not in {"supervisely", "supervisely:", "supervisely://"}:
-                raise ConfigurationError(
-                    "the Supervisely backend string is 'supervisely' (SERVER_ADDRESS and API_TOKEN from "
-                    "the environment) or 'supervisely+https://host'"
-                )
+        if text.lower() in {"supervisely", "supervisely:", "supervisely://"}:
             return cls.from_env()
+        if scheme.lower() != "supervisely" or not rest:
+            raise ConfigurationError(
+                "the Supervisely backend string is 'supervisely' (SERVER_ADDRESS and API_TOKEN from "
+                "the environment) or 'supervisely+https://host'"
+            )
         parts = urlsplit(rest)
         if parts.username or parts.password or parts.query or parts.fragment:
             # Do not echo the string: it may hold a secret (user:password@, ?token=...).
@@ -584,43 +546,21 @@ class SuperviselyBackend:
         Step starts and ends have no place on the server and are not kept; a record without any task id
         is counted in one WARNING (a workflow edge needs a task).
         """
-        out: list[Record] = []
-        no_task = 0
-        for record in records:
-            kind = record[0]
-            if kind != INPUT and kind != OUTPUT:
-                continue
-            if record[3] is None:
-                if self.task_id is None:
-                    no_task += 1
-                    continue
-                # Stamped now, not at send time: a spooled event must never join another process's task.
-                record = (kind, record[1], record[2], self.task_id, *record[4:])
-            out.append(record)
-        if no_task:
-            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
-                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
-                 "the step or to SuperviselyBackend)", no_task)
+        edges = [r for r in records if r[0] == INPUT or r[0] == OUTPUT]
+        if self.task_id is not None:  # stamped now, not at send time: a spooled edge never joins another task
+            edges = [r if r[3] is not None else (r[0], r[1], r[2], self.task_id, *r[4:]) for r in edges]
+        out = [r for r in edges if r[3] is not None]
+        _warn_no_task(len(edges) - len(out))
         if out:
             self.delivery.write_records(out)
 
     def emit(self, events: Sequence[Event]) -> None:
         """Journal the input and output events (a replay); step events have no place on the server."""
-        out = []
-        no_task = 0
-        for event in events:
-            if event.kind not in ("input", "output") or event.node is None:
-                continue
-            if event.task_id is None:
-                if self.task_id is None:
-                    no_task += 1
-                    continue
-                event = event.model_copy(update={"task_id": self.task_id})
-            out.append(event)
-        if no_task:
-            warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
-                 "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
-                 "the step or to SuperviselyBackend)", no_task)
+        edges = [e for e in events if e.kind in ("input", "output") and e.node is not None]
+        if self.task_id is not None:
+            edges = [e if e.task_id is not None else e.model_copy(update={"task_id": self.task_id}) for e in edges]
+        out = [e for e in edges if e.task_id is not None]
+        _warn_no_task(len(edges) - len(out))
         if out:
             self.delivery.emit(out)
 
@@ -656,17 +596,13 @@ class SuperviselyBackend:
         project_id = self._project_id(project, "list_versions")
         try:
             query = _versions_query(project_id, filters)
-            answer = self._versions_client.post("projects.versions.list", query)
+            answer = self._versions_client.call("projects.versions.list", query)
             entities = list(_entities(answer))
             pages = answer.get("pagesCount", 1) if isinstance(answer, Mapping) else 1
             per_page = answer.get("perPage") if isinstance(answer, Mapping) else None
-            page = 2
-            while isinstance(pages, int) and page <= pages:
-                answer = self._versions_client.post(
-                    "projects.versions.list", _versions_query(project_id, filters, page, per_page)
-                )
-                entities.extend(_entities(answer))
-                page += 1
+            for page in range(2, pages + 1 if isinstance(pages, int) else 2):
+                query = _versions_query(project_id, filters, page, per_page)
+                entities.extend(_entities(self._versions_client.call("projects.versions.list", query)))
             return [_version_info(entity) for entity in entities]
         except DeliveryError as exc:
             raise VersioningError(f"listing the versions of project {project_id} failed: {exc}") from None
