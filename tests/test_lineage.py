@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -480,9 +482,10 @@ class TestReproduce:
     def test_report_of_an_unchanged_task(self, trained: Path) -> None:
         """Command, code version, params, and each input with its version and state: all unchanged."""
         folder = trained.resolve()
+        command = shlex.join([sys.executable, "train.py", "--lr", "0.1"])  # as typed: it runs again
         expected = (0, [
             "task:1 train [ok]",
-            "  command: train.py --lr 0.1",
+            f"  command: {command}",
             f"  in: {folder}",
             "  code: no git repository found for the script",
             "  python ...",
@@ -494,7 +497,7 @@ class TestReproduce:
             "to run it again:",
             f"  cd {folder}",
             "  workflow-trace reproduce task:1 --restore DIR   # the 1 local project version(s) it read",
-            "  train.py --lr 0.1",
+            f"  {command}",
         ])
         assert expected == reproduce(trained, "task:1")
 

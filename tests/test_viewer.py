@@ -229,12 +229,18 @@ def test_bad_requests_are_400_with_the_message(served: Served, path: str, messag
     assert message in json.loads(body)["error"]
 
 
-def test_provider_failure_is_500_without_details(served: Served, caplog: pytest.LogCaptureFixture) -> None:
-    """A provider crash is a 500 with a generic message; the exception goes to the log."""
+@pytest.mark.internal_errors
+def test_provider_failure_is_500_without_details(
+    served: Served, caplog: pytest.LogCaptureFixture, swallowed: list[BaseException]
+) -> None:
+    """A provider crash is a 500 with a generic message; the exception goes to the log and to the
+    internal-error hooks (the one containment primitive), and the server goes on answering."""
     status, _, body = served.request("GET", "/api/graph?scope=task:666")
     assert 500 == status
     assert "corrupt" not in json.loads(body)["error"]
     assert "the store is corrupt" in caplog.text
+    assert ["the store is corrupt"] == [str(e) for e in swallowed]
+    assert 200 == served.request("GET", "/api/version")[0]
 
 
 def test_foreign_host_header_is_refused(served: Served) -> None:

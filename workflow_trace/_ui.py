@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from ._context import logger
+from ._context import contained, logger
 from ._viewer import content_security_policy, render_page
 
 __all__ = ["GraphProvider", "make_server", "serve"]
@@ -87,24 +87,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         provider = self.server.provider
-        try:
-            if raw == "/":
-                self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
-            elif raw == "/api/version":
-                self._send(HTTPStatus.OK, _json({"version": provider.version()}), "application/json")
-            elif raw == "/api/graph":
-                self._graph(query.get("scope") or "workspace")
-            elif raw == "/api/lineage":
-                self._lineage(query)
-            else:
-                self._not_found()
-        except _BadRequest as exc:
-            self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(exc)}), "application/json")
-        except (ValueError, LookupError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(message)}), "application/json")
-        except Exception:  # noqa: BLE001 - the command's server: a failed answer is a 500, logged, never a crash
-            logger.exception("workflow-trace ui: %s failed", raw)
+        answered = False
+        # The command's server: a failed answer is a 500 and a WARNING (through the one containment
+        # primitive, so the internal-error hooks see it), never a crash of the server.
+        with contained(f"workflow-trace ui: answering {raw}", allow_raise=False):
+            try:
+                if raw == "/":
+                    self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+                elif raw == "/api/version":
+                    self._send(HTTPStatus.OK, _json({"version": provider.version()}), "application/json")
+                elif raw == "/api/graph":
+                    self._graph(query.get("scope") or "workspace")
+                elif raw == "/api/lineage":
+                    self._lineage(query)
+                else:
+                    self._not_found()
+            except _BadRequest as exc:
+                self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(exc)}), "application/json")
+            except (ValueError, LookupError) as exc:
+                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+                self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(message)}), "application/json")
+            answered = True
+        if not answered:
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": "internal error (see the server log)"}),
                        "application/json")
 
