@@ -48,6 +48,7 @@ __all__ = [
     "SdkMeta",
     "WorkflowMeta",
     "WorkflowSettings",
+    "card_fields",
     "link_problem",
     "meta_to_wire",
     "to_meta",
@@ -56,8 +57,8 @@ __all__ = [
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _ICON = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_TITLE = re.compile(r"^<h4>(.*)</h4>$", re.DOTALL)
-_DESCRIPTION = re.compile(r"^<small>(.*)</small>$", re.DOTALL)
+_TITLE = re.compile(r"^\s*<h4>(.*)</h4>\s*$", re.DOTALL)
+_DESCRIPTION = re.compile(r"^\s*<small>(.*)</small>\s*$", re.DOTALL)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
@@ -266,21 +267,29 @@ def _schema_problem(wire: Any) -> str | None:
     return None
 
 
-def _strict_settings(card: Mapping[str, Any], where: str) -> WorkflowSettings:
-    """A card that passed the schema, checked against workflow_trace's own rules."""
-    fields: dict[str, Any] = {}
+def card_fields(card: Mapping[str, Any]) -> dict[str, str]:
+    """The settings fields a card in the wire form sets, read tolerantly (values that are not strings are
+    skipped): the ``<h4>``/``<small>`` wrappers and the icon's ``zmdi-`` prefix removed."""
+    fields: dict[str, str] = {}
     for key, wrapper in (("title", _TITLE), ("description", _DESCRIPTION)):
-        if key in card:
+        if isinstance(card.get(key), str):
             match = wrapper.match(card[key])
             fields[key] = match.group(1) if match else card[key]
-    if "icon" in card:
-        icon = card["icon"]
-        if not icon["icon"].startswith("zmdi-"):
-            raise ValueError(f"{where}.icon.icon must start with 'zmdi-' in the wire form (got {icon['icon']!r})")
-        fields.update(icon=icon["icon"][len("zmdi-"):], icon_color=icon["color"],
-                      icon_bg_color=icon["backgroundColor"])
-    if "mainLink" in card:
-        fields.update(url=card["mainLink"]["url"], url_title=card["mainLink"]["title"])
+    for key, names in (("icon", {"icon": "icon", "color": "icon_color", "backgroundColor": "icon_bg_color"}),
+                       ("mainLink", {"url": "url", "title": "url_title"})):
+        part = card.get(key)
+        if isinstance(part, Mapping):
+            fields.update((name, part[src]) for src, name in names.items() if isinstance(part.get(src), str))
+    if "icon" in fields:
+        fields["icon"] = fields["icon"].removeprefix("zmdi-")
+    return fields
+
+
+def _strict_settings(card: Mapping[str, Any], where: str) -> WorkflowSettings:
+    """A card that passed the schema, checked against workflow_trace's own rules."""
+    if "icon" in card and not card["icon"]["icon"].startswith("zmdi-"):
+        raise ValueError(f"{where}.icon.icon must start with 'zmdi-' in the wire form (got {card['icon']['icon']!r})")
+    fields = card_fields(card)
     try:
         return WorkflowSettings(**fields)
     except ValidationError as exc:

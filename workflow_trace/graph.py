@@ -60,15 +60,15 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 import unicodedata
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, TypeVar
 
 from ._errors import WorkflowTraceError
+from ._meta import card_fields
 from ._nodes import App, File, Node, Project, parse_node_ref
 from ._viewer import render_page
 from .backends.sqlite import EdgeRow, RunRow, SQLiteBackend, StoreNotFoundError, TaskRow
@@ -100,9 +100,6 @@ JSON_VERSION = 2
 MERMAID_MAX_EDGES = 500
 MERMAID_MAX_TEXT = 50_000
 
-_TITLE = re.compile(r"^\s*<h4>(.*)</h4>\s*$", re.DOTALL)
-_DESCRIPTION = re.compile(r"^\s*<small>(.*)</small>\s*$", re.DOTALL)
-
 Relation = Literal["input", "output"]
 
 
@@ -126,55 +123,55 @@ class Card:
     url_title: Optional[str] = None
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Any] | None) -> Card | None:
+    def from_wire(cls, data: object) -> Card | None:
         """Read ``customRelationSettings`` / ``customNodeSettings``; ``None`` when nothing usable is set.
 
         Tolerant: the store may hold meta written by any producer, so odd values are skipped, not raised.
         """
-        if not isinstance(data, Mapping):
-            return None
-        fields: dict[str, str] = {}
-        title = data.get("title")
-        if isinstance(title, str):
-            match = _TITLE.match(title)
-            fields["title"] = match.group(1) if match else title
-        desc = data.get("description")
-        if isinstance(desc, str):
-            match = _DESCRIPTION.match(desc)
-            fields["description"] = match.group(1) if match else desc
-        icon = data.get("icon")
-        if isinstance(icon, Mapping):
-            name = icon.get("icon")
-            if isinstance(name, str):
-                fields["icon"] = name[len("zmdi-"):] if name.startswith("zmdi-") else name
-            for src, dst in (("color", "icon_color"), ("backgroundColor", "icon_bg_color")):
-                if isinstance(icon.get(src), str):
-                    fields[dst] = icon[src]
-        link = data.get("mainLink")
-        if isinstance(link, Mapping):
-            for src, dst in (("url", "url"), ("title", "url_title")):
-                if isinstance(link.get(src), str):
-                    fields[dst] = link[src]
-        return cls(**fields) if fields else None
+        found = card_fields(data) if isinstance(data, Mapping) else None
+        return cls(**found) if found else None
 
     def to_dict(self) -> dict[str, Optional[str]]:
         """The JSON form (every key present)."""
-        return {
-            "title": self.title, "description": self.description, "icon": self.icon,
-            "icon_color": self.icon_color, "icon_bg_color": self.icon_bg_color, "url": self.url,
-            "url_title": self.url_title,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Card | None:
         """Inverse of :meth:`to_dict`."""
-        if data is None:
+        return None if data is None else cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
+class _Timed:
+    """What a task and a run share: when it started and finished, and how it failed."""
+
+    started_at: Optional[datetime]
+    finished_at: Optional[datetime]
+    error_type: Optional[str]
+    error_message: Optional[str]
+
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds from start to finish, or ``None`` while running or unknown."""
+        if self.started_at is None or self.finished_at is None:
             return None
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def _error_json(self) -> dict[str, Optional[str]] | None:
+        """The JSON ``error``: null, or its type and message."""
+        if self.error_type is None and self.error_message is None:
+            return None
+        return {"type": self.error_type, "message": self.error_message}
+
+
+def _times_and_error(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The start, finish and error fields of a task or run from its JSON form."""
+    error = data.get("error") or {}
+    return {"started_at": _parse_time(data.get("started_at")), "finished_at": _parse_time(data.get("finished_at")),
+            "error_type": error.get("type"), "error_message": error.get("message")}
 
 
 @dataclass(frozen=True)
-class RunInfo:
+class RunInfo(_Timed):
     """One run (step) of a task: explicit, nested or implicit."""
 
     run_id: str
@@ -189,37 +186,27 @@ class RunInfo:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
 
-    @property
-    def duration(self) -> Optional[float]:
-        """Seconds from start to finish, or ``None``."""
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         return {
             "run_id": self.run_id, "name": self.name, "parent_run_id": self.parent_run_id,
             "status": self.status, "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-            "error": None if self.error_type is None else {"type": self.error_type, "message": self.error_message},
-            "params": self.params or {}, "inputs": list(self.inputs), "outputs": list(self.outputs),
+            "error": self._error_json(), "params": self.params or {}, "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunInfo:
         """Inverse of :meth:`to_dict`."""
-        error = data.get("error") or {}
         return cls(
             run_id=data["run_id"], name=data.get("name") or "step", parent_run_id=data.get("parent_run_id"),
-            status=data.get("status", "running"), started_at=_parse_time(data.get("started_at")),
-            finished_at=_parse_time(data.get("finished_at")), error_type=error.get("type"),
-            error_message=error.get("message"), params=data.get("params") or None,
-            inputs=tuple(data.get("inputs") or ()), outputs=tuple(data.get("outputs") or ()),
+            status=data.get("status", "running"), params=data.get("params") or None,
+            inputs=tuple(data.get("inputs") or ()), outputs=tuple(data.get("outputs") or ()), **_times_and_error(data),
         )
 
 
 @dataclass(frozen=True)
-class TaskInfo:
+class TaskInfo(_Timed):
     """What the store knows about a task."""
 
     id: int
@@ -240,13 +227,6 @@ class TaskInfo:
     cwd: Optional[str] = None
 
     @property
-    def duration(self) -> Optional[float]:
-        """Seconds from start to finish, or ``None`` while running or unknown."""
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
-    @property
     def failed(self) -> bool:
         """Whether a root run of the task failed."""
         return self.status == "failed"
@@ -262,9 +242,7 @@ class TaskInfo:
         return {
             "id": self.id, "name": self.name, "origin": self.origin, "status": self.status,
             "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-            "duration_s": None if duration is None else round(duration, 6),
-            "error": None if self.error_type is None and self.error_message is None
-            else {"type": self.error_type, "message": self.error_message},
+            "duration_s": None if duration is None else round(duration, 6), "error": self._error_json(),
             "pid": self.pid, "host": self.host, "command": self.command,
             "git_commit": self.git_commit, "git_dirty": self.git_dirty, "python": self.python,
             "runs": [r.to_dict() for r in self.runs],
@@ -273,14 +251,12 @@ class TaskInfo:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskInfo:
         """Inverse of :meth:`to_dict` (version 1 documents have no runs)."""
-        error = data.get("error") or {}
         return cls(
             id=int(data["id"]), name=data.get("name"), origin=data.get("origin", "external"),
-            status=data.get("status", "running"), started_at=_parse_time(data.get("started_at")),
-            finished_at=_parse_time(data.get("finished_at")), error_type=error.get("type"),
-            error_message=error.get("message"), pid=data.get("pid"), host=data.get("host"),
+            status=data.get("status", "running"), pid=data.get("pid"), host=data.get("host"),
             command=data.get("command"), git_commit=data.get("git_commit"), git_dirty=data.get("git_dirty"),
             python=data.get("python"), runs=tuple(RunInfo.from_dict(r) for r in data.get("runs") or ()),
+            **_times_and_error(data),
         )
 
 
@@ -537,23 +513,13 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], edges: Iterable[Edg
     nodes: dict[str, GraphNode] = {}
     for trow in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id)):
         key = f"task:{trow.id}"
-        infos = tuple(
-            RunInfo(
-                r.run_id, r.name, r.parent_run_id, r.status, r.started_at, r.finished_at, r.error_type,
-                r.error_message, r.params, tuple(run_nodes.get(r.run_id, ((), ()))[0]),
-                tuple(run_nodes.get(r.run_id, ((), ()))[1]),
-            )
+        task_runs = tuple(
+            _from_row(RunInfo, r, inputs=tuple(run_nodes.get(r.run_id, ((), ()))[0]),
+                      outputs=tuple(run_nodes.get(r.run_id, ((), ()))[1]))
             for r in by_task.get(trow.id, ())
         )
-        nodes[key] = GraphNode(
-            key=key, kind="task", card=Card.from_wire(trow.node_meta), external_id=trow.id,
-            task=TaskInfo(
-                id=trow.id, name=trow.name, origin=trow.origin, status=trow.status, started_at=trow.started_at,
-                finished_at=trow.finished_at, error_type=trow.error_type, error_message=trow.error_message,
-                pid=trow.pid, host=trow.host, command=trow.command, git_commit=trow.git_commit,
-                git_dirty=trow.git_dirty, python=trow.python, runs=infos, cwd=trow.cwd,
-            ),
-        )
+        nodes[key] = GraphNode(key=key, kind="task", card=Card.from_wire(trow.node_meta), external_id=trow.id,
+                               task=_from_row(TaskInfo, trow, runs=task_runs))
     # Generations: per data node, its records in time order (the store's order breaks ties).
     per_node: dict[str, list[tuple[datetime, int, EdgeRow]]] = defaultdict(list)
     for i, row in enumerate(edge_rows):
@@ -649,6 +615,14 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], edges: Iterable[Edg
     return Graph(nodes, graph_edges)
 
 
+_Info = TypeVar("_Info", RunInfo, TaskInfo)
+
+
+def _from_row(cls: type[_Info], row: RunRow | TaskRow, **values: Any) -> _Info:
+    """A ``cls`` with ``values`` and, for its other fields, the store row's fields of the same name."""
+    return cls(**{f.name: getattr(row, f.name) for f in fields(cls) if f.name not in values}, **values)
+
+
 def _version_key(node: Node) -> tuple[str, int] | None:
     if isinstance(node, Project):
         if node.version_id is not None:
@@ -673,11 +647,6 @@ class Graph:
     scope: Scope = field(default_factory=Scope)
     store: Optional[str] = None
     server: Optional[str] = None
-
-    @classmethod
-    def from_rows(cls, tasks: Iterable[TaskRow], edges: Iterable[EdgeRow], runs: Iterable[RunRow] = ()) -> Graph:
-        """Build the workspace graph from the store's rows."""
-        return _build(tasks, runs, edges, {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Graph:
