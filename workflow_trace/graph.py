@@ -427,6 +427,12 @@ class GraphEdge:
             return None
         return _version_label((self.version_id, self.version_num))
 
+    @property
+    def tags(self) -> list[str]:
+        """What a drawing writes on the edge: its project version (``v2``), its generation after the first."""
+        tags = [self.version_label] if self.version_label else []
+        return [*tags, f"gen {self.generation}"] if self.generation > 1 else tags
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
         return {
@@ -672,16 +678,10 @@ class Graph:
             raise ValueError(f"not a {JSON_FORMAT} document")
         return cls.from_dict(loaded)
 
-    def subgraph(self, keys: Iterable[str], edges: Iterable[GraphEdge] | None = None) -> Graph:
-        """The nodes in ``keys`` (kept in this graph's order) and the given edges (default: every edge
-        between them)."""
-        wanted = set(keys)
-        if edges is None:
-            kept = [e for e in self.edges if e.source in wanted and e.target in wanted]
-        else:
-            kept = list(edges)
-            for edge in kept:
-                wanted.update((edge.source, edge.target))
+    def subgraph(self, keys: Iterable[str], edges: Iterable[GraphEdge]) -> Graph:
+        """The nodes in ``keys`` and at either end of ``edges`` (kept in this graph's order), and ``edges``."""
+        kept = list(edges)
+        wanted = set(keys) | {e.source for e in kept} | {e.target for e in kept}
         return Graph({k: n for k, n in self.nodes.items() if k in wanted}, kept, self.scope, self.store, self.server)
 
     # -- queries ------------------------------------------------------------------------------
@@ -770,8 +770,7 @@ class Graph:
             kept = [e for e in self.edges if e.task_key in tasks]
         else:
             kept = [e for e in self.edges if key in (e.task_key, e.data_key)]
-        keys = {key} | {e.source for e in kept} | {e.target for e in kept}
-        sub = self.subgraph(keys, kept)
+        sub = self.subgraph({key}, kept)
         sub.scope = Scope(parsed.level, key)
         return sub
 
@@ -812,8 +811,8 @@ class Graph:
         return index
 
     def _next(self, key: str, forward: bool, generation: int | None,
-              came_from: str | None) -> list[tuple[GraphEdge, str, int | None]]:
-        """One step of lineage from ``key``: ``(edge, next key, next generation)``.
+              came_from: str | None) -> list[tuple[GraphEdge, str, int | None, str | None]]:
+        """One step of lineage from ``key``: ``(edge, next key, next generation, came_from for the next step)``.
 
         From a task: its inputs (upstream) or outputs (downstream), each at the generation read or written.
         From a data node at a generation: the tasks that wrote it (upstream) or read it (downstream) — not
@@ -824,12 +823,12 @@ class Graph:
         node = self.nodes.get(key)
         if node is not None and node.kind == "task" and generation is None:
             edges = index["outputs" if forward else "inputs"].get(key, [])
-            return [(e, e.data_key, e.generation) for e in edges]
+            return [(e, e.data_key, e.generation, key) for e in edges]
         if generation is None:
             edges = index["read_by" if forward else "written_by"].get(key, [])
         else:
             edges = index["readers" if forward else "writers"].get((key, generation), [])
-        return [(e, e.task_key, None) for e in edges if e.task_key != came_from]
+        return [(e, e.task_key, None, None) for e in edges if e.task_key != came_from]
 
     def _walk(self, start: Sequence[str], forward: bool) -> Graph:
         keys = set(start)
@@ -841,11 +840,10 @@ class Graph:
             if (key, generation) in seen:
                 continue
             seen.add((key, generation))
-            is_task = generation is None and self.nodes.get(key, GraphNode(key, "")).kind == "task"
-            for edge, nxt, next_generation in self._next(key, forward, generation, came_from):
+            for edge, nxt, next_generation, next_came_from in self._next(key, forward, generation, came_from):
                 kept[id(edge)] = edge
                 keys.add(nxt)
-                queue.append((nxt, next_generation, key if is_task else None))
+                queue.append((nxt, next_generation, next_came_from))
         order = {id(e): i for i, e in enumerate(self.edges)}
         return self.subgraph(keys, sorted(kept.values(), key=lambda e: order[id(e)]))
 
@@ -871,16 +869,10 @@ class Graph:
             "edges": [e.to_dict() for e in self.edges],
         }
 
-    def to_json(self, pretty: bool = False) -> str:
-        """The JSON text (schema in the module docstring).
-
-        Args:
-            pretty: Indent every level. By default each node and each edge is one compact line: as
-                readable in a diff, and several times faster to write for large graphs.
-        """
+    def to_json(self) -> str:
+        """The JSON text (schema in the module docstring): each node and each edge on one compact line (as
+        readable in a diff as indented JSON, and several times faster to write for large graphs)."""
         data = self.to_dict()
-        if pretty:
-            return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
         def items(values: list[dict[str, Any]]) -> str:
             if not values:
@@ -906,32 +898,27 @@ class Graph:
             f"{_plural(len(self.edges), 'edge')}"
         )
         lines = [head]
-        # Who wrote and who read each generation: an input came from the writers of the generation it read,
-        # an output was used by the readers of the generation it wrote (not by those of other generations).
-        producers: dict[tuple[str, int], list[str]] = defaultdict(list)
-        consumers: dict[tuple[str, int], list[str]] = defaultdict(list)
-        by_task: dict[str, list[GraphEdge]] = defaultdict(list)
-        for edge in self.edges:
-            (consumers if edge.relation == "input" else producers)[(edge.data_key, edge.generation)].append(
-                edge.task_key)
-            by_task[edge.task_key].append(edge)
+        index = self._indexes()
         for task in tasks:
             lines.append(_task_line(task))
             if task.task is not None and _shows_runs(task.task):
                 lines.extend(_run_lines(task.task))
-            for edge in sorted(by_task.get(task.key, ()), key=lambda e: (e.relation, e.data_key, e.generation)):
+            edges = [*index["inputs"].get(task.key, ()), *index["outputs"].get(task.key, ())]
+            for edge in sorted(edges, key=lambda e: (e.relation, e.data_key, e.generation)):
                 other = self.nodes.get(edge.data_key)
                 text = _node_text(other, edge.data_key, edge)
+                # An input came from the writers of the generation it read, an output was used by the readers
+                # of the generation it wrote (not by those of other generations).
                 generation = (edge.data_key, edge.generation)
                 if edge.relation == "input":
                     line = f"    <- {text}"
-                    related = [t for t in producers.get(generation, ()) if t != task.key]
+                    related = [e.task_key for e in index["writers"].get(generation, ()) if e.task_key != task.key]
                     named = other is not None and len(other.generations) > 1  # the text says "by task:N"
                     if related and not named:
                         line += f"  (from {', '.join(dict.fromkeys(related))})"
                 else:
                     line = f"    -> {text}"
-                    related = [t for t in consumers.get(generation, ()) if t != task.key]
+                    related = [e.task_key for e in index["readers"].get(generation, ()) if e.task_key != task.key]
                     if related:
                         line += f"  (used by {', '.join(dict.fromkeys(related))})"
                 lines.append(line)
@@ -963,9 +950,8 @@ class Graph:
         stack: list[tuple[int, GraphEdge, str, int | None, str | None]] = []
 
         def push(key: str, generation: int | None, came_from: str | None, depth: int) -> None:
-            is_task = generation is None and self.nodes.get(key, GraphNode(key, "")).kind == "task"
-            for edge, nxt, next_generation in reversed(self._next(key, forward, generation, came_from)):
-                stack.append((depth, edge, nxt, next_generation, key if is_task else None))
+            for edge, nxt, next_generation, next_came_from in reversed(self._next(key, forward, generation, came_from)):
+                stack.append((depth, edge, nxt, next_generation, next_came_from))
 
         push(root, None, None, 0)
         # Depth-first with an explicit stack: lineage chains can be longer than the recursion limit.
@@ -1090,9 +1076,7 @@ class Graph:
             )
         for edge in self.edges:
             # A project version that was read is drawn dashed and labelled (v2); later generations too.
-            tags = [edge.version_label] if edge.version_label else []
-            if edge.generation > 1:
-                tags.append(f"gen {edge.generation}")
+            tags = edge.tags
             attrs = [f"label={_dot(' · '.join(tags))}"] if tags else []
             if edge.version_label:
                 attrs.append("style=dashed")
@@ -1371,11 +1355,8 @@ def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
 
 
 def _mermaid_link(edge: GraphEdge) -> _MermaidLink:
-    tags = [edge.version_label] if edge.version_label else []
-    if edge.generation > 1:
-        tags.append(f"gen {edge.generation}")
     return _MermaidLink(edge.source, edge.target, edge.relation == "input" and edge.version_label is not None,
-                        tuple(tags), _sort_time(edge.last_time))
+                        tuple(edge.tags), _sort_time(edge.last_time))
 
 
 def _mermaid_fold_link(source: str, target: str, edges: list[GraphEdge]) -> _MermaidLink:
