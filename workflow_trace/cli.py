@@ -26,8 +26,8 @@ handed over, and the next push sends only the others. Events of tasks the store 
 sent to Supervisely, whose task ids they would collide with. Exit 0: everything delivered; 1: some events
 wait in the spool or were refused (``workflow-trace spool`` shows them).
 
-Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares it and sets ``handler``;
-``_cmd_<name>(args) -> int`` runs it.
+Each subcommand is a handler ``_cmd_<name>(args) -> int`` declared with :func:`_command` (its name, help and
+arguments), in the order ``--help`` lists them.
 """
 
 from __future__ import annotations
@@ -80,11 +80,39 @@ def _common() -> argparse.ArgumentParser:
     return parent
 
 
-def _add_scope(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--scope", default="workspace", metavar="S",
-        help="workspace (default), project:ID or project:PATH (the tasks that touched it), or task:ID",
-    )
+Argument = tuple[tuple[str, ...], dict[str, Any]]
+Handler = Callable[[argparse.Namespace], int]
+Registrar = Callable[[Subparsers, argparse.ArgumentParser], None]
+
+#: The subcommands, in the order ``--help`` lists them (the order they are defined in).
+_COMMANDS: list[Registrar] = []
+
+
+def _arg(*flags: str, **options: Any) -> Argument:
+    """One ``add_argument`` call, declared."""
+    return flags, options
+
+
+def _command(name: str, help: str, description: str | None = None, arguments: Sequence[Argument] = (),
+             store: bool = True) -> Callable[[Handler], Handler]:
+    """Declare the decorated handler as subcommand ``name`` with ``arguments`` (and ``--db`` if ``store``)."""
+    def declare(handler: Handler) -> Handler:
+        def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+            parser = sub.add_parser(name, parents=[common] if store else [], help=help, description=description)
+            for flags, options in arguments:
+                parser.add_argument(*flags, **options)
+            parser.set_defaults(handler=handler)
+
+        _COMMANDS.append(register)
+        return handler
+
+    return declare
+
+
+_SCOPE = _arg("--scope", default="workspace", metavar="S",
+              help="workspace (default), project:ID or project:PATH (the tasks that touched it), or task:ID")
+_OUTPUT = _arg("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+_FORMATS = ("text", "json", "mermaid", "dot", "html")
 
 
 def _write(text: str, output: str | None) -> None:
@@ -123,13 +151,8 @@ def _task_key(text: str) -> str:
 # -- show, tasks, export, lineage ----------------------------------------------------------------
 
 
-def _add_show(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("show", parents=[common], help="print the lineage graph as a text tree",
-                            description="Print each task with its runs, what it read (<-) and wrote (->).")
-    _add_scope(parser)
-    parser.set_defaults(handler=_cmd_show)
-
-
+@_command("show", "print the lineage graph as a text tree",
+          "Print each task with its runs, what it read (<-) and wrote (->).", [_SCOPE])
 def _cmd_show(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
     store = f"store: {terminal_safe(graph.store or '?')}\n"
@@ -141,33 +164,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "export", parents=[common], help="export the graph as text, JSON, Mermaid, DOT or HTML",
-        description="Export the lineage graph. HTML is the interactive viewer in one file that works offline.",
-    )
-    parser.add_argument("--format", "-f", required=True, choices=("text", "json", "mermaid", "dot", "html"))
-    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    _add_scope(parser)
-    parser.set_defaults(handler=_cmd_export)
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    graph = load_graph(args.db, args.scope)
-    _write(graph.export(args.format), args.output)
-    if args.output not in (None, "-"):
-        print(f"wrote {args.output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges, scope {graph.scope})",
-              file=sys.stderr)
-    return 0
-
-
-def _add_tasks(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("tasks", parents=[common],
-                            help="list tasks: id, name, status, runs, start, duration, inputs, outputs")
-    _add_scope(parser)
-    parser.set_defaults(handler=_cmd_tasks)
-
-
+@_command("tasks", "list tasks: id, name, status, runs, start, duration, inputs, outputs", arguments=[_SCOPE])
 def _cmd_tasks(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
     counts: dict[str, list[int]] = {}
@@ -193,20 +190,14 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_lineage(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "lineage", parents=[common], help="what a node came from and what came from it",
-        description="Follow a node's lineage transitively, generation by generation: upstream (what produced "
-        "what it read) and downstream (what read what it wrote).",
-    )
-    parser.add_argument("node", metavar="NODE", help="KIND:ID or KIND:PATH, e.g. project:42, file:model/best.pt")
-    parser.add_argument("--direction", choices=("up", "down", "both"), default="both")
-    parser.add_argument("--format", "-f", default="text", choices=("text", "json", "mermaid", "dot", "html"),
-                        help="text (default): two trees; the others export the lineage subgraph")
-    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    parser.set_defaults(handler=_cmd_lineage)
-
-
+@_command("lineage", "what a node came from and what came from it",
+          "Follow a node's lineage transitively, generation by generation: upstream (what produced what it read) "
+          "and downstream (what read what it wrote).", [
+              _arg("node", metavar="NODE", help="KIND:ID or KIND:PATH, e.g. project:42, file:model/best.pt"),
+              _arg("--direction", choices=("up", "down", "both"), default="both"),
+              _arg("--format", "-f", default="text", choices=_FORMATS,
+                   help="text (default): two trees; the others export the lineage subgraph"),
+              _OUTPUT])
 def _cmd_lineage(args: argparse.Namespace) -> int:
     graph = load_graph(args.db)
     text = args.node.strip()
@@ -224,21 +215,27 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("export", "export the graph as text, JSON, Mermaid, DOT or HTML",
+          "Export the lineage graph. HTML is the interactive viewer in one file that works offline.",
+          [_arg("--format", "-f", required=True, choices=_FORMATS), _OUTPUT, _SCOPE])
+def _cmd_export(args: argparse.Namespace) -> int:
+    graph = load_graph(args.db, args.scope)
+    _write(graph.export(args.format), args.output)
+    if args.output not in (None, "-"):
+        print(f"wrote {args.output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges, scope {graph.scope})",
+              file=sys.stderr)
+    return 0
+
+
 # -- reproduce, ui ------------------------------------------------------------------------------
 
 
-def _add_reproduce(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "reproduce", parents=[common], help="what a task ran and read; restore the local versions it read",
-        description="Show the command, code version and params of a task and every input with the version or "
-        "generation it read (and whether a local one changed since). --restore DIR restores every local "
-        "project version it read into DIR.",
-    )
-    parser.add_argument("task", metavar="TASK", help="the task: its id or task:ID")
-    parser.add_argument("--restore", metavar="DIR", help="restore the local project versions it read into DIR")
-    parser.set_defaults(handler=_cmd_reproduce)
-
-
+@_command("reproduce", "what a task ran and read; restore the local versions it read",
+          "Show the command, code version and params of a task and every input with the version or generation it "
+          "read (and whether a local one changed since). --restore DIR restores every local project version it "
+          "read into DIR.", [
+              _arg("task", metavar="TASK", help="the task: its id or task:ID"),
+              _arg("--restore", metavar="DIR", help="restore the local project versions it read into DIR")])
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     key = _task_key(args.task)
     graph = load_graph(args.db)
@@ -292,19 +289,13 @@ class _StoreProvider:
         return walk(node).to_dict()
 
 
-def _add_ui(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "ui", parents=[common], help="the interactive lineage viewer in the browser (read-only)",
-        description="Serve the viewer of the store on http://127.0.0.1:8765/ (read-only; new runs appear "
-        "without reloading). Its address is printed alone on stdout once it listens (with --port 0, the port "
-        "picked). It opens no browser unless --open.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="the port (default 8765; 0: any free one)")
-    parser.add_argument("--open", action="store_true", help="open the viewer in the default browser")
-    parser.set_defaults(handler=_cmd_ui)
-
-
+@_command("ui", "the interactive lineage viewer in the browser (read-only)",
+          "Serve the viewer of the store on http://127.0.0.1:8765/ (read-only; new runs appear without reloading). "
+          "Its address is printed alone on stdout once it listens (with --port 0, the port picked). It opens no "
+          "browser unless --open.", [
+              _arg("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"),
+              _arg("--port", type=int, default=8765, help="the port (default 8765; 0: any free one)"),
+              _arg("--open", action="store_true", help="open the viewer in the default browser")])
 def _cmd_ui(args: argparse.Namespace) -> int:
     provider = _StoreProvider(args.db)
     try:
@@ -340,6 +331,9 @@ def _add_versions(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     restore.add_argument("--skip-missed", action="store_true",
                          help="restore without files whose stored copy is missing or damaged (each one is logged)")
     restore.set_defaults(handler=_cmd_versions_restore)
+
+
+_COMMANDS.append(_add_versions)
 
 
 def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Path]:
@@ -410,26 +404,20 @@ def _cmd_versions_restore(args: argparse.Namespace) -> int:
 # -- push --------------------------------------------------------------------------------------
 
 
-def _add_push(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "push", parents=[common], help="replay the local store to a remote backend (idempotent)",
-        description="Send every event of the local store, in order, to BACKEND (a backend string such as "
-        "supervisely, supervisely+https://host or openlineage+http://host:5000), then wait for delivery. "
-        "The store remembers what it handed to each destination: pushing again sends only new events. "
-        "Exit code 0 when everything was delivered, 1 when some events wait in the spool or were refused.",
-    )
-    parser.add_argument("backend", metavar="BACKEND", help="where to push: a backend string")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to wait for delivery in total (default 60); what is not delivered by then "
-                        "stays in the spool and is sent by the next push or process using that destination")
-    parser.set_defaults(handler=_cmd_push)
-
-
 def _destination_key(backend: object) -> str:
     key = getattr(getattr(backend, "transport", None), "key", None)
     return key if isinstance(key, str) and key else repr(backend)
 
 
+@_command("push", "replay the local store to a remote backend (idempotent)",
+          "Send every event of the local store, in order, to BACKEND (a backend string such as supervisely, "
+          "supervisely+https://host or openlineage+http://host:5000), then wait for delivery. The store remembers "
+          "what it handed to each destination: pushing again sends only new events. Exit code 0 when everything "
+          "was delivered, 1 when some events wait in the spool or were refused.", [
+              _arg("backend", metavar="BACKEND", help="where to push: a backend string"),
+              _arg("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for delivery in total (default 60); what is not delivered by then stays "
+                   "in the spool and is sent by the next push or process using that destination")])
 def _cmd_push(args: argparse.Namespace) -> int:
     if "," in args.backend:
         raise CliError("push to one destination at a time (no comma-separated backend strings)")
@@ -518,25 +506,6 @@ def _cmd_push(args: argparse.Namespace) -> int:
 # -- spool -------------------------------------------------------------------------------------
 
 
-def _add_spool(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "spool", parents=[common], help="events waiting for a remote server: counts, retry, drop",
-        description="The delivery spool: events a remote backend (Supervisely, OpenLineage) has not taken yet "
-        "(pending: retried automatically; held: waiting for the server to support them) or refused (dead). "
-        "'retry' makes dead events pending again; 'drop --dead' deletes the dead ones; 'drop --destination D' "
-        "deletes every event of a destination that will not come back (asks first, unless --yes).",
-    )
-    parser.add_argument("action", nargs="?", default="status", choices=("status", "retry", "drop"))
-    parser.add_argument("--dead", action="store_true", help="with drop: delete the dead events")
-    parser.add_argument("--destination", "--dest", dest="dest", metavar="D",
-                        help="only this destination (as listed by 'spool')")
-    parser.add_argument("--yes", "-y", action="store_true", help="with drop --destination: do not ask")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show whole errors")
-    parser.add_argument("--spool", metavar="PATH",
-                        help="the spool file (default: $WORKFLOW_TRACE_SPOOL, else spool.db next to the store)")
-    parser.set_defaults(handler=_cmd_spool)
-
-
 def _clip_words(text: str, limit: int) -> str:
     """``text`` cut at a word boundary, with an ellipsis, if longer than ``limit``."""
     flat = " ".join(text.split())
@@ -546,6 +515,19 @@ def _clip_words(text: str, limit: int) -> str:
     return cut + "…"
 
 
+@_command("spool", "events waiting for a remote server: counts, retry, drop",
+          "The delivery spool: events a remote backend (Supervisely, OpenLineage) has not taken yet (pending: "
+          "retried automatically; held: waiting for the server to support them) or refused (dead). 'retry' makes "
+          "dead events pending again; 'drop --dead' deletes the dead ones; 'drop --destination D' deletes every "
+          "event of a destination that will not come back (asks first, unless --yes).", [
+              _arg("action", nargs="?", default="status", choices=("status", "retry", "drop")),
+              _arg("--dead", action="store_true", help="with drop: delete the dead events"),
+              _arg("--destination", "--dest", dest="dest", metavar="D",
+                   help="only this destination (as listed by 'spool')"),
+              _arg("--yes", "-y", action="store_true", help="with drop --destination: do not ask"),
+              _arg("-v", "--verbose", action="store_true", help="show whole errors"),
+              _arg("--spool", metavar="PATH",
+                   help="the spool file (default: $WORKFLOW_TRACE_SPOOL, else spool.db next to the store)")])
 def _cmd_spool(args: argparse.Namespace) -> int:
     store = Path(args.db) if args.db else None
     spool = Spool(args.spool or default_spool_path(store))
@@ -590,17 +572,11 @@ def _cmd_spool(args: argparse.Namespace) -> int:
 # -- run ---------------------------------------------------------------------------------------
 
 
-def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "run", help="run a Python script with autolog on: its Supervisely SDK calls are its workflow",
-        description="Run SCRIPT with ARGS as `python SCRIPT ARGS` would, inside one step named after it, with "
-        "the Supervisely SDK instrumented (workflow_trace.autolog). The exit code is the script's.",
-    )
-    parser.add_argument("script", help="the Python script")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script")
-    parser.set_defaults(handler=_cmd_run)
-
-
+@_command("run", "run a Python script with autolog on: its Supervisely SDK calls are its workflow",
+          "Run SCRIPT with ARGS as `python SCRIPT ARGS` would, inside one step named after it, with the Supervisely "
+          "SDK instrumented (workflow_trace.autolog). The exit code is the script's.", [
+              _arg("script", help="the Python script"),
+              _arg("args", nargs=argparse.REMAINDER, help="passed to the script")], store=False)
 def _cmd_run(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.script):
         raise CliError(f"no such script: {args.script}")
@@ -608,13 +584,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 # -- main --------------------------------------------------------------------------------------
-
-Registrar = Callable[[Subparsers, argparse.ArgumentParser], None]
-
-#: The subcommands, in the order ``--help`` lists them.
-_COMMANDS: list[Registrar] = [_add_show, _add_tasks, _add_lineage, _add_export, _add_reproduce, _add_ui,
-                              _add_versions, _add_push, _add_spool, _add_run]
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
@@ -637,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    handler: Handler = args.handler
     try:
         return handler(args)
     except BrokenPipeError:
