@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ._nodes import Project
 from .backends.sqlite import EdgeRow, SQLiteBackend, fingerprint
-from .graph import Graph, GraphNode, RunInfo, terminal_safe
+from .graph import Graph, GraphNode, RunInfo, _data_key, _version_label, terminal_safe
 
 __all__ = ["Input", "inputs_of", "report", "restore"]
 
@@ -64,7 +64,8 @@ def inputs_of(graph: Graph, store: SQLiteBackend, task_key: str) -> list[Input]:
     rows = {}
     for row in store.edges():
         if row.task_id == task_id and row.direction == "input":
-            rows[_key(row)] = row  # the latest read of each node: "changed since it was read" means since then
+            # The latest read of each node: "changed since it was read" means since then.
+            rows[_data_key(row.node, row.task_id)] = row
     out: list[Input] = []
     for edge in graph.edges:
         if edge.relation != "input" or edge.target != task_key:
@@ -77,10 +78,6 @@ def inputs_of(graph: Graph, store: SQLiteBackend, task_key: str) -> list[Input]:
             _state(read, store) if read is not None else "not checked",
         ))
     return out
-
-
-def _key(row: EdgeRow) -> str:
-    return f"app:{row.task_id}" if row.node.kind == "app" else row.node.ref  # type: ignore[attr-defined]
 
 
 def _runs(runs: tuple[RunInfo, ...], limit: int = 20) -> list[str]:
@@ -118,7 +115,7 @@ def report(graph: Graph, store: SQLiteBackend, task: GraphNode) -> str:
     for item in inputs:
         what = item.key
         if item.version_id is not None or item.version_num is not None:
-            what += f" @v{item.version_num}" if item.version_num is not None else f" @version {item.version_id}"
+            what += f" @{_version_label((item.version_id, item.version_num))}"
         node = graph.nodes.get(item.key)
         if node is not None and node.kind != "task" and len(node.generations) > 1:
             what += f" · gen {item.generation}"
