@@ -63,7 +63,7 @@ import os
 import unicodedata
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal, Optional, TypeVar
 
@@ -1045,8 +1045,8 @@ class Graph:
             source, target = rep[edge.source], rep[edge.target]
             if source != target:
                 merged[(source, target)].append(edge)
-        links = [_mermaid_link(edges[0]) if len(edges) == 1 else _mermaid_fold_link(source, target, edges)
-                 for (source, target), edges in merged.items()]
+        links = [replace(_mermaid_link(edges[0]), source=source, target=target) if len(edges) == 1
+                 else _mermaid_fold_link(source, target, edges) for (source, target), edges in merged.items()]
         tasks = len(self.tasks)
         data = len(self.nodes) - tasks
         task_boxes = sum(1 for box in boxes.values() if box.kind == "task")
