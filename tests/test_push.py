@@ -51,7 +51,8 @@ def pipeline(db: Path, data: Path) -> None:
     project = data / "coco"
     project.mkdir(parents=True, exist_ok=True)
     (project / "a.jpg").write_bytes(b"image")
-    wt.configure(SQLiteBackend(db), strict=True)
+    backend = SQLiteBackend(db)
+    wt.configure(backend, strict=True)
 
     @wt.consumes_project(version=True)
     @wt.produces_file(model_weight=True)
@@ -65,6 +66,7 @@ def pipeline(db: Path, data: Path) -> None:
 
     export(train(str(project)), str(data / "out"))
     wt.reset()
+    backend.close()
 
 
 def run_ids(requests: list[Request]) -> list[str]:
@@ -77,7 +79,9 @@ class TestOpenLineage:
         """The first push delivers every event; the second sends nothing; a new task alone goes next."""
         db = tmp_path / "store" / "workflow.db"
         pipeline(db, tmp_path / "data")
-        events = SQLiteBackend(db).counts()["events"]
+        store = SQLiteBackend(db)
+        events = store.counts()["events"]
+        store.close()
         with RecordingServer() as server:
             dest = f"openlineage+{server.url}"
             first = cli("push", dest, "--db", str(db), cwd=tmp_path)
@@ -251,6 +255,10 @@ def test_push_into_another_store(tmp_path: Path) -> None:
     pipeline(db, tmp_path / "data")
     first = cli("push", f"sqlite://{other}", "--db", str(db), cwd=tmp_path)
     second = cli("push", f"sqlite://{other}", "--db", str(db), cwd=tmp_path)
-    expected = (0, 0, SQLiteBackend(db).counts(), "0")
-    assert expected == (first.returncode, second.returncode, SQLiteBackend(other).counts(),
-                        report(second)["replayed now"])
+    source, target = SQLiteBackend(db), SQLiteBackend(other)
+    try:
+        expected = (0, 0, source.counts(), "0")
+        assert expected == (first.returncode, second.returncode, target.counts(), report(second)["replayed now"])
+    finally:
+        source.close()
+        target.close()
