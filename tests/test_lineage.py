@@ -954,3 +954,12 @@ class TestMigration:
             [(e["source"], e["target"], e["generation"]) for e in new["edges"] if e["task_id"] == 3],
             events[:10], all(seq > 10 for seq, _, _ in events[10:]),
         )
+
+
+def test_reproduce_writes_params_as_show_does() -> None:
+    """`reproduce` and `show` write a run's params alike: JSON values, strings bare (`aug=true`, not `True`)."""
+    from workflow_trace._reproduce import _runs
+    from workflow_trace.graph import RunInfo
+
+    run = RunInfo(run_id="r1", name="train", status="ok", params={"aug": True, "opt": "adam", "lr": 0.1, "x": None})
+    assert ["  train [ok]  params: aug=true, opt=adam, lr=0.1, x=null"] == _runs((run,))

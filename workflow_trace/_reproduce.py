@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ._nodes import Project
 from .backends.sqlite import EdgeRow, SQLiteBackend, fingerprint
-from .graph import Graph, GraphNode, RunInfo, _data_key, _version_label, terminal_safe
+from .graph import Graph, GraphNode, RunInfo, _data_key, _param, _version_label, terminal_safe
 
 __all__ = ["Input", "inputs_of", "report", "restore"]
 
@@ -84,7 +84,7 @@ def _runs(runs: tuple[RunInfo, ...], limit: int = 20) -> list[str]:
     lines = []
     for run in runs[:limit]:
         depth = "  " if run.parent_run_id is None else "    "
-        params = ", ".join(f"{k}={v!r}" for k, v in (run.params or {}).items())
+        params = terminal_safe(", ".join(f"{k}={_param(v)}" for k, v in (run.params or {}).items()))
         lines.append(f"{depth}{terminal_safe(run.name)} [{run.status}]" + (f"  params: {params}" if params else ""))
     if len(runs) > limit:
         lines.append(f"  ... {len(runs) - limit} more run(s) (export --format json lists them all)")
