@@ -102,6 +102,15 @@ class TestList:
                             f"error: no node {shown} in the store; closest: project:" in result.stderr, result.stdout)
 
 
+    @pytest.mark.parametrize("name", ["file:/m/best.pt", "task:1"])
+    def test_a_node_that_is_not_a_project(self, versioned: Versioned, name: str) -> None:
+        """Another kind of node is named as such (not as `project:file:...`): one line, exit code 2."""
+        result = cli("versions", "list", name, "--db", str(versioned.db), cwd=versioned.cwd)
+        kind = name.split(":")[0]
+        expected = (2, [f"workflow-trace: error: versions are kept for projects, not a {kind}: name the project "
+                        "(its folder, project:PATH or project:ID)"])
+        assert expected == (result.returncode, result.stderr.splitlines())
+
 class TestRestore:
     def test_restore_by_number(self, versioned: Versioned) -> None:
         """versions restore --version 1 recreates version 1 next to the project and prints the folder."""

@@ -342,6 +342,10 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
     ident = text[len("project:"):].strip() if text.lower().startswith("project:") else text
     if not ident:
         raise CliError("name the project: its folder, project:PATH or project:ID")
+    kind = ident.split(":", 1)[0].lower()
+    if kind in {"task", "dataset", "file", "folder", "job", "app"}:
+        raise CliError(f"versions are kept for projects, not a {kind}: name the project (its folder, "
+                       f"project:PATH or project:ID)")
     store = SQLiteBackend.open_existing(args.db)
     lookup = store.local_versions()
     found = lookup.find(Project(id=int(ident))) if ident.isdigit() else None
