@@ -98,9 +98,10 @@ __all__ = [
 
 #: Seconds a writer waits for another process's write transaction before giving up (and retrying).
 BUSY_TIMEOUT = 30.0
-#: Task ids reserved per block (the first block; later ones double, up to 1024). One process with one
-#: task (a script) takes one id, so ids stay dense across processes.
+#: Task ids reserved per block: the first block (one process with one task, a script, takes one id, so
+#: ids stay dense across processes), and the most (later blocks grow fourfold; one is kept reserved ahead).
 FIRST_BLOCK = 1
+MAX_BLOCK = 1024
 
 #: Schema migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -581,7 +582,7 @@ class _Ingest:
             kind, ident, timestamp, task_id, run_id = row[0], row[1], row[2], row[3], row[4]
             when = iso(timestamp)
             if kind == TASK:  # a local task id was allocated: its row, before any of its events
-                self._task(conn, task_id, row, when, process_id, tasks)
+                self._local_task(conn, int(task_id), row[5], when, process_id)
                 continue
             eid = ident if isinstance(ident, str) else event_id(prefix, ident)
             if isinstance(ident, str) and (eid in batch.ids or conn.execute(
@@ -679,6 +680,17 @@ class _Ingest:
             self._fill_process(conn, tid, process_id)
         self.tasks.add(int(tid))
         return int(tid)
+
+    def _local_task(self, conn: sqlite3.Connection, task_id: int, name: str, when: str,
+                    process_id: int | None) -> None:
+        """The row of a task id this store reserved (its ``TASK`` line comes before any of its events)."""
+        conn.execute(
+            "INSERT OR IGNORE INTO tasks (id, name, origin, started_at, status, process_id, pid, host, command) "
+            "SELECT ?, ?, 'local', ?, 'running', ?, p.pid, p.host, p.command "
+            "FROM (SELECT 1) LEFT JOIN processes p ON p.id = ?",
+            (task_id, name, when, process_id, process_id),
+        )
+        self.tasks.add(task_id)
 
     @staticmethod
     def _fill_process(conn: sqlite3.Connection, task_id: int, process_id: int | None) -> None:
@@ -995,8 +1007,9 @@ class SQLiteBackend:
     def new_task_id(self, name: str) -> int:
         """A new local task id from a block the writer thread reserved in the store.
 
-        Only when the block is used up does the caller wait (for the writer to reserve the next one);
-        the next block is reserved ahead, in the background, once a quarter of this one is left.
+        The caller waits only for the first id of a process, and for the second (a process with one task
+        reserves one id, so ids stay dense across processes running at once); from then on the writer
+        keeps a block reserved ahead, so the call path never waits for SQLite.
 
         Raises:
             BackendError: no block can be reserved (the store cannot be opened or written).
@@ -1011,7 +1024,7 @@ class SQLiteBackend:
                 raise BackendError(f"cannot reserve task ids in {self.path}: {describe(exc)}") from None
             task_id = free.pop()
         self._allocated += 1
-        if self._allocated > 1 and len(free) <= self._block // 4 and not self._reserving:
+        if self._allocated > 1 and len(free) < self._block and not self._reserving:
             self._reserving = True
             self._writer.call_soon(self._reserve)
         # The task's row (name, start, process) is stored with the allocation, before any of its events.
@@ -1019,22 +1032,25 @@ class SQLiteBackend:
         return task_id
 
     def _reserve(self) -> None:
-        """Reserve the next block of task ids (in the writer thread)."""
+        """Reserve the next block of task ids (in the writer thread); blocks grow fourfold, up to
+        :data:`MAX_BLOCK`."""
         try:
             first, last = self._state.reserve_block(self._block, self._writer.owner)
             self._free_ids[:0] = range(last, first - 1, -1)  # popped from the end: lowest first
-            self._block = min(self._block * 2, 1024)
+            self._block = min(self._block * 4, MAX_BLOCK)
         finally:
             self._reserving = False
 
     def _release_unused(self) -> None:
-        """Give reserved ids this process did not use back, when nobody reserved after them (in the writer
-        thread, at close): runs one after the other keep dense task ids."""
-        free = list(self._free_ids)
+        """Give back the reserved ids this process did not use, when nobody reserved after them (in the
+        writer thread, at close, once its journal is stored): runs one after the other keep dense ids."""
+        free = set(self._free_ids)
         self._free_ids.clear()
         if not free or self._state.conn is None:
             return
-        low, high = min(free), max(free)
+        high = low = max(free)
+        while low - 1 in free:  # only the run of our ids at the top: the blocks below may hold others'
+            low -= 1
         conn = self._state.conn
         with write_transaction(conn):
             top = max(
@@ -1050,7 +1066,7 @@ class SQLiteBackend:
     def _release_at_exit(self) -> None:
         if self._free_ids and self._writer.owner:
             with contained("giving back unused task ids", allow_raise=False):
-                self._writer.call(self._release_unused, 5.0)
+                self._writer.call(self._release_unused, 5.0, after_stored=True)
 
     def _after_fork(self) -> None:
         self._free_ids = []  # the parent's reserved ids are the parent's
