@@ -250,7 +250,6 @@ class JournalWriter:
         self._stop = False
         self._error: str | None = None  # why the last ingest failed (None: the last one worked)
         self._lost = 0  # events that could not even be journaled (since the last flush)
-        self._stored_seq = 0  # bumped after every successful ingest (flush waits on it)
         self._next_orphan_check = 0.0
         self._calls: list[_Call] = []
 
@@ -467,7 +466,6 @@ class JournalWriter:
                 return stored, start
             start, stored, self._error = chunk_end, True, None
             with self._cond:
-                self._stored_seq += 1
                 self._cond.notify_all()
             if self._calls:
                 self._run_calls(between_transactions=True)
@@ -513,10 +511,8 @@ class JournalWriter:
     def pending_events(self) -> int:
         """Lines appended by this process and not stored yet (a count for messages)."""
         total = 0
-        for n, path, offset, _t in [*self._segments, (self._segment, self._segment_path(self._segment),
-                                                      self._offset, 0.0)]:
-            if self._fd < 0 and n == self._segment:
-                continue
+        current = [(self._segment, self._segment_path(self._segment), self._offset, 0.0)] if self._fd >= 0 else []
+        for _n, path, offset, _t in [*self._segments, *current]:
             try:
                 with open(path, "rb") as f:
                     f.seek(offset)
