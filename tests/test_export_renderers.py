@@ -175,3 +175,19 @@ def test_dot_parses_with_graphviz(store: str, request: pytest.FixtureRequest) ->
     assert (0, "") == (done.returncode, done.stderr)
     assert len(graph.nodes) == done.stdout.count('class="node"')
     assert len(graph.edges) == done.stdout.count('class="edge"')
+
+
+def test_folded_mermaid_keeps_an_edge_alone_between_a_fold_and_a_node(tmp_path: Path) -> None:
+    """Two `train` runs fold into one task node; the project only one of them read stays a node of its own:
+    the single edge between them is drawn to the fold (it named the unfolded task and the export crashed)."""
+    wt.configure(f"sqlite:///{tmp_path / 'store.db'}")
+    with wt.workflow_step("train", inputs=[wt.Project(id=1)], outputs=[wt.File(path="/m/a.pt")]):
+        pass
+    with wt.workflow_step("train", outputs=[wt.File(path="/m/b.pt")]):
+        pass
+    assert wt.flush(10)
+    text = load_graph(tmp_path / "store.db").to_mermaid(max_edges=2)
+    labels = dict(re.findall(r'^  (n\d+)[\[(/{>]+"([^<]*)<br/>', text, re.M))
+    links = [(labels.get(a), labels.get(b)) for a, b in re.findall(r"^  (n\d+) -\.?->.*?(n\d+)$", text, re.M)]
+    print(text)
+    assert {("Project 1", "train ×2"), ("train ×2", "2 files")} == set(links)

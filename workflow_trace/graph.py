@@ -64,7 +64,7 @@ import re
 import unicodedata
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Optional
 
@@ -1090,8 +1090,8 @@ class Graph:
             source, target = rep[edge.source], rep[edge.target]
             if source != target:
                 merged[(source, target)].append(edge)
-        links = [_mermaid_link(edges[0]) if len(edges) == 1 else _mermaid_fold_link(source, target, edges)
-                 for (source, target), edges in merged.items()]
+        links = [replace(_mermaid_link(edges[0]), source=source, target=target) if len(edges) == 1
+                 else _mermaid_fold_link(source, target, edges) for (source, target), edges in merged.items()]
         tasks = len(self.tasks)
         data = len(self.nodes) - tasks
         task_boxes = sum(1 for box in boxes.values() if box.kind == "task")
