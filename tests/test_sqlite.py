@@ -355,6 +355,35 @@ class TestRecording:
         assert db.path == pickle.loads(pickle.dumps(db)).path
 
 
+class TestTaskIds:
+    def test_ids_reserved_ahead_are_given_back(self, tmp_path: Path) -> None:
+        """A store keeps a block of ids reserved ahead; what it did not use is given back at close."""
+        path = tmp_path / "ids.db"
+        first = SQLiteBackend(path)
+        used = [first.new_task_id(f"t{i}") for i in range(300)]
+        first.close()
+        second = SQLiteBackend(path)
+        expected = (list(range(1, 301)), 301)
+        assert expected == (used, second.new_task_id("next"))
+        second.close()
+
+    def test_interleaved_stores_never_share_an_id(self, tmp_path: Path) -> None:
+        """Two stores reserving blocks in turn on one file, one closing first: no id is handed out twice."""
+        path = tmp_path / "ids.db"
+        a, b = SQLiteBackend(path), SQLiteBackend(path)
+        ids = []
+        for _ in range(40):
+            ids += [a.new_task_id("a"), a.new_task_id("a"), b.new_task_id("b")]
+        a.close()
+        c = SQLiteBackend(path)
+        ids += [b.new_task_id("b"), c.new_task_id("c")]
+        b.close()
+        ids.append(c.new_task_id("c"))
+        c.close()
+        expected = (len(ids), True)
+        assert expected == (len(set(ids)), ids[-1] > max(ids[:-1]))
+
+
 def _write_events(path: str, worker: int, count: int, batch: int) -> None:
     """Child process: emit ``count`` events in batches through its own store object."""
     backend = SQLiteBackend(path)

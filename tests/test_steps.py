@@ -66,6 +66,27 @@ def test_decorated_calls_inside_a_step_join_it(memory: MemoryBackend) -> None:
     assert [Dataset(id=1), Dataset(id=2)] == memory.inputs
 
 
+@pytest.mark.internal_errors
+def test_repeated_calls_inside_a_step_record_only_what_is_new(memory: MemoryBackend) -> None:
+    """Recorded inputs skip the recording; a new result after them is an output, unless tracking is off."""
+
+    @wt.consumes_dataset
+    @wt.produces_file
+    def load(dataset_id: int, path: str) -> str:
+        return path
+
+    with wt.workflow_step("train"):
+        load(1, "/a")
+        load(1, "/a")
+        load(1, "/b")  # the inputs were recorded, the result is new
+        load(True, "/a")  # equal to 1, yet a bool is not an id: refused (a warning), the call goes on
+        wt.configure(enabled=False)
+        load(1, "/c")
+        wt.configure(enabled=True)
+    expected = ([Dataset(id=1)], [File(path="/a"), File(path="/b")])
+    assert expected == (memory.inputs, memory.outputs)
+
+
 def test_step_as_decorator_opens_one_step_per_call(memory: MemoryBackend) -> None:
     """@workflow_step runs each call in its own step, named as given or after the function."""
 

@@ -63,7 +63,7 @@ DEFAULT_EXIT_TIMEOUT = 2.0
 #: A journal segment is rotated once it holds this many bytes.
 SEGMENT_BYTES = 8 * 1024 * 1024
 #: Lines handed to one ingest call (one transaction) at most.
-MAX_BATCH_LINES = 5_000
+MAX_BATCH_LINES = 2_000
 #: Seconds a rotated segment is still read before it is deleted (writes in flight land in it).
 ROTATE_GRACE = 1.0
 #: Seconds between looks for journals of processes that are gone.
@@ -250,7 +250,6 @@ class JournalWriter:
         self._stop = False
         self._error: str | None = None  # why the last ingest failed (None: the last one worked)
         self._lost = 0  # events that could not even be journaled (since the last flush)
-        self._stored_seq = 0  # bumped after every successful ingest (flush waits on it)
         self._next_orphan_check = 0.0
         self._calls: list[_Call] = []
 
@@ -322,18 +321,20 @@ class JournalWriter:
         thread.start()
         self._thread = thread
 
-    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
+    def call(self, fn: Callable[[], Any], timeout: float, *, after_stored: bool = False) -> Any:
         """Run ``fn`` in the writer thread (which owns the connection) and return its result.
 
-        The caller only waits: a ``KeyboardInterrupt`` while waiting leaves ``fn`` to finish in the
-        thread, never a transaction open on the caller's side.
+        ``fn`` runs as soon as the writer is between two transactions (not behind its gathering, nor
+        behind the lines waiting to be stored); with ``after_stored``, what was journaled before the
+        call is stored first. The caller only waits: a ``KeyboardInterrupt`` while waiting leaves ``fn``
+        to finish in the thread, never a transaction open on the caller's side.
 
         Raises:
             TimeoutError: ``fn`` did not finish within ``timeout``; whatever ``fn`` raised.
         """
         if self._fd < 0:
             self._open()
-        job = _Call(fn)
+        job = _Call(fn, after_stored)
         self._calls.append(job)
         self._nudge()
         if not job.done.wait(timeout):
@@ -343,14 +344,23 @@ class JournalWriter:
         return job.result
 
     def call_soon(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` in the writer thread without waiting (errors are contained there)."""
+        """Run ``fn`` in the writer thread between two transactions, without waiting (errors are
+        contained there)."""
         if self._fd >= 0:
-            self._calls.append(_Call(fn))
+            self._calls.append(_Call(fn, False))
             self._nudge()
 
-    def _run_calls(self) -> None:
+    def _run_calls(self, *, between_transactions: bool = False) -> None:
+        """Run the waiting calls in order; one that wants the journal stored first gets it stored first
+        (``between_transactions``: in the middle of storing, stop at such a call)."""
         while self._calls:
-            job = self._calls.pop(0)
+            job = self._calls[0]
+            if job.after_stored:
+                if between_transactions:
+                    return
+                with contained(f"{self.name}: writer", allow_raise=False):
+                    self._work()
+            self._calls.pop(0)
             try:
                 job.result = job.fn()
             except Exception as exc:  # noqa: BLE001 - handed to the waiting caller, who reports it
@@ -366,9 +376,7 @@ class JournalWriter:
         backoff = 0.05
         generation = self._generation
         while generation == self._generation:
-            if self._calls:  # what was journaled before a call is stored before it runs
-                with contained(f"{self.name}: writer", allow_raise=False):
-                    self._work()
+            if self._calls:
                 self._run_calls()
             failed = True
             with contained(f"{self.name}: writer", allow_raise=False):
@@ -458,8 +466,9 @@ class JournalWriter:
                 return stored, start
             start, stored, self._error = chunk_end, True, None
             with self._cond:
-                self._stored_seq += 1
                 self._cond.notify_all()
+            if self._calls:
+                self._run_calls(between_transactions=True)
         return stored, start
 
     def _rotate(self) -> None:
@@ -502,10 +511,8 @@ class JournalWriter:
     def pending_events(self) -> int:
         """Lines appended by this process and not stored yet (a count for messages)."""
         total = 0
-        for n, path, offset, _t in [*self._segments, (self._segment, self._segment_path(self._segment),
-                                                      self._offset, 0.0)]:
-            if self._fd < 0 and n == self._segment:
-                continue
+        current = [(self._segment, self._segment_path(self._segment), self._offset, 0.0)] if self._fd >= 0 else []
+        for _n, path, offset, _t in [*self._segments, *current]:
             try:
                 with open(path, "rb") as f:
                     f.seek(offset)
@@ -568,10 +575,11 @@ class JournalWriter:
 
 
 class _Call:
-    __slots__ = ("done", "error", "fn", "result")
+    __slots__ = ("after_stored", "done", "error", "fn", "result")
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[], Any], after_stored: bool) -> None:
         self.fn = fn
+        self.after_stored = after_stored
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None

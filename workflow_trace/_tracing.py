@@ -71,6 +71,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _EMPTY = inspect.Parameter.empty
 _SKIP = ("self", "cls")
 _MISSING: Any = object()
+_get_step = _current.get
 #: Types whose values are remembered as passed (``(spec, value) in run.seen``): hashable by content.
 _PLAIN = frozenset({int, str, Project, Dataset, File, Folder, Task, Job, App})
 
@@ -137,11 +138,15 @@ class _Tracer:
         self.params: list[inspect.Parameter] = list(self.sig.parameters.values())
         self.inputs: tuple[_Spec, ...] = ()
         self.outputs: tuple[_Spec, ...] = ()
-        self.step: workflow_step | None = None
+        self._step: workflow_step | None = None
         self.is_async = inspect.iscoroutinefunction(target)
         self.is_gen = inspect.isgeneratorfunction(target)
         self.is_async_gen = inspect.isasyncgenfunction(target)
         self.sync = not (self.is_async or self.is_gen or self.is_async_gen)
+        #: ``(spec, index)`` per input when every decorator reads a plain parameter or the result of a sync
+        #: function without its own step (see :meth:`__call__`); else ``None``.
+        self.fast: tuple[tuple[_Spec, int], ...] | None = None
+        self.arity = 0
         self.c_in = contained(f"{self.qualname}: recording inputs")
         self.c_out = contained(f"{self.qualname}: recording outputs")
         self.c_out_failed = contained(f"{self.qualname}: recording outputs", allow_raise=False)
@@ -152,6 +157,24 @@ class _Tracer:
             self.inputs = (spec, *self.inputs) if first else (*self.inputs, spec)
         else:
             self.outputs = (spec, *self.outputs) if first else (*self.outputs, spec)
+        self._plan()
+
+    def _plan(self) -> None:
+        plain = all(s.direct and s.index is not None for s in self.inputs) and all(s.direct for s in self.outputs)
+        self.fast = None
+        if plain and self.sync and self._step is None:
+            self.fast = tuple((s, cast(int, s.index)) for s in self.inputs)
+            self.arity = max((index + 1 for _s, index in self.fast), default=0)  # positional args it reads
+
+    @property
+    def step(self) -> workflow_step | None:
+        """The function's own ``@workflow_step`` (each call its own run), or ``None``."""
+        return self._step
+
+    @step.setter
+    def step(self, step: workflow_step | None) -> None:
+        self._step = step
+        self._plan()
 
     @property
     def signature_text(self) -> str:
@@ -286,10 +309,28 @@ class _Tracer:
     # -- the call path ------------------------------------------------------------------------------------
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:
+        fast = self.fast
+        step = _get_step()
+        if fast is not None and step is not None and instance is None and not kwargs and len(args) >= self.arity:
+            # The fast plan: every value read is a positional argument (or the result) this run recorded
+            # already, so nothing is recorded and the switches need no look (they only stop recording).
+            seen = step.seen
+            for spec, index in fast:
+                value = args[index]
+                if type(value) not in _PLAIN or (spec, value) not in seen:
+                    break
+            else:
+                result = wrapped(*args)
+                for spec in self.outputs:
+                    if type(result) not in _PLAIN or (spec, result) not in seen:
+                        st = _runtime.state
+                        if step.active and (st.enabled if st.ready else st.resolve().enabled) and not suppressed.get():
+                            self.record(step, self.outputs, instance, args, kwargs, result)
+                        break
+                return result
         st = _runtime.state
         if not (st.enabled if st.ready else st.resolve().enabled) or suppressed.get():
             return wrapped(*args, **kwargs)
-        step = _current.get()
         if not self.sync:
             if self.is_async:
                 return self._call_async(wrapped, instance, args, kwargs)

@@ -68,7 +68,7 @@ from .._events import (
     iso,
 )
 from .._journal import Checkpoint, JournalWriter, Orphan, find_orphans, journal_dir, read_lines
-from .._nodes import App, File, Node, Project, node_class
+from .._nodes import Node, Project, key_node
 from .._protocols import VersionInfo
 from .._sqlite import (
     STORE_APP_ID,
@@ -98,9 +98,10 @@ __all__ = [
 
 #: Seconds a writer waits for another process's write transaction before giving up (and retrying).
 BUSY_TIMEOUT = 30.0
-#: Task ids reserved per block (the first block; later ones double, up to 1024). One process with one
-#: task (a script) takes one id, so ids stay dense across processes.
+#: Task ids reserved per block: the first block (one process with one task, a script, takes one id, so
+#: ids stay dense across processes), and the most (later blocks grow fourfold; one is kept reserved ahead).
 FIRST_BLOCK = 1
+MAX_BLOCK = 1024
 
 #: Schema migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -238,6 +239,15 @@ class StoreNotFoundError(WorkflowTraceError, FileNotFoundError):
     """The store file to read does not exist."""
 
 
+def _not_a_store(path: Path | str) -> NotAStoreError:
+    return NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+
+
+def _newer(path: Path | str, version: int) -> NotAStoreError:
+    return NotAStoreError(f"{path} has schema version {version}, newer than this workflow_trace understands "
+                          f"({SCHEMA_VERSION}); upgrade workflow_trace")
+
+
 @dataclass(frozen=True)
 class TaskRow:
     """One task as the store keeps it (times are timezone-aware UTC)."""
@@ -364,23 +374,6 @@ def fingerprint(path: str) -> dict[str, Any] | None:
     return {"files": files, "size": size, "mtime": newest}
 
 
-def _node_from_row(kind: str, ext_id: Any, path: Any, version_id: Any, version_num: Any, mw: Any) -> Node:
-    cls = node_class(kind)
-    if cls is App:
-        return App()
-    fields: dict[str, Any] = {}
-    if ext_id is not None:
-        fields["id"] = ext_id
-    if path is not None:
-        fields["path"] = path
-    if cls is Project:
-        fields["version_id"] = version_id
-        fields["version_num"] = version_num
-    if cls is File:
-        fields["model_weight"] = bool(mw)
-    return cls(**fields)
-
-
 def check_store_file(path: Path) -> None:
     """Refuse a file this version cannot read, without changing it (not even creating ``-wal``/``-shm``).
 
@@ -403,7 +396,7 @@ def check_store_file(path: Path) -> None:
         raise NotAStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
     user_version, app_id = info.user_version, info.application_id
     if app_id not in (0, STORE_APP_ID):  # another application's (or our spool's) file: not even opened
-        raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+        raise _not_a_store(path)
     live = info.wal and path.with_name(path.name + "-wal").exists()
     found: set[str] | None = None
     if live or app_id == 0:
@@ -418,15 +411,10 @@ def check_store_file(path: Path) -> None:
                 conn.close()
         except sqlite3.DatabaseError as exc:
             raise NotAStoreError(f"{path} is not a usable lineage store: {exc}") from None
-    if app_id not in (0, STORE_APP_ID):
-        raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
     if user_version > SCHEMA_VERSION:
-        raise NotAStoreError(
-            f"{path} has schema version {user_version}, newer than this workflow_trace understands "
-            f"({SCHEMA_VERSION}); upgrade workflow_trace"
-        )
-    if user_version < 1 or (found is not None and not _REQUIRED_TABLES <= found):
-        raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+        raise _newer(path, user_version)
+    if app_id not in (0, STORE_APP_ID) or user_version < 1 or (found is not None and not _REQUIRED_TABLES <= found):
+        raise _not_a_store(path)
 
 
 def migrate(conn: sqlite3.Connection, path: Path | str) -> None:
@@ -440,15 +428,10 @@ def migrate(conn: sqlite3.Connection, path: Path | str) -> None:
     with write_transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise NotAStoreError(
-                f"{path} has schema version {version}, newer than this workflow_trace understands "
-                f"({SCHEMA_VERSION}); upgrade workflow_trace"
-            )
-        if version < 0 or (version == 0 and tables(conn) - _OUR_TABLES):
-            raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+            raise _newer(path, version)
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id not in (0, STORE_APP_ID):
-            raise NotAStoreError(f"{path} is an SQLite file but not a workflow_trace store")
+        if version < 0 or (version == 0 and tables(conn) - _OUR_TABLES) or app_id not in (0, STORE_APP_ID):
+            raise _not_a_store(path)
         for statements in MIGRATIONS[version:]:
             for statement in statements:
                 conn.execute(statement)
@@ -581,7 +564,7 @@ class _Ingest:
             kind, ident, timestamp, task_id, run_id = row[0], row[1], row[2], row[3], row[4]
             when = iso(timestamp)
             if kind == TASK:  # a local task id was allocated: its row, before any of its events
-                self._task(conn, task_id, row, when, process_id, tasks)
+                self._local_task(conn, int(task_id), row[5], when, process_id)
                 continue
             eid = ident if isinstance(ident, str) else event_id(prefix, ident)
             if isinstance(ident, str) and (eid in batch.ids or conn.execute(
@@ -656,11 +639,7 @@ class _Ingest:
                     known = (found[0], bool(found[1])) if found else None
                 if known is not None and known[0] is not None:
                     return int(known[0])
-            tid: int = int(conn.execute(
-                "INSERT INTO tasks (name, origin, started_at, status, process_id) VALUES (?, 'local', ?, 'running', ?)",
-                (row[5], when, process_id),
-            ).lastrowid or 0)
-            self._fill_process(conn, tid, process_id)
+            tid: int = int(self._insert_task(conn, None, row[5], "local", when, process_id).lastrowid or 0)
             self.tasks.add(tid)
             self.runs[row[4]] = (tid, True)
             return tid
@@ -668,26 +647,27 @@ class _Ingest:
         if tid in self.tasks:
             return tid
         if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (tid,)).fetchone() is None:
-            local = conn.execute(
-                "SELECT 1 FROM task_blocks WHERE ? BETWEEN first AND last", (tid,)
-            ).fetchone() is not None
-            conn.execute(
-                "INSERT INTO tasks (id, name, origin, started_at, status, process_id)"
-                " VALUES (?, ?, ?, ?, 'running', ?)",
-                (tid, row[5], "local" if local else "external", when, process_id),
-            )
-            self._fill_process(conn, tid, process_id)
+            local = conn.execute("SELECT 1 FROM task_blocks WHERE ? BETWEEN first AND last", (tid,)).fetchone()
+            self._insert_task(conn, tid, row[5], "external" if local is None else "local", when, process_id)
         self.tasks.add(int(tid))
         return int(tid)
 
+    def _local_task(self, conn: sqlite3.Connection, task_id: int, name: str, when: str,
+                    process_id: int | None) -> None:
+        """The row of a task id this store reserved (its ``TASK`` line comes before any of its events)."""
+        self._insert_task(conn, task_id, name, "local", when, process_id)
+        self.tasks.add(task_id)
+
     @staticmethod
-    def _fill_process(conn: sqlite3.Connection, task_id: int, process_id: int | None) -> None:
-        if process_id is not None:
-            conn.execute(
-                "UPDATE tasks SET pid = p.pid, host = p.host, command = p.command FROM processes p "
-                "WHERE tasks.id = ? AND p.id = ?",
-                (task_id, process_id),
-            )
+    def _insert_task(conn: sqlite3.Connection, task_id: int | None, name: str, origin: str, when: str,
+                     process_id: int | None) -> Any:
+        """A running task's row, with the pid, host and command of the process that stored it first."""
+        return conn.execute(
+            "INSERT OR IGNORE INTO tasks (id, name, origin, started_at, status, process_id, pid, host, command) "
+            "SELECT ?, ?, ?, ?, 'running', ?, p.pid, p.host, p.command "
+            "FROM (SELECT 1) LEFT JOIN processes p ON p.id = ?",
+            (task_id, name, origin, when, process_id, process_id),
+        )
 
     def _root(self, conn: sqlite3.Connection, parent: str | None, task_id: int | None) -> bool:
         if parent is None:
@@ -953,10 +933,13 @@ class SQLiteBackend:
         Raises:
             BackendError: the journal cannot be written (the caller contains it; flush() says False).
         """
+        self._append(encode_records(records), len(records))
+
+    def _append(self, data: bytes, count: int) -> None:
         try:
-            self._writer.append(encode_records(records), len(records))
+            self._writer.append(data, count)
         except OSError as exc:
-            raise BackendError(f"cannot record {len(records)} event(s) in {self._writer.directory}: "
+            raise BackendError(f"cannot record {count} event(s) in {self._writer.directory}: "
                                f"{exc.strerror or exc}") from None
 
     def emit(self, events: Sequence[Event]) -> None:
@@ -968,11 +951,7 @@ class SQLiteBackend:
         """
         if not events:
             return
-        try:
-            self._writer.append(encode_events(list(events)), len(events))
-        except OSError as exc:
-            raise BackendError(f"cannot record {len(events)} event(s) in {self._writer.directory}: "
-                               f"{exc.strerror or exc}") from None
+        self._append(encode_events(list(events)), len(events))
         if not self._writer.flush(BUSY_TIMEOUT):
             raise BackendError(f"{self.path}: cannot store events yet ({self._writer.last_error or 'timeout'}); "
                                "they are kept in the journal")
@@ -995,8 +974,9 @@ class SQLiteBackend:
     def new_task_id(self, name: str) -> int:
         """A new local task id from a block the writer thread reserved in the store.
 
-        Only when the block is used up does the caller wait (for the writer to reserve the next one);
-        the next block is reserved ahead, in the background, once a quarter of this one is left.
+        The caller waits only for the first id of a process, and for the second (a process with one task
+        reserves one id, so ids stay dense across processes running at once); from then on the writer
+        keeps a block reserved ahead, so the call path never waits for SQLite.
 
         Raises:
             BackendError: no block can be reserved (the store cannot be opened or written).
@@ -1011,7 +991,7 @@ class SQLiteBackend:
                 raise BackendError(f"cannot reserve task ids in {self.path}: {describe(exc)}") from None
             task_id = free.pop()
         self._allocated += 1
-        if self._allocated > 1 and len(free) <= self._block // 4 and not self._reserving:
+        if self._allocated > 1 and len(free) < self._block and not self._reserving:
             self._reserving = True
             self._writer.call_soon(self._reserve)
         # The task's row (name, start, process) is stored with the allocation, before any of its events.
@@ -1019,22 +999,25 @@ class SQLiteBackend:
         return task_id
 
     def _reserve(self) -> None:
-        """Reserve the next block of task ids (in the writer thread)."""
+        """Reserve the next block of task ids (in the writer thread); blocks grow fourfold, up to
+        :data:`MAX_BLOCK`."""
         try:
             first, last = self._state.reserve_block(self._block, self._writer.owner)
             self._free_ids[:0] = range(last, first - 1, -1)  # popped from the end: lowest first
-            self._block = min(self._block * 2, 1024)
+            self._block = min(self._block * 4, MAX_BLOCK)
         finally:
             self._reserving = False
 
     def _release_unused(self) -> None:
-        """Give reserved ids this process did not use back, when nobody reserved after them (in the writer
-        thread, at close): runs one after the other keep dense task ids."""
-        free = list(self._free_ids)
+        """Give back the reserved ids this process did not use, when nobody reserved after them (in the
+        writer thread, at close, once its journal is stored): runs one after the other keep dense ids."""
+        free = set(self._free_ids)
         self._free_ids.clear()
         if not free or self._state.conn is None:
             return
-        low, high = min(free), max(free)
+        high = low = max(free)
+        while low - 1 in free:  # only the run of our ids at the top: the blocks below may hold others'
+            low -= 1
         conn = self._state.conn
         with write_transaction(conn):
             top = max(
@@ -1050,7 +1033,7 @@ class SQLiteBackend:
     def _release_at_exit(self) -> None:
         if self._free_ids and self._writer.owner:
             with contained("giving back unused task ids", allow_raise=False):
-                self._writer.call(self._release_unused, 5.0)
+                self._writer.call(self._release_unused, 5.0, after_stored=True)
 
     def _after_fork(self) -> None:
         self._free_ids = []  # the parent's reserved ids are the parent's
@@ -1078,22 +1061,28 @@ class SQLiteBackend:
             state.forget()
             raise
 
+    @staticmethod
+    def _orphan_lines(conn: sqlite3.Connection, orphan: Orphan
+                      ) -> Iterator[tuple[int, list[bytes], int, dict[str, Any]]]:
+        """``(segment, lines, start, header)`` per segment of an orphan with lines the store does not have."""
+        for segment, path in orphan.segments:
+            row = conn.execute(
+                "SELECT offset FROM journals WHERE owner = ? AND segment = ?", (orphan.owner, segment)
+            ).fetchone()
+            lines, start, header = read_lines(path, int(row[0]) if row else 0)
+            if lines:
+                yield segment, lines, start, header or {}
+
     def _recover(self, orphans: list[Orphan]) -> None:
         """Store the journals of processes that are gone, then delete them."""
         conn = self._state.connection()
         for orphan in orphans:
             done = True
             stored = 0
-            for segment, path in orphan.segments:
-                row = conn.execute(
-                    "SELECT offset FROM journals WHERE owner = ? AND segment = ?", (orphan.owner, segment)
-                ).fetchone()
-                lines, start, header = read_lines(path, int(row[0]) if row else 0)
-                if not lines:
-                    continue
+            for segment, lines, start, header in self._orphan_lines(conn, orphan):
                 end = start + sum(len(line) + 1 for line in lines)
                 try:
-                    self._store(lines, header or {}, Checkpoint(orphan.owner, segment, end), own=False)
+                    self._store(lines, header, Checkpoint(orphan.owner, segment, end), own=False)
                     stored += len(lines)
                 except (sqlite3.Error, OSError) as exc:
                     done = False
@@ -1150,14 +1139,9 @@ class SQLiteBackend:
         state = _Ingest(self)
         for orphan in orphans:
             try:
-                for segment, path in orphan.segments:
-                    row = mem.execute(
-                        "SELECT offset FROM journals WHERE owner = ? AND segment = ?", (orphan.owner, segment)
-                    ).fetchone()
-                    lines, _start, header = read_lines(path, int(row[0]) if row else 0)
-                    if lines:
-                        with write_transaction(mem):
-                            state.ingest(mem, lines, header or {}, own=False)
+                for _segment, lines, _start, header in self._orphan_lines(mem, orphan):
+                    with write_transaction(mem):
+                        state.ingest(mem, lines, header, own=False)
             finally:
                 orphan.release(delete=False)
         return mem
@@ -1201,7 +1185,7 @@ class SQLiteBackend:
             edge_rows = conn.execute(
                 "SELECT direction, task_id, run_id, node_id, meta, time, cwd, stat FROM edges ORDER BY id"
             ).fetchall()
-        nodes = {r[0]: (_node_from_row(*r[1:7]), r[7]) for r in node_rows}
+        nodes = {r[0]: (key_node((r[1], r[2], r[4], r[5], r[3], bool(r[6]))), r[7]) for r in node_rows}
         out = []
         for r in edge_rows:
             node, recorded = nodes[r[3]]
@@ -1211,10 +1195,16 @@ class SQLiteBackend:
 
     def iter_events(self) -> Iterator[Event]:
         """Every stored event, in the order it was stored (for replaying the store elsewhere)."""
-        for event, _local in self._iter(None):
+        for event, _local in self.iter_unpushed(None):
             yield event
 
-    def _iter(self, dest: str | None) -> Iterator[tuple[Event, bool]]:
+    def iter_unpushed(self, dest: str | None) -> Iterator[tuple[Event, bool]]:
+        """The stored events not yet pushed to ``dest`` (``None``: all of them), in the order they were stored.
+
+        Yields:
+            ``(event, local)``: ``local`` is true when the event's task id was allocated by this store
+            (it means nothing to a server that owns task ids, such as a Supervisely instance).
+        """
         last = 0
         while True:
             with self._reading() as conn:
@@ -1232,15 +1222,6 @@ class SQLiteBackend:
             for seq, body, eid, origin in rows:
                 last = seq
                 yield _event_of(body, eid), origin == "local"
-
-    def iter_unpushed(self, dest: str) -> Iterator[tuple[Event, bool]]:
-        """The stored events not yet pushed to ``dest``, in the order they were stored.
-
-        Yields:
-            ``(event, local)``: ``local`` is true when the event's task id was allocated by this store
-            (it means nothing to a server that owns task ids, such as a Supervisely instance).
-        """
-        yield from self._iter(dest)
 
     def mark_pushed(self, dest: str, event_ids: Sequence[str]) -> None:
         """Record that ``event_ids`` were handed to ``dest`` (``workflow-trace push``).
@@ -1296,10 +1277,8 @@ class SQLiteBackend:
             BackendError: the store cannot be opened.
         """
         try:
-            conn = connect(self.path, BUSY_TIMEOUT) if self.path.parent.exists() else None
-            if conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = connect(self.path, BUSY_TIMEOUT)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(self.path, BUSY_TIMEOUT)
             try:
                 migrate(conn, self.path)
             finally:
@@ -1314,10 +1293,8 @@ class SQLiteBackend:
         Raises:
             VersioningError: not a local project, a missing folder, or the store cannot be written.
         """
-        try:
+        with self._versioning("record a version"):
             return self.local_versions().create(project, title, description)
-        except sqlite3.Error as exc:
-            raise VersioningError(f"{self.path}: cannot record a version: {exc}") from exc
 
     def restore_version(
         self,
@@ -1334,10 +1311,8 @@ class SQLiteBackend:
         """
         if version_id is None and version_num is None:
             raise VersioningError("restore_version needs a version_id or a version_num")
-        try:
+        with self._versioning("restore a version"):
             return self.local_versions().restore(project, version_id, version_num, skip_missed_entities)
-        except sqlite3.Error as exc:
-            raise VersioningError(f"{self.path}: cannot restore a version: {exc}") from exc
 
     def list_versions(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
         """The versions of a local project, oldest first (filters as in the seed).
@@ -1346,17 +1321,20 @@ class SQLiteBackend:
             ValueError: a malformed filter.
             VersioningError: not a local project, or the store cannot be read.
         """
-        try:
+        with self._versioning("read versions"):
             return self.local_versions().list(project, filters)
-        except sqlite3.Error as exc:
-            raise VersioningError(f"{self.path}: cannot read versions: {exc}") from exc
 
     def version_number(self, version_id: int) -> int | None:
         """The number (1, 2, ...) of a version id of this store, or ``None``."""
-        try:
+        with self._versioning("read versions"):
             return self.local_versions().version_number(version_id)
+
+    @contextmanager
+    def _versioning(self, what: str) -> Iterator[None]:
+        try:
+            yield
         except sqlite3.Error as exc:
-            raise VersioningError(f"{self.path}: cannot read versions: {exc}") from exc
+            raise VersioningError(f"{self.path}: cannot {what}: {exc}") from exc
 
 
 def _event_of(body: str, eid: str) -> Event:
