@@ -80,6 +80,15 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, 
     )
 
 
+def cli_text(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """:func:`cli` with text output (UTF-8): what a user reads in a terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "workflow_trace", *args], env=child_env(**(env or {})), cwd=cwd,
+        capture_output=True, text=True, encoding="utf-8", timeout=timeout, check=False,
+    )
+
+
 class Lines:
     """The lines a child writes on a pipe, readable with a timeout."""
 
@@ -114,13 +123,13 @@ class Lines:
         return out
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll ``predicate`` until it holds or ``timeout`` passes (a liveness bound, not a timing check)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.02)
+        time.sleep(0.01)
     return predicate()
 
 

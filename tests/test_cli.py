@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import cli_text as cli
 
 from workflow_trace._events import ErrorInfo, Event, StepRef, new_event_id, new_run_id, utcnow
 from workflow_trace._nodes import File, Folder, Node, Project
@@ -18,17 +17,6 @@ from workflow_trace.backends.sqlite import SQLiteBackend
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m workflow_trace ARGS`` in ``cwd`` with a clean workflow_trace environment."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_TRACE_")}
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
-    environ["PYTHONIOENCODING"] = "utf-8"
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "workflow_trace", *args],
-        cwd=cwd, env=environ, capture_output=True, text=True, encoding="utf-8", timeout=120, check=False,
-    )
 
 
 def record(store: SQLiteBackend, name: str, inputs: Sequence[Node], outputs: Sequence[Node],

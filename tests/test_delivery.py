@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import make_event
+from _support import make_event, wait_for
 from httpserver import EventPostTransport, RecordingServer, Request
 
 import workflow_trace as wt
@@ -60,15 +60,6 @@ def by_task(ids_and_tasks: Sequence[tuple[str, int | None]]) -> dict[int | None,
         groups.setdefault(task_id, []).append(event_id)
     return groups
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @pytest.fixture

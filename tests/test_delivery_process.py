@@ -10,13 +10,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import make_event
+from _support import make_event, wait_for
 from httpserver import EventPostTransport, RecordingServer, Request
 
 from workflow_trace._delivery import DeliveringBackend
@@ -33,7 +32,7 @@ PROLOGUE = f"""
 import json, os, sys, time
 sys.path.insert(0, {str(TESTS)!r})
 from httpserver import EventPostTransport
-from _support import make_event
+from _support import make_event, wait_for
 from workflow_trace._delivery import DeliveringBackend
 from workflow_trace._events import Event, StepRef, new_run_id
 url, spool = sys.argv[1], sys.argv[2]
@@ -58,15 +57,6 @@ def run_child(program: str, *args: str, env: dict[str, str] | None = None, timeo
 def received_ids(server: RecordingServer) -> list[str]:
     return [body["event_id"] for body in server.bodies("/events") if body]
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def run_events(task_id: int, name: str, n: int) -> list[Event]:

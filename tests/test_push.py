@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import cli_text
 from httpserver import RecordingServer, Request
 
 import workflow_trace as wt
@@ -21,20 +20,9 @@ API = "/public/api/v3/"
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m workflow_trace ARGS`` in ``cwd`` with a clean workflow_trace environment."""
-    environ = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("WORKFLOW_TRACE_", "OPENLINEAGE_")) and k not in (
-            "SERVER_ADDRESS", "API_TOKEN", "TEAM_ID", "TASK_ID", "SUPERVISELY_TASK_ID")
-    }
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
-    environ["PYTHONIOENCODING"] = "utf-8"
-    environ["WORKFLOW_TRACE_EXIT_TIMEOUT"] = "1"
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "workflow_trace", *args],
-        cwd=cwd, env=environ, capture_output=True, text=True, encoding="utf-8", timeout=120, check=False,
-    )
+    """``python -m workflow_trace ARGS`` in ``cwd``; exit waits at most a second for a server."""
+    return cli_text(*args, cwd=cwd, env={"WORKFLOW_TRACE_EXIT_TIMEOUT": "1", **(env or {})})
+
 
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, str]:

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _support import cli_text as cli
 
 import workflow_trace as wt
 from workflow_trace.backends.sqlite import SQLiteBackend
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m workflow_trace ARGS`` in ``cwd`` with a clean workflow_trace environment."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_TRACE_")}
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
-    environ["PYTHONIOENCODING"] = "utf-8"
-    return subprocess.run(
-        [sys.executable, "-m", "workflow_trace", *args],
-        cwd=cwd, env=environ, capture_output=True, text=True, encoding="utf-8", timeout=120, check=False,
-    )
 
 
 def tree(root: Path) -> dict[str, bytes]:
