@@ -281,6 +281,15 @@ def run_child(name: str, out: str) -> int:
 # -- the parent ------------------------------------------------------------------------------------------
 
 
+def scenario_env(url: str, scenario: dict[str, Any], **extra: str) -> dict[str, str]:
+    """The environment a scenario's child process runs in: this one without workflow/SDK settings, the
+    fake instance, the scenario's own variables."""
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    env.update({"SERVER_ADDRESS": url, "API_TOKEN": TOKEN, "NO_PROXY": "127.0.0.1,localhost", **extra})
+    env.update(scenario["env"])
+    return env
+
+
 def record_all(out_dir: Path, python: str, only: list[str] | None = None) -> list[dict[str, Any]]:
     """Run every scenario, write ``sdk_requests.jsonl`` and ``sdk_scenarios.json`` into ``out_dir``."""
     fake = FakeInstance()
@@ -292,10 +301,7 @@ def record_all(out_dir: Path, python: str, only: list[str] | None = None) -> lis
                 continue
             fake.scenario = scenario["name"]
             fake.instance_version = scenario["instance_version"]
-            env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-            env.update({"SERVER_ADDRESS": url, "API_TOKEN": TOKEN, "NO_PROXY": "127.0.0.1,localhost",
-                        "SUPERVISELY_SKIP_HTTPS_USER_HELPER_CHECK": "1", "PYTHONHASHSEED": "0"})
-            env.update(scenario["env"])
+            env = scenario_env(url, scenario, SUPERVISELY_SKIP_HTTPS_USER_HELPER_CHECK="1", PYTHONHASHSEED="0")
             with tempfile.TemporaryDirectory() as tmp:
                 result_file = os.path.join(tmp, "result.json")
                 proc = subprocess.run(

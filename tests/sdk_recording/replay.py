@@ -118,9 +118,7 @@ def compare(only: list[str] | None, python: str, meta_as_dict: bool = False) -> 
                 continue
             fake.scenario = scenario["name"]
             fake.instance_version = scenario["instance_version"]
-            env = {k: v for k, v in os.environ.items() if k not in record.CLEARED_ENV}
-            env.update({"SERVER_ADDRESS": url, "API_TOKEN": record.TOKEN, "NO_PROXY": "127.0.0.1,localhost"})
-            env.update(scenario["env"])
+            env = record.scenario_env(url, scenario)
             if meta_as_dict:
                 env["REPLAY_META_AS_DICT"] = "1"
             with tempfile.TemporaryDirectory() as tmp:
