@@ -471,6 +471,48 @@ def test_kill_9_after_decorated_calls_returned_loses_nothing_in_the_local_store(
     assert (2_000, 2_000, True) == (seen_now, len(expected & seen_later), "dataset:5000000" in seen_later)
 
 
+ROTATING_BURST = """
+import sys, threading, time
+import workflow_trace as wt
+from workflow_trace import _journal
+_journal.SEGMENT_BYTES = 16 * 1024  # a few hundred lines per segment: the 4,000 below fill many
+wt.configure(f"sqlite:///{sys.argv[1]}")
+
+@wt.consumes_dataset
+def load(dataset_id):
+    return dataset_id
+
+def work(first):
+    for i in range(first, first + 1_000):
+        load(i)
+
+threads = [threading.Thread(target=work, args=(n * 1_000,)) for n in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("calls returned", flush=True)
+time.sleep(60)
+"""
+
+
+def test_kill_9_while_threads_fill_many_journal_segments_loses_nothing(tmp_path: Path) -> None:
+    """4 threads, 4,000 calls over many small journal segments, kill -9: a later process stores every event
+    and leaves no journal behind."""
+    db = tmp_path / "store.db"
+    proc = spawn_py(ROTATING_BURST, str(db))
+    try:
+        assert "calls returned" == Lines(proc.stdout).next(timeout=60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert 0 == run_py(LATER, str(db), timeout=30).returncode
+    expected = {f"dataset:{i}" for i in range(4_000)}
+    journal = tmp_path / "store.db.journal"
+    left = sorted(p.name for p in journal.glob("*")) if journal.exists() else []
+    assert (4_000, []) == (len(expected & dataset_keys(db)), left)
+
+
 # -- 16. exit with the server down returns at once -----------------------------------------------------
 
 EXIT_DOWN = """

@@ -1,22 +1,26 @@
 """The durable hand-off between a decorated call and a SQLite file: a journal and its writer thread.
 
-The call path never touches SQLite. It appends its records, already encoded as lines, to this process's
-journal with one ``os.write`` — once it returns, the kernel holds the bytes, so a ``kill -9`` of the
-process loses nothing — and wakes the writer thread if it is idle. The writer reads the journal back,
-hands the new complete lines to an *ingest* function that stores them and the journal position in one
-transaction (group commit: whatever arrived while the previous transaction ran goes into the next), and
-deletes the journal once everything in it is stored and the process ends.
+The call path never touches SQLite. It copies its records, already encoded as lines, into this process's
+journal: a segment file mapped into memory (``mmap``, shared with the file). Once the copy is done the
+kernel holds the bytes in the file's pages, so a ``kill -9`` of the process loses nothing; and a copy is no
+system call, so the caller keeps the GIL (a ``write(2)`` gives it up, and getting it back while the writer
+thread runs Python costs tens of microseconds). The writer thread reads the new lines back from the same
+mapping, hands them to an *ingest* function that stores them and the journal position in one transaction
+(group commit: whatever arrived while the previous transaction ran goes into the next), and deletes the
+journal once everything in it is stored and the process ends.
 
 Files, in ``<store>.journal/`` next to the SQLite file they feed:
 
 - ``<owner>.lock``: held with ``flock`` for the life of the journal. A journal whose lock can be taken
   belongs to a process that is gone: the next writer (any process using the same file) ingests it from
   the position its owner stored last, then deletes it. Readers merge it in memory without writing.
-- ``<owner>.<n>.log``: segments of at most :data:`SEGMENT_BYTES`; the first line of each is a JSON header
-  (process id, host, event id prefix, command line...). The writer rotates segments by ``dup2`` onto the
-  descriptor the call path writes to, so rotation needs no lock on the call path.
+- ``<owner>.<n>.log``: segments of :data:`SEGMENT_BYTES`, allocated on disk when created (a full disk
+  fails there, as an ``OSError`` the call path counts, never as a ``SIGBUS`` in a later copy). The first
+  line of each is a JSON header (process id, host, event id prefix, command line...); the lines follow;
+  the rest is zeros until written (readers stop at the first zero byte; a journal closed with lines left
+  in it is cut to its end). A call whose lines do not fit starts the next segment.
 
-After ``os.fork()`` the child starts a journal of its own (the parent's descriptors are closed in the
+After ``os.fork()`` the child starts a journal of its own (the parent's segments are unmapped in the
 child, never written); ``multiprocessing`` children, which leave with ``os._exit``, finish it in a
 finalizer. At exit the writer gets until the exit deadline (``WORKFLOW_TRACE_EXIT_TIMEOUT``, default 2 s,
 shared by every backend); whatever it could not store stays in the journal for the next process, and one
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import socket
 import sys
@@ -64,8 +69,6 @@ DEFAULT_EXIT_TIMEOUT = 2.0
 SEGMENT_BYTES = 8 * 1024 * 1024
 #: Lines handed to one ingest call (one transaction) at most.
 MAX_BATCH_LINES = 2_000
-#: Seconds a rotated segment is still read before it is deleted (writes in flight land in it).
-ROTATE_GRACE = 1.0
 #: Seconds between looks for journals of processes that are gone.
 ORPHAN_POLL = 30.0
 #: Seconds the writer lets records gather before it reads them, unless a flush (or a call) is waiting:
@@ -151,6 +154,7 @@ def read_lines(path: Path, offset: int) -> tuple[list[bytes], int, dict[str, Any
         start = max(offset, len(header_line))
         f.seek(start)
         data = f.read()
+    data = data[: data.find(b"\0")] if b"\0" in data else data  # the allocated, unwritten tail
     end = data.rfind(b"\n")
     return (data[: end + 1].splitlines() if end >= 0 else []), start, header
 
@@ -201,6 +205,53 @@ def find_orphans(directory: Path, exclude: str | None = None) -> Iterator[Orphan
 Ingest = Callable[[list[bytes], dict[str, Any], Checkpoint], None]
 
 
+class _Segment:
+    """One segment file of this process's journal, mapped into memory.
+
+    Its space is allocated when it is created (``posix_fallocate``; zeros written where that is missing),
+    so a full disk is an ``OSError`` then, never a ``SIGBUS`` on the call path later. ``end`` is where the
+    next line goes (the call path, under the writer's lock); ``stored`` is how far the writer stored.
+    """
+
+    __slots__ = ("end", "fd", "header", "mm", "n", "path", "stored")
+
+    def __init__(self, path: Path, n: int, header: dict[str, Any], size: int) -> None:
+        first = json.dumps(header, separators=(",", ":"), default=str).encode() + b"\n"
+        size = max(size, len(first) + 1)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            else:  # pragma: no cover - macOS, Windows
+                for at in range(0, size, 1 << 20):
+                    os.write(fd, bytes(min(1 << 20, size - at)))
+            self.mm = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        self.mm[: len(first)] = first
+        self.path, self.n, self.fd = path, n, fd
+        self.header: dict[str, Any] = json.loads(first)  # as a reader of the file sees it
+        self.end = self.stored = len(first)
+
+    def unread(self) -> bytes:
+        """The lines appended and not stored yet (none once the segment is closed)."""
+        return b"" if self.mm.closed else self.mm[self.stored : self.end]
+
+    def close(self, delete: bool) -> None:
+        """Unmap and close; delete the file, or cut it to what was written (no zeros for readers)."""
+        if not self.mm.closed:
+            self.mm.close()
+        if delete:
+            self.path.unlink(missing_ok=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.end)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class JournalWriter:
     """A journal this process appends to, and the thread that ingests it (see the module docstring).
 
@@ -235,13 +286,11 @@ class JournalWriter:
     def _reset(self) -> None:
         """State of one process (set again in a forked child, and after close)."""
         self._generation = getattr(self, "_generation", 0) + 1  # a thread of another generation stops
-        self._fd = -1
         self._lock_fd = -1
         self._owner = ""
-        self._segment = 0
-        self._segments: list[tuple[int, Path, int, float]] = []  # rotated: (n, path, offset, rotated_at)
-        self._offset = 0  # ingested position in the current segment
-        self._open_lock = threading.Lock()
+        self._seg: _Segment | None = None  # the segment appended to
+        self._segs: list[_Segment] = []  # every segment not deleted yet, in order (the current one last)
+        self._lock = threading.Lock()  # appending, opening and rotating (the call path); closing
         self._cond = threading.Condition(threading.Lock())
         self._wake = threading.Event()  # records arrived (the writer was idle), or someone waits
         self._hurry = threading.Event()  # someone waits (flush, call, close): no gathering
@@ -264,52 +313,67 @@ class JournalWriter:
     # -- the call path -----------------------------------------------------------------------------
 
     def append(self, data: bytes, events: int) -> None:
-        """Append encoded lines (``events`` of them) to the journal and wake the writer.
+        """Copy encoded lines (``events`` of them) into the journal and wake the writer.
+
+        A copy into the mapped segment: no system call, and the GIL is kept (a system call would give it
+        up, and with the writer busy in Python, waiting to get it back costs far more than the write).
+        The offset moves after the copy, so an interrupt halfway leaves no gap for the writer to read.
 
         Raises:
             OSError: the journal cannot be written (counted: :meth:`flush` then returns ``False``).
         """
-        fd = self._fd
         try:
-            if fd < 0:
-                fd = self._open()
-            while data:
-                written = os.write(fd, data)
-                data = data[written:]
-        except OSError:
+            with self._lock:
+                seg = self._seg or self._open()
+                end = seg.end + len(data)
+                if end > len(seg.mm):
+                    seg = self._rotate(len(data))
+                    end = seg.end + len(data)
+                seg.mm[seg.end : end] = data
+                seg.end = end
+        except (OSError, ValueError) as exc:  # ValueError: a segment closed under a late append
             self._lost += events
-            raise
+            raise exc if isinstance(exc, OSError) else OSError(f"the journal is closed ({exc})") from None
         if self._idle:
             self._idle = False
             self._wake.set()
 
-    def _open(self) -> int:
-        # Interrupt-safe: the descriptor the call path writes to is published last, and the thread is
-        # started whenever it is missing (a KeyboardInterrupt between the two leaves no journal unread).
-        with self._open_lock:
-            if self._fd < 0:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                self._owner = f"{time.time_ns():x}-{os.getpid()}"
-                self._lock_fd = os.open(self.directory / f"{self._owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-                _lock(self._lock_fd, blocking=True)
-                self._segment = 0
-                self._fd = self._new_segment(0)
+    def _open(self) -> _Segment:
+        """Start this process's journal (the lock held). Interrupt-safe: the segment the call path writes
+        to is published last, and the thread is started whenever it is missing."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        owner = f"{time.time_ns():x}-{os.getpid()}"
+        self._lock_fd = os.open(self.directory / f"{owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        _lock(self._lock_fd, blocking=True)
+        self._owner = owner
+        seg = self._new_segment(0, SEGMENT_BYTES)
+        self._segs.append(seg)
+        self._seg = seg
+        self._ensure_thread()
+        return seg
+
+    def _started(self) -> _Segment:
+        with self._lock:
+            seg = self._seg or self._open()
             self._ensure_thread()
-            return self._fd
+            return seg
 
-    def _segment_path(self, n: int) -> Path:
-        return self.directory / f"{self._owner}.{n}.log"
-
-    def _new_segment(self, n: int) -> int:
+    def _new_segment(self, n: int, size: int) -> _Segment:
         header = {
             "journal": 1, "owner": self._owner, "segment": n, "pid": os.getpid(), "host": _HOST,
             "started": time.time(), "prefix": ids.prefix, "argv": list(sys.argv), "command": command_line(),
             "cwd": os.getcwd(),
             "python": sys.version.split()[0], **self._header_extra,
         }
-        fd = os.open(self._segment_path(n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(fd, json.dumps(header, separators=(",", ":"), default=str).encode() + b"\n")
-        return fd
+        return _Segment(self.directory / f"{self._owner}.{n}.log", n, header, size)
+
+    def _rotate(self, need: int) -> _Segment:
+        """A new segment for lines that do not fit (the lock held); the writer deletes the old one once it
+        is stored."""
+        seg = self._new_segment(self._segs[-1].n + 1, max(SEGMENT_BYTES, need + 4096))
+        self._segs.append(seg)
+        self._seg = seg
+        return seg
 
     # -- the writer thread -------------------------------------------------------------------------
 
@@ -332,8 +396,8 @@ class JournalWriter:
         Raises:
             TimeoutError: ``fn`` did not finish within ``timeout``; whatever ``fn`` raised.
         """
-        if self._fd < 0:
-            self._open()
+        if self._seg is None:
+            self._started()
         job = _Call(fn, after_stored)
         self._calls.append(job)
         self._nudge()
@@ -346,7 +410,7 @@ class JournalWriter:
     def call_soon(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` in the writer thread between two transactions, without waiting (errors are
         contained there)."""
-        if self._fd >= 0:
+        if self._seg is not None:
             self._calls.append(_Call(fn, False))
             self._nudge()
 
@@ -422,62 +486,41 @@ class JournalWriter:
             self._recover(orphans)
 
     def _pending(self) -> bool:
-        fd = self._fd
-        try:
-            return fd >= 0 and os.fstat(fd).st_size > self._offset
-        except OSError:
-            return False
+        return any(seg.end > seg.stored for seg in self._segs)
 
     def _work(self) -> bool:
-        """Ingest what is new (rotated segments first); ``True`` when something was stored."""
+        """Ingest what is new, oldest segment first; ``True`` when something was stored. A segment the
+        call path left (rotated) is deleted once stored: its end moves no more."""
         did = False
-        for i, (n, path, offset, rotated_at) in enumerate(list(self._segments)):
-            stored, offset = self._ingest_segment(n, path, offset)
-            did = did or stored
-            self._segments[i] = (n, path, offset, rotated_at)
-        if self._fd < 0:
-            return did
-        stored, self._offset = self._ingest_segment(self._segment, self._segment_path(self._segment), self._offset)
-        did = did or stored
-        now = time.monotonic()
-        keep = []
-        for n, path, offset, rotated_at in self._segments:
-            if now - rotated_at > ROTATE_GRACE and path.stat().st_size <= offset:
-                path.unlink(missing_ok=True)
-            else:
-                keep.append((n, path, offset, rotated_at))
-        self._segments = keep
-        if self._offset >= SEGMENT_BYTES and not self._stop:
-            self._rotate()
+        for seg in list(self._segs):
+            did = self._ingest_segment(seg) or did
+            if seg is not self._seg and seg.stored >= seg.end:  # in this order: see the docstring
+                self._segs.remove(seg)
+                seg.close(delete=True)
         return did
 
-    def _ingest_segment(self, n: int, path: Path, offset: int) -> tuple[bool, int]:
-        lines, start, header = read_lines(path, offset)
-        stored = False
+    def _ingest_segment(self, seg: _Segment) -> bool:
+        data = seg.unread()
+        if not data:
+            return False
+        lines = data.splitlines()
+        start, stored = seg.stored, False
         for i in range(0, len(lines), MAX_BATCH_LINES):
             chunk = lines[i : i + MAX_BATCH_LINES]
             chunk_end = start + sum(len(line) + 1 for line in chunk)
             try:
-                self._ingest(chunk, header or {}, Checkpoint(self._owner, n, chunk_end))
+                self._ingest(chunk, seg.header, Checkpoint(self._owner, seg.n, chunk_end))
             except Exception as exc:  # noqa: BLE001 - kept in the journal and retried; flush() says False
                 self._error = describe(exc)
                 report(exc, f"{self.name}: cannot store events yet (they are kept in {self.directory})",
                        allow_raise=False)
-                return stored, start
-            start, stored, self._error = chunk_end, True, None
+                return stored
+            seg.stored, start, stored, self._error = chunk_end, chunk_end, True, None
             with self._cond:
                 self._cond.notify_all()
             if self._calls:
                 self._run_calls(between_transactions=True)
-        return stored, start
-
-    def _rotate(self) -> None:
-        n = self._segment + 1
-        new_fd = self._new_segment(n)
-        os.dup2(new_fd, self._fd)  # the call path's descriptor now writes to the new segment
-        os.close(new_fd)
-        self._segments.append((self._segment, self._segment_path(self._segment), self._offset, time.monotonic()))
-        self._segment, self._offset = n, 0
+        return stored
 
     # -- flush, close, fork --------------------------------------------------------------------------
 
@@ -485,41 +528,26 @@ class JournalWriter:
         """Wait until everything appended so far is stored; ``False`` on timeout, on an ingest error
         that persists, or when events could not be journaled since the last flush."""
         lost, self._lost = self._lost, 0
-        if self._fd < 0:
+        last = self._seg
+        if last is None:
             return lost == 0
-        with self._open_lock:
+        with self._lock:
             self._ensure_thread()
-        try:
-            target = os.fstat(self._fd).st_size
-        except OSError:
-            return False
-        segment = self._segment
+        target = last.end
         deadline = time.monotonic() + (30.0 if timeout is None else max(0.0, timeout))
         with self._cond:
             while True:
                 self._nudge()
-                if (self._segment > segment or self._offset >= target) and not self._segments_pending():
+                if all(s.stored >= (target if s is last else s.end) for s in list(self._segs) if s.n <= last.n):
                     return lost == 0
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self._thread is not None and not self._thread.is_alive()):
                     return False
                 self._cond.wait(min(remaining, 0.05))
 
-    def _segments_pending(self) -> bool:
-        return any(path.exists() and path.stat().st_size > offset for _n, path, offset, _t in self._segments)
-
     def pending_events(self) -> int:
         """Lines appended by this process and not stored yet (a count for messages)."""
-        total = 0
-        current = [(self._segment, self._segment_path(self._segment), self._offset, 0.0)] if self._fd >= 0 else []
-        for _n, path, offset, _t in [*self._segments, *current]:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    total += f.read().count(b"\n")
-            except OSError:
-                continue
-        return total
+        return sum(seg.unread().count(b"\n") for seg in list(self._segs))
 
     def close(self, deadline: float | None = None) -> bool:
         """Store what is left (until ``deadline``), stop the thread, delete the journal if all is stored.
@@ -528,7 +556,7 @@ class JournalWriter:
             ``True`` when everything was stored; otherwise the journal stays for the next process and one
             WARNING says how many events it holds and why.
         """
-        if self._fd < 0:
+        if self._seg is None:
             return self._lost == 0
         timeout = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
         ok = self.flush(timeout)
@@ -538,27 +566,25 @@ class JournalWriter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0 if deadline is None else max(0.05, deadline - time.monotonic()))
         self._generation += 1  # a thread still in an ingest (a store that hangs) stops after it
-        if self._fd < 0:
-            return ok
-        if ok:
-            for _n, path, _o, _t in self._segments:
-                path.unlink(missing_ok=True)
-            self._segment_path(self._segment).unlink(missing_ok=True)
-            (self.directory / f"{self._owner}.lock").unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # other processes' journals may still be there
-                self.directory.rmdir()
-        else:
-            left = self.pending_events()
-            if left:
+        with self._lock:
+            if self._seg is None:
+                return ok
+            left = 0 if ok else self.pending_events()
+            for seg in self._segs:
+                seg.close(delete=ok)
+            if ok:
+                (self.directory / f"{self._owner}.lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # other processes' journals may still be there
+                    self.directory.rmdir()
+            elif left:
                 logger.warning(
                     "%s: %d event(s) could not be stored before exit (%s); they are kept in "
                     "%s and stored by the next process that uses it", self.name, left,
                     self._error or "the exit deadline passed", self.directory,
                 )
-        for fd in (self._fd, self._lock_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._reset()  # a later append starts a new journal
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            self._reset()  # a later append starts a new journal
         return ok
 
     def close_at_exit(self) -> None:
@@ -566,11 +592,14 @@ class JournalWriter:
         self.close(exit_deadline())
 
     def _after_fork(self) -> None:
-        # The parent's descriptors are not ours: closing our copies leaves its lock and file alone.
-        for fd in (self._fd, self._lock_fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        # The parent's segments and lock are not ours: unmapping and closing our copies leaves them alone.
+        for seg in self._segs:
+            with contextlib.suppress(OSError, ValueError):
+                seg.mm.close()
+                os.close(seg.fd)
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
         self._reset()
 
 
