@@ -85,7 +85,10 @@ class Step(RunRef):
 
     def __init__(self, name: str, parent: Step | None, task_id: int | None, *, active: bool = True,
                  config: object = None, params: dict[str, Any] | None = None) -> None:
-        super().__init__(new_run_id(), name, None if parent is None else parent.run_id)
+        self.run_id = new_run_id()
+        self.name = name
+        self.parent_run_id = None if parent is None else parent.run_id
+        self.wire: str | None = None
         self.parent = parent
         self.task_id = task_id
         self.active = active  # False when tracking was off: the step records nothing
@@ -160,35 +163,35 @@ class Step(RunRef):
             if kind == INPUT and any(k[0] == "app" for k in keys):
                 raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
             records: list[Record] = []
-            added = self.collect(records, kind, keys, card)
+            added: list[NodeKey] = []
+            self.collect(records, kind, keys, card, added=added)
             if records:
                 _runtime.write(records)
             return [key_node(k) for k in added]
         return []
 
     def collect(self, records: list[Record], kind: int, nodes: Iterable[Node | NodeKey], meta: Meta | None,
-                task_id: int | None = -1) -> list[NodeKey]:
-        """Append records for the nodes (or node keys) this run has not recorded yet (same direction and card).
+                task_id: int | None = -1, added: list[NodeKey] | None = None) -> None:
+        """Append records for the nodes (or node keys) this run has not recorded yet (same direction and card);
+        the keys recorded are appended to :attr:`inputs` / :attr:`outputs` (and to ``added``).
 
         Relative local paths carry the working directory, so the store knows what they meant.
         """
         seen = self.seen
-        added: list[NodeKey] = []
         target = self._in if kind == INPUT else self._out
         task = self.task_id if task_id == -1 else task_id
         meta_key = None if meta is None else meta.json
         for node in nodes:
             key = node if type(node) is tuple else node_key(node)  # type: ignore[arg-type]
             mark = (kind, key, meta_key, task)
-            if mark in seen:
-                continue
-            seen.add(mark)
-            target.append(key)
-            added.append(key)
-            path = key[4]
-            cwd = os.getcwd() if path is not None and not path.startswith("/") else None
-            records.append((kind, _next_seq(), _now(), task, self, key, meta, cwd))
-        return added
+            if mark not in seen:
+                seen.add(mark)
+                target.append(key)
+                if added is not None:
+                    added.append(key)
+                path = key[4]
+                cwd = None if path is None or path[:1] == "/" else os.getcwd()
+                records.append((kind, _next_seq(), _now(), task, self, key, meta, cwd))
 
     def start_record(self) -> Record:
         return (STARTED, _next_seq(), _now(), self.task_id, self, None, None, self.params)

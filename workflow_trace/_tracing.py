@@ -37,7 +37,7 @@ from ._context import contained, suppressed
 from ._errors import ConfigurationError, DecorationError, ExtractionError
 from ._events import INPUT, OUTPUT, Record
 from ._meta import Meta, MetaLike, to_meta
-from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce_keys, coerce_nodes
+from ._nodes import App, Dataset, File, Folder, Job, Node, NodeKey, Project, Task, coerce_keys, coerce_nodes
 from ._step import (
     Step,
     _current,
@@ -74,6 +74,7 @@ _MISSING: Any = object()
 _get_step = _current.get
 #: Types whose values are remembered as passed (``(spec, value) in run.seen``): hashable by content.
 _PLAIN = frozenset({int, str, Project, Dataset, File, Folder, Task, Job, App})
+_KEY_CACHE = 1024  # values per decorator whose node keys are kept
 
 
 def _walk(value: Any, path: Sequence[str], where: str) -> Any:
@@ -101,8 +102,8 @@ class _Spec:
     anything else (a path into an argument or into the result, a callable source).
     """
 
-    __slots__ = ("cls", "culprit", "default", "direct", "getter", "guard", "index", "kind", "meta", "model_weight",
-                 "name", "plain", "version", "when")
+    __slots__ = ("cls", "culprit", "default", "direct", "getter", "guard", "index", "keys", "kind", "meta",
+                 "model_weight", "name", "plain", "version", "when")
 
     def __init__(self, kind: int, cls: type[Node], culprit: str) -> None:
         self.kind = kind
@@ -119,9 +120,23 @@ class _Spec:
         self.plain = False  # values may be remembered as passed (no predicate, no versioning)
         self.direct = False  # plain, and read from a parameter or the result as it is (set by _Tracer.add)
         self.guard = contained(culprit)
+        #: The node keys of plain values coerced before (a value of a type in ``_PLAIN`` always gives the
+        #: same keys): a loader called with the same ids run after run coerces them once. Bounded.
+        self.keys: dict[Any, list[NodeKey]] = {}
 
     def __repr__(self) -> str:
         return f"<{self.culprit}>"
+
+    def coerce(self, value: Any) -> list[NodeKey]:
+        """The node keys of ``value`` (raises :class:`NodeCoercionError` naming this decorator)."""
+        keys = self.keys.get(value) if type(value) in _PLAIN else None
+        if keys is None:
+            keys = coerce_keys(self.cls, value, model_weight=self.model_weight, culprit=self.culprit)
+            if type(value) in _PLAIN:
+                if len(self.keys) >= _KEY_CACHE:
+                    self.keys.clear()
+                self.keys[value] = keys
+        return keys
 
 
 class _Tracer:
@@ -277,8 +292,14 @@ class _Tracer:
             value = _MISSING
             if spec.plain:
                 value = result if spec.kind == OUTPUT else self.arg(spec, instance, args, kwargs)
-                if type(value) in _PLAIN and (spec, value) in seen:
-                    continue
+                if type(value) in _PLAIN:
+                    if (spec, value) in seen:
+                        continue
+                    keys = spec.keys.get(value)
+                    if keys is not None:  # coerced before: nothing left that can fail
+                        step.collect(records, spec.kind, keys, spec.meta)
+                        seen.add((spec, value))
+                        continue
             with spec.guard:
                 if spec.when is not None:
                     if bound is None:
@@ -292,8 +313,7 @@ class _Tracer:
                                                    culprit=spec.culprit), spec.version, step, spec.culprit)
                     step.collect(records, spec.kind, nodes, spec.meta)
                 else:
-                    keys = coerce_keys(spec.cls, value, model_weight=spec.model_weight, culprit=spec.culprit)
-                    step.collect(records, spec.kind, keys, spec.meta)
+                    step.collect(records, spec.kind, spec.coerce(value), spec.meta)
                 if spec.plain and type(value) in _PLAIN:
                     seen.add((spec, value))
 

@@ -57,6 +57,7 @@ from .._events import (
     FINISHED,
     INPUT,
     KINDS,
+    OUTPUT,
     STARTED,
     TASK,
     Event,
@@ -475,6 +476,10 @@ class _Batch:
         )
 
 
+#: A node's identity: the JSON of its key (``json.dumps(key, separators=(",", ":"), ensure_ascii=False)``).
+_identity = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _parse_lines(lines: list[bytes], where: Path) -> list[tuple[str, list[Any]]]:
     """``(text, row)`` per journal line: one JSON parse for the batch, line by line only if one is bad."""
     texts = [line.decode("utf-8", "replace") for line in lines]
@@ -560,6 +565,7 @@ class _Ingest:
         rows = _parse_lines(lines, self.backend.path)
         tasks: dict[int, list[Any]] = {}
         batch = _Batch(int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]))
+        self._resolve_nodes(conn, [row for _raw, row in rows if not isinstance(row[1], str)])  # not replayed
         for raw, row in rows:
             kind, ident, timestamp, task_id, run_id = row[0], row[1], row[2], row[3], row[4]
             when = iso(timestamp)
@@ -756,12 +762,12 @@ class _Ingest:
 
     def _edge(self, conn: sqlite3.Connection, row: list[Any], kind: int, task_id: int | None, when: str,
               seq: int | None, own: bool, batch: _Batch) -> None:
-        fields, meta, cwd = row[7], row[8], row[9]
-        if not isinstance(fields, dict) or "kind" not in fields:
+        found = row[10] if len(row) > 10 else self._node_key(row)
+        if found is None:
             return
-        recorded = fields.get("path")
-        path = None if recorded is None else _resolve(str(recorded), cwd)
-        node_id = self._node(conn, fields, path, recorded)
+        key, fields, path = found
+        meta, cwd = row[8], row[9]
+        node_id = self._node(conn, key, fields, row)
         stat = None
         if own and kind == INPUT and path is not None and _is_local_path_kind(fields["kind"]):
             stat = self._fingerprint(path)
@@ -787,36 +793,74 @@ class _Ingest:
         self.fingerprints[path] = (now, value)
         return value
 
-    def _node(self, conn: sqlite3.Connection, fields: dict[str, Any], path: str | None, recorded: Any) -> int:
+    @staticmethod
+    def _node_key(row: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any], str | None] | None:
+        """``(key, fields, resolved path)`` of an input/output line's node, ``None`` for a line without one."""
+        fields, cwd = row[7], row[9]
+        if not isinstance(fields, dict) or "kind" not in fields:
+            return None
+        recorded = fields.get("path")
+        path = None if recorded is None else _resolve(str(recorded), cwd)
         key = (fields["kind"], fields.get("id"), path, fields.get("version_id"), fields.get("version_num"))
-        model_weight = int(bool(fields.get("model_weight")))
-        cached = self.nodes.get(key)
-        if cached is not None:
-            node_id, known_weight = cached
-            if model_weight and not known_weight:
-                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
-                self.nodes[key] = (node_id, 1)
-            return node_id
-        kind, ext_id, _path, version_id, version_num = key
-        identity = json.dumps(list(key), separators=(",", ":"), ensure_ascii=False)
-        ident = ext_id if ext_id is not None else path
-        ref = kind if ident is None else f"{kind}:{ident}"
-        if kind == "project" and ext_id is None and path is None:
-            ref = f"project:version-{version_id}"
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO nodes (identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
-            "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (identity, kind, ref, ext_id, path, version_id, version_num, model_weight, recorded),
+        return key, fields, path
+
+    def _resolve_nodes(self, conn: sqlite3.Connection, rows: list[list[Any]]) -> None:
+        """Put the node id of every input/output of ``rows`` in the cache: the nodes known to the file are
+        looked up, the new ones inserted, a few statements for the whole batch (not one per node)."""
+        new: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        nodes = self.nodes
+        for row in rows:
+            if row[0] not in (INPUT, OUTPUT):
+                continue
+            found = self._node_key(row)
+            row.append(found)  # row[10]: read back by _edge (the key is made once per line)
+            if found is None or found[0] in nodes or found[0] in new:
+                continue
+            key, fields, path = found
+            kind, ext_id, _path, version_id, version_num = key
+            ident = ext_id if ext_id is not None else path
+            ref = kind if ident is None else f"{kind}:{ident}"
+            if kind == "project" and ext_id is None and path is None:
+                ref = f"project:version-{version_id}"
+            new[key] = (_identity(list(key)), kind, ref, ext_id, path, version_id, version_num,
+                        int(bool(fields.get("model_weight"))), fields.get("path"))
+        if not new:
+            return
+        if len(nodes) + len(new) > 100_000:
+            nodes.clear()
+        values = list(new.values())
+        known: dict[str, tuple[int, int]] = {}
+        for i in range(0, len(values), 500):
+            chunk = [v[0] for v in values[i : i + 500]]
+            for identity, node_id, weight in conn.execute(
+                f"SELECT identity, id, model_weight FROM nodes WHERE identity IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall():
+                known[identity] = (int(node_id), int(weight))
+        next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM nodes").fetchone()[0])
+        insert = []
+        for v in values:
+            if v[0] not in known:
+                next_id += 1
+                known[v[0]] = (next_id, v[7])
+                insert.append((next_id, *v))
+        conn.executemany(
+            "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
+            "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", insert,
         )
-        if cur.rowcount == 1 and cur.lastrowid is not None:
-            node_id = cur.lastrowid
-        else:
-            node_id = int(conn.execute("SELECT id FROM nodes WHERE identity = ?", (identity,)).fetchone()[0])
-            if model_weight:
-                conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ? AND model_weight = 0", (node_id,))
-        if len(self.nodes) > 100_000:
-            self.nodes.clear()
-        self.nodes[key] = (node_id, model_weight)
+        for key, v in new.items():
+            nodes[key] = known[v[0]]
+
+    def _node(self, conn: sqlite3.Connection, key: tuple[Any, ...], fields: dict[str, Any], row: list[Any]) -> int:
+        """The id of the node of ``row`` (its model-weight flag raised if this line sets it)."""
+        cached = self.nodes.get(key)
+        if cached is None:  # not resolved with its batch (a replayed event, or the cache was cleared)
+            self._resolve_nodes(conn, [row])
+            cached = self.nodes[key]
+        node_id, known_weight = cached
+        if fields.get("model_weight") and not known_weight:
+            conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
+            self.nodes[key] = (node_id, 1)
         return node_id
 
     @staticmethod
