@@ -449,12 +449,13 @@ class _Batch:
         self.seq = seq
         self.ids: set[str] = set()
         self.events: list[tuple[Any, ...]] = []
-        self.steps: list[tuple[Any, ...]] = []
+        self.steps: list[Sequence[Any]] = []
         self.restarts: list[tuple[str, str]] = []
         self.finishes: list[tuple[Any, ...]] = []
         self.edges: list[tuple[Any, ...]] = []
         self.started: list[str] = []
         self.maybe_known: set[str] = set()
+        self.open: dict[str, list[Any]] = {}  # run id -> its row in steps, for runs started in this batch
 
     def write(self, conn: sqlite3.Connection) -> None:
         conn.executemany(
@@ -462,8 +463,8 @@ class _Batch:
             self.events,
         )
         conn.executemany(
-            "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", self.steps,
+            "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params, "
+            "finished_at, status, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.steps,
         )
         conn.executemany("UPDATE steps SET started_at = ? WHERE run_id = ?", self.restarts)
         conn.executemany(
@@ -696,8 +697,10 @@ class _Ingest:
             batch.restarts.append((when, run_id))
             return
         self.runs[run_id] = (task_id, root)
-        batch.steps.append((run_id, task_id, name, parent, int(root), when,
-                            None if params is None else json.dumps(params)))
+        step = [run_id, task_id, name, parent, int(root), when, None if params is None else json.dumps(params),
+                None, "running", None, None]
+        batch.steps.append(step)
+        batch.open[run_id] = step  # its end, if in this batch too, goes into this row (no UPDATE)
         batch.started.append(run_id)
         if task_id is None:
             return
@@ -734,20 +737,27 @@ class _Ingest:
         params_json = None if params is None else json.dumps(params)
         known = self.runs.get(run_id)
         was_running = True
-        if known is None:
+        step = batch.open.pop(run_id, None)
+        if step is not None:
+            step[7:11] = [when, status, err_type, err_message]
+            step[6] = params_json or step[6]
+            root = bool(step[4])
+        elif known is None:
             found = conn.execute("SELECT task_id, root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
             known = (found[0], bool(found[1])) if found else None
             was_running = found is not None and found[2] == "running"
         if known is None:  # its start was never stored (another journal, or lost): the run ends here
             root = self._root(conn, parent, task_id)
-            batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json))
+            batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json, None, "running", None,
+                                None))
             batch.maybe_known.add(run_id)
             if task_id is not None:
                 tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])[0] += 1
             was_running = False
         else:
             root = known[1]
-        batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
+        if step is None:
+            batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
         self.runs.pop(run_id, None)
         if task_id is None or not root:
             return
