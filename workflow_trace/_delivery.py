@@ -52,12 +52,7 @@ from ._spool import Spool, SpoolRow, default_spool_path
 from ._transport import DeliveryError, Transport
 
 __all__ = [
-    "DEFAULT_EXIT_TIMEOUT",
-    "DEFAULT_FLUSH_TIMEOUT",
-    "DeliveringBackend",
-    "DeliveryStats",
-    "exit_timeout",
-    "warn_hold",
+    "DEFAULT_EXIT_TIMEOUT", "DEFAULT_FLUSH_TIMEOUT", "DeliveringBackend", "DeliveryStats", "exit_timeout", "warn_hold",
 ]
 
 from ._journal import DEFAULT_EXIT_TIMEOUT

@@ -43,14 +43,7 @@ from ._context import logger, safe_repr, warn
 from ._errors import ConfigurationError
 
 __all__ = [
-    "Meta",
-    "MetaLike",
-    "SdkMeta",
-    "WorkflowMeta",
-    "WorkflowSettings",
-    "card_fields",
-    "link_problem",
-    "meta_to_wire",
+    "Meta", "MetaLike", "SdkMeta", "WorkflowMeta", "WorkflowSettings", "card_fields", "link_problem", "meta_to_wire",
     "to_meta",
 ]
 

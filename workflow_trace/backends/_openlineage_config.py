@@ -49,18 +49,9 @@ from .._context import Secret, logger
 from .._errors import ConfigurationError
 
 __all__ = [
-    "CONFIG_FILE_NAME",
-    "DEFAULT_ENDPOINT",
-    "SUPPORTED_TRANSPORTS",
-    "HttpTransportConfig",
-    "OpenLineageSettings",
-    "config_file_candidates",
-    "env_config",
-    "find_config_file",
-    "is_disabled",
-    "is_sensitive_header",
-    "load_settings",
-    "safe_url",
+    "CONFIG_FILE_NAME", "DEFAULT_ENDPOINT", "SUPPORTED_TRANSPORTS", "HttpTransportConfig", "OpenLineageSettings",
+    "config_file_candidates", "env_config", "find_config_file", "header_value", "is_disabled", "is_sensitive_header",
+    "load_settings", "safe_url",
 ]
 
 
@@ -85,6 +76,13 @@ _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|passw", re.IGNOREC
 def is_sensitive_header(name: str) -> bool:
     """Whether a header's value is a credential (``Authorization``, ``X-Api-Key``, ``Cookie``...)."""
     return _SENSITIVE_HEADER.search(name) is not None
+
+
+def header_value(name: Any, value: Any) -> str | Secret:
+    """A header's value as it is kept: a credential's (:func:`is_sensitive_header`) in a :class:`Secret`."""
+    if isinstance(value, Secret):
+        return value
+    return Secret(str(value)) if is_sensitive_header(str(name)) else str(value)
 
 
 def safe_url(url: str) -> str:
@@ -281,10 +279,8 @@ def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConf
     headers_raw = transport.get("custom_headers") or {}
     if not isinstance(headers_raw, Mapping):
         raise ConfigurationError(f"{source}: transport.custom_headers must be a mapping of header: value")
-    headers: dict[str, str | Secret] = {}
-    for name, value in headers_raw.items():
-        text = _text(value, f"custom header {name!r}", source)
-        headers[str(name)] = Secret(text) if is_sensitive_header(str(name)) else text
+    headers = {str(name): header_value(name, _text(value, f"custom header {name!r}", source))
+               for name, value in headers_raw.items()}
     api_key = _api_key(transport.get("auth"), source)
     for key in sorted(set(transport) - _HTTP_KEYS):
         if key in _IGNORED_HTTP_KEYS:

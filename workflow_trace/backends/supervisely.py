@@ -52,12 +52,7 @@ from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from .._protocols import VersionInfo
 from .._transport import Client, DeliveryError
 
-__all__ = [
-    "JOBS_MIN_VERSION",
-    "WORKFLOW_MIN_VERSION",
-    "SuperviselyBackend",
-    "SuperviselyTransport",
-]
+__all__ = ["JOBS_MIN_VERSION", "WORKFLOW_MIN_VERSION", "SuperviselyBackend", "SuperviselyTransport"]
 
 
 #: The first instance version with workflows.
