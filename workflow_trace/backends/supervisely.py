@@ -216,11 +216,8 @@ class SuperviselyTransport:
             answer = self._client.call("tasks.info", {"id": self._task_wire(task_id)}, delivered=delivered)
             value = answer.get("teamId") if isinstance(answer, Mapping) else None
             if isinstance(value, bool) or not isinstance(value, int):
-                raise DeliveryError(
-                    f"tasks.info for task {task_id} gave no team id; set TEAM_ID or pass team_id=",
-                    retryable=False,
-                    delivered=delivered,
-                )
+                raise DeliveryError(f"tasks.info for task {task_id} gave no team id; set TEAM_ID or pass team_id=",
+                                    retryable=False, delivered=delivered)
             team = self._teams[task_id] = value
         return team
 
@@ -239,9 +236,8 @@ class SuperviselyTransport:
 
     def _file_id(self, team_id: int, path: str, delivered: int) -> int | None:
         # Not cached: a file overwritten at the same path (a "best.pt" saved each epoch) gets a new id.
-        answer = self._client.call(
-            "file-storage.list", {"teamId": team_id, "path": path, "recursive": True}, delivered=delivered
-        )
+        answer = self._client.call("file-storage.list", {"teamId": team_id, "path": path, "recursive": True},
+                                   delivered=delivered)
         for entry in _entities(answer):
             if entry.get("path") == path and isinstance(entry.get("id"), int):
                 return int(entry["id"])
@@ -249,9 +245,7 @@ class SuperviselyTransport:
 
     # -- mapping --------------------------------------------------------------------------------------
 
-    def _wire_node(
-        self, node: Node, task_id: int, team_id: int, delivered: int
-    ) -> tuple[str, int | str] | str:
+    def _wire_node(self, node: Node, task_id: int, team_id: int, delivered: int) -> tuple[str, int | str] | str:
         """``(type, id)`` for the request body, or a reason why the event cannot be sent."""
         if isinstance(node, Project):
             if node.version_id is not None:  # a version, also when named alone (as the SDK takes it)
@@ -266,8 +260,8 @@ class SuperviselyTransport:
                      "project %s has no version %s on %s; the project itself is recorded for task %s instead",
                      node.id, node.version_num, self.server_address, task_id)
             return "project", node.id
-        if isinstance(node, Dataset):
-            return "dataset", node.id
+        if isinstance(node, (Dataset, Task, Job)):
+            return node.kind, node.id
         if isinstance(node, File):
             wire_type = "model_weight" if node.model_weight else "file"
             if node.id is not None:
@@ -282,10 +276,6 @@ class SuperviselyTransport:
             return wire_type, file_id
         if isinstance(node, Folder):
             return "folder", node.path if node.path.startswith("/") else "/" + node.path
-        if isinstance(node, Task):
-            return "task", node.id
-        if isinstance(node, Job):
-            return "job", node.id
         if isinstance(node, App):
             return "app_session", self._task_wire(task_id)
         return f"a {type(node).__name__} has no place in a Supervisely workflow"
@@ -298,12 +288,8 @@ class SuperviselyTransport:
     def edge_body(self, event: Event, team_id: int, node_type: str, node_id: int | str) -> dict[str, Any]:
         """The request body of one edge, keys in the SDK's order."""
         assert event.task_id is not None
-        body: dict[str, Any] = {
-            "teamId": team_id,
-            "node": {"type": "task", "id": self._task_wire(event.task_id)},
-            "type": node_type,
-            "id": node_id,
-        }
+        body: dict[str, Any] = {"teamId": team_id, "node": {"type": "task", "id": self._task_wire(event.task_id)},
+                                "type": node_type, "id": node_id}
         if event.meta:
             body["meta"] = event.meta
         return body
@@ -379,14 +365,8 @@ def _version_info(entity: Mapping[str, Any]) -> VersionInfo:
             created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
         except ValueError:
             created_at = None
-    return VersionInfo(
-        id=int(entity["id"]),
-        version=int(entity["version"]),
-        project_id=entity.get("projectId"),
-        title=entity.get("name"),
-        description=entity.get("description"),
-        created_at=created_at,
-    )
+    return VersionInfo(id=int(entity["id"]), version=int(entity["version"]), project_id=entity.get("projectId"),
+                       title=entity.get("name"), description=entity.get("description"), created_at=created_at)
 
 
 class SuperviselyBackend:
@@ -575,14 +555,11 @@ class SuperviselyBackend:
     @staticmethod
     def _project_id(project: Project, what: str) -> int:
         if project.id is None:
-            raise VersioningError(
-                f"{what}: {project.ref} is a local folder; versions exist for projects on the instance"
-            )
+            raise VersioningError(f"{what}: {project.ref} is a local folder; versions exist for projects on the "
+                                  "instance")
         return project.id
 
-    def list_versions(
-        self, project: Project, filters: list[dict[str, Any]] | None = None
-    ) -> list[VersionInfo]:
+    def list_versions(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
         """The project's versions (``projects.versions.list``, every page), oldest first.
 
         Raises:
@@ -602,9 +579,8 @@ class SuperviselyBackend:
         except DeliveryError as exc:
             raise VersioningError(f"listing the versions of project {project_id} failed: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
-            raise VersioningError(
-                f"listing the versions of project {project_id}: unexpected answer ({type(exc).__name__})"
-            ) from None
+            raise VersioningError(f"listing the versions of project {project_id}: unexpected answer "
+                                  f"({type(exc).__name__})") from None
 
     def _sdk_api(self, what: str) -> Any:
         """The SDK's ``Api``: the one given to :meth:`from_api`, or one built from the same settings."""
@@ -620,6 +596,16 @@ class SuperviselyBackend:
             self._sly_api = supervisely.Api(self.server_address, self._token.reveal())
         return self._sly_api
 
+    def _sdk_version(self, project: Project, action: str, doing: str, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        """``(project id, api.project.version.<action>(project id, ...))`` with the SDK; a failure, whatever
+        the SDK raised, is a :class:`VersioningError` naming the project (never the token)."""
+        project_id = self._project_id(project, f"{action}_version")
+        api = self._sdk_api(f"{action}_version")
+        try:
+            return project_id, getattr(api.project.version, action)(project_id, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
+            raise VersioningError(redact(f"{doing} a version of project {project_id} failed: {exc!r}")) from None
+
     def create_version(self, project: Project, title: str | None, description: str | None) -> int:
         """Create a version with the SDK (``api.project.version.create``); when nothing changed since the
         latest version, its id is returned, as the SDK does.
@@ -627,45 +613,23 @@ class SuperviselyBackend:
         Raises:
             VersioningError: no ``supervisely`` package, a local project, or the SDK failed.
         """
-        project_id = self._project_id(project, "create_version")
-        api = self._sdk_api("create_version")
-        try:
-            version_id = api.project.version.create(project_id, title, description)
-        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
-            raise VersioningError(
-                redact(f"creating a version of project {project_id} failed: {exc!r}")
-            ) from None
+        project_id, version_id = self._sdk_version(project, "create", "creating", title, description)
         if isinstance(version_id, bool) or not isinstance(version_id, int):
             raise VersioningError(f"creating a version of project {project_id} gave no version id")
         return version_id
 
-    def restore_version(
-        self,
-        project: Project,
-        version_id: int | None,
-        version_num: int | None,
-        skip_missed_entities: bool = False,
-    ) -> Project:
+    def restore_version(self, project: Project, version_id: int | None, version_num: int | None,
+                        skip_missed_entities: bool = False) -> Project:
         """Recreate a version as a new project with the SDK (``api.project.version.restore``).
 
         Raises:
             VersioningError: no ``supervisely`` package, a local project, or the SDK failed.
         """
-        project_id = self._project_id(project, "restore_version")
+        self._project_id(project, "restore_version")  # a local project is refused first
         if version_id is None and version_num is None:
             raise VersioningError("restore_version needs a version_id or a version_num")
-        api = self._sdk_api("restore_version")
-        try:
-            info = api.project.version.restore(
-                project_id,
-                version_id=version_id,
-                version_num=version_num,
-                skip_missed_entities=skip_missed_entities,
-            )
-        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
-            raise VersioningError(
-                redact(f"restoring a version of project {project_id} failed: {exc!r}")
-            ) from None
+        project_id, info = self._sdk_version(project, "restore", "restoring", version_id=version_id,
+                                             version_num=version_num, skip_missed_entities=skip_missed_entities)
         new_id = getattr(info, "id", None)
         if isinstance(new_id, bool) or not isinstance(new_id, int):
             raise VersioningError(f"restoring a version of project {project_id} gave no project")
