@@ -51,7 +51,7 @@ from .._errors import ConfigurationError
 __all__ = [
     "CONFIG_FILE_NAME", "DEFAULT_ENDPOINT", "SUPPORTED_TRANSPORTS", "HttpTransportConfig", "OpenLineageSettings",
     "config_file_candidates", "env_config", "find_config_file", "header_value", "is_disabled", "is_sensitive_header",
-    "load_settings", "safe_url",
+    "load_settings", "safe_url", "simple_transport",
 ]
 
 
@@ -249,14 +249,24 @@ def _text(value: Any, what: str, source: str) -> str:
     return str(value)
 
 
-def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConfig:
-    url = transport.get("url")
+def _url(url: Any, source: str) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"{source}: the http transport needs a url (transport.url: http://host:5000)")
-    url = url.strip()
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"{source}: transport.url must be an http(s):// URL, not {safe_url(url)!r}")
+        raise ConfigurationError(f"{source}: transport.url must be an http(s):// URL, not {safe_url(url.strip())!r}")
+    return url.strip()
+
+
+def simple_transport(url: str) -> HttpTransportConfig:
+    """The client's "simple" variables: ``url`` with ``OPENLINEAGE_ENDPOINT`` and ``OPENLINEAGE_API_KEY``."""
+    key = os.environ.get("OPENLINEAGE_API_KEY")
+    return HttpTransportConfig(url, endpoint=os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+                               api_key=Secret(key) if key else None)
+
+
+def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConfig:
+    url = _url(transport.get("url"), source)
     endpoint = transport.get("endpoint")
     endpoint = DEFAULT_ENDPOINT if endpoint is None else _text(endpoint, "transport.endpoint", source)
     timeout: float | None = None
@@ -370,12 +380,6 @@ def load_settings() -> OpenLineageSettings:
     elif transport_raw and not url:
         # The client would fall back to printing events on the console; say what is missing instead.
         raise ConfigurationError(f"{source}: transport has no type (write type: http)")
-    elif url:
-        # The client's fallback when no transport has a type (the "simple" variables).
-        key = env.get("OPENLINEAGE_API_KEY")
-        transport = _http_config({
-            "url": url,
-            "endpoint": env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
-            "auth": {"type": "api_key", "apiKey": key} if key else None,
-        }, "OPENLINEAGE_URL")
+    elif url:  # the client's fallback when no transport has a type
+        transport = simple_transport(_url(url, "OPENLINEAGE_URL"))
     return OpenLineageSettings(transport=transport, namespace=namespace, options=options)

@@ -88,6 +88,7 @@ from ._openlineage_config import (
     is_disabled,
     load_settings,
     safe_url,
+    simple_transport,
 )
 from .null import NullBackend
 
@@ -737,12 +738,8 @@ class OpenLineageBackend(DeliveringBackend):
         if url is None:
             settings = load_settings()
         else:  # the server in the string; the key, namespace and endpoint from the client's simple variables
-            key = os.environ.get("OPENLINEAGE_API_KEY")
-            endpoint = os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT
-            settings = OpenLineageSettings(
-                disabled=is_disabled(), namespace=os.environ.get("OPENLINEAGE_NAMESPACE"),
-                transport=HttpTransportConfig(url, endpoint=endpoint, api_key=Secret(key) if key else None),
-            )
+            settings = OpenLineageSettings(disabled=is_disabled(), namespace=os.environ.get("OPENLINEAGE_NAMESPACE"),
+                                           transport=simple_transport(url))
         if settings.disabled:
             logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true or a noop transport): no events are sent")
             return NullBackend()
