@@ -268,10 +268,8 @@ def _specs() -> tuple[Instrumented, ...]:
         Instrumented("api.project.version.restore", f"{prj}.data_version", "DataVersion.restore",
                      _result("output", Project)),
         # Inference through a deployed model: the serving task is an input.
-        Instrumented("sly.nn.inference.Session(api, task_id)", "supervisely.nn.inference.session",
-                     "Session.__init__", read_task_id),
-        Instrumented("sly.nn.inference.SessionJSON(api, task_id)", "supervisely.nn.inference.session",
-                     "SessionJSON.__init__", read_task_id),
+        *(Instrumented(f"sly.nn.inference.{cls}(api, task_id)", "supervisely.nn.inference.session",
+                       f"{cls}.__init__", read_task_id) for cls in ("Session", "SessionJSON")),
         # Downloads of a whole project, any modality.
         *(Instrumented(f"sly.{name}", f"{prj}.download", name, read_project_id)
           for name in ("download", "download_fast", "download_async")),
@@ -520,10 +518,8 @@ def _uninstrument() -> None:
             if vars(holder).get(attribute) is wrapper:
                 setattr(holder, attribute, original)
             else:
-                logger.warning(
-                    "workflow_trace autolog: %s.%s was replaced by someone else; leaving it as it is",
-                    getattr(holder, "__name__", holder), attribute,
-                )
+                logger.warning("workflow_trace autolog: %s.%s was replaced by someone else; leaving it as it is",
+                               getattr(holder, "__name__", holder), attribute)
 
 
 def _on_import(module: ModuleType) -> None:

@@ -313,9 +313,7 @@ def _api_key(auth: Any, source: str) -> Secret | None:
             logger.warning("%s: transport.auth has no type, so no API key is sent (write type: api_key)", source)
         return None
     if kind != "api_key":
-        raise ConfigurationError(
-            f"{source}: transport.auth type {kind!r} is not supported; supported: api_key"
-        )
+        raise ConfigurationError(f"{source}: transport.auth type {kind!r} is not supported; supported: api_key")
     for name in ("apiKey", "apikey", "api_key"):  # as the client looks for it (env variables lower-case it)
         value = auth.get(name)
         if value not in (None, ""):
@@ -330,10 +328,8 @@ def _options(section: Any, source: str) -> dict[str, Any]:
         raise ConfigurationError(f"{source}: workflow_trace must be a mapping of options")
     unknown = sorted(set(section) - set(OPTION_KEYS))
     if unknown:
-        raise ConfigurationError(
-            f"{source}: unknown workflow_trace option(s) {', '.join(map(repr, unknown))}; "
-            f"options are: {', '.join(OPTION_KEYS)}"
-        )
+        raise ConfigurationError(f"{source}: unknown workflow_trace option(s) {', '.join(map(repr, unknown))}; "
+                                 f"options are: {', '.join(OPTION_KEYS)}")
     return {key: _text(value, f"workflow_trace.{key}", source) for key, value in section.items() if value is not None}
 
 

@@ -419,14 +419,13 @@ class OpenLineageMapper:
         ``step_finished`` are folded into its COMPLETE / FAIL; others make a RUNNING event. Planning the
         same events again (a retry) adds no dataset twice.
         """
-        return list(self._plan(events))
-
-    def _plan(self, events: Sequence[Event]) -> Iterator[PlannedEvent]:
+        planned: list[PlannedEvent] = []
         start = 0
         for _run_id, group in itertools.groupby(events, key=lambda event: event.step.run_id):
             stop = start + sum(1 for _ in group)
-            yield from self._plan_group(events, start, stop)
+            planned.extend(self._plan_group(events, start, stop))
             start = stop
+        return planned
 
     def _plan_group(self, events: Sequence[Event], start: int, stop: int) -> Iterator[PlannedEvent]:
         first = events[start]

@@ -191,11 +191,9 @@ class SuperviselyTransport:
         if version is not None and version >= needed:
             return
         shown = "unknown" if version is None else _fmt_version(version)
-        message = (
-            f"the Supervisely instance at {self.server_address} (version {shown}) does not support "
-            f"{what}: version {_fmt_version(needed)} or newer is needed; these events are kept in the spool "
-            f"and sent once the instance is upgraded"
-        )
+        message = (f"the Supervisely instance at {self.server_address} (version {shown}) does not support "
+                   f"{what}: version {_fmt_version(needed)} or newer is needed; these events are kept in the spool "
+                   f"and sent once the instance is upgraded")
         warn_hold(self.key, message)
         raise DeliveryError(message, retryable=True, hold=True, delivered=delivered)
 
@@ -262,10 +260,8 @@ class SuperviselyTransport:
             assert node.path is not None  # a File has an id or a path
             file_id = self._file_id(team_id, node.path, delivered)
             if file_id is None:
-                return (
-                    f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
-                    f"the file's id (upload it first, or give the id or FileInfo)"
-                )
+                return (f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
+                        f"the file's id (upload it first, or give the id or FileInfo)")
             return wire_type, file_id
         if isinstance(node, Folder):
             return "folder", node.path if node.path.startswith("/") else "/" + node.path
@@ -405,10 +401,8 @@ class SuperviselyBackend:
         self.delivery = DeliveringBackend(self.transport, spool_path=spool_path, **delivery_options)
 
     def __repr__(self) -> str:
-        return (
-            f"SuperviselyBackend(server_address={self.server_address!r}, team_id={self.team_id!r}, "
-            f"task_id={self.task_id!r})"
-        )
+        return (f"SuperviselyBackend(server_address={self.server_address!r}, team_id={self.team_id!r}, "
+                f"task_id={self.task_id!r})")
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -426,10 +420,8 @@ class SuperviselyBackend:
         token = os.environ.get("API_TOKEN", "").strip()
         missing = [name for name, value in (("SERVER_ADDRESS", server), ("API_TOKEN", token)) if not value]
         if missing:
-            raise ConfigurationError(
-                f"the Supervisely backend needs {' and '.join(missing)} in the environment "
-                "(the variables the Supervisely SDK reads)"
-            )
+            raise ConfigurationError(f"the Supervisely backend needs {' and '.join(missing)} in the environment "
+                                     "(the variables the Supervisely SDK reads)")
         return cls(server, token, timeout=timeout, spool_path=spool_path)
 
     @classmethod
@@ -444,10 +436,8 @@ class SuperviselyBackend:
         server = getattr(sly_api, "server_address", None)
         token = getattr(sly_api, "token", None)
         if not isinstance(server, str) or not isinstance(token, str):
-            raise ConfigurationError(
-                f"from_api() needs a supervisely.Api (with server_address and token), "
-                f"not {type(sly_api).__name__}"
-            )
+            raise ConfigurationError(f"from_api() needs a supervisely.Api (with server_address and token), "
+                                     f"not {type(sly_api).__name__}")
         raw_task = getattr(sly_api, "task_id", None)
         task_id: int | None = None
         if raw_task is not None and str(raw_task).strip():
@@ -479,10 +469,8 @@ class SuperviselyBackend:
         parts = urlsplit(rest)
         if parts.username or parts.password or parts.query or parts.fragment:
             # Do not echo the string: it may hold a secret (user:password@, ?token=...).
-            raise ConfigurationError(
-                "the Supervisely backend string takes no credentials, query or fragment "
-                "('supervisely+https://host'); set API_TOKEN for the token"
-            )
+            raise ConfigurationError("the Supervisely backend string takes no credentials, query or fragment "
+                                     "('supervisely+https://host'); set API_TOKEN for the token")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError(
                 f"the Supervisely backend string must be 'supervisely+http(s)://host' (got {redact(text)!r})"
