@@ -241,10 +241,9 @@ class DeliveringBackend:
                 dead, self._dead_since_flush = self._dead_since_flush, 0
                 return dead == 0
             now = time.monotonic()
-            if now >= deadline or (self._exiting and self._last_failed):
-                return False
-            if self._pause_until > deadline or self._next_due_after(deadline):
-                return False  # the worker will not try again in time: no waiting
+            if (now >= deadline or (self._exiting and self._last_failed) or self._pause_until > deadline
+                    or self._next_due_after(deadline)):
+                return False  # out of time, or the worker will not try again in time: no waiting
             self._ensure_worker()
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
