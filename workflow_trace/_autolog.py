@@ -238,46 +238,38 @@ def _specs() -> tuple[Instrumented, ...]:
     read_project_id = _arg("input", Project, "project_id")
     read_task_id = _arg("input", Task, "task_id")
     # api.<attribute>.<method> is the method of the class <Attribute>Api in supervisely.api.<attribute>_api.
-    api_methods: list[tuple[str, str, Callable[[_Call, Any], Iterable[Edge]] | None]] = [
+    api_methods: list[tuple[str, tuple[str, ...], Callable[[_Call, Any], Iterable[Edge]] | None]] = [
         # Reads: the project, dataset, labeling job or team file is an input.
-        ("project", "get_info_by_id", _result("input", Project)),
-        ("project", "get_info_by_name", _result("input", Project)),
-        ("dataset", "get_info_by_id", _result("input", Dataset)),
-        ("dataset", "get_info_by_name", _result("input", Dataset)),
-        ("labeling_job", "get_info_by_id", _result("input", Job)),
-        ("file", "download", _file_arg("input", "remote_path")),
-        ("file", "download_directory", _arg("input", Folder, "remote_path")),
-        ("file", "download_input", None),
-        ("task", "send_request", read_task_id),
+        ("project", ("get_info_by_id", "get_info_by_name"), _result("input", Project)),
+        ("dataset", ("get_info_by_id", "get_info_by_name"), _result("input", Dataset)),
+        ("labeling_job", ("get_info_by_id",), _result("input", Job)),
+        ("file", ("download",), _file_arg("input", "remote_path")),
+        ("file", ("download_directory",), _arg("input", Folder, "remote_path")),
+        ("file", ("download_input",), None),
+        ("task", ("send_request",), read_task_id),
         # Writes: the created project, dataset, job or task, the uploaded file or folder is an output.
-        ("project", "create", _result("output", Project)),
-        ("project", "get_or_create", _result("output", Project)),
-        ("dataset", "create", _result("output", Dataset)),
-        ("dataset", "get_or_create", _result("output", Dataset)),
-        ("file", "upload", _file_result),
-        ("file", "upload_bulk", _file_result),
-        ("file", "upload_directory", _uploaded_directory),
-        ("labeling_job", "create", _result("output", Job)),
-        ("task", "start", _result("output", Task)),
-        ("app", "start", _started_session),
-        *(("image", method, _arg("output", Dataset, "dataset_id")) for method in (
-            "upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
-            "upload_hash", "upload_hashes", "upload_id", "upload_ids")),
+        ("project", ("create", "get_or_create"), _result("output", Project)),
+        ("dataset", ("create", "get_or_create"), _result("output", Dataset)),
+        ("file", ("upload", "upload_bulk"), _file_result),
+        ("file", ("upload_directory",), _uploaded_directory),
+        ("labeling_job", ("create",), _result("output", Job)),
+        ("task", ("start",), _result("output", Task)),
+        ("app", ("start",), _started_session),
+        ("image", ("upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
+                   "upload_hash", "upload_hashes", "upload_id", "upload_ids"), _arg("output", Dataset, "dataset_id")),
     ]
     specs = [
         Instrumented(f"api.{attribute}.{method}", f"{api}.{attribute}_api",
                      f"{attribute.title().replace('_', '')}Api.{method}", edges)
-        for attribute, method, edges in api_methods
+        for attribute, methods, edges in api_methods for method in methods
     ]
     specs += [
         Instrumented("api.project.version.create", f"{prj}.data_version", "DataVersion.create", _created_version),
         Instrumented("api.project.version.restore", f"{prj}.data_version", "DataVersion.restore",
                      _result("output", Project)),
         # Inference through a deployed model: the serving task is an input.
-        Instrumented("sly.nn.inference.Session(api, task_id)", "supervisely.nn.inference.session",
-                     "Session.__init__", read_task_id),
-        Instrumented("sly.nn.inference.SessionJSON(api, task_id)", "supervisely.nn.inference.session",
-                     "SessionJSON.__init__", read_task_id),
+        *(Instrumented(f"sly.nn.inference.{cls}(api, task_id)", "supervisely.nn.inference.session",
+                       f"{cls}.__init__", read_task_id) for cls in ("Session", "SessionJSON")),
         # Downloads of a whole project, any modality.
         *(Instrumented(f"sly.{name}", f"{prj}.download", name, read_project_id)
           for name in ("download", "download_fast", "download_async")),
@@ -526,10 +518,8 @@ def _uninstrument() -> None:
             if vars(holder).get(attribute) is wrapper:
                 setattr(holder, attribute, original)
             else:
-                logger.warning(
-                    "workflow_trace autolog: %s.%s was replaced by someone else; leaving it as it is",
-                    getattr(holder, "__name__", holder), attribute,
-                )
+                logger.warning("workflow_trace autolog: %s.%s was replaced by someone else; leaving it as it is",
+                               getattr(holder, "__name__", holder), attribute)
 
 
 def _on_import(module: ModuleType) -> None:

@@ -52,12 +52,7 @@ from ._spool import Spool, SpoolRow, default_spool_path
 from ._transport import DeliveryError, Transport
 
 __all__ = [
-    "DEFAULT_EXIT_TIMEOUT",
-    "DEFAULT_FLUSH_TIMEOUT",
-    "DeliveringBackend",
-    "DeliveryStats",
-    "exit_timeout",
-    "warn_hold",
+    "DEFAULT_EXIT_TIMEOUT", "DEFAULT_FLUSH_TIMEOUT", "DeliveringBackend", "DeliveryStats", "exit_timeout", "warn_hold",
 ]
 
 from ._journal import DEFAULT_EXIT_TIMEOUT
@@ -133,23 +128,11 @@ class DeliveringBackend:
         ConfigurationError: A parameter out of range, or a transport without a ``key``.
     """
 
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        spool_path: str | os.PathLike[str] | None = None,
-        batch_size: int = 100,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        breaker_threshold: int = 5,
-        breaker_cooldown: float = 30.0,
-        hold_interval: float = 60.0,
-        max_attempts: int | None = None,
-        max_server_errors: int = 10,
-        lease_seconds: float = 60.0,
-        spool_poll: float = 30.0,
-        max_queue: int | None = None,
-    ) -> None:
+    def __init__(self, transport: Transport, *, spool_path: str | os.PathLike[str] | None = None,
+                 batch_size: int = 100, backoff_base: float = 0.5, backoff_max: float = 30.0,
+                 breaker_threshold: int = 5, breaker_cooldown: float = 30.0, hold_interval: float = 60.0,
+                 max_attempts: int | None = None, max_server_errors: int = 10, lease_seconds: float = 60.0,
+                 spool_poll: float = 30.0, max_queue: int | None = None) -> None:
         key = getattr(transport, "key", None)
         if not isinstance(key, str) or not key:
             raise ConfigurationError(f"{type(transport).__name__} has no 'key' (a non-empty str)")
@@ -178,10 +161,8 @@ class DeliveringBackend:
         self.max_server_errors = max_server_errors
         self.lease_seconds = lease_seconds
         self.spool_poll = spool_poll
-        self._journal = JournalWriter(
-            journal_dir(self.spool.path), self._ingest, self._recover,
-            header={"kind": "spool", "dest": key}, name=f"the spool for {key}",
-        )
+        self._journal = JournalWriter(journal_dir(self.spool.path), self._ingest, self._recover,
+                                      header={"kind": "spool", "dest": key}, name=f"the spool for {key}")
         self._init_process_state()
         at_fork(self._after_fork)
         at_exit(self.close_at_exit, order=50)
@@ -218,11 +199,11 @@ class DeliveringBackend:
         Raises:
             OSError: the journal cannot be written (the caller contains it; flush() says False).
         """
-        if records and self._closed:
+        if records and self._closed:  # after close() there is no worker: into the spool at once
             self._spool_late([to_event(r) for r in records])
         elif records:
             self._journal.append(encode_records(records), len(records))
-            self._n_emitted += len(records)
+        self._n_emitted += len(records)
 
     def emit(self, events: Sequence[Event]) -> None:
         """Journal events for delivery (as :meth:`write_records`)."""
@@ -230,13 +211,11 @@ class DeliveringBackend:
             self._spool_late(list(events))
         elif events:
             self._journal.append(encode_events(list(events)), len(events))
-            self._n_emitted += len(events)
+        self._n_emitted += len(events)
 
     def _spool_late(self, events: list[Event]) -> None:
-        """After ``close()`` there is no worker: store in the spool at once (the next process delivers)."""
-        origin = f"{time.time_ns():x}-{os.getpid()}-late"
-        self._n_spooled += self.spool.add(self.key, origin, enumerate(events, 1))
-        self._n_emitted += len(events)
+        """Store in the spool (the next process delivers)."""
+        self._n_spooled += self.spool.add(self.key, f"{time.time_ns():x}-{os.getpid()}-late", enumerate(events, 1))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event emitted so far is delivered.
@@ -262,10 +241,9 @@ class DeliveringBackend:
                 dead, self._dead_since_flush = self._dead_since_flush, 0
                 return dead == 0
             now = time.monotonic()
-            if now >= deadline or (self._exiting and self._last_failed):
-                return False
-            if self._pause_until > deadline or self._next_due_after(deadline):
-                return False  # the worker will not try again in time: no waiting
+            if (now >= deadline or (self._exiting and self._last_failed) or self._pause_until > deadline
+                    or self._next_due_after(deadline)):
+                return False  # out of time, or the worker will not try again in time: no waiting
             self._ensure_worker()
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
@@ -278,10 +256,9 @@ class DeliveringBackend:
 
     def stats(self) -> DeliveryStats:
         """This process's counters (see :class:`DeliveryStats`)."""
+        breaker = "closed"
         if self._failures >= self.breaker_threshold:
             breaker = "open" if time.monotonic() < self._pause_until else "half-open"
-        else:
-            breaker = "closed"
         return DeliveryStats(self._n_emitted, self._n_delivered, self._n_spooled, self._n_dead, self._n_failures,
                              0, breaker)
 
@@ -452,8 +429,7 @@ class DeliveringBackend:
             return
         head = rest[0]
         if outcome.kind == "dead":
-            self.spool.settle(self.key, delete=done, dead=[head.event_id], error=outcome.message)
-            self._count_dead(head, events[k], outcome.message)
+            self._dead(done, head, events[k], outcome.message)
             self._recovered()
             return
         if outcome.kind == "hold":
@@ -471,20 +447,18 @@ class DeliveringBackend:
         count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, outcome.message) else 1
         self._same = (head.event_id, outcome.message, count) if answered else ("", "", 0)
         if answered and count >= self.max_server_errors:
-            message = f"gave up after {count} identical answers: {outcome.message}"
-            self.spool.settle(self.key, delete=done, dead=[head.event_id], error=message)
-            self._count_dead(head, events[k], message)
+            self._dead(done, head, events[k], f"gave up after {count} identical answers: {outcome.message}")
             self._same = ("", "", 0)
             self._pause_until = time.monotonic() + self._delay(outcome.retry_after)
             return
-        settled = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=outcome.message,
-                                    max_attempts=self.max_attempts)
-        if settled.given_up:
-            self._n_dead += settled.given_up
+        given_up = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=outcome.message,
+                                     max_attempts=self.max_attempts)
+        if given_up:
+            self._n_dead += given_up
             if any(r.origin in self._origins for r in rest):
-                self._dead_since_flush += settled.given_up
+                self._dead_since_flush += given_up
             warn(("gave up", self.key), "gave up %d workflow event(s) for %s after %d attempts (%s); kept in the "
-                 "spool as dead", settled.given_up, self.key, self.max_attempts, outcome.message)
+                 "spool as dead", given_up, self.key, self.max_attempts, outcome.message)
         delay = self._delay(outcome.retry_after)
         self._pause_until = time.monotonic() + delay
         if self._failures == 1:
@@ -506,13 +480,14 @@ class DeliveringBackend:
 
     def _recovered(self) -> None:
         if self._failures:
-            logger.warning("delivery to %s resumed after %d failed attempt(s)", self.key,
-                           self._failures)
+            logger.warning("delivery to %s resumed after %d failed attempt(s)", self.key, self._failures)
         self._failures = 0
         self._pause_until = 0.0
         self._last_failed = False
 
-    def _count_dead(self, row: SpoolRow, event: Event, message: str) -> None:
+    def _dead(self, done: list[str], row: SpoolRow, event: Event, message: str) -> None:
+        """Delete what was delivered and mark ``row`` dead (counted, logged once per cause)."""
+        self.spool.settle(self.key, delete=done, dead=[row.event_id], error=message)
         self._n_dead += 1
         if row.origin in self._origins:
             self._dead_since_flush += 1

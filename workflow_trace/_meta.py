@@ -43,14 +43,7 @@ from ._context import logger, safe_repr, warn
 from ._errors import ConfigurationError
 
 __all__ = [
-    "Meta",
-    "MetaLike",
-    "SdkMeta",
-    "WorkflowMeta",
-    "WorkflowSettings",
-    "card_fields",
-    "link_problem",
-    "meta_to_wire",
+    "Meta", "MetaLike", "SdkMeta", "WorkflowMeta", "WorkflowSettings", "card_fields", "link_problem", "meta_to_wire",
     "to_meta",
 ]
 
@@ -97,11 +90,8 @@ def _settings_wire(fields: Mapping[str, Any]) -> dict[str, Any]:
     if fields.get("description") is not None:
         out["description"] = f"<small>{fields['description']}</small>"
     if all(fields.get(k) is not None for k in ("icon", "icon_color", "icon_bg_color")):
-        out["icon"] = {
-            "icon": f"zmdi-{fields['icon']}",
-            "color": fields["icon_color"],
-            "backgroundColor": fields["icon_bg_color"],
-        }
+        out["icon"] = {"icon": f"zmdi-{fields['icon']}", "color": fields["icon_color"],
+                       "backgroundColor": fields["icon_bg_color"]}
     if fields.get("url") is not None and fields.get("url_title") is not None:
         out["mainLink"] = {"url": fields["url"], "title": fields["url_title"]}
     return out
@@ -127,10 +117,8 @@ class WorkflowSettings(BaseModel):
             return None
         problem = link_problem(url) or (None if url.startswith("/") else "must start with '/'")
         if problem is not None:
-            raise ValueError(
-                f"{problem} (got {url!r}): a card link is a path on the instance such as '/files/1'; "
-                "absolute and javascript: URLs are refused"
-            )
+            raise ValueError(f"{problem} (got {url!r}): a card link is a path on the instance such as '/files/1'; "
+                             "absolute and javascript: URLs are refused")
         return url
 
     @field_validator("icon_color", "icon_bg_color")

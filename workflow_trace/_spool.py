@@ -39,7 +39,7 @@ from ._context import at_fork
 from ._events import Event, decode_line, event_id
 from ._sqlite import SPOOL_APP_ID, NotAStoreError, connect, default_store_path, inspect, tables, write_transaction
 
-__all__ = ["DestinationCounts", "Settled", "Spool", "SpoolRow", "default_spool_path"]
+__all__ = ["DestinationCounts", "Spool", "SpoolRow", "default_spool_path"]
 
 SCHEMA_VERSION = 2
 
@@ -140,13 +140,11 @@ class DestinationCounts:
     held: int = 0
 
 
-@dataclass(frozen=True)
-class Settled:
-    """What :meth:`Spool.settle` did: rows deleted, marked dead, and given up after ``max_attempts``."""
-
-    deleted: int
-    dead: int
-    given_up: int
+def _changes(conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+    """Run ``sql`` once per row; how many rows it changed."""
+    before = conn.total_changes
+    conn.executemany(sql, rows)
+    return conn.total_changes - before
 
 
 def _pid_alive(pid: int) -> bool:
@@ -253,13 +251,8 @@ class Spool:
             eid = ident if isinstance(ident, str) else event_id(prefix, ident)
             rows.append((dest, eid, owner, base + i, raw.decode(), now, now))
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO events (dest, event_id, origin, lseq, payload, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            added = conn.total_changes - before
+            added = _changes(conn, "INSERT OR IGNORE INTO events (dest, event_id, origin, lseq, payload, created,"
+                             " updated) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("INSERT OR REPLACE INTO journals (owner, segment, offset) VALUES (?, ?, ?)", checkpoint)
             return added
 
@@ -270,20 +263,14 @@ class Spool:
         now = time.time()
         rows = [(dest, e.event_id, origin, lseq, e.model_dump_json(), status, error, now, now) for lseq, e in items]
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO events (dest, event_id, origin, lseq, payload, status, last_error, created,"
-                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            return conn.total_changes - before
+            return _changes(conn, "INSERT OR IGNORE INTO events (dest, event_id, origin, lseq, payload, status,"
+                            " last_error, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def journal_offset(self, owner: str, segment: int) -> int:
         """How far the journal ``owner`` was stored in its segment ``segment``."""
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT offset FROM journals WHERE owner = ? AND segment = ?", (owner, segment)
-            ).fetchone()
+            row = conn.execute("SELECT offset FROM journals WHERE owner = ? AND segment = ?",
+                               (owner, segment)).fetchone()
         return int(row[0]) if row else 0
 
     def forget_journal(self, owner: str) -> None:
@@ -311,27 +298,18 @@ class Spool:
             if not origins:
                 return []
             for origin in sorted(origins, key=lambda o: (o not in own, o)):
-                lease = conn.execute(
-                    "SELECT owner, pid, host, expires FROM leases WHERE dest = ? AND origin = ?", (dest, origin)
-                ).fetchone()
+                lease = conn.execute("SELECT owner, pid, host, expires FROM leases WHERE dest = ? AND origin = ?",
+                                     (dest, origin)).fetchone()
                 if lease is not None and lease[0] != owner and lease[3] > now and not (
-                    lease[2] == _HOST and not _pid_alive(int(lease[1]))
-                ):
+                        lease[2] == _HOST and not _pid_alive(int(lease[1]))):
                     continue  # another live process delivers this origin
-                rows = [
-                    SpoolRow(*r)
-                    for r in conn.execute(
-                        "SELECT event_id, origin, lseq, payload, attempts, last_error FROM events WHERE dest = ?"
-                        " AND origin = ? AND status = 'pending' AND not_before <= ? ORDER BY lseq LIMIT ?",
-                        (dest, origin, now, limit),
-                    )
-                ]
+                rows = [SpoolRow(*r) for r in conn.execute(
+                    "SELECT event_id, origin, lseq, payload, attempts, last_error FROM events WHERE dest = ?"
+                    " AND origin = ? AND status = 'pending' AND not_before <= ? ORDER BY lseq LIMIT ?",
+                    (dest, origin, now, limit))]
                 if rows:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO leases (dest, origin, owner, pid, host, expires)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (dest, origin, owner, os.getpid(), _HOST, now + lease_seconds),
-                    )
+                    conn.execute("INSERT OR REPLACE INTO leases (dest, origin, owner, pid, host, expires) VALUES"
+                                 " (?, ?, ?, ?, ?, ?)", (dest, origin, owner, os.getpid(), _HOST, now + lease_seconds))
                     return rows
             return None
 
@@ -340,19 +318,10 @@ class Spool:
         with self._write() as conn:
             conn.execute("DELETE FROM leases WHERE dest = ? AND owner = ?", (dest, owner))
 
-    def settle(
-        self,
-        dest: str,
-        *,
-        delete: Sequence[str] = (),
-        dead: Sequence[str] = (),
-        failed: Sequence[str] = (),
-        held: Sequence[str] = (),
-        error: str | None = None,
-        max_attempts: int | None = None,
-        not_before: float = 0.0,
-    ) -> Settled:
-        """Record a delivery's outcome in one transaction.
+    def settle(self, dest: str, *, delete: Sequence[str] = (), dead: Sequence[str] = (), failed: Sequence[str] = (),
+               held: Sequence[str] = (), error: str | None = None, max_attempts: int | None = None,
+               not_before: float = 0.0) -> int:
+        """Record a delivery's outcome in one transaction; returns how many failed rows were given up.
 
         Args:
             dest: The destination.
@@ -365,38 +334,20 @@ class Spool:
             not_before: When held rows are due again (``time.time()``).
         """
         now = time.time()
-        given_up = 0
+        where = " WHERE dest = ? AND event_id = ?"
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany("DELETE FROM events WHERE dest = ? AND event_id = ?", [(dest, i) for i in delete])
-            deleted = conn.total_changes - before
-            before = conn.total_changes
-            conn.executemany(
-                "UPDATE events SET status = 'dead', last_error = ?, attempts = attempts + 1, updated = ?"
-                " WHERE dest = ? AND event_id = ?",
-                [(error, now, dest, i) for i in dead],
-            )
-            marked = conn.total_changes - before
-            conn.executemany(
-                "UPDATE events SET not_before = ?, last_error = ?, updated = ? WHERE dest = ? AND event_id = ?",
-                [(not_before, error, now, dest, i) for i in held],
-            )
-            if failed:
-                conn.executemany(
-                    "UPDATE events SET attempts = attempts + 1, last_error = ?, updated = ?"
-                    " WHERE dest = ? AND event_id = ?",
-                    [(error, now, dest, i) for i in failed],
-                )
-                if max_attempts is not None:
-                    before = conn.total_changes
-                    conn.executemany(
-                        "UPDATE events SET status = 'dead', last_error = 'gave up after ' || attempts ||"
-                        " ' attempts: ' || coalesce(last_error, '') WHERE dest = ? AND event_id = ?"
-                        " AND status = 'pending' AND attempts >= ?",
-                        [(dest, i, max_attempts) for i in failed],
-                    )
-                    given_up = conn.total_changes - before
-        return Settled(deleted=deleted, dead=marked, given_up=given_up)
+            conn.executemany("DELETE FROM events" + where, [(dest, i) for i in delete])
+            conn.executemany("UPDATE events SET status = 'dead', last_error = ?, attempts = attempts + 1, updated = ?"
+                             + where, [(error, now, dest, i) for i in dead])
+            conn.executemany("UPDATE events SET not_before = ?, last_error = ?, updated = ?" + where,
+                             [(not_before, error, now, dest, i) for i in held])
+            conn.executemany("UPDATE events SET attempts = attempts + 1, last_error = ?, updated = ?" + where,
+                             [(error, now, dest, i) for i in failed])
+            if not failed or max_attempts is None:
+                return 0
+            return _changes(conn, "UPDATE events SET status = 'dead', last_error = 'gave up after ' || attempts ||"
+                            " ' attempts: ' || coalesce(last_error, '')" + where + " AND status = 'pending'"
+                            " AND attempts >= ?", [(dest, i, max_attempts) for i in failed])
 
     def has_pending(self, dest: str) -> bool:
         """Whether ``dest`` has anything pending (``False`` when there is no file)."""
@@ -417,10 +368,8 @@ class Spool:
             return None
         marks = ",".join("?" * len(origins))
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT min(not_before) FROM events WHERE dest = ? AND status = 'pending' AND origin IN ({marks})",
-                (dest, *origins),
-            ).fetchone()
+            row = conn.execute(f"SELECT min(not_before) FROM events WHERE dest = ? AND status = 'pending' AND origin"
+                               f" IN ({marks})", (dest, *origins)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     # -- the command line's side -------------------------------------------------------------------
@@ -445,13 +394,8 @@ class Spool:
         if not self.exists():
             return 0
         with self._write() as conn:
-            before = conn.total_changes
-            conn.execute(
-                "UPDATE events SET status = 'pending', attempts = 0, not_before = 0, updated = ?"
-                " WHERE status = 'dead' AND (? IS NULL OR dest = ?)",
-                (time.time(), dest, dest),
-            )
-            return conn.total_changes - before
+            return _changes(conn, "UPDATE events SET status = 'pending', attempts = 0, not_before = 0, updated = ?"
+                            " WHERE status = 'dead' AND (? IS NULL OR dest = ?)", [(time.time(), dest, dest)])
 
     def drop(self, dest: str | None = None, *, dead_only: bool = True) -> int:
         """Delete dead events (or, with ``dead_only=False``, every event) of ``dest`` or of all; how many."""
@@ -459,10 +403,8 @@ class Spool:
             return 0
         with self._write() as conn:
             before = conn.total_changes
-            conn.execute(
-                "DELETE FROM events WHERE (? = 0 OR status = 'dead') AND (? IS NULL OR dest = ?)",
-                (int(dead_only), dest, dest),
-            )
+            conn.execute("DELETE FROM events WHERE (? = 0 OR status = 'dead') AND (? IS NULL OR dest = ?)",
+                         (int(dead_only), dest, dest))
             if not dead_only:
                 conn.execute("DELETE FROM leases WHERE (? IS NULL OR dest = ?)", (dest, dest))
             return conn.total_changes - before

@@ -41,16 +41,8 @@ class DeliveryError(Exception):
         status: The HTTP status when the server answered (``None``: no answer).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        retry_after: float | None = None,
-        delivered: int = 0,
-        hold: bool = False,
-        status: int | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None, delivered: int = 0,
+                 hold: bool = False, status: int | None = None) -> None:
         super().__init__(redact(message))
         self.retryable = retryable
         self.retry_after = retry_after
@@ -115,13 +107,9 @@ def check_response(response: requests.Response, *, delivered: int = 0, what: str
     text = redact(reason(response)) or str(response.reason)  # redacted before it is cut: a cut secret is not found
     if len(text) > 300:
         text = text[:300] + "..."
-    raise DeliveryError(
-        f"{what} failed: HTTP {status}: {text}",
-        retryable=retryable,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
-        delivered=delivered,
-        status=status,
-    )
+    retry_after = parse_retry_after(response.headers.get("Retry-After")) if retryable else None
+    raise DeliveryError(f"{what} failed: HTTP {status}: {text}", retryable=retryable, retry_after=retry_after,
+                        delivered=delivered, status=status)
 
 
 def post(session: requests.Session, url: str, data: bytes, *, timeout: float, what: str, delivered: int = 0,
@@ -138,12 +126,10 @@ def post(session: requests.Session, url: str, data: bytes, *, timeout: float, wh
     try:
         response = session.post(url, data=data, timeout=timeout, allow_redirects=False, headers=headers,
                                 verify=verify)
-    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-            requests.exceptions.MissingSchema) as exc:
-        raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=False,
-                            delivered=delivered) from None
-    except requests.RequestException as exc:
-        raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=True,
+    except requests.RequestException as exc:  # a bad URL is not retried, a connection error or timeout is
+        bad_url = isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                                   requests.exceptions.MissingSchema))
+        raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=not bad_url,
                             delivered=delivered) from None
     try:
         check_response(response, delivered=delivered, what=what, reason=reason)

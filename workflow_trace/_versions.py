@@ -144,10 +144,9 @@ class LocalVersions:
         if conn is None:
             with self._conn(write=True) as c:
                 return self.register(folder, c)
-        conn.execute(  # OR IGNORE: another process may register the same folder at the same moment
-            "INSERT OR IGNORE INTO version_projects (path, name, created_at) VALUES (?, ?, ?)",
-            (folder, Path(folder).name, _now()),
-        )
+        # OR IGNORE: another process may register the same folder at the same moment.
+        conn.execute("INSERT OR IGNORE INTO version_projects (path, name, created_at) VALUES (?, ?, ?)",
+                     (folder, Path(folder).name, _now()))
         row = conn.execute("SELECT id FROM version_projects WHERE path = ?", (folder,)).fetchone()
         return int(row[0])
 
@@ -164,10 +163,8 @@ class LocalVersions:
         if found is None:
             if project.id is None:
                 raise VersioningError(f"no local project has a version with id {project.version_id}")
-            raise VersioningError(
-                f"project {project.id} is not a local project: give its folder, Project(path=...), "
-                "to version it on the local store"
-            )
+            raise VersioningError(f"project {project.id} is not a local project: give its folder, Project(path=...), "
+                                  "to version it on the local store")
         return found
 
     @staticmethod
@@ -178,10 +175,8 @@ class LocalVersions:
         elif project.id is not None:
             row = conn.execute("SELECT id, path FROM version_projects WHERE id = ?", (project.id,)).fetchone()
         else:  # a version given alone: Project(version_id=...)
-            row = conn.execute(
-                "SELECT p.id, p.path FROM versions v JOIN version_projects p ON p.id = v.project_id WHERE v.id = ?",
-                (project.version_id,),
-            ).fetchone()
+            row = conn.execute("SELECT p.id, p.path FROM versions v JOIN version_projects p ON p.id = v.project_id"
+                               " WHERE v.id = ?", (project.version_id,)).fetchone()
         return None if row is None else (int(row[0]), Path(row[1]))
 
     def find(self, project: Project) -> tuple[int, Path] | None:
@@ -252,24 +247,19 @@ class LocalVersions:
         if not root.is_dir():
             return sorted(old) or ["(the folder is gone)"]
         now = {e.path: e for e in self._scan(root, old, rehash=False)}
-        return sorted(
-            p for p in old.keys() | now.keys() if p not in old or p not in now or old[p].sha256 != now[p].sha256
-        )
+        return sorted(p for p in old.keys() | now.keys()
+                      if p not in old or p not in now or old[p].sha256 != now[p].sha256)
 
     @staticmethod
     def _files(conn: sqlite3.Connection, version_id: int) -> list[_Entry]:
-        rows = conn.execute(
-            "SELECT path, sha256, size, mtime_ns, mode FROM version_files WHERE version_id = ? ORDER BY path",
-            (version_id,),
-        )
+        rows = conn.execute("SELECT path, sha256, size, mtime_ns, mode FROM version_files WHERE version_id = ?"
+                            " ORDER BY path", (version_id,))
         return [_Entry(*row) for row in rows]
 
     @staticmethod
     def _latest(conn: sqlite3.Connection, project_id: int) -> tuple[int, int, str] | None:
-        row = conn.execute(
-            "SELECT id, version, manifest FROM versions WHERE project_id = ? ORDER BY version DESC LIMIT 1",
-            (project_id,),
-        ).fetchone()
+        row = conn.execute("SELECT id, version, manifest FROM versions WHERE project_id = ? ORDER BY version DESC"
+                           " LIMIT 1", (project_id,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     def create(self, project: Project, title: str | None, description: str | None, *, rehash: bool = False) -> int:
@@ -296,14 +286,11 @@ class LocalVersions:
             cur = conn.execute(
                 "INSERT INTO versions (project_id, version, title, description, created_at, manifest, files, bytes)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (project_id, number, title, description, _now(), manifest, len(entries),
-                 sum(e.size for e in entries)),
-            )
+                (project_id, number, title, description, _now(), manifest, len(entries), sum(e.size for e in entries)))
             version_id = int(cur.lastrowid or 0)
-            conn.executemany(
-                "INSERT INTO version_files (version_id, path, sha256, size, mtime_ns, mode) VALUES (?, ?, ?, ?, ?, ?)",
-                [(version_id, e.path, e.sha256, e.size, e.mtime_ns, e.mode) for e in entries],
-            )
+            conn.executemany("INSERT INTO version_files (version_id, path, sha256, size, mtime_ns, mode)"
+                             " VALUES (?, ?, ?, ?, ?, ?)",
+                             [(version_id, e.path, e.sha256, e.size, e.mtime_ns, e.mode) for e in entries])
         logger.info("%s: version %d (%d files)", root, number, len(entries))
         return version_id
 
@@ -322,9 +309,8 @@ class LocalVersions:
         with self._conn() as conn:
             project_id, root = self.resolve(project, conn)
             column, value = ("id", version_id) if version_id is not None else ("version", version_num)
-            row = conn.execute(
-                f"SELECT id, version FROM versions WHERE {column} = ? AND project_id = ?", (value, project_id)
-            ).fetchone()
+            row = conn.execute(f"SELECT id, version FROM versions WHERE {column} = ? AND project_id = ?",
+                               (value, project_id)).fetchone()
             if row is None:
                 which = f"id {version_id}" if version_id is not None else f"number {version_num}"
                 raise VersioningError(f"{root} has no version with {which}")
@@ -332,10 +318,9 @@ class LocalVersions:
             entries = self._files(conn, vid)
         for e in entries:  # every record is checked before anything is written
             if not _safe_relative(e.path) or not _SHA256.fullmatch(e.sha256):
-                raise VersioningError(
-                    f"version {number} of {root} has a bad file record {e.path!r} (sha256 {e.sha256[:16]!r}): "
-                    "a restored file must stay inside the restored folder; nothing was restored"
-                )
+                raise VersioningError(f"version {number} of {root} has a bad file record {e.path!r} (sha256 "
+                                      f"{e.sha256[:16]!r}): a restored file must stay inside the restored folder; "
+                                      "nothing was restored")
         if target is None:
             target = root.parent / f"{root.name}, from ver. {number}"
             n = 2
@@ -388,16 +373,10 @@ class LocalVersions:
         checks = [_check_filter(f) for f in filters or []]
         with self._conn() as conn:
             project_id, root = self.resolve(project, conn)
-            rows = conn.execute(
-                "SELECT id, version, title, description, created_at FROM versions"
-                " WHERE project_id = ? ORDER BY version",
-                (project_id,),
-            ).fetchall()
-        infos = [
-            VersionInfo(id=r[0], version=r[1], project_id=project_id, project_path=str(root), title=r[2],
-                        description=r[3], created_at=datetime.fromisoformat(r[4]))
-            for r in rows
-        ]
+            rows = conn.execute("SELECT id, version, title, description, created_at FROM versions"
+                                " WHERE project_id = ? ORDER BY version", (project_id,)).fetchall()
+        infos = [VersionInfo(id=r[0], version=r[1], project_id=project_id, project_path=str(root), title=r[2],
+                             description=r[3], created_at=datetime.fromisoformat(r[4])) for r in rows]
         return [info for info in infos if all(check(info) for check in checks)]
 
     def sizes(self, project: Project) -> dict[int, tuple[int, int]]:
@@ -435,7 +414,6 @@ def _check_filter(f: dict[str, Any]) -> Any:
         return v
 
     expected = [norm(v) for v in value] if op == "in" else norm(value)
-
     compare = _OPERATORS[op]
 
     def check(info: VersionInfo) -> bool:

@@ -29,22 +29,9 @@ from ._nodes import App, Dataset, File, Folder, Job, Node, Project, Task, coerce
 from ._step import current_step, process_step
 
 __all__ = [
-    "add_input_dataset",
-    "add_input_file",
-    "add_input_folder",
-    "add_input_job",
-    "add_input_project",
-    "add_input_task",
-    "add_output_app",
-    "add_output_dataset",
-    "add_output_file",
-    "add_output_folder",
-    "add_output_job",
-    "add_output_project",
-    "add_output_task",
-    "disable",
-    "enable",
-    "is_enabled",
+    "add_input_dataset", "add_input_file", "add_input_folder", "add_input_job", "add_input_project", "add_input_task",
+    "add_output_app", "add_output_dataset", "add_output_file", "add_output_folder", "add_output_job",
+    "add_output_project", "add_output_task", "disable", "enable", "is_enabled",
 ]
 
 _INPUT, _OUTPUT = 1, 2

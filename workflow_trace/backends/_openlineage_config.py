@@ -49,18 +49,9 @@ from .._context import Secret, logger
 from .._errors import ConfigurationError
 
 __all__ = [
-    "CONFIG_FILE_NAME",
-    "DEFAULT_ENDPOINT",
-    "SUPPORTED_TRANSPORTS",
-    "HttpTransportConfig",
-    "OpenLineageSettings",
-    "config_file_candidates",
-    "env_config",
-    "find_config_file",
-    "is_disabled",
-    "is_sensitive_header",
-    "load_settings",
-    "safe_url",
+    "CONFIG_FILE_NAME", "DEFAULT_ENDPOINT", "SUPPORTED_TRANSPORTS", "HttpTransportConfig", "OpenLineageSettings",
+    "config_file_candidates", "env_config", "find_config_file", "header_value", "is_disabled", "is_sensitive_header",
+    "load_settings", "safe_url", "simple_transport",
 ]
 
 
@@ -85,6 +76,13 @@ _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|passw", re.IGNOREC
 def is_sensitive_header(name: str) -> bool:
     """Whether a header's value is a credential (``Authorization``, ``X-Api-Key``, ``Cookie``...)."""
     return _SENSITIVE_HEADER.search(name) is not None
+
+
+def header_value(name: Any, value: Any) -> str | Secret:
+    """A header's value as it is kept: a credential's (:func:`is_sensitive_header`) in a :class:`Secret`."""
+    if isinstance(value, Secret):
+        return value
+    return Secret(str(value)) if is_sensitive_header(str(name)) else str(value)
 
 
 def safe_url(url: str) -> str:
@@ -251,14 +249,24 @@ def _text(value: Any, what: str, source: str) -> str:
     return str(value)
 
 
-def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConfig:
-    url = transport.get("url")
+def _url(url: Any, source: str) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"{source}: the http transport needs a url (transport.url: http://host:5000)")
-    url = url.strip()
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"{source}: transport.url must be an http(s):// URL, not {safe_url(url)!r}")
+        raise ConfigurationError(f"{source}: transport.url must be an http(s):// URL, not {safe_url(url.strip())!r}")
+    return url.strip()
+
+
+def simple_transport(url: str) -> HttpTransportConfig:
+    """The client's "simple" variables: ``url`` with ``OPENLINEAGE_ENDPOINT`` and ``OPENLINEAGE_API_KEY``."""
+    key = os.environ.get("OPENLINEAGE_API_KEY")
+    return HttpTransportConfig(url, endpoint=os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+                               api_key=Secret(key) if key else None)
+
+
+def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConfig:
+    url = _url(transport.get("url"), source)
     endpoint = transport.get("endpoint")
     endpoint = DEFAULT_ENDPOINT if endpoint is None else _text(endpoint, "transport.endpoint", source)
     timeout: float | None = None
@@ -281,10 +289,8 @@ def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConf
     headers_raw = transport.get("custom_headers") or {}
     if not isinstance(headers_raw, Mapping):
         raise ConfigurationError(f"{source}: transport.custom_headers must be a mapping of header: value")
-    headers: dict[str, str | Secret] = {}
-    for name, value in headers_raw.items():
-        text = _text(value, f"custom header {name!r}", source)
-        headers[str(name)] = Secret(text) if is_sensitive_header(str(name)) else text
+    headers = {str(name): header_value(name, _text(value, f"custom header {name!r}", source))
+               for name, value in headers_raw.items()}
     api_key = _api_key(transport.get("auth"), source)
     for key in sorted(set(transport) - _HTTP_KEYS):
         if key in _IGNORED_HTTP_KEYS:
@@ -307,9 +313,7 @@ def _api_key(auth: Any, source: str) -> Secret | None:
             logger.warning("%s: transport.auth has no type, so no API key is sent (write type: api_key)", source)
         return None
     if kind != "api_key":
-        raise ConfigurationError(
-            f"{source}: transport.auth type {kind!r} is not supported; supported: api_key"
-        )
+        raise ConfigurationError(f"{source}: transport.auth type {kind!r} is not supported; supported: api_key")
     for name in ("apiKey", "apikey", "api_key"):  # as the client looks for it (env variables lower-case it)
         value = auth.get(name)
         if value not in (None, ""):
@@ -324,10 +328,8 @@ def _options(section: Any, source: str) -> dict[str, Any]:
         raise ConfigurationError(f"{source}: workflow_trace must be a mapping of options")
     unknown = sorted(set(section) - set(OPTION_KEYS))
     if unknown:
-        raise ConfigurationError(
-            f"{source}: unknown workflow_trace option(s) {', '.join(map(repr, unknown))}; "
-            f"options are: {', '.join(OPTION_KEYS)}"
-        )
+        raise ConfigurationError(f"{source}: unknown workflow_trace option(s) {', '.join(map(repr, unknown))}; "
+                                 f"options are: {', '.join(OPTION_KEYS)}")
     return {key: _text(value, f"workflow_trace.{key}", source) for key, value in section.items() if value is not None}
 
 
@@ -374,12 +376,6 @@ def load_settings() -> OpenLineageSettings:
     elif transport_raw and not url:
         # The client would fall back to printing events on the console; say what is missing instead.
         raise ConfigurationError(f"{source}: transport has no type (write type: http)")
-    elif url:
-        # The client's fallback when no transport has a type (the "simple" variables).
-        key = env.get("OPENLINEAGE_API_KEY")
-        transport = _http_config({
-            "url": url,
-            "endpoint": env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
-            "auth": {"type": "api_key", "apiKey": key} if key else None,
-        }, "OPENLINEAGE_URL")
+    elif url:  # the client's fallback when no transport has a type
+        transport = simple_transport(_url(url, "OPENLINEAGE_URL"))
     return OpenLineageSettings(transport=transport, namespace=namespace, options=options)

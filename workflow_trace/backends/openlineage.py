@@ -84,28 +84,18 @@ from ._openlineage_config import (
     HttpTransportConfig,
     OpenLineageSettings,
     config_file_candidates,
+    header_value,
     is_disabled,
-    is_sensitive_header,
     load_settings,
     safe_url,
+    simple_transport,
 )
 from .null import NullBackend
 
 __all__ = [
-    "DEFAULT_ENDPOINT",
-    "DEFAULT_JOB_PREFIX",
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_PRODUCER",
-    "ENGINE_NAME",
-    "FACETS_SCHEMA",
-    "INTEGRATION",
-    "RUN_EVENT_SCHEMA_URL",
-    "DatasetVersionMode",
-    "OpenLineageBackend",
-    "OpenLineageMapper",
-    "OpenLineageTransport",
-    "PlannedEvent",
-    "Secret",
+    "DEFAULT_ENDPOINT", "DEFAULT_JOB_PREFIX", "DEFAULT_NAMESPACE", "DEFAULT_PRODUCER", "ENGINE_NAME", "FACETS_SCHEMA",
+    "INTEGRATION", "RUN_EVENT_SCHEMA_URL", "DatasetVersionMode", "OpenLineageBackend", "OpenLineageMapper",
+    "OpenLineageTransport", "PlannedEvent", "Secret",
 ]
 
 
@@ -249,21 +239,12 @@ class OpenLineageMapper:
         ConfigurationError: an option out of range.
     """
 
-    def __init__(
-        self,
-        namespace: str = DEFAULT_NAMESPACE,
-        *,
-        producer: str = DEFAULT_PRODUCER,
-        server_address: str | None = None,
-        hostname: str | None = None,
-        job_prefix: str = DEFAULT_JOB_PREFIX,
-        dot_replacement: str | None = None,
-        dataset_version: DatasetVersionMode = "facet",
-    ) -> None:
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE, *, producer: str = DEFAULT_PRODUCER,
+                 server_address: str | None = None, hostname: str | None = None, job_prefix: str = DEFAULT_JOB_PREFIX,
+                 dot_replacement: str | None = None, dataset_version: DatasetVersionMode = "facet") -> None:
         if dataset_version not in get_args(DatasetVersionMode):
-            raise ConfigurationError(
-                f"dataset_version must be one of {', '.join(get_args(DatasetVersionMode))}, not {dataset_version!r}"
-            )
+            modes = ", ".join(get_args(DatasetVersionMode))
+            raise ConfigurationError(f"dataset_version must be one of {modes}, not {dataset_version!r}")
         if dot_replacement is not None and "." in dot_replacement:
             raise ConfigurationError(f"dot_replacement must not contain a dot, not {dot_replacement!r}")
         job_prefix = job_prefix or ""
@@ -388,11 +369,8 @@ class OpenLineageMapper:
             parent_name = f"task/{task_id}"
         else:
             parent_name = "unknown"
-        facet = self._facet(
-            PARENT_FACET_SCHEMA_URL,
-            run={"runId": parent_run_id},
-            job={"namespace": self.namespace, "name": parent_name},
-        )
+        facet = self._facet(PARENT_FACET_SCHEMA_URL, run={"runId": parent_run_id},
+                            job={"namespace": self.namespace, "name": parent_name})
         # The root: the outermost ancestor, when the whole chain is known.
         root_id, root = parent_run_id, parent
         seen = {parent_run_id}
@@ -400,27 +378,16 @@ class OpenLineageMapper:
             seen.add(root.parent_run_id)
             root_id, root = root.parent_run_id, self._runs.get(root.parent_run_id)
         if root is not None and root.job is not None and root_id != parent_run_id:
-            facet["root"] = {
-                "run": {"runId": root_id},
-                "job": {"namespace": self.namespace, "name": root.job},
-            }
+            facet["root"] = {"run": {"runId": root_id}, "job": {"namespace": self.namespace, "name": root.job}}
         return facet
 
-    def _run_event(
-        self,
-        event_type: str,
-        event: Event,
-        inputs: list[dict[str, Any]],
-        outputs: list[dict[str, Any]],
-    ) -> dict[str, Any]:
+    def _run_event(self, event_type: str, event: Event, inputs: list[dict[str, Any]],
+                   outputs: list[dict[str, Any]]) -> dict[str, Any]:
         step = event.step
         # processing_engine on every event: DataHub takes the orchestrator from it and refuses an event
         # without one ("Unable to determine orchestrator").
-        run_facets: dict[str, Any] = {
-            "processing_engine": self._facet(
-                ENGINE_FACET_SCHEMA_URL, version=__version__, name=ENGINE_NAME, openlineageAdapterVersion=__version__
-            )
-        }
+        run_facets: dict[str, Any] = {"processing_engine": self._facet(
+            ENGINE_FACET_SCHEMA_URL, version=__version__, name=ENGINE_NAME, openlineageAdapterVersion=__version__)}
         if step.parent_run_id:
             run_facets["parent"] = self._parent_facet(step.parent_run_id, event.task_id)
         if event.task_id is not None:
@@ -428,17 +395,10 @@ class OpenLineageMapper:
         if event_type == "FAIL":
             error = event.error
             message = f"{error.type}: {error.message}" if error is not None else "the step failed"
-            run_facets["errorMessage"] = self._facet(
-                ERROR_FACET_SCHEMA_URL, message=message, programmingLanguage="python"
-            )
-        job_facets = {
-            "jobType": self._facet(
-                JOB_TYPE_FACET_SCHEMA_URL,
-                processingType="BATCH",
-                integration=INTEGRATION,
-                jobType="STEP" if step.parent_run_id else "TASK",
-            )
-        }
+            run_facets["errorMessage"] = self._facet(ERROR_FACET_SCHEMA_URL, message=message,
+                                                     programmingLanguage="python")
+        job_facets = {"jobType": self._facet(JOB_TYPE_FACET_SCHEMA_URL, processingType="BATCH",
+                                             integration=INTEGRATION, jobType="STEP" if step.parent_run_id else "TASK")}
         return {
             "eventType": event_type,
             "eventTime": _iso(event.time),
@@ -459,14 +419,13 @@ class OpenLineageMapper:
         ``step_finished`` are folded into its COMPLETE / FAIL; others make a RUNNING event. Planning the
         same events again (a retry) adds no dataset twice.
         """
-        return list(self._plan(events))
-
-    def _plan(self, events: Sequence[Event]) -> Iterator[PlannedEvent]:
+        planned: list[PlannedEvent] = []
         start = 0
         for _run_id, group in itertools.groupby(events, key=lambda event: event.step.run_id):
             stop = start + sum(1 for _ in group)
-            yield from self._plan_group(events, start, stop)
+            planned.extend(self._plan_group(events, start, stop))
             start = stop
+        return planned
 
     def _plan_group(self, events: Sequence[Event], start: int, stop: int) -> Iterator[PlannedEvent]:
         first = events[start]
@@ -508,9 +467,7 @@ class OpenLineageMapper:
         if pending_event is not None:
             yield self._running(pending_event, pending, stop)
 
-    def _running(
-        self, event: Event, pending: list[tuple[Direction, dict[str, Any]]], end: int
-    ) -> PlannedEvent:
+    def _running(self, event: Event, pending: list[tuple[Direction, dict[str, Any]]], end: int) -> PlannedEvent:
         inputs = [d for direction, d in pending if direction == "input"]
         outputs = [d for direction, d in pending if direction == "output"]
         return PlannedEvent(self._run_event("RUNNING", event, inputs, outputs), end, event.step.run_id)
@@ -573,25 +530,14 @@ class OpenLineageTransport:
         ConfigurationError: ``url`` is not an ``http(s)://`` URL, or an option is out of range.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | Secret | None = None,
-        timeout: float = 10.0,
-        custom_headers: Mapping[str, str | Secret] | None = None,
-        compression: str | None = None,
-        verify: bool | str = True,
-        **naming: Any,
-    ) -> None:
+    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, endpoint: str = DEFAULT_ENDPOINT,
+                 api_key: str | Secret | None = None, timeout: float = 10.0,
+                 custom_headers: Mapping[str, str | Secret] | None = None, compression: str | None = None,
+                 verify: bool | str = True, **naming: Any) -> None:
         url = (url or "").strip()
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(
-                f"the OpenLineage url must look like http(s)://host[:port], not {safe_url(url)!r}"
-            )
+            raise ConfigurationError(f"the OpenLineage url must look like http(s)://host[:port], not {safe_url(url)!r}")
         if not namespace:
             raise ConfigurationError("the OpenLineage namespace must not be empty")
         if compression is not None and compression.lower() != "gzip":
@@ -603,11 +549,7 @@ class OpenLineageTransport:
         self.namespace = namespace
         self.compression = compression.lower() if compression else None
         self._api_key = Secret(api_key) if isinstance(api_key, str) else api_key
-        self._custom_headers: dict[str, str | Secret] = {}
-        for name, value in (custom_headers or {}).items():
-            if not isinstance(value, Secret):
-                value = Secret(str(value)) if is_sensitive_header(str(name)) else str(value)
-            self._custom_headers[str(name)] = value
+        self._custom_headers = {str(name): header_value(name, value) for name, value in (custom_headers or {}).items()}
         self._endpoint_url = f"{self.url}/{self.endpoint}" if self.endpoint else self.url
         self._safe_endpoint_url = safe_url(self._endpoint_url)
         if naming.get("server_address") is None:
@@ -728,37 +670,16 @@ class OpenLineageBackend(DeliveringBackend):
         ConfigurationError: a bad URL, namespace, naming or delivery option.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | Secret | None = None,
-        spool_path: str | os.PathLike[str] | None = None,
-        server_address: str | None = None,
-        timeout: float = 10.0,
-        custom_headers: Mapping[str, str | Secret] | None = None,
-        compression: str | None = None,
-        verify: bool | str = True,
-        job_prefix: str = DEFAULT_JOB_PREFIX,
-        dot_replacement: str | None = None,
-        dataset_version: DatasetVersionMode = "facet",
-        **delivery: Any,
-    ) -> None:
+    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, endpoint: str = DEFAULT_ENDPOINT,
+                 api_key: str | Secret | None = None, spool_path: str | os.PathLike[str] | None = None,
+                 server_address: str | None = None, timeout: float = 10.0,
+                 custom_headers: Mapping[str, str | Secret] | None = None, compression: str | None = None,
+                 verify: bool | str = True, job_prefix: str = DEFAULT_JOB_PREFIX, dot_replacement: str | None = None,
+                 dataset_version: DatasetVersionMode = "facet", **delivery: Any) -> None:
         transport = OpenLineageTransport(
-            url,
-            namespace=namespace,
-            endpoint=endpoint,
-            api_key=api_key,
-            server_address=server_address,
-            timeout=timeout,
-            custom_headers=custom_headers,
-            compression=compression,
-            verify=verify,
-            job_prefix=job_prefix,
-            dot_replacement=dot_replacement,
-            dataset_version=dataset_version,
+            url, namespace=namespace, endpoint=endpoint, api_key=api_key, server_address=server_address,
+            timeout=timeout, custom_headers=custom_headers, compression=compression, verify=verify,
+            job_prefix=job_prefix, dot_replacement=dot_replacement, dataset_version=dataset_version,
         )
         super().__init__(transport, spool_path=spool_path, **delivery)
         self.openlineage: OpenLineageTransport = transport
@@ -786,12 +707,8 @@ class OpenLineageBackend(DeliveringBackend):
         if url is None:
             settings = load_settings()
         else:  # the server in the string; the key, namespace and endpoint from the client's simple variables
-            key = os.environ.get("OPENLINEAGE_API_KEY")
-            endpoint = os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT
-            settings = OpenLineageSettings(
-                disabled=is_disabled(), namespace=os.environ.get("OPENLINEAGE_NAMESPACE"),
-                transport=HttpTransportConfig(url, endpoint=endpoint, api_key=Secret(key) if key else None),
-            )
+            settings = OpenLineageSettings(disabled=is_disabled(), namespace=os.environ.get("OPENLINEAGE_NAMESPACE"),
+                                           transport=simple_transport(url))
         if settings.disabled:
             logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true or a noop transport): no events are sent")
             return NullBackend()
@@ -805,14 +722,10 @@ class OpenLineageBackend(DeliveringBackend):
             )
         naming = _naming_options({**settings.options, **options})
         return cls(
-            transport.url,
-            namespace=options.get("namespace") or settings.namespace or DEFAULT_NAMESPACE,
-            endpoint=options.get("endpoint") or transport.endpoint,
-            api_key=transport.api_key,
-            timeout=transport.timeout if transport.timeout is not None else 10.0,
-            custom_headers=transport.custom_headers,
-            compression=options.get("compression") or transport.compression,
-            verify=transport.verify,
+            transport.url, namespace=options.get("namespace") or settings.namespace or DEFAULT_NAMESPACE,
+            endpoint=options.get("endpoint") or transport.endpoint, api_key=transport.api_key,
+            timeout=transport.timeout if transport.timeout is not None else 10.0, verify=transport.verify,
+            custom_headers=transport.custom_headers, compression=options.get("compression") or transport.compression,
             **naming,
         )
 

@@ -52,12 +52,7 @@ from .._nodes import App, Dataset, File, Folder, Job, Node, Project, Task
 from .._protocols import VersionInfo
 from .._transport import Client, DeliveryError
 
-__all__ = [
-    "JOBS_MIN_VERSION",
-    "WORKFLOW_MIN_VERSION",
-    "SuperviselyBackend",
-    "SuperviselyTransport",
-]
+__all__ = ["JOBS_MIN_VERSION", "WORKFLOW_MIN_VERSION", "SuperviselyBackend", "SuperviselyTransport"]
 
 
 #: The first instance version with workflows.
@@ -145,15 +140,8 @@ class SuperviselyTransport:
         timeout: Seconds for each HTTP request.
     """
 
-    def __init__(
-        self,
-        server_address: str,
-        token: str | Secret,
-        *,
-        team_id: int | None = None,
-        task_header: str | int | None = None,
-        timeout: float = _DEFAULT_TIMEOUT,
-    ) -> None:
+    def __init__(self, server_address: str, token: str | Secret, *, team_id: int | None = None,
+                 task_header: str | int | None = None, timeout: float = _DEFAULT_TIMEOUT) -> None:
         secret = token if isinstance(token, Secret) else Secret(token.strip()) if isinstance(token, str) else None
         if secret is None or not secret.reveal().strip():
             raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
@@ -203,11 +191,9 @@ class SuperviselyTransport:
         if version is not None and version >= needed:
             return
         shown = "unknown" if version is None else _fmt_version(version)
-        message = (
-            f"the Supervisely instance at {self.server_address} (version {shown}) does not support "
-            f"{what}: version {_fmt_version(needed)} or newer is needed; these events are kept in the spool "
-            f"and sent once the instance is upgraded"
-        )
+        message = (f"the Supervisely instance at {self.server_address} (version {shown}) does not support "
+                   f"{what}: version {_fmt_version(needed)} or newer is needed; these events are kept in the spool "
+                   f"and sent once the instance is upgraded")
         warn_hold(self.key, message)
         raise DeliveryError(message, retryable=True, hold=True, delivered=delivered)
 
@@ -221,11 +207,8 @@ class SuperviselyTransport:
             answer = self._client.call("tasks.info", {"id": self._task_wire(task_id)}, delivered=delivered)
             value = answer.get("teamId") if isinstance(answer, Mapping) else None
             if isinstance(value, bool) or not isinstance(value, int):
-                raise DeliveryError(
-                    f"tasks.info for task {task_id} gave no team id; set TEAM_ID or pass team_id=",
-                    retryable=False,
-                    delivered=delivered,
-                )
+                raise DeliveryError(f"tasks.info for task {task_id} gave no team id; set TEAM_ID or pass team_id=",
+                                    retryable=False, delivered=delivered)
             team = self._teams[task_id] = value
         return team
 
@@ -244,9 +227,8 @@ class SuperviselyTransport:
 
     def _file_id(self, team_id: int, path: str, delivered: int) -> int | None:
         # Not cached: a file overwritten at the same path (a "best.pt" saved each epoch) gets a new id.
-        answer = self._client.call(
-            "file-storage.list", {"teamId": team_id, "path": path, "recursive": True}, delivered=delivered
-        )
+        answer = self._client.call("file-storage.list", {"teamId": team_id, "path": path, "recursive": True},
+                                   delivered=delivered)
         for entry in _entities(answer):
             if entry.get("path") == path and isinstance(entry.get("id"), int):
                 return int(entry["id"])
@@ -254,9 +236,7 @@ class SuperviselyTransport:
 
     # -- mapping --------------------------------------------------------------------------------------
 
-    def _wire_node(
-        self, node: Node, task_id: int, team_id: int, delivered: int
-    ) -> tuple[str, int | str] | str:
+    def _wire_node(self, node: Node, task_id: int, team_id: int, delivered: int) -> tuple[str, int | str] | str:
         """``(type, id)`` for the request body, or a reason why the event cannot be sent."""
         if isinstance(node, Project):
             if node.version_id is not None:  # a version, also when named alone (as the SDK takes it)
@@ -271,8 +251,8 @@ class SuperviselyTransport:
                      "project %s has no version %s on %s; the project itself is recorded for task %s instead",
                      node.id, node.version_num, self.server_address, task_id)
             return "project", node.id
-        if isinstance(node, Dataset):
-            return "dataset", node.id
+        if isinstance(node, (Dataset, Task, Job)):
+            return node.kind, node.id
         if isinstance(node, File):
             wire_type = "model_weight" if node.model_weight else "file"
             if node.id is not None:
@@ -280,17 +260,11 @@ class SuperviselyTransport:
             assert node.path is not None  # a File has an id or a path
             file_id = self._file_id(team_id, node.path, delivered)
             if file_id is None:
-                return (
-                    f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
-                    f"the file's id (upload it first, or give the id or FileInfo)"
-                )
+                return (f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
+                        f"the file's id (upload it first, or give the id or FileInfo)")
             return wire_type, file_id
         if isinstance(node, Folder):
             return "folder", node.path if node.path.startswith("/") else "/" + node.path
-        if isinstance(node, Task):
-            return "task", node.id
-        if isinstance(node, Job):
-            return "job", node.id
         if isinstance(node, App):
             return "app_session", self._task_wire(task_id)
         return f"a {type(node).__name__} has no place in a Supervisely workflow"
@@ -303,12 +277,8 @@ class SuperviselyTransport:
     def edge_body(self, event: Event, team_id: int, node_type: str, node_id: int | str) -> dict[str, Any]:
         """The request body of one edge, keys in the SDK's order."""
         assert event.task_id is not None
-        body: dict[str, Any] = {
-            "teamId": team_id,
-            "node": {"type": "task", "id": self._task_wire(event.task_id)},
-            "type": node_type,
-            "id": node_id,
-        }
+        body: dict[str, Any] = {"teamId": team_id, "node": {"type": "task", "id": self._task_wire(event.task_id)},
+                                "type": node_type, "id": node_id}
         if event.meta:
             body["meta"] = event.meta
         return body
@@ -384,14 +354,8 @@ def _version_info(entity: Mapping[str, Any]) -> VersionInfo:
             created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
         except ValueError:
             created_at = None
-    return VersionInfo(
-        id=int(entity["id"]),
-        version=int(entity["version"]),
-        project_id=entity.get("projectId"),
-        title=entity.get("name"),
-        description=entity.get("description"),
-        created_at=created_at,
-    )
+    return VersionInfo(id=int(entity["id"]), version=int(entity["version"]), project_id=entity.get("projectId"),
+                       title=entity.get("name"), description=entity.get("description"), created_at=created_at)
 
 
 class SuperviselyBackend:
@@ -418,17 +382,9 @@ class SuperviselyBackend:
         ConfigurationError: an empty server address or token, or a malformed ``TEAM_ID``.
     """
 
-    def __init__(
-        self,
-        server_address: str,
-        token: str,
-        *,
-        team_id: int | None = None,
-        task_id: int | None = None,
-        timeout: float = _DEFAULT_TIMEOUT,
-        spool_path: str | os.PathLike[str] | None = None,
-        **delivery_options: Any,
-    ) -> None:
+    def __init__(self, server_address: str, token: str, *, team_id: int | None = None, task_id: int | None = None,
+                 timeout: float = _DEFAULT_TIMEOUT, spool_path: str | os.PathLike[str] | None = None,
+                 **delivery_options: Any) -> None:
         env_task = env_task_id()
         raw_task: str | None = os.environ.get("SUPERVISELY_TASK_ID", "").strip()  # the SDK's header, as it reads it
         raw_task = raw_task if raw_task and raw_task.isdigit() else None
@@ -445,10 +401,8 @@ class SuperviselyBackend:
         self.delivery = DeliveringBackend(self.transport, spool_path=spool_path, **delivery_options)
 
     def __repr__(self) -> str:
-        return (
-            f"SuperviselyBackend(server_address={self.server_address!r}, team_id={self.team_id!r}, "
-            f"task_id={self.task_id!r})"
-        )
+        return (f"SuperviselyBackend(server_address={self.server_address!r}, team_id={self.team_id!r}, "
+                f"task_id={self.task_id!r})")
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -466,21 +420,13 @@ class SuperviselyBackend:
         token = os.environ.get("API_TOKEN", "").strip()
         missing = [name for name, value in (("SERVER_ADDRESS", server), ("API_TOKEN", token)) if not value]
         if missing:
-            raise ConfigurationError(
-                f"the Supervisely backend needs {' and '.join(missing)} in the environment "
-                "(the variables the Supervisely SDK reads)"
-            )
+            raise ConfigurationError(f"the Supervisely backend needs {' and '.join(missing)} in the environment "
+                                     "(the variables the Supervisely SDK reads)")
         return cls(server, token, timeout=timeout, spool_path=spool_path)
 
     @classmethod
-    def from_api(
-        cls,
-        sly_api: Any,
-        *,
-        team_id: int | None = None,
-        timeout: float = _DEFAULT_TIMEOUT,
-        spool_path: str | os.PathLike[str] | None = None,
-    ) -> SuperviselyBackend:
+    def from_api(cls, sly_api: Any, *, team_id: int | None = None, timeout: float = _DEFAULT_TIMEOUT,
+                 spool_path: str | os.PathLike[str] | None = None) -> SuperviselyBackend:
         """Build from the SDK's ``supervisely.Api`` (its server, token and task id); the api is kept
         for ``create_version`` / ``restore_version``.
 
@@ -490,10 +436,8 @@ class SuperviselyBackend:
         server = getattr(sly_api, "server_address", None)
         token = getattr(sly_api, "token", None)
         if not isinstance(server, str) or not isinstance(token, str):
-            raise ConfigurationError(
-                f"from_api() needs a supervisely.Api (with server_address and token), "
-                f"not {type(sly_api).__name__}"
-            )
+            raise ConfigurationError(f"from_api() needs a supervisely.Api (with server_address and token), "
+                                     f"not {type(sly_api).__name__}")
         raw_task = getattr(sly_api, "task_id", None)
         task_id: int | None = None
         if raw_task is not None and str(raw_task).strip():
@@ -525,10 +469,8 @@ class SuperviselyBackend:
         parts = urlsplit(rest)
         if parts.username or parts.password or parts.query or parts.fragment:
             # Do not echo the string: it may hold a secret (user:password@, ?token=...).
-            raise ConfigurationError(
-                "the Supervisely backend string takes no credentials, query or fragment "
-                "('supervisely+https://host'); set API_TOKEN for the token"
-            )
+            raise ConfigurationError("the Supervisely backend string takes no credentials, query or fragment "
+                                     "('supervisely+https://host'); set API_TOKEN for the token")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError(
                 f"the Supervisely backend string must be 'supervisely+http(s)://host' (got {redact(text)!r})"
@@ -580,14 +522,11 @@ class SuperviselyBackend:
     @staticmethod
     def _project_id(project: Project, what: str) -> int:
         if project.id is None:
-            raise VersioningError(
-                f"{what}: {project.ref} is a local folder; versions exist for projects on the instance"
-            )
+            raise VersioningError(f"{what}: {project.ref} is a local folder; versions exist for projects on the "
+                                  "instance")
         return project.id
 
-    def list_versions(
-        self, project: Project, filters: list[dict[str, Any]] | None = None
-    ) -> list[VersionInfo]:
+    def list_versions(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
         """The project's versions (``projects.versions.list``, every page), oldest first.
 
         Raises:
@@ -607,9 +546,8 @@ class SuperviselyBackend:
         except DeliveryError as exc:
             raise VersioningError(f"listing the versions of project {project_id} failed: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
-            raise VersioningError(
-                f"listing the versions of project {project_id}: unexpected answer ({type(exc).__name__})"
-            ) from None
+            raise VersioningError(f"listing the versions of project {project_id}: unexpected answer "
+                                  f"({type(exc).__name__})") from None
 
     def _sdk_api(self, what: str) -> Any:
         """The SDK's ``Api``: the one given to :meth:`from_api`, or one built from the same settings."""
@@ -625,6 +563,16 @@ class SuperviselyBackend:
             self._sly_api = supervisely.Api(self.server_address, self._token.reveal())
         return self._sly_api
 
+    def _sdk_version(self, project: Project, action: str, doing: str, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        """``(project id, api.project.version.<action>(project id, ...))`` with the SDK; a failure, whatever
+        the SDK raised, is a :class:`VersioningError` naming the project (never the token)."""
+        project_id = self._project_id(project, f"{action}_version")
+        api = self._sdk_api(f"{action}_version")
+        try:
+            return project_id, getattr(api.project.version, action)(project_id, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
+            raise VersioningError(redact(f"{doing} a version of project {project_id} failed: {exc!r}")) from None
+
     def create_version(self, project: Project, title: str | None, description: str | None) -> int:
         """Create a version with the SDK (``api.project.version.create``); when nothing changed since the
         latest version, its id is returned, as the SDK does.
@@ -632,45 +580,23 @@ class SuperviselyBackend:
         Raises:
             VersioningError: no ``supervisely`` package, a local project, or the SDK failed.
         """
-        project_id = self._project_id(project, "create_version")
-        api = self._sdk_api("create_version")
-        try:
-            version_id = api.project.version.create(project_id, title, description)
-        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
-            raise VersioningError(
-                redact(f"creating a version of project {project_id} failed: {exc!r}")
-            ) from None
+        project_id, version_id = self._sdk_version(project, "create", "creating", title, description)
         if isinstance(version_id, bool) or not isinstance(version_id, int):
             raise VersioningError(f"creating a version of project {project_id} gave no version id")
         return version_id
 
-    def restore_version(
-        self,
-        project: Project,
-        version_id: int | None,
-        version_num: int | None,
-        skip_missed_entities: bool = False,
-    ) -> Project:
+    def restore_version(self, project: Project, version_id: int | None, version_num: int | None,
+                        skip_missed_entities: bool = False) -> Project:
         """Recreate a version as a new project with the SDK (``api.project.version.restore``).
 
         Raises:
             VersioningError: no ``supervisely`` package, a local project, or the SDK failed.
         """
-        project_id = self._project_id(project, "restore_version")
+        self._project_id(project, "restore_version")  # a local project is refused first
         if version_id is None and version_num is None:
             raise VersioningError("restore_version needs a version_id or a version_num")
-        api = self._sdk_api("restore_version")
-        try:
-            info = api.project.version.restore(
-                project_id,
-                version_id=version_id,
-                version_num=version_num,
-                skip_missed_entities=skip_missed_entities,
-            )
-        except Exception as exc:  # noqa: BLE001 - the SDK raises anything; reported as VersioningError
-            raise VersioningError(
-                redact(f"restoring a version of project {project_id} failed: {exc!r}")
-            ) from None
+        project_id, info = self._sdk_version(project, "restore", "restoring", version_id=version_id,
+                                             version_num=version_num, skip_missed_entities=skip_missed_entities)
         new_id = getattr(info, "id", None)
         if isinstance(new_id, bool) or not isinstance(new_id, int):
             raise VersioningError(f"restoring a version of project {project_id} gave no project")
