@@ -128,11 +128,23 @@ class DeliveringBackend:
         ConfigurationError: A parameter out of range, or a transport without a ``key``.
     """
 
-    def __init__(self, transport: Transport, *, spool_path: str | os.PathLike[str] | None = None,
-                 batch_size: int = 100, backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 breaker_threshold: int = 5, breaker_cooldown: float = 30.0, hold_interval: float = 60.0,
-                 max_attempts: int | None = None, max_server_errors: int = 10, lease_seconds: float = 60.0,
-                 spool_poll: float = 30.0, max_queue: int | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        spool_path: str | os.PathLike[str] | None = None,
+        batch_size: int = 100,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 30.0,
+        hold_interval: float = 60.0,
+        max_attempts: int | None = None,
+        max_server_errors: int = 10,
+        lease_seconds: float = 60.0,
+        spool_poll: float = 30.0,
+        max_queue: int | None = None,
+    ) -> None:
         key = getattr(transport, "key", None)
         if not isinstance(key, str) or not key:
             raise ConfigurationError(f"{type(transport).__name__} has no 'key' (a non-empty str)")
@@ -161,8 +173,10 @@ class DeliveringBackend:
         self.max_server_errors = max_server_errors
         self.lease_seconds = lease_seconds
         self.spool_poll = spool_poll
-        self._journal = JournalWriter(journal_dir(self.spool.path), self._ingest, self._recover,
-                                      header={"kind": "spool", "dest": key}, name=f"the spool for {key}")
+        self._journal = JournalWriter(
+            journal_dir(self.spool.path), self._ingest, self._recover,
+            header={"kind": "spool", "dest": key}, name=f"the spool for {key}",
+        )
         self._init_process_state()
         at_fork(self._after_fork)
         at_exit(self.close_at_exit, order=50)

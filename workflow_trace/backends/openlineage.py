@@ -239,12 +239,21 @@ class OpenLineageMapper:
         ConfigurationError: an option out of range.
     """
 
-    def __init__(self, namespace: str = DEFAULT_NAMESPACE, *, producer: str = DEFAULT_PRODUCER,
-                 server_address: str | None = None, hostname: str | None = None, job_prefix: str = DEFAULT_JOB_PREFIX,
-                 dot_replacement: str | None = None, dataset_version: DatasetVersionMode = "facet") -> None:
+    def __init__(
+        self,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        producer: str = DEFAULT_PRODUCER,
+        server_address: str | None = None,
+        hostname: str | None = None,
+        job_prefix: str = DEFAULT_JOB_PREFIX,
+        dot_replacement: str | None = None,
+        dataset_version: DatasetVersionMode = "facet",
+    ) -> None:
         if dataset_version not in get_args(DatasetVersionMode):
-            modes = ", ".join(get_args(DatasetVersionMode))
-            raise ConfigurationError(f"dataset_version must be one of {modes}, not {dataset_version!r}")
+            raise ConfigurationError(
+                f"dataset_version must be one of {', '.join(get_args(DatasetVersionMode))}, not {dataset_version!r}"
+            )
         if dot_replacement is not None and "." in dot_replacement:
             raise ConfigurationError(f"dot_replacement must not contain a dot, not {dot_replacement!r}")
         job_prefix = job_prefix or ""
@@ -530,10 +539,19 @@ class OpenLineageTransport:
         ConfigurationError: ``url`` is not an ``http(s)://`` URL, or an option is out of range.
     """
 
-    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, endpoint: str = DEFAULT_ENDPOINT,
-                 api_key: str | Secret | None = None, timeout: float = 10.0,
-                 custom_headers: Mapping[str, str | Secret] | None = None, compression: str | None = None,
-                 verify: bool | str = True, **naming: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | Secret | None = None,
+        timeout: float = 10.0,
+        custom_headers: Mapping[str, str | Secret] | None = None,
+        compression: str | None = None,
+        verify: bool | str = True,
+        **naming: Any,
+    ) -> None:
         url = (url or "").strip()
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
@@ -670,12 +688,24 @@ class OpenLineageBackend(DeliveringBackend):
         ConfigurationError: a bad URL, namespace, naming or delivery option.
     """
 
-    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, endpoint: str = DEFAULT_ENDPOINT,
-                 api_key: str | Secret | None = None, spool_path: str | os.PathLike[str] | None = None,
-                 server_address: str | None = None, timeout: float = 10.0,
-                 custom_headers: Mapping[str, str | Secret] | None = None, compression: str | None = None,
-                 verify: bool | str = True, job_prefix: str = DEFAULT_JOB_PREFIX, dot_replacement: str | None = None,
-                 dataset_version: DatasetVersionMode = "facet", **delivery: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | Secret | None = None,
+        spool_path: str | os.PathLike[str] | None = None,
+        server_address: str | None = None,
+        timeout: float = 10.0,
+        custom_headers: Mapping[str, str | Secret] | None = None,
+        compression: str | None = None,
+        verify: bool | str = True,
+        job_prefix: str = DEFAULT_JOB_PREFIX,
+        dot_replacement: str | None = None,
+        dataset_version: DatasetVersionMode = "facet",
+        **delivery: Any,
+    ) -> None:
         transport = OpenLineageTransport(
             url, namespace=namespace, endpoint=endpoint, api_key=api_key, server_address=server_address,
             timeout=timeout, custom_headers=custom_headers, compression=compression, verify=verify,

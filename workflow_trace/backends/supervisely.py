@@ -140,8 +140,15 @@ class SuperviselyTransport:
         timeout: Seconds for each HTTP request.
     """
 
-    def __init__(self, server_address: str, token: str | Secret, *, team_id: int | None = None,
-                 task_header: str | int | None = None, timeout: float = _DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        server_address: str,
+        token: str | Secret,
+        *,
+        team_id: int | None = None,
+        task_header: str | int | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+    ) -> None:
         secret = token if isinstance(token, Secret) else Secret(token.strip()) if isinstance(token, str) else None
         if secret is None or not secret.reveal().strip():
             raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
@@ -382,9 +389,17 @@ class SuperviselyBackend:
         ConfigurationError: an empty server address or token, or a malformed ``TEAM_ID``.
     """
 
-    def __init__(self, server_address: str, token: str, *, team_id: int | None = None, task_id: int | None = None,
-                 timeout: float = _DEFAULT_TIMEOUT, spool_path: str | os.PathLike[str] | None = None,
-                 **delivery_options: Any) -> None:
+    def __init__(
+        self,
+        server_address: str,
+        token: str,
+        *,
+        team_id: int | None = None,
+        task_id: int | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        spool_path: str | os.PathLike[str] | None = None,
+        **delivery_options: Any,
+    ) -> None:
         env_task = env_task_id()
         raw_task: str | None = os.environ.get("SUPERVISELY_TASK_ID", "").strip()  # the SDK's header, as it reads it
         raw_task = raw_task if raw_task and raw_task.isdigit() else None
@@ -425,8 +440,14 @@ class SuperviselyBackend:
         return cls(server, token, timeout=timeout, spool_path=spool_path)
 
     @classmethod
-    def from_api(cls, sly_api: Any, *, team_id: int | None = None, timeout: float = _DEFAULT_TIMEOUT,
-                 spool_path: str | os.PathLike[str] | None = None) -> SuperviselyBackend:
+    def from_api(
+        cls,
+        sly_api: Any,
+        *,
+        team_id: int | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        spool_path: str | os.PathLike[str] | None = None,
+    ) -> SuperviselyBackend:
         """Build from the SDK's ``supervisely.Api`` (its server, token and task id); the api is kept
         for ``create_version`` / ``restore_version``.
 
