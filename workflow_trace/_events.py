@@ -286,8 +286,8 @@ def encode_records(records: list[Record]) -> bytes:
             out.append(f'{head},"{status}",{error},{_params(params)}]\n')
         else:
             assert node is not None
-            meta_json = "null" if meta is None else meta.json
-            out.append(f"{head},{node_json(node)},{meta_json},{_opt(extra)}]\n")
+            out.append(f'{head},{node_json(node)},{"null" if meta is None else meta.json},'
+                       f'{"null" if extra is None else _string(extra)}]\n')
     return "".join(out).encode()
 
 
