@@ -4,15 +4,15 @@ The goal: ``import workflow_trace`` takes at most ``import pydantic`` + 40 ms. M
 byte code cached beforehand (in a temporary ``PYTHONPYCACHEPREFIX``, one warm-up run each), as an installed
 package would be: with ``PYTHONDONTWRITEBYTECODE=1`` (set in some environments) a checkout is compiled from
 source at every import while site-packages has its ``.pyc`` files, which would charge workflow_trace ~20 ms
-of compiling that no user pays. ``import pydantic`` alone
-is lazy (pydantic 2 loads its submodules on attribute access), so the other dependencies are shown too:
-``from pydantic import BaseModel``, and a first model class, which imports ``pydantic.fields`` (with
-``pydantic.types``, ``annotated_types``, ``secrets``): what any library defining a model pays. "the floor"
-is that model class with ``import wrapt``: what is left of the goal's 40 ms above it is what
-workflow_trace's own modules may take. The wrapt version is printed: wrapt 2.x imports ``asyncio`` and
-``importlib.metadata`` at its top level (~35 ms), 1.x only ``inspect``. The runs of the modules take turns,
-so drift hits them alike. Then ``python -X importtime`` of ``import workflow_trace``: the modules that cost
-most (own time, cumulative time).
+of compiling that no user pays. ``import pydantic`` alone is lazy (pydantic 2 loads its submodules on
+attribute access), so the other dependencies are shown too: ``from pydantic import BaseModel``, and a first
+model class (``defer_build``, as workflow_trace's), which imports ``pydantic.fields`` (with
+``pydantic.types``, ``annotated_types``, ``secrets``): what any library defining a model pays. "the floor" is
+that model class with ``import wrapt``: what is left of the goal's 40 ms above it is what workflow_trace's
+own modules may take. The wrapt version is printed: wrapt 2.x imports ``asyncio`` and ``importlib.metadata``
+at its top level (~35 ms), 1.x only ``inspect``. The runs of the modules take turns, so drift hits them
+alike. Then ``python -X importtime`` of ``import workflow_trace``: the modules that cost most (own time,
+cumulative time).
 
 Run: ``python benchmarks/bench_import.py`` (under a minute).
 """
@@ -29,7 +29,9 @@ from importlib import metadata
 
 from _common import ROOT, fresh_subprocess_seconds, machine, noise_line, table, verdict
 
-MODEL = "from pydantic import BaseModel\nclass Model(BaseModel):\n    x: int = 0"
+#: A first model class, its schema built on first use as workflow_trace's models do (``defer_build``).
+MODEL = ("from pydantic import BaseModel, ConfigDict\n"
+         "class Model(BaseModel):\n    model_config = ConfigDict(defer_build=True)\n    x: int = 0")
 FLOOR = "the floor: a first model class, import wrapt"
 #: name -> (untimed prelude, timed statement)
 STATEMENTS = {
