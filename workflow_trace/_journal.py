@@ -30,6 +30,7 @@ WARNING says how many events and why.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import mmap
 import os
@@ -220,9 +221,11 @@ class _Segment:
         size = max(size, len(first) + 1)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            if hasattr(os, "posix_fallocate"):
+            try:
                 os.posix_fallocate(fd, 0, size)
-            else:  # pragma: no cover - macOS, Windows
+            except (AttributeError, OSError) as exc:  # macOS, Windows, a file system without it: zeros
+                if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise  # ENOSPC and the like: the journal cannot be written
                 for at in range(0, size, 1 << 20):
                     os.write(fd, bytes(min(1 << 20, size - at)))
             self.mm = mmap.mmap(fd, size)
@@ -569,6 +572,7 @@ class JournalWriter:
         with self._lock:
             if self._seg is None:
                 return ok
+            ok = ok and not self._pending()  # an append after the flush: kept for the next process
             left = 0 if ok else self.pending_events()
             for seg in self._segs:
                 seg.close(delete=ok)
