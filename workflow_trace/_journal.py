@@ -228,7 +228,9 @@ class _Segment:
                     raise  # ENOSPC and the like: the journal cannot be written
                 for at in range(0, size, 1 << 20):
                     os.write(fd, bytes(min(1 << 20, size - at)))
-            self.mm = mmap.mmap(fd, size)
+            # MAP_POPULATE: the pages are faulted in now, not one by one on the call path (Linux).
+            flags = getattr(mmap, "MAP_SHARED", 0) | getattr(mmap, "MAP_POPULATE", 0)
+            self.mm = mmap.mmap(fd, size, flags=flags) if flags else mmap.mmap(fd, size)  # Windows: no flags
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
