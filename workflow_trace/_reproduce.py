@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ._nodes import Project
 from .backends.sqlite import EdgeRow, SQLiteBackend, fingerprint
-from .graph import Graph, GraphNode, RunInfo, _data_key, _param, _version_label, terminal_safe
+from .graph import Graph, GraphNode, RunInfo, _param, _version_label, terminal_safe
 
 __all__ = ["Input", "inputs_of", "report", "restore"]
 
@@ -65,7 +65,7 @@ def inputs_of(graph: Graph, store: SQLiteBackend, task_key: str) -> list[Input]:
     for row in store.edges():
         if row.task_id == task_id and row.direction == "input":
             # The latest read of each node: "changed since it was read" means since then.
-            rows[_data_key(row.node, row.task_id)] = row
+            rows[row.key] = row
     out: list[Input] = []
     for edge in graph.edges:
         if edge.relation != "input" or edge.target != task_key:

@@ -57,7 +57,10 @@ state it was first read in, produced before anything was recorded). Times are IS
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
+import gc
 import json
 import os
 import unicodedata
@@ -495,138 +498,134 @@ def parse_scope(text: str | Scope | None) -> Scope:
 # -- building ------------------------------------------------------------------------------------
 
 
-def _data_key(node: Node, task_id: int | None) -> str:
-    # The app node is "the offline session of the current task": one per task.
-    if isinstance(node, App):
-        return f"app:{task_id}"
-    return node.ref
+@dataclass
+class _DataSum:
+    """A data node while the rows are read: what its records say so far."""
+
+    kind: str
+    path: Optional[str]
+    external_id: Optional[int] = None
+    model_weight: bool = False
+    versions: dict[tuple[Optional[int], Optional[int]], None] = field(default_factory=dict)
+    recorded: dict[str, None] = field(default_factory=dict)
+    card: Optional[Card] = None
+    card_time: Optional[datetime] = None
 
 
-def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], edges: Iterable[EdgeRow],
+@dataclass
+class _EdgeSum:
+    """An edge while the rows are read: its count, first and last time, and what its latest record set."""
+
+    task_id: Optional[int]
+    first: datetime
+    last: datetime
+    version: Optional[tuple[Optional[int], Optional[int]]]
+    card: Optional[Card]
+    count: int = 1
+
+
+def _generations(rows: Sequence[EdgeRow]) -> tuple[list[int], dict[str, list[Generation]]]:
+    """The generation each record read or wrote, and each data node's generations (module docstring)."""
+    of_row = [1] * len(rows)
+    made: dict[str, list[Generation]] = defaultdict(list)
+    named: dict[tuple[str, tuple[str, int]], int] = {}  # (node, project version) -> its generation
+    for i in sorted(range(len(rows)), key=lambda i: rows[i].time):  # stable: the store's order breaks ties
+        row = rows[i]
+        gens = made[row.key]
+        if row.direction == "output":
+            gens.append(Generation(len(gens) + 1, row.task_id, row.run_id, row.time))
+        elif not gens:  # read before anything wrote it: the state it was found in
+            gens.append(Generation(1, None, None, row.time))
+        of_row[i] = len(gens)
+        version = _version_key(row.node)
+        if version is not None:
+            name = (row.key, version)
+            of_row[i] = named[name] = len(gens) if row.direction == "output" else named.get(name, len(gens))
+    return of_row, made
+
+
+def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[EdgeRow],
            local_projects: Mapping[str, int]) -> Graph:
     """The workspace graph of the store's rows (see the module docstring for generations)."""
-    by_task: dict[int | None, list[RunRow]] = defaultdict(list)
+    run_io: dict[str, tuple[dict[str, None], dict[str, None]]] = defaultdict(lambda: ({}, {}))
+    for row in rows:
+        run_io[row.run_id][row.direction == "output"][row.key] = None
+    by_task: dict[Optional[int], list[RunInfo]] = defaultdict(list)
     for run in runs:
-        by_task[run.task_id].append(run)
-    edge_rows = list(edges)
-    run_nodes: dict[str, tuple[list[str], list[str]]] = {}
-    for row in edge_rows:
-        io = run_nodes.setdefault(row.run_id, ([], []))
-        target = io[0] if row.direction == "input" else io[1]
-        key = _data_key(row.node, row.task_id)
-        if key not in target:
-            target.append(key)
-    nodes: dict[str, GraphNode] = {}
-    for trow in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id)):
-        key = f"task:{trow.id}"
-        task_runs = tuple(
-            _from_row(RunInfo, r, inputs=tuple(run_nodes.get(r.run_id, ((), ()))[0]),
-                      outputs=tuple(run_nodes.get(r.run_id, ((), ()))[1]))
-            for r in by_task.get(trow.id, ())
-        )
-        nodes[key] = GraphNode(key=key, kind="task", card=Card.from_wire(trow.node_meta), external_id=trow.id,
-                               task=_from_row(TaskInfo, trow, runs=task_runs))
-    # Generations: per data node, its records in time order (the store's order breaks ties).
-    per_node: dict[str, list[tuple[datetime, int, EdgeRow]]] = defaultdict(list)
-    for i, row in enumerate(edge_rows):
-        per_node[_data_key(row.node, row.task_id)].append((row.time, i, row))
-    generation_of: list[int] = [1] * len(edge_rows)
-    generations: dict[str, list[Generation]] = {}
-    for key, items in per_node.items():
-        items.sort(key=lambda item: (item[0], item[1]))
-        current = 0
-        versions: dict[tuple[str, int], int] = {}
-        gens: list[Generation] = []
-        for when, i, row in items:
-            named = _version_key(row.node)
-            if row.direction == "output":
-                current += 1
-                gens.append(Generation(current, row.task_id, row.run_id, when))
-                gen = current
-                if named is not None:
-                    versions[named] = gen
-            else:
-                if current == 0:
-                    current = 1
-                    gens.append(Generation(1, None, None, when))
-                gen = current
-                if named is not None:
-                    gen = versions.setdefault(named, current)
-            generation_of[i] = gen
-        generations[key] = gens
+        inputs, outputs = run_io.get(run.run_id, ((), ()))
+        by_task[run.task_id].append(_from_row(RunInfo, run, inputs=tuple(inputs), outputs=tuple(outputs)))
+    nodes = {
+        f"task:{t.id}": GraphNode(key=f"task:{t.id}", kind="task", card=Card.from_wire(t.node_meta), external_id=t.id,
+                                  task=_from_row(TaskInfo, t, runs=tuple(by_task.get(t.id, ()))))
+        for t in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id))
+    }
+    generation_of, generations = _generations(rows)
     # Data nodes accumulate: model-weight flags, versions, the latest relation card; edges aggregate.
-    data: dict[str, dict[str, Any]] = {}
-    merged: dict[tuple[str, str, str, int], dict[str, Any]] = {}
-    for i, row in enumerate(edge_rows):
-        node = row.node
+    data: dict[str, _DataSum] = {}
+    merged: dict[tuple[str, str, str, int], _EdgeSum] = {}
+    for row, gen in zip(rows, generation_of, strict=True):
+        node, key, time = row.node, row.key, row.time
         task_key = f"task:{row.task_id}"
         if task_key not in nodes:
             nodes[task_key] = GraphNode(key=task_key, kind="task", external_id=row.task_id)
-        key = _data_key(node, row.task_id)
         entry = data.get(key)
         if entry is None:
-            entry = data[key] = {
-                "kind": node.kind,  # type: ignore[attr-defined]
-                "external_id": getattr(node, "id", None), "path": getattr(node, "path", None),
-                "model_weight": False, "versions": [], "card": None, "card_time": None, "recorded": [],
-            }
-        if entry["external_id"] is None:
-            entry["external_id"] = getattr(node, "id", None)
+            entry = data[key] = _DataSum(node.kind, getattr(node, "path", None))  # type: ignore[attr-defined]
+        if entry.external_id is None:
+            entry.external_id = getattr(node, "id", None)
         if isinstance(node, File) and node.model_weight:
-            entry["model_weight"] = True
-        if row.recorded_path and row.recorded_path != entry["path"] and row.recorded_path not in entry["recorded"]:
-            entry["recorded"].append(row.recorded_path)
-        version: tuple[Optional[int], Optional[int]] | None = None
+            entry.model_weight = True
+        if row.recorded_path and row.recorded_path != entry.path:
+            entry.recorded[row.recorded_path] = None
+        version = None
         if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
             version = (node.version_id, node.version_num)
-            if version not in entry["versions"]:
-                entry["versions"].append(version)
-        card = Card.from_wire((row.meta or {}).get("customRelationSettings"))
-        if card is not None and (entry["card_time"] is None or row.time >= entry["card_time"]):
-            entry["card"], entry["card_time"] = card, row.time
-        gen = generation_of[i]
+            entry.versions[version] = None
+        card = Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
+        if card is not None and (entry.card_time is None or time >= entry.card_time):
+            entry.card, entry.card_time = card, time
         ekey = (key, task_key, "input", gen) if row.direction == "input" else (task_key, key, "output", gen)
-        agg = merged.get(ekey)
-        if agg is None:
-            merged[ekey] = {"task_id": row.task_id, "first": row.time, "last": row.time, "count": 1,
-                            "version": version, "card": card}
-        else:
-            agg["count"] += 1
-            agg["first"] = min(agg["first"], row.time)
-            if row.time >= agg["last"]:
-                agg["last"] = row.time
-                if version is not None:
-                    agg["version"] = version
-                if card is not None:
-                    agg["card"] = card
+        edge = merged.get(ekey)
+        if edge is None:
+            merged[ekey] = _EdgeSum(row.task_id, time, time, version, card)
+            continue
+        edge.count += 1
+        edge.first = min(edge.first, time)
+        if time >= edge.last:
+            edge.last = time
+            edge.version = version or edge.version
+            edge.card = card or edge.card
     for key, entry in data.items():
         if key in nodes:  # a task consumed as a node: the task's own node
             continue
-        external = entry["external_id"]
-        if external is None and entry["kind"] == "project" and entry["path"] is not None:
-            external = local_projects.get(entry["path"])
+        external = entry.external_id
+        if external is None and entry.kind == "project" and entry.path is not None:
+            external = local_projects.get(entry.path)
         nodes[key] = GraphNode(
-            key=key, kind=entry["kind"], card=entry["card"], external_id=external, path=entry["path"],
-            model_weight=entry["model_weight"], versions=tuple(entry["versions"]),
-            generations=tuple(generations.get(key, ())), recorded_paths=tuple(entry["recorded"]),
+            key=key, kind=entry.kind, card=entry.card, external_id=external, path=entry.path,
+            model_weight=entry.model_weight, versions=tuple(entry.versions),
+            generations=tuple(generations.get(key, ())), recorded_paths=tuple(entry.recorded),
         )
-    graph_edges = [
-        GraphEdge(
-            source=s, target=t, relation=r, task_id=a["task_id"], first_time=a["first"],  # type: ignore[arg-type]
-            last_time=a["last"], count=a["count"], version_id=a["version"][0] if a["version"] else None,
-            version_num=a["version"][1] if a["version"] else None, card=a["card"], generation=g,
-        )
+    edges = [
+        GraphEdge(source=s, target=t, relation=r, task_id=a.task_id, first_time=a.first,  # type: ignore[arg-type]
+                  last_time=a.last, count=a.count, version_id=a.version[0] if a.version else None,
+                  version_num=a.version[1] if a.version else None, card=a.card, generation=g)
         for (s, t, r, g), a in merged.items()
     ]
-    return Graph(nodes, graph_edges)
+    return Graph(nodes, edges)
 
 
 _Info = TypeVar("_Info", RunInfo, TaskInfo)
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 def _from_row(cls: type[_Info], row: RunRow | TaskRow, **values: Any) -> _Info:
     """A ``cls`` with ``values`` and, for its other fields, the store row's fields of the same name."""
-    return cls(**{f.name: getattr(row, f.name) for f in fields(cls) if f.name not in values}, **values)
+    return cls(**{name: getattr(row, name) for name in _field_names(cls) if name not in values}, **values)
 
 
 def _version_key(node: Node) -> tuple[str, int] | None:
@@ -863,11 +862,12 @@ class Graph:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (schema in the module docstring)."""
-        return {
-            "format": JSON_FORMAT, "version": JSON_VERSION, "scope": str(self.scope), "store": self.store,
-            "server": self.server, "nodes": [n.to_dict() for n in self.nodes.values()],
-            "edges": [e.to_dict() for e in self.edges],
-        }
+        with _gc_paused():
+            return {
+                "format": JSON_FORMAT, "version": JSON_VERSION, "scope": str(self.scope), "store": self.store,
+                "server": self.server, "nodes": [n.to_dict() for n in self.nodes.values()],
+                "edges": [e.to_dict() for e in self.edges],
+            }
 
     def to_json(self) -> str:
         """The JSON text (schema in the module docstring): each node and each edge on one compact line (as
@@ -1106,7 +1106,8 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
     parsed = parse_scope(scope)
     store = SQLiteBackend.open_existing(db)
     try:
-        graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
+        with _gc_paused():
+            graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
     finally:
         store.close()
     graph.store = str(store.path)
@@ -1115,6 +1116,22 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile (for loading and exporting, which make no cycles).
+
+    A 10,000-task graph is a million new objects; the collector would walk all of them again and again
+    while they are made (a third of the time of a load).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 #: (stroke/icon colour, background) per kind; ``model`` is a file marked as model weights.
 _KIND_COLORS: dict[str, tuple[str, str]] = {
