@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import functools
 import gc
 import json
 import os
@@ -618,14 +617,12 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[Edge
 _Info = TypeVar("_Info", RunInfo, TaskInfo)
 
 
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in (RunInfo, TaskInfo)}
 
 
 def _from_row(cls: type[_Info], row: RunRow | TaskRow, **values: Any) -> _Info:
     """A ``cls`` with ``values`` and, for its other fields, the store row's fields of the same name."""
-    return cls(**{name: getattr(row, name) for name in _field_names(cls) if name not in values}, **values)
+    return cls(**{name: getattr(row, name) for name in _FIELDS[cls] if name not in values}, **values)
 
 
 def _version_key(node: Node) -> tuple[str, int] | None:
