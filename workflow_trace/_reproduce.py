@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ._nodes import Project
 from .backends.sqlite import EdgeRow, SQLiteBackend, fingerprint
-from .graph import Graph, GraphNode, RunInfo, _param, _version_label, terminal_safe
+from .graph import Graph, GraphNode, RunInfo, format_params, format_version, terminal_safe
 
 __all__ = ["Input", "inputs_of", "report", "restore"]
 
@@ -84,7 +84,7 @@ def _runs(runs: tuple[RunInfo, ...], limit: int = 20) -> list[str]:
     lines = []
     for run in runs[:limit]:
         depth = "  " if run.parent_run_id is None else "    "
-        params = terminal_safe(", ".join(f"{k}={_param(v)}" for k, v in (run.params or {}).items()))
+        params = terminal_safe(format_params(run.params))
         lines.append(f"{depth}{terminal_safe(run.name)} [{run.status}]" + (f"  params: {params}" if params else ""))
     if len(runs) > limit:
         lines.append(f"  ... {len(runs) - limit} more run(s) (export --format json lists them all)")
@@ -115,7 +115,7 @@ def report(graph: Graph, store: SQLiteBackend, task: GraphNode) -> str:
     for item in inputs:
         what = item.key
         if item.version_id is not None or item.version_num is not None:
-            what += f" @{_version_label((item.version_id, item.version_num))}"
+            what += f" @{format_version((item.version_id, item.version_num))}"
         node = graph.nodes.get(item.key)
         if node is not None and node.kind != "task" and len(node.generations) > 1:
             what += f" · gen {item.generation}"

@@ -49,10 +49,10 @@ from ._nodes import Project
 from ._spool import Spool, default_spool_path
 from ._ui import serve
 from ._version import __version__
-from .backends import create_backend
+from .backends import Backend, create_backend
 from .backends.sqlite import SQLiteBackend
 from .backends.supervisely import SuperviselyBackend
-from .graph import Graph, _duration, _local_time, _one_line, load_graph, terminal_safe
+from .graph import Graph, format_duration, format_time, load_graph, one_line, terminal_safe
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -179,8 +179,8 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
         failed = info.failed_runs
         runs = f"{len(info.runs):,}" + (f" ({failed:,} failed)" if failed else "")
         rows.append((
-            str(info.id), _one_line(node.label, 40), info.status, runs, _local_time(info.started_at),
-            "-" if info.duration is None else _duration(info.duration), str(ins), str(outs),
+            str(info.id), one_line(node.label, 40), info.status, runs, format_time(info.started_at),
+            "-" if info.duration is None else format_duration(info.duration), str(ins), str(outs),
         ))
     if not rows:
         _write(f"no tasks recorded yet in scope {graph.scope}\n", None)
@@ -384,7 +384,7 @@ def _cmd_versions_list(args: argparse.Namespace) -> int:
         print(f"no versions of {folder} yet")
         return 0
     rows = [
-        (str(v.id), f"v{v.version}", _one_line(v.title or "-", 50), _local_time(v.created_at),
+        (str(v.id), f"v{v.version}", one_line(v.title or "-", 50), format_time(v.created_at),
          str(sizes.get(v.id, (0, 0))[0]), _size(sizes.get(v.id, (0, 0))[1]))
         for v in versions
     ]
@@ -428,70 +428,50 @@ def _cmd_push(args: argparse.Namespace) -> int:
     if args.timeout < 0:
         raise CliError("--timeout must not be negative")
     store = SQLiteBackend.open_existing(args.db)
-    saved = os.environ.get("WORKFLOW_TRACE_SPOOL")
-    # The destination's spool sits next to the store being pushed, as `workflow-trace spool --db` expects.
-    os.environ["WORKFLOW_TRACE_SPOOL"] = str(default_spool_path(store.path))
-    try:
-        dest = create_backend(args.backend)
-    finally:
-        if saved is None:
-            del os.environ["WORKFLOW_TRACE_SPOOL"]
-        else:
-            os.environ["WORKFLOW_TRACE_SPOOL"] = saved
-    if isinstance(dest, SQLiteBackend) and dest.path.resolve() == store.path.resolve():
-        dest.close()
-        raise CliError(f"cannot push {store.path} into itself")
+    dest = _push_destination(args.backend, store)
     delivery = dest if isinstance(dest, DeliveringBackend) else getattr(dest, "delivery", None)
-    if not isinstance(delivery, DeliveringBackend):
-        delivery = None
+    spool = delivery.spool if isinstance(delivery, DeliveringBackend) else None
     key = _destination_key(dest)
-    owns_task_ids = isinstance(dest, SuperviselyBackend)
     deadline = time.monotonic() + args.timeout
-    total = before = replayed = local = 0
+    replayed = local = 0
     stopped = False
     batch: list[Event] = []
-    try:
-        total = store.counts()["events"]
-        before = store.pushed_count(key)
 
-        def push_batch() -> bool:
-            dest.emit(batch)
-            ok = dest.flush(max(0.0, deadline - time.monotonic()))
-            # Refused events (dead) are kept in the spool; a batch still pending means the server is away.
-            waiting = delivery is not None and delivery.spool.has_pending(key)
-            if ok or not waiting:
-                store.mark_pushed(key, [e.event_id for e in batch])
-                batch.clear()
-                return True
+    def send() -> bool:
+        """Hand ``batch`` over; false when it still waits (the server is away; refused events are dead)."""
+        dest.emit(batch)
+        if not dest.flush(max(0.0, deadline - time.monotonic())) and spool is not None and spool.has_pending(key):
             return False
+        store.mark_pushed(key, [e.event_id for e in batch])
+        batch.clear()
+        return True
 
+    try:
+        total, before = store.counts()["events"], store.pushed_count(key)
         for event, is_local in store.iter_unpushed(key):
-            if is_local and owns_task_ids:
+            if is_local and isinstance(dest, SuperviselyBackend):
                 local += 1
                 continue
             batch.append(event)
             replayed += 1
-            if len(batch) >= 500 and not push_batch():
-                stopped = True
+            if len(batch) >= 500 and (stopped := not send()):
                 break
-        if batch and not stopped:
-            stopped = not push_batch()
-        if delivery is not None and not stopped:
-            # Events an earlier push or process left in the spool for this destination go out too.
-            while delivery.spool.has_pending(key) and time.monotonic() < deadline:
-                time.sleep(0.05)
+        stopped = stopped or (bool(batch) and not send())
+        # Events an earlier push or process left in the spool for this destination go out too.
+        while spool is not None and not stopped and spool.has_pending(key) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         dest.close()  # a delivering backend keeps what is left in its durable spool
     if batch:
         store.mark_pushed(key, [e.event_id for e in batch])  # now in the spool: delivered from there
-    stats = delivery.stats() if delivery is not None else None
-    pending = delivery.spool.pending_count(key) if delivery is not None else 0
     lines = [f"pushed to {key}", f"  events in the store:   {total}", f"  pushed before:         {before} "
              "(not sent again)"]
     if local:
         lines.append(f"  of local tasks:        {local} (not sent: ids this store gave its tasks mean nothing "
                      "on the server)")
     lines.append(f"  replayed now:          {replayed}")
+    stats = delivery.stats() if isinstance(delivery, DeliveringBackend) else None
+    pending = spool.pending_count(key) if spool is not None else 0
     if stats is not None:
         if stats.emitted < replayed:
             lines.append(f"  no place there:        {replayed - stats.emitted} (step start/finish events)")
@@ -505,6 +485,23 @@ def _cmd_push(args: argparse.Namespace) -> int:
               "next push or process using this destination)", file=sys.stderr)
         return 1
     return 0
+
+
+def _push_destination(spec: str, store: SQLiteBackend) -> Backend:
+    """The backend to push ``store`` to; its spool sits next to the store (where ``spool --db`` looks)."""
+    saved = os.environ.get("WORKFLOW_TRACE_SPOOL")
+    os.environ["WORKFLOW_TRACE_SPOOL"] = str(default_spool_path(store.path))
+    try:
+        dest = create_backend(spec)
+    finally:
+        if saved is None:
+            del os.environ["WORKFLOW_TRACE_SPOOL"]
+        else:
+            os.environ["WORKFLOW_TRACE_SPOOL"] = saved
+    if isinstance(dest, SQLiteBackend) and dest.path.resolve() == store.path.resolve():
+        dest.close()
+        raise CliError(f"cannot push {store.path} into itself")
+    return dest
 
 
 # -- spool -------------------------------------------------------------------------------------

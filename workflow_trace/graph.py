@@ -345,7 +345,7 @@ class GraphNode:
                 if self.task.error_message:
                     text += f": {self.task.error_message}"
             elif self.task.duration is not None:
-                text += f" in {_duration(self.task.duration)}"
+                text += f" in {format_duration(self.task.duration)}"
             if len(self.task.runs) > 1:
                 failed = self.task.failed_runs
                 text += f" · {len(self.task.runs):,} runs" + (f", {failed} failed" if failed else "")
@@ -356,7 +356,7 @@ class GraphNode:
         if self.model_weight:
             parts.append("model weights")
         if self.versions:
-            parts.append(", ".join(_version_label(v) for v in self.versions))
+            parts.append(", ".join(format_version(v) for v in self.versions))
         parts.append(self.path if self.path else f"id {self.external_id}")
         return " · ".join(parts)
 
@@ -427,7 +427,7 @@ class GraphEdge:
         """``v2`` / ``version 11`` for a project version, else ``None``."""
         if self.version_id is None and self.version_num is None:
             return None
-        return _version_label((self.version_id, self.version_num))
+        return format_version((self.version_id, self.version_num))
 
     @property
     def tags(self) -> list[str]:
@@ -1112,7 +1112,7 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
     return graph.scoped(parsed)
 
 
-# -- helpers -----------------------------------------------------------------------------------
+# -- helpers (format_*, one_line and terminal_safe are shared with the CLI and reproduce) ------------
 
 
 @contextlib.contextmanager
@@ -1156,12 +1156,14 @@ def _parse_time(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(str(value))
 
 
-def _version_label(version: tuple[Optional[int], Optional[int]]) -> str:
+def format_version(version: tuple[Optional[int], Optional[int]]) -> str:
+    """``v2`` for a version by number, else ``version 11`` (its id)."""
     vid, num = version
     return f"v{num}" if num is not None else f"version {vid}"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``250 ms``, ``1.5 s``, ``3.0 min``, ``2.5 h``."""
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
@@ -1175,7 +1177,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def _local_time(value: datetime | None) -> str:
+def format_time(value: datetime | None) -> str:
+    """Local time to the second, ``-`` for none."""
     return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -1189,14 +1192,14 @@ def _task_line(task: GraphNode) -> str:
         if info.error_type:
             status += f" {info.error_type}"
             if info.error_message:
-                status += f": {_one_line(info.error_message, 120)}"
-    parts = [f"{task.key} {_one_line(task.label, 80)} [{status}]"]
+                status += f": {one_line(info.error_message, 120)}"
+    parts = [f"{task.key} {one_line(task.label, 80)} [{status}]"]
     if len(info.runs) > 1:
         failed = info.failed_runs
         parts.append(f"{len(info.runs):,} runs" + (f" ({failed:,} failed)" if failed else ""))
-    parts.append(f"started {_local_time(info.started_at)}")
+    parts.append(f"started {format_time(info.started_at)}")
     if info.duration is not None:
-        parts.append(_duration(info.duration))
+        parts.append(format_duration(info.duration))
     return ", ".join(parts)
 
 
@@ -1224,17 +1227,17 @@ def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
             if len(runs) == 1:
                 run = runs[0]
                 status = run.status if run.status != "failed" else f"FAILED {run.error_type or ''}".rstrip()
-                text = f"{indent}run {_one_line(name, 60)} [{status}]"
+                text = f"{indent}run {one_line(name, 60)} [{status}]"
                 if run.duration is not None:
-                    text += f" {_duration(run.duration)}"
+                    text += f" {format_duration(run.duration)}"
                 if run.params:
-                    text += "  params: " + _one_line(", ".join(f"{k}={_param(v)}" for k, v in run.params.items()), 100)
+                    text += "  params: " + one_line(format_params(run.params), 100)
                 lines.append(text)
                 walk(run.run_id, depth + 1)
             else:
                 failed = sum(1 for r in runs if r.status == "failed")
                 running = sum(1 for r in runs if r.status == "running")
-                text = f"{indent}run {_one_line(name, 60)} ×{len(runs):,}"
+                text = f"{indent}run {one_line(name, 60)} ×{len(runs):,}"
                 text += f", {failed:,} failed" if failed else ""
                 text += f", {running:,} running" if running else ""
                 lines.append(text)
@@ -1247,8 +1250,10 @@ def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
     return lines
 
 
-def _param(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+def format_params(params: Mapping[str, Any] | None) -> str:
+    """A run's params as shown: ``lr=0.1, model=yolo`` (strings as they are, anything else as JSON)."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in
+                     (params or {}).items())
 
 
 def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) -> str:
@@ -1256,11 +1261,11 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
         return terminal_safe(key)
     if node.kind == "task":
         status = node.task.status if node.task else "not recorded here"
-        text = f"{key} {_one_line(node.label, 80)} [{status}]"
+        text = f"{key} {one_line(node.label, 80)} [{status}]"
     else:
         text = key
         if node.card is not None and node.card.title:
-            text += f' "{_one_line(node.card.title, 80)}"'
+            text += f' "{one_line(node.card.title, 80)}"'
         if node.model_weight:
             text += " [model weights]"
     if edge is not None:
@@ -1271,13 +1276,14 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
             by = f", by task:{gen.task_id}" if gen is not None and gen.task_id is not None else ""
             text += f" · gen {edge.generation}{by}"
     elif node.versions:
-        text += f" (versions {', '.join(_version_label(v) for v in node.versions)})"
+        text += f" (versions {', '.join(format_version(v) for v in node.versions)})"
     elif len(node.generations) > 1:
         text += f" ({len(node.generations)} generations)"
     return terminal_safe(text)
 
 
-def _one_line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line, terminal-safe, cut to ``limit`` characters with an ellipsis."""
     # Lines joined first: a multi-line error reads as one line, not as "\x0a" escapes.
     flat = terminal_safe(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -1291,7 +1297,7 @@ _MERMAID_CODES = {
 def _mermaid(text: str) -> str:
     # Mermaid reads labels as markdown/HTML: every character that could be markup becomes an entity code;
     # control characters (NUL, ESC) are dropped.
-    clean = "".join(ch for ch in _one_line(text, 200) if unicodedata.category(ch)[0] != "C")
+    clean = "".join(ch for ch in one_line(text, 200) if unicodedata.category(ch)[0] != "C")
     return "".join(_MERMAID_CODES.get(char, char) for char in clean)
 
 
@@ -1335,7 +1341,7 @@ def _error_text(info: TaskInfo | None) -> str:
 def _mermaid_box(node: GraphNode) -> _MermaidBox:
     detail = node.key if node.kind != "task" else f"{node.key} · {node.task.status if node.task else '?'}"
     if node.versions:
-        detail += " · " + ", ".join(_version_label(v) for v in node.versions)
+        detail += " · " + ", ".join(format_version(v) for v in node.versions)
     if error := _error_text(node.task):
         detail += f" · {error}"
     css = "failed" if node.failed else "model" if node.model_weight else node.kind
@@ -1353,7 +1359,7 @@ def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
         if running:
             parts.append(f"{running:,} running")
         if failed:  # the newest failure's error: what to look at first
-            parts.append(f"{failed[-1].key}: {_one_line(_error_text(failed[-1].task), 90)}")
+            parts.append(f"{failed[-1].key}: {one_line(_error_text(failed[-1].task), 90)}")
         return _MermaidBox("task", f"{first.label} ×{len(nodes):,}", " · ".join(parts), "failed" if failed else "task")
     paths = [n.path for n in nodes if n.path]
     if len(paths) == len(nodes):  # what the paths share: /models/exp_…/best.pt
