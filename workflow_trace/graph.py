@@ -140,7 +140,7 @@ class Card:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Card | None:
         """Inverse of :meth:`to_dict`."""
-        return None if data is None else cls(**{f.name: data.get(f.name) for f in fields(cls)})
+        return None if data is None else _fill(cls, data)
 
 
 class _Timed:
@@ -200,11 +200,9 @@ class RunInfo(_Timed):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunInfo:
         """Inverse of :meth:`to_dict`."""
-        return cls(
-            run_id=data["run_id"], name=data.get("name") or "step", parent_run_id=data.get("parent_run_id"),
-            status=data.get("status", "running"), params=data.get("params") or None,
-            inputs=tuple(data.get("inputs") or ()), outputs=tuple(data.get("outputs") or ()), **_times_and_error(data),
-        )
+        return _fill(cls, data, name=data.get("name") or "step", params=data.get("params") or None,
+                     inputs=tuple(data.get("inputs") or ()), outputs=tuple(data.get("outputs") or ()),
+                     **_times_and_error(data))
 
 
 @dataclass(frozen=True)
@@ -253,13 +251,8 @@ class TaskInfo(_Timed):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskInfo:
         """Inverse of :meth:`to_dict` (version 1 documents have no runs)."""
-        return cls(
-            id=int(data["id"]), name=data.get("name"), origin=data.get("origin", "external"),
-            status=data.get("status", "running"), pid=data.get("pid"), host=data.get("host"),
-            command=data.get("command"), git_commit=data.get("git_commit"), git_dirty=data.get("git_dirty"),
-            python=data.get("python"), runs=tuple(RunInfo.from_dict(r) for r in data.get("runs") or ()),
-            **_times_and_error(data),
-        )
+        return _fill(cls, data, id=int(data["id"]), runs=tuple(RunInfo.from_dict(r) for r in data.get("runs") or ()),
+                     **_times_and_error(data))
 
 
 @dataclass(frozen=True)
@@ -352,9 +345,7 @@ class GraphNode:
             return text
         if self.kind == "app":
             return f"offline session of {self.key.replace('app:', 'task ', 1)}"
-        parts: list[str] = []
-        if self.model_weight:
-            parts.append("model weights")
+        parts = ["model weights"] if self.model_weight else []
         if self.versions:
             parts.append(", ".join(format_version(v) for v in self.versions))
         parts.append(self.path if self.path else f"id {self.external_id}")
@@ -379,14 +370,11 @@ class GraphNode:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GraphNode:
         """Inverse of :meth:`to_dict`."""
-        return cls(
-            key=data["id"], kind=data["kind"], card=Card.from_dict(data.get("card")),
-            external_id=data.get("external_id"), path=data.get("path"),
-            model_weight=bool(data.get("model_weight", False)),
-            versions=tuple((v.get("version_id"), v.get("version_num")) for v in data.get("versions", ())),
-            task=None if data.get("task") is None else TaskInfo.from_dict(data["task"]),
-            generations=tuple(Generation.from_dict(g) for g in data.get("generations") or ()),
-        )
+        return _fill(cls, data, key=data["id"], card=Card.from_dict(data.get("card")),
+                     model_weight=bool(data.get("model_weight", False)),
+                     versions=tuple((v.get("version_id"), v.get("version_num")) for v in data.get("versions", ())),
+                     task=None if data.get("task") is None else TaskInfo.from_dict(data["task"]),
+                     generations=tuple(Generation.from_dict(g) for g in data.get("generations") or ()))
 
 
 @dataclass(frozen=True)
@@ -425,9 +413,8 @@ class GraphEdge:
     @property
     def version_label(self) -> Optional[str]:
         """``v2`` / ``version 11`` for a project version, else ``None``."""
-        if self.version_id is None and self.version_num is None:
-            return None
-        return format_version((self.version_id, self.version_num))
+        versioned = self.version_id is not None or self.version_num is not None
+        return format_version((self.version_id, self.version_num)) if versioned else None
 
     @property
     def tags(self) -> list[str]:
@@ -450,13 +437,10 @@ class GraphEdge:
         relation = data["relation"]
         if relation not in ("input", "output"):
             raise ValueError(f"edge relation must be input or output, not {relation!r}")
-        return cls(
-            source=data["source"], target=data["target"], relation=relation, task_id=data.get("task_id"),
-            first_time=_parse_time(data.get("first_time")), last_time=_parse_time(data.get("last_time")),
-            count=int(data.get("count", 1)), version_id=data.get("version_id"),
-            version_num=data.get("version_num"), card=Card.from_dict(data.get("card")),
-            generation=int(data.get("generation") or 1),
-        )
+        return _fill(cls, data, relation=relation, task_id=data.get("task_id"),
+                     first_time=_parse_time(data.get("first_time")), last_time=_parse_time(data.get("last_time")),
+                     count=int(data.get("count", 1)), card=Card.from_dict(data.get("card")),
+                     generation=int(data.get("generation") or 1))
 
 
 @dataclass(frozen=True)
@@ -552,10 +536,10 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[Edge
     by_task: dict[Optional[int], list[RunInfo]] = defaultdict(list)
     for run in runs:
         inputs, outputs = run_io.get(run.run_id, ((), ()))
-        by_task[run.task_id].append(_from_row(RunInfo, run, inputs=tuple(inputs), outputs=tuple(outputs)))
+        by_task[run.task_id].append(_fill(RunInfo, vars(run), inputs=tuple(inputs), outputs=tuple(outputs)))
     nodes = {
         f"task:{t.id}": GraphNode(key=f"task:{t.id}", kind="task", card=Card.from_wire(t.node_meta), external_id=t.id,
-                                  task=_from_row(TaskInfo, t, runs=tuple(by_task.get(t.id, ()))))
+                                  task=_fill(TaskInfo, vars(t), runs=tuple(by_task.get(t.id, ()))))
         for t in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id))
     }
     generation_of, generations = _generations(rows)
@@ -614,15 +598,16 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[Edge
     return Graph(nodes, edges)
 
 
-_Info = TypeVar("_Info", RunInfo, TaskInfo)
+_T = TypeVar("_T")
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (Card, RunInfo, TaskInfo, GraphNode, GraphEdge)
+}
 
 
-_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in (RunInfo, TaskInfo)}
-
-
-def _from_row(cls: type[_Info], row: RunRow | TaskRow, **values: Any) -> _Info:
-    """A ``cls`` with ``values`` and, for its other fields, the store row's fields of the same name."""
-    return cls(**{name: getattr(row, name) for name in _FIELDS[cls] if name not in values}, **values)
+def _fill(cls: type[_T], data: Mapping[str, Any], **values: Any) -> _T:
+    """A ``cls`` of ``values`` and, for its other fields, the items of ``data`` of the same name (a store
+    row's fields, a JSON form's keys; a field ``data`` does not have keeps its default)."""
+    return cls(**{name: data[name] for name in _FIELDS[cls] if name in data and name not in values}, **values)
 
 
 def _version_key(node: Node) -> tuple[str, int] | None:
@@ -795,14 +780,11 @@ class Graph:
             name: defaultdict(list) for name in ("inputs", "outputs", "readers", "writers", "read_by", "written_by")
         }
         for edge in self.edges:
-            if edge.relation == "input":
-                index["inputs"][edge.target].append(edge)
-                index["readers"][(edge.source, edge.generation)].append(edge)
-                index["read_by"][edge.source].append(edge)
-            else:
-                index["outputs"][edge.source].append(edge)
-                index["writers"][(edge.target, edge.generation)].append(edge)
-                index["written_by"][edge.target].append(edge)
+            by_task, by_generation, by_node = (
+                ("inputs", "readers", "read_by") if edge.relation == "input" else ("outputs", "writers", "written_by"))
+            index[by_task][edge.task_key].append(edge)
+            index[by_generation][(edge.data_key, edge.generation)].append(edge)
+            index[by_node][edge.data_key].append(edge)
         self.__dict__["_walk_index"] = (len(self.edges), index)
         return index
 
@@ -1363,10 +1345,10 @@ def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
         return _MermaidBox("task", f"{first.label} ×{len(nodes):,}", " · ".join(parts), "failed" if failed else "task")
     paths = [n.path for n in nodes if n.path]
     if len(paths) == len(nodes):  # what the paths share: /models/exp_…/best.pt
+        # Character by character on purpose: exp_01 and exp_02 share "exp_0".
         head = min(paths, key=len)
-        start = next((i for i in range(len(head)) if any(p[i] != head[i] for p in paths)), len(head))
-        end = next((i for i in range(1, len(head) - start + 1) if any(p[-i] != head[-i] for p in paths)),
-                   len(head) - start + 1) - 1
+        start = len(os.path.commonprefix(paths))  # noqa: RUF071
+        end = min(len(os.path.commonprefix([p[::-1] for p in paths])), len(head) - start)  # noqa: RUF071
         detail = f"{head[:start]}…{head[len(head) - end:] if end else ''}"
     else:
         detail = ", ".join(n.key for n in nodes[:3]) + (" …" if len(nodes) > 3 else "")
