@@ -61,15 +61,10 @@ def _state(row: EdgeRow, store: SQLiteBackend) -> str:
 def inputs_of(graph: Graph, store: SQLiteBackend, task_key: str) -> list[Input]:
     """Every input of the task (once per node and generation), oldest first."""
     task_id = int(task_key.split(":", 1)[1])
-    rows = {}
-    for row in store.edges():
-        if row.task_id == task_id and row.direction == "input":
-            # The latest read of each node: "changed since it was read" means since then.
-            rows[row.key] = row
+    # The latest read of each node: "changed since it was read" means since then.
+    rows = {row.key: row for row in store.edges() if row.task_id == task_id and row.direction == "input"}
     out: list[Input] = []
-    for edge in graph.edges:
-        if edge.relation != "input" or edge.target != task_key:
-            continue
+    for edge in (e for e in graph.edges if e.relation == "input" and e.target == task_key):
         node = graph.nodes.get(edge.source)
         gen = next((g for g in node.generations if g.generation == edge.generation), None) if node else None
         read = rows.get(edge.source)
@@ -102,16 +97,12 @@ def report(graph: Graph, store: SQLiteBackend, task: GraphNode) -> str:
     lines.append(f"  command: {terminal_safe(info.command or '(unknown)')}")
     if info.cwd:
         lines.append(f"  in: {terminal_safe(info.cwd)}")
-    if info.git_commit:
-        dirty = {True: " (the work tree had uncommitted changes)", False: " (clean)", None: ""}[info.git_dirty]
-        lines.append(f"  code: git commit {info.git_commit}{dirty}")
-    else:
-        lines.append("  code: no git repository found for the script")
-    lines.append(f"  python {info.python or '?'} on {info.host or '?'} (pid {info.pid or '?'})")
-    lines.append("runs:")
-    lines.extend(_runs(info.runs) or ["  (none recorded)"])
+    dirty = {True: " (the work tree had uncommitted changes)", False: " (clean)", None: ""}[info.git_dirty]
+    lines.append(f"  code: git commit {info.git_commit}{dirty}" if info.git_commit else
+                 "  code: no git repository found for the script")
+    lines += [f"  python {info.python or '?'} on {info.host or '?'} (pid {info.pid or '?'})", "runs:",
+              *(_runs(info.runs) or ["  (none recorded)"]), "inputs (what it read):"]
     inputs = inputs_of(graph, store, task.key)
-    lines.append("inputs (what it read):")
     for item in inputs:
         what = item.key
         if item.version_id is not None or item.version_num is not None:

@@ -71,15 +71,6 @@ class CliError(Exception):
 # -- shared options ----------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--db", metavar="PATH",
-        help="the lineage store (default: $WORKFLOW_TRACE_DB, else the nearest .workflow_trace/ upwards)",
-    )
-    return parent
-
-
 Argument = tuple[tuple[str, ...], dict[str, Any]]
 Handler = Callable[[argparse.Namespace], int]
 Registrar = Callable[[Subparsers, argparse.ArgumentParser], None]
@@ -368,12 +359,10 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover - the loop returns first
+    if n < 1024:
+        return f"{n} B"
+    power = min(3, (n.bit_length() - 1) // 10)  # the largest with 1024 ** power <= n, at most GiB
+    return f"{n / 1024 ** power:.1f} {('KiB', 'MiB', 'GiB')[power - 1]}"
 
 
 def _cmd_versions_list(args: argparse.Namespace) -> int:
@@ -464,19 +453,20 @@ def _cmd_push(args: argparse.Namespace) -> int:
         dest.close()  # a delivering backend keeps what is left in its durable spool
     if batch:
         store.mark_pushed(key, [e.event_id for e in batch])  # now in the spool: delivered from there
-    lines = [f"pushed to {key}", f"  events in the store:   {total}", f"  pushed before:         {before} "
-             "(not sent again)"]
+    report: list[tuple[str, object]] = [("events in the store", total),
+                                        ("pushed before", f"{before} (not sent again)")]
     if local:
-        lines.append(f"  of local tasks:        {local} (not sent: ids this store gave its tasks mean nothing "
-                     "on the server)")
-    lines.append(f"  replayed now:          {replayed}")
+        report.append(("of local tasks",
+                       f"{local} (not sent: ids this store gave its tasks mean nothing on the server)"))
+    report.append(("replayed now", replayed))
     stats = delivery.stats() if isinstance(delivery, DeliveringBackend) else None
     pending = spool.pending_count(key) if spool is not None else 0
     if stats is not None:
         if stats.emitted < replayed:
-            lines.append(f"  no place there:        {replayed - stats.emitted} (step start/finish events)")
-        lines += [f"  delivered:             {stats.delivered}", f"  waiting in the spool:  {pending}",
-                  f"  refused by the server: {stats.dead}"]
+            report.append(("no place there", f"{replayed - stats.emitted} (step start/finish events)"))
+        report += [("delivered", stats.delivered), ("waiting in the spool", pending),
+                   ("refused by the server", stats.dead)]
+    lines = [f"pushed to {key}", *(f"  {name + ':':<22} {value}" for name, value in report)]
     if stopped:
         lines.append("  stopped: the destination did not take the events in time; push again later")
     print("\n".join(lines))
@@ -507,13 +497,10 @@ def _push_destination(spec: str, store: SQLiteBackend) -> Backend:
 # -- spool -------------------------------------------------------------------------------------
 
 
-def _clip_words(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary, with an ellipsis, if longer than ``limit``."""
+def _clip_words(text: str, limit: int | None) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis if longer than ``limit``."""
     flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 1].rsplit(" ", 1)[0]
-    return cut + "…"
+    return flat if limit is None or len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 @_command("spool", "events waiting for a remote server: counts, retry, drop",
@@ -546,9 +533,8 @@ def _cmd_spool(args: argparse.Namespace) -> int:
             raise CliError(f"the spool {spool.path} has no events for {terminal_safe(args.dest)}")
         n = counts[0].pending + counts[0].dead
         if not args.yes:
-            sys.stdout.write(f"delete all {n} event(s) waiting for {terminal_safe(args.dest)}? They will never "
-                             "be delivered. [y/N] ")
-            sys.stdout.flush()
+            print(f"delete all {n} event(s) waiting for {terminal_safe(args.dest)}? They will never be delivered. "
+                  "[y/N] ", end="", flush=True)
             if sys.stdin.readline().strip().lower() not in ("y", "yes"):
                 print("nothing deleted")
                 return 1
@@ -559,12 +545,9 @@ def _cmd_spool(args: argparse.Namespace) -> int:
     if not counts:
         print(f"the spool is empty ({spool.path})")
         return 0
-    rows = []
-    for c in counts:
-        oldest = "-" if c.oldest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.oldest))
-        error = terminal_safe(c.last_error or "-")
-        rows.append((terminal_safe(c.dest), str(c.pending), str(c.dead), str(c.held), oldest,
-                     " ".join(error.split()) if args.verbose else _clip_words(error, 80)))
+    rows = [(terminal_safe(c.dest), str(c.pending), str(c.dead), str(c.held),
+             "-" if c.oldest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.oldest)),
+             _clip_words(terminal_safe(c.last_error or "-"), None if args.verbose else 80)) for c in counts]
     print(f"spool: {spool.path}")
     sys.stdout.write(_table(("DESTINATION", "PENDING", "DEAD", "HELD", "OLDEST", "LAST ERROR"), rows, {1, 2, 3}))
     return 0
@@ -594,7 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = _common()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="PATH", help="the lineage store (default: $WORKFLOW_TRACE_DB, else the "
+                        "nearest .workflow_trace/ upwards)")
     for register in _COMMANDS:
         register(sub, common)
     return parser

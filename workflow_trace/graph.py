@@ -871,12 +871,8 @@ class Graph:
     def to_text(self) -> str:
         """A readable tree: each task, its runs (repeats folded), what it read (``<-``) and wrote (``->``)."""
         tasks = self.tasks
-        data = len(self.nodes) - len(tasks)
-        head = (
-            f"scope {self.scope}: {_plural(len(tasks), 'task')}, {_plural(data, 'data node')}, "
-            f"{_plural(len(self.edges), 'edge')}"
-        )
-        lines = [head]
+        lines = [f"scope {self.scope}: {_plural(len(tasks), 'task')}, "
+                 f"{_plural(len(self.nodes) - len(tasks), 'data node')}, {_plural(len(self.edges), 'edge')}"]
         index = self._indexes()
         for task in tasks:
             lines.append(_task_line(task))
@@ -888,19 +884,12 @@ class Graph:
                 text = _node_text(other, edge.data_key, edge)
                 # An input came from the writers of the generation it read, an output was used by the readers
                 # of the generation it wrote (not by those of other generations).
-                generation = (edge.data_key, edge.generation)
-                if edge.relation == "input":
-                    line = f"    <- {text}"
-                    related = [e.task_key for e in index["writers"].get(generation, ()) if e.task_key != task.key]
-                    named = other is not None and len(other.generations) > 1  # the text says "by task:N"
-                    if related and not named:
-                        line += f"  (from {', '.join(dict.fromkeys(related))})"
-                else:
-                    line = f"    -> {text}"
-                    related = [e.task_key for e in index["readers"].get(generation, ()) if e.task_key != task.key]
-                    if related:
-                        line += f"  (used by {', '.join(dict.fromkeys(related))})"
-                lines.append(line)
+                read = edge.relation == "input"
+                others = index["writers" if read else "readers"].get((edge.data_key, edge.generation), ())
+                related = ", ".join(dict.fromkeys(e.task_key for e in others if e.task_key != task.key))
+                line = f"    {'<-' if read else '->'} {text}"
+                named = read and other is not None and len(other.generations) > 1  # the text says "by task:N"
+                lines.append(f"{line}  ({'from' if read else 'used by'} {related})" if related and not named else line)
         return "\n".join(lines) + "\n"
 
     def lineage_text(self, node: Node | str, direction: Literal["up", "down", "both"] = "both") -> str:
@@ -919,8 +908,7 @@ class Graph:
                 if direction != "both" and forward != (direction == "down"):
                     continue
                 lines.append(heading)
-                body = list(self._tree(key, forward))
-                lines.extend(body if body else ["    (nothing)"])
+                lines.extend(list(self._tree(key, forward)) or ["    (nothing)"])
         return "\n".join(lines) + "\n"
 
     def _tree(self, root: str, forward: bool) -> Iterator[str]:
@@ -1214,17 +1202,14 @@ def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
                     text += f" {format_duration(run.duration)}"
                 if run.params:
                     text += "  params: " + one_line(format_params(run.params), 100)
-                lines.append(text)
-                walk(run.run_id, depth + 1)
             else:
                 failed = sum(1 for r in runs if r.status == "failed")
                 running = sum(1 for r in runs if r.status == "running")
                 text = f"{indent}run {one_line(name, 60)} ×{len(runs):,}"
                 text += f", {failed:,} failed" if failed else ""
                 text += f", {running:,} running" if running else ""
-                lines.append(text)
-                for run in runs[:1]:
-                    walk(run.run_id, depth + 1)
+            lines.append(text)
+            walk(runs[0].run_id, depth + 1)  # of a folded group, the first one's children stand for all
 
     walk(None, 0)
     if len(lines) >= limit:
