@@ -693,9 +693,7 @@ class Graph:
         """
         if isinstance(node, str):
             text = node.strip()
-            if text in self.nodes:
-                return [text]
-            keys = self._match_text(text)
+            keys = [text] if text in self.nodes else self._match_text(text)
             if keys:
                 return keys
             parsed = parse_node_ref(text)
@@ -720,20 +718,13 @@ class Graph:
         if not sep or not ident:
             return []
         kind = kind.lower()
-        found: list[str] = []
         if ident.isdigit():  # a local project by the id the store gave its folder
             found = [k for k, n in self.nodes.items() if n.kind == kind and n.external_id == int(ident)]
             if found:
                 return found
         absolute = os.path.normpath(os.path.join(os.getcwd(), ident)) if not ident.startswith("/") else None
-        for key, n in self.nodes.items():
-            if n.kind != kind or n.path is None:
-                continue
-            if ident in n.recorded_paths or (absolute is not None and n.path == absolute) or (
-                n.path.rstrip("/") == ident.rstrip("/")
-            ):
-                found.append(key)
-        return found
+        return [key for key, n in self.nodes.items() if n.kind == kind and n.path is not None and (
+            ident in n.recorded_paths or n.path == absolute or n.path.rstrip("/") == ident.rstrip("/"))]
 
     def scoped(self, scope: str | Scope | None) -> Graph:
         """The graph as seen from ``scope`` (see the module docstring).
@@ -751,9 +742,7 @@ class Graph:
             kept = [e for e in self.edges if e.task_key in tasks]
         else:
             kept = [e for e in self.edges if key in (e.task_key, e.data_key)]
-        sub = self.subgraph({key}, kept)
-        sub.scope = Scope(parsed.level, key)
-        return sub
+        return replace(self.subgraph({key}, kept), scope=Scope(parsed.level, key))
 
     def upstream(self, node: Node | str) -> Graph:
         """What ``node`` came from: the tasks that wrote the generations it read, their inputs, and so on
@@ -970,37 +959,30 @@ class Graph:
 
     def _mermaid_folded(self) -> tuple[dict[str, _MermaidBox], list[_MermaidLink], str]:
         """The graph folded for Mermaid (see :meth:`to_mermaid`): its boxes, links and a comment."""
-        rep: dict[str, str] = {}
-        members: dict[str, list[GraphNode]] = defaultdict(list)
+        rep: dict[str, str] = {}  # node key -> the key of its box
+        members: dict[str, list[GraphNode]] = {}
+
+        def assign(groups: Iterable[tuple[str, list[GraphNode]]]) -> None:
+            for name, nodes in groups:
+                box = name if len(nodes) > 1 else nodes[0].key
+                rep.update((node.key, box) for node in nodes)
+                members[box] = nodes
+
         by_name: dict[str, list[GraphNode]] = defaultdict(list)
         for node in self.tasks:
             by_name[node.label].append(node)
-        for name, nodes in by_name.items():
-            fold = f"fold:task:{name}" if len(nodes) > 1 else nodes[0].key
-            for node in nodes:
-                rep[node.key] = fold
-                members[fold].append(node)
-        writers: dict[str, set[str]] = defaultdict(set)
-        readers: dict[str, set[str]] = defaultdict(set)
+        assign((f"fold:task:{name}", nodes) for name, nodes in by_name.items())
+        ends: dict[str, dict[str, set[str]]] = {"input": defaultdict(set), "output": defaultdict(set)}
         for edge in self.edges:
-            if edge.data_key in rep:
-                continue  # a task read or written as a node: it is folded with its name
-            if edge.relation == "output":
-                writers[edge.data_key].add(rep.get(edge.task_key, edge.task_key))
-            else:
-                readers[edge.data_key].add(rep.get(edge.task_key, edge.task_key))
+            if edge.data_key not in rep:  # (a task read or written as a node is folded with its name)
+                ends[edge.relation][edge.data_key].add(rep.get(edge.task_key, edge.task_key))
         by_sig: dict[tuple[str, bool, frozenset[str], frozenset[str]], list[GraphNode]] = defaultdict(list)
         for node in self.nodes.values():
-            if node.key in rep:
-                continue
-            written = frozenset(writers.get(node.key, ()))
-            by_sig[(node.kind, node.model_weight, written, frozenset() if written else
-                    frozenset(readers.get(node.key, ())))].append(node)
-        for i, nodes in enumerate(by_sig.values()):
-            fold = f"fold:data:{i}" if len(nodes) > 1 else nodes[0].key
-            for node in nodes:
-                rep[node.key] = fold
-                members[fold].append(node)
+            if node.key not in rep:
+                written = frozenset(ends["output"].get(node.key, ()))
+                read = frozenset() if written else frozenset(ends["input"].get(node.key, ()))
+                by_sig[(node.kind, node.model_weight, written, read)].append(node)
+        assign((f"fold:data:{i}", nodes) for i, nodes in enumerate(by_sig.values()))
         boxes: dict[str, _MermaidBox] = {}
         for key in self.nodes:  # in the graph's order: a fold where its first member is
             fold = rep[key]
@@ -1024,14 +1006,10 @@ class Graph:
 
     def to_dot(self) -> str:
         """A Graphviz ``digraph`` laid out left to right (every string escaped; control characters too)."""
-        shapes = {
-            "task": "box", "project": "cylinder", "dataset": "cylinder", "file": "note",
-            "folder": "folder", "job": "hexagon", "app": "component",
-        }
-        lines = [
-            "digraph workflow {", "  rankdir=LR;",
-            '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];', '  edge [color="#64748b"];',
-        ]
+        shapes = {"task": "box", "project": "cylinder", "dataset": "cylinder", "file": "note", "folder": "folder",
+                  "job": "hexagon", "app": "component"}
+        lines = ["digraph workflow {", "  rankdir=LR;",
+                 '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];', '  edge [color="#64748b"];']
         for key, node in self.nodes.items():
             color, bg = _KIND_COLORS.get("model" if node.model_weight else node.kind, ("#475569", "#f1f5f9"))
             if node.failed:
@@ -1045,8 +1023,7 @@ class Graph:
             # A project version that was read is drawn dashed and labelled (v2); later generations too.
             tags = edge.tags
             attrs = [f"label={_dot(' · '.join(tags))}"] if tags else []
-            if edge.version_label:
-                attrs.append("style=dashed")
+            attrs += ["style=dashed"] if edge.version_label else []
             suffix = f" [{', '.join(attrs)}]" if attrs else ""
             lines.append(f"  {_dot(edge.source)} -> {_dot(edge.target)}{suffix};")
         lines.append("}")
