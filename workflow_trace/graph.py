@@ -464,13 +464,11 @@ def parse_scope(text: str | Scope | None) -> Scope:
         return text
     if text is None or text.strip().lower() in ("", "workspace"):
         return Scope()
-    raw = text.strip()
-    level, sep, ident = raw.partition(":")
-    level = level.strip().lower()
+    level, sep, ident = text.strip().partition(":")
+    level, ident = level.strip().lower(), ident.strip()
     hint = "use workspace, project:ID or task:ID (e.g. project:42)"
-    if not sep or not ident.strip() or level not in ("project", "task"):
+    if not sep or not ident or level not in ("project", "task"):
         raise ValueError(f"bad scope {text!r}: {hint}")
-    ident = ident.strip()
     if level == "task":
         if not ident.isdigit():
             raise ValueError(f"bad scope {text!r}: a task is named by an integer id ({hint})")
@@ -479,20 +477,6 @@ def parse_scope(text: str | Scope | None) -> Scope:
 
 
 # -- building ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _DataSum:
-    """A data node while the rows are read: what its records say so far."""
-
-    kind: str
-    path: Optional[str]
-    external_id: Optional[int] = None
-    model_weight: bool = False
-    versions: dict[tuple[Optional[int], Optional[int]], None] = field(default_factory=dict)
-    recorded: dict[str, None] = field(default_factory=dict)
-    card: Optional[Card] = None
-    card_time: Optional[datetime] = None
 
 
 @dataclass
@@ -507,11 +491,12 @@ class _EdgeSum:
     count: int = 1
 
 
-def _generations(rows: Sequence[EdgeRow]) -> tuple[list[int], dict[str, list[Generation]]]:
+def _generations(rows: Sequence[EdgeRow], versions: Sequence[_Version | None]
+                 ) -> tuple[list[int], dict[str, list[Generation]]]:
     """The generation each record read or wrote, and each data node's generations (module docstring)."""
     of_row = [1] * len(rows)
     made: dict[str, list[Generation]] = defaultdict(list)
-    named: dict[tuple[str, tuple[str, int]], int] = {}  # (node, project version) -> its generation
+    named: dict[tuple[str, str, Optional[int]], int] = {}  # (node, project version) -> its generation
     for i in sorted(range(len(rows)), key=lambda i: rows[i].time):  # stable: the store's order breaks ties
         row = rows[i]
         gens = made[row.key]
@@ -520,9 +505,9 @@ def _generations(rows: Sequence[EdgeRow]) -> tuple[list[int], dict[str, list[Gen
         elif not gens:  # read before anything wrote it: the state it was found in
             gens.append(Generation(1, None, None, row.time))
         of_row[i] = len(gens)
-        version = _version_key(row.node)
-        if version is not None:
-            name = (row.key, version)
+        version = versions[i]
+        if version is not None:  # a version is named by its id, else by its number
+            name = (row.key, "id", version[0]) if version[0] is not None else (row.key, "num", version[1])
             of_row[i] = named[name] = len(gens) if row.direction == "output" else named.get(name, len(gens))
     return of_row, made
 
@@ -542,31 +527,16 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[Edge
                                   task=_fill(TaskInfo, vars(t), runs=tuple(by_task.get(t.id, ()))))
         for t in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id))
     }
-    generation_of, generations = _generations(rows)
-    # Data nodes accumulate: model-weight flags, versions, the latest relation card; edges aggregate.
-    data: dict[str, _DataSum] = {}
-    merged: dict[tuple[str, str, str, int], _EdgeSum] = {}
-    for row, gen in zip(rows, generation_of, strict=True):
-        node, key, time = row.node, row.key, row.time
+    versions = [_version_of(row.node) for row in rows]
+    generation_of, generations = _generations(rows, versions)
+    by_key: dict[str, list[tuple[EdgeRow, _Version | None, Card | None]]] = defaultdict(list)
+    merged: dict[tuple[str, str, str, int], _EdgeSum] = {}  # one edge per (source, target, relation, generation)
+    for row, gen, version in zip(rows, generation_of, versions, strict=True):
+        key, time, card = row.key, row.time, _relation_card(row)
         task_key = f"task:{row.task_id}"
         if task_key not in nodes:
             nodes[task_key] = GraphNode(key=task_key, kind="task", external_id=row.task_id)
-        entry = data.get(key)
-        if entry is None:
-            entry = data[key] = _DataSum(node.kind, getattr(node, "path", None))  # type: ignore[attr-defined]
-        if entry.external_id is None:
-            entry.external_id = getattr(node, "id", None)
-        if isinstance(node, File) and node.model_weight:
-            entry.model_weight = True
-        if row.recorded_path and row.recorded_path != entry.path:
-            entry.recorded[row.recorded_path] = None
-        version = None
-        if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
-            version = (node.version_id, node.version_num)
-            entry.versions[version] = None
-        card = Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
-        if card is not None and (entry.card_time is None or time >= entry.card_time):
-            entry.card, entry.card_time = card, time
+        by_key[key].append((row, version, card))
         ekey = (key, task_key, "input", gen) if row.direction == "input" else (task_key, key, "output", gen)
         edge = merged.get(ekey)
         if edge is None:
@@ -578,17 +548,9 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[Edge
             edge.last = time
             edge.version = version or edge.version
             edge.card = card or edge.card
-    for key, entry in data.items():
-        if key in nodes:  # a task consumed as a node: the task's own node
-            continue
-        external = entry.external_id
-        if external is None and entry.kind == "project" and entry.path is not None:
-            external = local_projects.get(entry.path)
-        nodes[key] = GraphNode(
-            key=key, kind=entry.kind, card=entry.card, external_id=external, path=entry.path,
-            model_weight=entry.model_weight, versions=tuple(entry.versions),
-            generations=tuple(generations.get(key, ())), recorded_paths=tuple(entry.recorded),
-        )
+    for key, group in by_key.items():
+        if key not in nodes:  # (a task consumed as a node is the task's own node)
+            nodes[key] = _data_node(key, group, generations[key], local_projects)
     edges = [
         GraphEdge(source=s, target=t, relation=r, task_id=a.task_id, first_time=a.first,  # type: ignore[arg-type]
                   last_time=a.last, count=a.count, version_id=a.version[0] if a.version else None,
@@ -610,13 +572,39 @@ def _fill(cls: type[_T], data: Mapping[str, Any], **values: Any) -> _T:
     return cls(**{name: data[name] for name in _FIELDS[cls] if name in data and name not in values}, **values)
 
 
-def _version_key(node: Node) -> tuple[str, int] | None:
-    if isinstance(node, Project):
-        if node.version_id is not None:
-            return ("id", node.version_id)
-        if node.version_num is not None:
-            return ("num", node.version_num)
+def _data_node(key: str, records: list[tuple[EdgeRow, _Version | None, Card | None]], generations: list[Generation],
+               local_projects: Mapping[str, int]) -> GraphNode:
+    """A data node from its records in the store's order: every version, flag and path; the latest card."""
+    node = records[0][0].node
+    kind: str = node.kind  # type: ignore[attr-defined]
+    path = getattr(node, "path", None)
+    ids = [i for row, _, _ in records if (i := getattr(row.node, "id", None)) is not None]
+    external = ids[0] if ids else None
+    if external is None and kind == "project" and path is not None:
+        external = local_projects.get(path)  # a local project: the id the store gave its folder
+    cards = [(row.time, card) for row, _, card in records if card is not None]
+    return GraphNode(
+        key=key, kind=kind, card=max(reversed(cards), key=lambda c: c[0])[1] if cards else None,  # ties: the last
+        external_id=external, path=path,
+        model_weight=any(isinstance(row.node, File) and row.node.model_weight for row, _, _ in records),
+        versions=tuple(dict.fromkeys(version for _, version, _ in records if version is not None)),
+        generations=tuple(generations),
+        recorded_paths=tuple(dict.fromkeys(p for row, _, _ in records if (p := row.recorded_path) and p != path)),
+    )
+
+
+_Version = tuple[Optional[int], Optional[int]]  # (version_id, version_num)
+
+
+def _version_of(node: Node) -> _Version | None:
+    """``(version_id, version_num)`` of a project version, else ``None``."""
+    if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
+        return (node.version_id, node.version_num)
     return None
+
+
+def _relation_card(row: EdgeRow) -> Card | None:
+    return Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
 
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -646,10 +634,9 @@ class Graph:
             raise ValueError(f"not a {JSON_FORMAT} document")
         if int(data.get("version", 0)) > JSON_VERSION:
             raise ValueError(f"graph schema version {data.get('version')} is newer than {JSON_VERSION}")
-        nodes = [GraphNode.from_dict(n) for n in data.get("nodes", ())]
-        edges = [GraphEdge.from_dict(e) for e in data.get("edges", ())]
-        return cls({n.key: n for n in nodes}, edges, parse_scope(data.get("scope")), data.get("store"),
-                   data.get("server"))
+        nodes = {n.key: n for n in map(GraphNode.from_dict, data.get("nodes", ()))}
+        return cls(nodes, [GraphEdge.from_dict(e) for e in data.get("edges", ())], parse_scope(data.get("scope")),
+                   data.get("store"), data.get("server"))
 
     @classmethod
     def from_json(cls, text: str) -> Graph:
@@ -843,9 +830,8 @@ class Graph:
         data = self.to_dict()
 
         def items(values: list[dict[str, Any]]) -> str:
-            if not values:
-                return "[]"
-            return "[\n" + ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in values) + "\n  ]"
+            lines = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in values)
+            return f"[\n{lines}\n  ]" if values else "[]"
 
         head = ",\n".join(
             f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in data.items()
