@@ -107,8 +107,8 @@ def record_large_graph(path: Path) -> int:
     return count
 
 
-def large_graph(folder: Path, repeat: int) -> None:
-    """Load and export a graph of 10,000 tasks and 50,000 edges."""
+def large_graph(folder: Path) -> Path:
+    """Load and export a graph of 10,000 tasks and 50,000 edges; the store's path."""
     print(f"graph of {TASKS:,} tasks and {TASKS * (INPUTS_PER_TASK + OUTPUTS_PER_TASK):,} edges")
     path = folder / "large.db"
     record_large_graph(path)
@@ -125,6 +125,11 @@ def large_graph(folder: Path, repeat: int) -> None:
     timed(f"scope task:{TASKS // 2}", lambda: graph.scoped(f"task:{TASKS // 2}"))
     timed("upstream of the last task's output", lambda: graph.upstream(f"file:/runs/{TASKS}/out0.bin"))
     print(f"  load + every export: {total:.2f} s")
+    return path
+
+
+def goal(path: Path, repeat: int) -> None:
+    """Issue 15's goal: the medians of ``repeat`` loads and HTML exports, each with no other graph in memory."""
     loads, pages = [], []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -133,6 +138,7 @@ def large_graph(folder: Path, repeat: int) -> None:
         start = time.perf_counter()
         graph.to_html()
         pages.append(time.perf_counter() - start)
+        del graph
     load_s, html_s = statistics.median(loads), statistics.median(pages)
     print(f"  load_graph, {repeat} times: median {load_s:.3f} s ({' / '.join(f'{t:.2f}' for t in loads)})")
     print(f"  export html, {repeat} times: median {html_s:.3f} s ({' / '.join(f'{t:.2f}' for t in pages)})")
@@ -149,7 +155,7 @@ def main() -> None:
     print(noise_line())
     with tempfile.TemporaryDirectory(prefix="workflow-trace-bench-") as tmp:
         throughput(Path(tmp))
-        large_graph(Path(tmp), max(1, opts.repeat))
+        goal(large_graph(Path(tmp)), max(1, opts.repeat))
 
 
 if __name__ == "__main__":

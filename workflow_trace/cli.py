@@ -36,6 +36,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ _OUTPUT = _arg("-o", "--output", metavar="FILE", help="write to FILE instead of 
 _FORMATS = ("text", "json", "mermaid", "dot", "html")
 
 
-def _write(text: str, output: str | None) -> None:
+def _write(text: str, output: str | None = None) -> None:
     """Write ``text`` to ``output`` (a file, or stdout for ``None`` / ``-``)."""
     if output is None or output == "-":
         sys.stdout.write(text)
@@ -148,36 +149,33 @@ def _cmd_show(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
     store = f"store: {terminal_safe(graph.store or '?')}\n"
     if not graph.nodes:
-        _write(f"no lineage recorded yet in scope {graph.scope}\n" + store, None)
+        _write(f"no lineage recorded yet in scope {graph.scope}\n" + store)
         return 0
     first, _, rest = graph.to_text().partition("\n")
-    _write(f"{first}\n{store}{rest}", None)
+    _write(f"{first}\n{store}{rest}")
     return 0
 
 
 @_command("tasks", "list tasks: id, name, status, runs, start, duration, inputs, outputs", arguments=[_SCOPE])
 def _cmd_tasks(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
-    counts: dict[str, list[int]] = {}
-    for edge in graph.edges:
-        counts.setdefault(edge.task_key, [0, 0])[0 if edge.relation == "input" else 1] += 1
+    counts = Counter((edge.task_key, edge.relation) for edge in graph.edges)
     rows: list[tuple[str, ...]] = []
     for node in sorted(graph.tasks, key=lambda n: n.external_id or 0):
         info = node.task
         if info is None:
             continue  # a task only seen as someone's input: nothing recorded about it here
-        ins, outs = counts.get(node.key, [0, 0])
         failed = info.failed_runs
         runs = f"{len(info.runs):,}" + (f" ({failed:,} failed)" if failed else "")
         rows.append((
             str(info.id), one_line(node.label, 40), info.status, runs, format_time(info.started_at),
-            "-" if info.duration is None else format_duration(info.duration), str(ins), str(outs),
+            "-" if info.duration is None else format_duration(info.duration),
+            str(counts[node.key, "input"]), str(counts[node.key, "output"]),
         ))
     if not rows:
-        _write(f"no tasks recorded yet in scope {graph.scope}\n", None)
+        _write(f"no tasks recorded yet in scope {graph.scope}\n")
         return 0
-    _write(_table(("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows, {0, 3, 6, 7}),
-           None)
+    _write(_table(("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows, {0, 3, 6, 7}))
     return 0
 
 
@@ -198,11 +196,9 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
         if isinstance(exc, LookupError):
             raise
         raise CliError(f"bad node {terminal_safe(args.node)!r}: {exc}") from None
-    if args.format == "text":
-        _write(graph.lineage_text(text, args.direction), args.output)
-        return 0
     walk = {"up": graph.upstream, "down": graph.downstream, "both": graph.lineage}[args.direction]
-    _write(walk(text).export(args.format), args.output)
+    _write(graph.lineage_text(text, args.direction) if args.format == "text" else walk(text).export(args.format),
+           args.output)
     return 0
 
 
@@ -234,7 +230,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         graph.find(key)  # raises, naming the closest tasks
     store = SQLiteBackend.open_existing(args.db)
     task = graph.nodes[key]
-    _write(_reproduce.report(graph, store, task), None)
+    _write(_reproduce.report(graph, store, task))
     if args.restore:
         try:
             done = _reproduce.restore(graph, store, task, Path(args.restore).absolute())
@@ -339,9 +335,7 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
                        f"project:PATH or project:ID)")
     store = SQLiteBackend.open_existing(args.db)
     lookup = store.local_versions()
-    found = lookup.find(Project(id=int(ident))) if ident.isdigit() else None
-    if found is None:
-        found = lookup.find(Project(path=ident))
+    found = (lookup.find(Project(id=int(ident))) if ident.isdigit() else None) or lookup.find(Project(path=ident))
     if found is None:
         # The node syntax of every other command: a relative path as it was recorded (from any folder); a
         # project the graph does not know is an UnknownNodeError naming the closest ones.
@@ -378,7 +372,7 @@ def _cmd_versions_list(args: argparse.Namespace) -> int:
         for v in versions
     ]
     _write(f"versions of {terminal_safe(str(folder))} (project:{project.id})\n"
-           + _table(("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5}), None)
+           + _table(("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5}))
     return 0
 
 

@@ -748,19 +748,19 @@ class Graph:
         return self.subgraph(set(up.nodes) | set(down.nodes), edges)
 
     def _indexes(self) -> dict[str, dict[Any, list[GraphEdge]]]:
-        """Edges by task (inputs, outputs) and by data node and generation (readers, writers)."""
+        """Edges by task (inputs, outputs) and by data node and generation (readers, writers; generation
+        ``None``: of every generation)."""
         cache = self.__dict__.get("_walk_index")
         if cache is not None and cache[0] == len(self.edges):
             return cache[1]  # type: ignore[no-any-return]
         index: dict[str, dict[Any, list[GraphEdge]]] = {
-            name: defaultdict(list) for name in ("inputs", "outputs", "readers", "writers", "read_by", "written_by")
+            name: defaultdict(list) for name in ("inputs", "outputs", "readers", "writers")
         }
         for edge in self.edges:
-            by_task, by_generation, by_node = (
-                ("inputs", "readers", "read_by") if edge.relation == "input" else ("outputs", "writers", "written_by"))
+            by_task, by_data = ("inputs", "readers") if edge.relation == "input" else ("outputs", "writers")
             index[by_task][edge.task_key].append(edge)
-            index[by_generation][(edge.data_key, edge.generation)].append(edge)
-            index[by_node][edge.data_key].append(edge)
+            index[by_data][(edge.data_key, edge.generation)].append(edge)
+            index[by_data][(edge.data_key, None)].append(edge)
         self.__dict__["_walk_index"] = (len(self.edges), index)
         return index
 
@@ -778,15 +778,12 @@ class Graph:
         if node is not None and node.kind == "task" and generation is None:
             edges = index["outputs" if forward else "inputs"].get(key, [])
             return [(e, e.data_key, e.generation, key) for e in edges]
-        if generation is None:
-            edges = index["read_by" if forward else "written_by"].get(key, [])
-        else:
-            edges = index["readers" if forward else "writers"].get((key, generation), [])
+        edges = index["readers" if forward else "writers"].get((key, generation), [])
         return [(e, e.task_key, None, None) for e in edges if e.task_key != came_from]
 
     def _walk(self, start: Sequence[str], forward: bool) -> Graph:
         keys = set(start)
-        kept: dict[int, GraphEdge] = {}
+        kept: set[int] = set()  # ids of the edges walked
         seen: set[tuple[str, int | None]] = set()
         queue: deque[tuple[str, int | None, str | None]] = deque((k, None, None) for k in start)
         while queue:
@@ -795,11 +792,10 @@ class Graph:
                 continue
             seen.add((key, generation))
             for edge, nxt, next_generation, next_came_from in self._next(key, forward, generation, came_from):
-                kept[id(edge)] = edge
+                kept.add(id(edge))
                 keys.add(nxt)
                 queue.append((nxt, next_generation, next_came_from))
-        order = {id(e): i for i, e in enumerate(self.edges)}
-        return self.subgraph(keys, sorted(kept.values(), key=lambda e: order[id(e)]))
+        return self.subgraph(keys, [e for e in self.edges if id(e) in kept])
 
     # -- exports ------------------------------------------------------------------------------
 
@@ -841,7 +837,8 @@ class Graph:
 
     def to_html(self, title: str = "Workflow lineage") -> str:
         """The interactive viewer as one offline file (the data inlined; no request to any host)."""
-        return render_page(self.to_dict(), live=False, title=title)
+        with _gc_paused():
+            return render_page(self.to_dict(), live=False, title=title)
 
     def to_text(self) -> str:
         """A readable tree: each task, its runs (repeats folded), what it read (``<-``) and wrote (``->``)."""
@@ -1283,11 +1280,8 @@ def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
     if first.kind == "task":
         failed = [n for n in nodes if n.failed]
         running = sum(1 for n in nodes if n.task is not None and n.task.status == "running")
-        parts = [f"{len(nodes):,} tasks"]
-        if failed:
-            parts.append(f"{len(failed):,} failed")
-        if running:
-            parts.append(f"{running:,} running")
+        counts = {"tasks": len(nodes), "failed": len(failed), "running": running}
+        parts = [f"{n:,} {word}" for word, n in counts.items() if n]
         if failed:  # the newest failure's error: what to look at first
             parts.append(f"{failed[-1].key}: {one_line(_error_text(failed[-1].task), 90)}")
         return _MermaidBox("task", f"{first.label} ×{len(nodes):,}", " · ".join(parts), "failed" if failed else "task")
@@ -1327,8 +1321,7 @@ def _mermaid_text(boxes: Mapping[str, _MermaidBox], links: Sequence[_MermaidLink
     for link in links:
         text = f'|"{_mermaid(" · ".join(link.tags))}"| ' if link.tags else " "
         lines.append(f"  {ids[link.source]} {'-.->' if link.dashed else '-->'}{text}{ids[link.target]}")
-    for kind, (color, bg) in _KIND_COLORS.items():
-        lines.append(f"  classDef {kind} fill:{bg},stroke:{color},color:#1f2937")
+    lines += [f"  classDef {kind} fill:{bg},stroke:{color},color:#1f2937" for kind, (color, bg) in _KIND_COLORS.items()]
     lines.append("  classDef failed fill:#fee2e2,stroke:#dc2626,stroke-width:3px,color:#7f1d1d")
     return "\n".join(lines) + "\n"
 
