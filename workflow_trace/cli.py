@@ -51,7 +51,7 @@ from ._spool import Spool, default_spool_path
 from ._ui import serve
 from ._version import __version__
 from .backends import Backend, create_backend
-from .backends.sqlite import SQLiteBackend
+from .backends.sqlite import SQLiteBackend, fingerprint
 from .backends.supervisely import SuperviselyBackend
 from .graph import Graph, format_duration, format_time, load_graph, one_line, terminal_safe
 
@@ -252,14 +252,8 @@ class _StoreProvider:
         self._cache: tuple[str, Graph] | None = None
 
     def version(self) -> str:
-        parts = []
-        for suffix in ("", "-wal"):
-            try:
-                st = os.stat(f"{self.path}{suffix}")
-                parts.append(f"{st.st_size}.{st.st_mtime_ns}")
-            except OSError:
-                parts.append("-")
-        return "-".join(parts)
+        prints = [fingerprint(f"{self.path}{suffix}") for suffix in ("", "-wal")]  # size and mtime, or None
+        return "-".join(f"{p['size']}.{p['mtime']}" if p else "-" for p in prints)
 
     def _graph(self) -> Graph:
         version = self.version()
