@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ._nodes import Project
 from .backends.sqlite import EdgeRow, SQLiteBackend, fingerprint
-from .graph import Graph, GraphNode, RunInfo, _data_key, _param, _version_label, terminal_safe
+from .graph import Graph, GraphNode, RunInfo, format_params, format_version, terminal_safe
 
 __all__ = ["Input", "inputs_of", "report", "restore"]
 
@@ -61,15 +61,10 @@ def _state(row: EdgeRow, store: SQLiteBackend) -> str:
 def inputs_of(graph: Graph, store: SQLiteBackend, task_key: str) -> list[Input]:
     """Every input of the task (once per node and generation), oldest first."""
     task_id = int(task_key.split(":", 1)[1])
-    rows = {}
-    for row in store.edges():
-        if row.task_id == task_id and row.direction == "input":
-            # The latest read of each node: "changed since it was read" means since then.
-            rows[_data_key(row.node, row.task_id)] = row
+    # The latest read of each node: "changed since it was read" means since then.
+    rows = {row.key: row for row in store.edges() if row.task_id == task_id and row.direction == "input"}
     out: list[Input] = []
-    for edge in graph.edges:
-        if edge.relation != "input" or edge.target != task_key:
-            continue
+    for edge in (e for e in graph.edges if e.relation == "input" and e.target == task_key):
         node = graph.nodes.get(edge.source)
         gen = next((g for g in node.generations if g.generation == edge.generation), None) if node else None
         read = rows.get(edge.source)
@@ -84,7 +79,7 @@ def _runs(runs: tuple[RunInfo, ...], limit: int = 20) -> list[str]:
     lines = []
     for run in runs[:limit]:
         depth = "  " if run.parent_run_id is None else "    "
-        params = terminal_safe(", ".join(f"{k}={_param(v)}" for k, v in (run.params or {}).items()))
+        params = terminal_safe(format_params(run.params))
         lines.append(f"{depth}{terminal_safe(run.name)} [{run.status}]" + (f"  params: {params}" if params else ""))
     if len(runs) > limit:
         lines.append(f"  ... {len(runs) - limit} more run(s) (export --format json lists them all)")
@@ -102,20 +97,16 @@ def report(graph: Graph, store: SQLiteBackend, task: GraphNode) -> str:
     lines.append(f"  command: {terminal_safe(info.command or '(unknown)')}")
     if info.cwd:
         lines.append(f"  in: {terminal_safe(info.cwd)}")
-    if info.git_commit:
-        dirty = {True: " (the work tree had uncommitted changes)", False: " (clean)", None: ""}[info.git_dirty]
-        lines.append(f"  code: git commit {info.git_commit}{dirty}")
-    else:
-        lines.append("  code: no git repository found for the script")
-    lines.append(f"  python {info.python or '?'} on {info.host or '?'} (pid {info.pid or '?'})")
-    lines.append("runs:")
-    lines.extend(_runs(info.runs) or ["  (none recorded)"])
+    dirty = {True: " (the work tree had uncommitted changes)", False: " (clean)", None: ""}[info.git_dirty]
+    lines.append(f"  code: git commit {info.git_commit}{dirty}" if info.git_commit else
+                 "  code: no git repository found for the script")
+    lines += [f"  python {info.python or '?'} on {info.host or '?'} (pid {info.pid or '?'})", "runs:",
+              *(_runs(info.runs) or ["  (none recorded)"]), "inputs (what it read):"]
     inputs = inputs_of(graph, store, task.key)
-    lines.append("inputs (what it read):")
     for item in inputs:
         what = item.key
         if item.version_id is not None or item.version_num is not None:
-            what += f" @{_version_label((item.version_id, item.version_num))}"
+            what += f" @{format_version((item.version_id, item.version_num))}"
         node = graph.nodes.get(item.key)
         if node is not None and node.kind != "task" and len(node.generations) > 1:
             what += f" · gen {item.generation}"

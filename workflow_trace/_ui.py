@@ -36,6 +36,8 @@ __all__ = ["GraphProvider", "make_server", "serve"]
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _DIRECTIONS = ("up", "down", "both")
 _ALLOW = "GET, HEAD"
+_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-cache"}
 
 
 class GraphProvider(Protocol):
@@ -51,10 +53,6 @@ class GraphProvider(Protocol):
         """A token that changes whenever the store changes."""
 
 
-class _BadRequest(Exception):
-    """A request the server refuses with 400 and this message."""
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "workflow-trace"
@@ -68,8 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _refuse_method(self) -> None:
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, _json({"error": "read-only: only GET and HEAD"}),
-                   "application/json", extra={"Allow": _ALLOW})
+        self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only: only GET and HEAD"}, {"Allow": _ALLOW})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
@@ -77,13 +74,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._with_body = body
         if not self._host_allowed():
             # A page on another site reaching us through a rebound DNS name would send its own Host.
-            self._send(HTTPStatus.MISDIRECTED_REQUEST, _json({"error": "unexpected Host header"}), "application/json")
+            self._send_json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unexpected Host header"})
             return
         parts = urlsplit(self.path)
         raw = parts.path
         lowered = raw.lower()
         if ".." in raw or "\\" in raw or any(code in lowered for code in ("%2e", "%2f", "%5c")):
-            self._not_found()
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
             return
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         provider = self.server.provider
@@ -95,22 +92,19 @@ class _Handler(BaseHTTPRequestHandler):
                 if raw == "/":
                     self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
                 elif raw == "/api/version":
-                    self._send(HTTPStatus.OK, _json({"version": provider.version()}), "application/json")
+                    self._send_json(HTTPStatus.OK, {"version": provider.version()})
                 elif raw == "/api/graph":
                     self._graph(query.get("scope") or "workspace")
                 elif raw == "/api/lineage":
                     self._lineage(query)
                 else:
-                    self._not_found()
-            except _BadRequest as exc:
-                self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(exc)}), "application/json")
-            except (ValueError, LookupError) as exc:
+                    self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            except (ValueError, LookupError) as exc:  # a bad request: 400
                 message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-                self._send(HTTPStatus.BAD_REQUEST, _json({"error": str(message)}), "application/json")
+                self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(message)})
             answered = True
         if not answered:
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": "internal error (see the server log)"}),
-                       "application/json")
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error (see the server log)"})
 
     def _graph(self, scope: str) -> None:
         version = self.server.provider.version()
@@ -130,20 +124,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _lineage(self, query: dict[str, str]) -> None:
         node = query.get("node")
         if not node:
-            raise _BadRequest("missing node= (a node id such as task:3 or file:/models/best.pt)")
+            raise ValueError("missing node= (a node id such as task:3 or file:/models/best.pt)")
         direction = query.get("direction") or "both"
         if direction not in _DIRECTIONS:
-            raise _BadRequest(f"direction must be one of {', '.join(_DIRECTIONS)}, not {direction!r}")
-        depth_text = query.get("depth")
-        depth: int | None = None
-        if depth_text:
-            if not depth_text.isdigit():
-                raise _BadRequest(f"depth must be a whole number, not {depth_text!r}")
-            depth = int(depth_text)
-        self._send(HTTPStatus.OK, _json(self.server.provider.lineage(node, direction, depth)), "application/json")
-
-    def _not_found(self) -> None:
-        self._send(HTTPStatus.NOT_FOUND, _json({"error": "not found"}), "application/json")
+            raise ValueError(f"direction must be one of {', '.join(_DIRECTIONS)}, not {direction!r}")
+        depth = query.get("depth")
+        if depth and not depth.isdigit():
+            raise ValueError(f"depth must be a whole number, not {depth!r}")
+        self._send_json(HTTPStatus.OK, self.server.provider.lineage(node, direction, int(depth) if depth else None))
 
     def _host_allowed(self) -> bool:
         if self.server.bind_host not in _LOCAL_HOSTS:
@@ -162,16 +150,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", content_type)
         if status != HTTPStatus.NOT_MODIFIED:
             self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Content-Security-Policy", self.server.csp)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "no-cache")
-        for key, value in (extra or {}).items():
+        for key, value in {"Content-Security-Policy": self.server.csp, **_HEADERS, **(extra or {})}.items():
             self.send_header(key, value)
         self.end_headers()
         if self._with_body and status != HTTPStatus.NOT_MODIFIED:
             self.wfile.write(payload)
+
+    def _send_json(self, status: HTTPStatus, value: object, extra: dict[str, str] | None = None) -> None:
+        self._send(status, _json(value), "application/json", extra)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("workflow-trace ui: " + format, *args)

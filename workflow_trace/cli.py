@@ -36,6 +36,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,10 @@ from ._nodes import Project
 from ._spool import Spool, default_spool_path
 from ._ui import serve
 from ._version import __version__
-from .backends import create_backend
-from .backends.sqlite import SQLiteBackend
+from .backends import Backend, create_backend
+from .backends.sqlite import SQLiteBackend, fingerprint
 from .backends.supervisely import SuperviselyBackend
-from .graph import Graph, _duration, _local_time, _one_line, load_graph, terminal_safe
+from .graph import Graph, format_duration, format_time, load_graph, one_line, terminal_safe
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -69,15 +70,6 @@ class CliError(Exception):
 
 
 # -- shared options ----------------------------------------------------------------------------
-
-
-def _common() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--db", metavar="PATH",
-        help="the lineage store (default: $WORKFLOW_TRACE_DB, else the nearest .workflow_trace/ upwards)",
-    )
-    return parent
 
 
 Argument = tuple[tuple[str, ...], dict[str, Any]]
@@ -115,7 +107,7 @@ _OUTPUT = _arg("-o", "--output", metavar="FILE", help="write to FILE instead of 
 _FORMATS = ("text", "json", "mermaid", "dot", "html")
 
 
-def _write(text: str, output: str | None) -> None:
+def _write(text: str, output: str | None = None) -> None:
     """Write ``text`` to ``output`` (a file, or stdout for ``None`` / ``-``)."""
     if output is None or output == "-":
         sys.stdout.write(text)
@@ -157,36 +149,33 @@ def _cmd_show(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
     store = f"store: {terminal_safe(graph.store or '?')}\n"
     if not graph.nodes:
-        _write(f"no lineage recorded yet in scope {graph.scope}\n" + store, None)
+        _write(f"no lineage recorded yet in scope {graph.scope}\n" + store)
         return 0
     first, _, rest = graph.to_text().partition("\n")
-    _write(f"{first}\n{store}{rest}", None)
+    _write(f"{first}\n{store}{rest}")
     return 0
 
 
 @_command("tasks", "list tasks: id, name, status, runs, start, duration, inputs, outputs", arguments=[_SCOPE])
 def _cmd_tasks(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
-    counts: dict[str, list[int]] = {}
-    for edge in graph.edges:
-        counts.setdefault(edge.task_key, [0, 0])[0 if edge.relation == "input" else 1] += 1
+    counts = Counter((edge.task_key, edge.relation) for edge in graph.edges)
     rows: list[tuple[str, ...]] = []
     for node in sorted(graph.tasks, key=lambda n: n.external_id or 0):
         info = node.task
         if info is None:
             continue  # a task only seen as someone's input: nothing recorded about it here
-        ins, outs = counts.get(node.key, [0, 0])
         failed = info.failed_runs
         runs = f"{len(info.runs):,}" + (f" ({failed:,} failed)" if failed else "")
         rows.append((
-            str(info.id), _one_line(node.label, 40), info.status, runs, _local_time(info.started_at),
-            "-" if info.duration is None else _duration(info.duration), str(ins), str(outs),
+            str(info.id), one_line(node.label, 40), info.status, runs, format_time(info.started_at),
+            "-" if info.duration is None else format_duration(info.duration),
+            str(counts[node.key, "input"]), str(counts[node.key, "output"]),
         ))
     if not rows:
-        _write(f"no tasks recorded yet in scope {graph.scope}\n", None)
+        _write(f"no tasks recorded yet in scope {graph.scope}\n")
         return 0
-    _write(_table(("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows, {0, 3, 6, 7}),
-           None)
+    _write(_table(("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows, {0, 3, 6, 7}))
     return 0
 
 
@@ -207,11 +196,9 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
         if isinstance(exc, LookupError):
             raise
         raise CliError(f"bad node {terminal_safe(args.node)!r}: {exc}") from None
-    if args.format == "text":
-        _write(graph.lineage_text(text, args.direction), args.output)
-        return 0
     walk = {"up": graph.upstream, "down": graph.downstream, "both": graph.lineage}[args.direction]
-    _write(walk(text).export(args.format), args.output)
+    _write(graph.lineage_text(text, args.direction) if args.format == "text" else walk(text).export(args.format),
+           args.output)
     return 0
 
 
@@ -243,7 +230,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         graph.find(key)  # raises, naming the closest tasks
     store = SQLiteBackend.open_existing(args.db)
     task = graph.nodes[key]
-    _write(_reproduce.report(graph, store, task), None)
+    _write(_reproduce.report(graph, store, task))
     if args.restore:
         try:
             done = _reproduce.restore(graph, store, task, Path(args.restore).absolute())
@@ -265,14 +252,8 @@ class _StoreProvider:
         self._cache: tuple[str, Graph] | None = None
 
     def version(self) -> str:
-        parts = []
-        for suffix in ("", "-wal"):
-            try:
-                st = os.stat(f"{self.path}{suffix}")
-                parts.append(f"{st.st_size}.{st.st_mtime_ns}")
-            except OSError:
-                parts.append("-")
-        return "-".join(parts)
+        prints = [fingerprint(f"{self.path}{suffix}") for suffix in ("", "-wal")]  # size and mtime, or None
+        return "-".join(f"{p['size']}.{p['mtime']}" if p else "-" for p in prints)
 
     def _graph(self) -> Graph:
         version = self.version()
@@ -348,9 +329,7 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
                        f"project:PATH or project:ID)")
     store = SQLiteBackend.open_existing(args.db)
     lookup = store.local_versions()
-    found = lookup.find(Project(id=int(ident))) if ident.isdigit() else None
-    if found is None:
-        found = lookup.find(Project(path=ident))
+    found = (lookup.find(Project(id=int(ident))) if ident.isdigit() else None) or lookup.find(Project(path=ident))
     if found is None:
         # The node syntax of every other command: a relative path as it was recorded (from any folder); a
         # project the graph does not know is an UnknownNodeError naming the closest ones.
@@ -368,12 +347,10 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover - the loop returns first
+    if n < 1024:
+        return f"{n} B"
+    power = min(3, (n.bit_length() - 1) // 10)  # the largest with 1024 ** power <= n, at most GiB
+    return f"{n / 1024 ** power:.1f} {('KiB', 'MiB', 'GiB')[power - 1]}"
 
 
 def _cmd_versions_list(args: argparse.Namespace) -> int:
@@ -384,12 +361,12 @@ def _cmd_versions_list(args: argparse.Namespace) -> int:
         print(f"no versions of {folder} yet")
         return 0
     rows = [
-        (str(v.id), f"v{v.version}", _one_line(v.title or "-", 50), _local_time(v.created_at),
+        (str(v.id), f"v{v.version}", one_line(v.title or "-", 50), format_time(v.created_at),
          str(sizes.get(v.id, (0, 0))[0]), _size(sizes.get(v.id, (0, 0))[1]))
         for v in versions
     ]
     _write(f"versions of {terminal_safe(str(folder))} (project:{project.id})\n"
-           + _table(("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5}), None)
+           + _table(("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5}))
     return 0
 
 
@@ -428,75 +405,56 @@ def _cmd_push(args: argparse.Namespace) -> int:
     if args.timeout < 0:
         raise CliError("--timeout must not be negative")
     store = SQLiteBackend.open_existing(args.db)
-    saved = os.environ.get("WORKFLOW_TRACE_SPOOL")
-    # The destination's spool sits next to the store being pushed, as `workflow-trace spool --db` expects.
-    os.environ["WORKFLOW_TRACE_SPOOL"] = str(default_spool_path(store.path))
-    try:
-        dest = create_backend(args.backend)
-    finally:
-        if saved is None:
-            del os.environ["WORKFLOW_TRACE_SPOOL"]
-        else:
-            os.environ["WORKFLOW_TRACE_SPOOL"] = saved
-    if isinstance(dest, SQLiteBackend) and dest.path.resolve() == store.path.resolve():
-        dest.close()
-        raise CliError(f"cannot push {store.path} into itself")
+    dest = _push_destination(args.backend, store)
     delivery = dest if isinstance(dest, DeliveringBackend) else getattr(dest, "delivery", None)
-    if not isinstance(delivery, DeliveringBackend):
-        delivery = None
+    spool = delivery.spool if isinstance(delivery, DeliveringBackend) else None
     key = _destination_key(dest)
-    owns_task_ids = isinstance(dest, SuperviselyBackend)
     deadline = time.monotonic() + args.timeout
-    total = before = replayed = local = 0
+    replayed = local = 0
     stopped = False
     batch: list[Event] = []
-    try:
-        total = store.counts()["events"]
-        before = store.pushed_count(key)
 
-        def push_batch() -> bool:
-            dest.emit(batch)
-            ok = dest.flush(max(0.0, deadline - time.monotonic()))
-            # Refused events (dead) are kept in the spool; a batch still pending means the server is away.
-            waiting = delivery is not None and delivery.spool.has_pending(key)
-            if ok or not waiting:
-                store.mark_pushed(key, [e.event_id for e in batch])
-                batch.clear()
-                return True
+    def send() -> bool:
+        """Hand ``batch`` over; false when it still waits (the server is away; refused events are dead)."""
+        dest.emit(batch)
+        if not dest.flush(max(0.0, deadline - time.monotonic())) and spool is not None and spool.has_pending(key):
             return False
+        store.mark_pushed(key, [e.event_id for e in batch])
+        batch.clear()
+        return True
 
+    try:
+        total, before = store.counts()["events"], store.pushed_count(key)
         for event, is_local in store.iter_unpushed(key):
-            if is_local and owns_task_ids:
+            if is_local and isinstance(dest, SuperviselyBackend):
                 local += 1
                 continue
             batch.append(event)
             replayed += 1
-            if len(batch) >= 500 and not push_batch():
-                stopped = True
+            if len(batch) >= 500 and (stopped := not send()):
                 break
-        if batch and not stopped:
-            stopped = not push_batch()
-        if delivery is not None and not stopped:
-            # Events an earlier push or process left in the spool for this destination go out too.
-            while delivery.spool.has_pending(key) and time.monotonic() < deadline:
-                time.sleep(0.05)
+        stopped = stopped or (bool(batch) and not send())
+        # Events an earlier push or process left in the spool for this destination go out too.
+        while spool is not None and not stopped and spool.has_pending(key) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         dest.close()  # a delivering backend keeps what is left in its durable spool
     if batch:
         store.mark_pushed(key, [e.event_id for e in batch])  # now in the spool: delivered from there
-    stats = delivery.stats() if delivery is not None else None
-    pending = delivery.spool.pending_count(key) if delivery is not None else 0
-    lines = [f"pushed to {key}", f"  events in the store:   {total}", f"  pushed before:         {before} "
-             "(not sent again)"]
+    report: list[tuple[str, object]] = [("events in the store", total),
+                                        ("pushed before", f"{before} (not sent again)")]
     if local:
-        lines.append(f"  of local tasks:        {local} (not sent: ids this store gave its tasks mean nothing "
-                     "on the server)")
-    lines.append(f"  replayed now:          {replayed}")
+        report.append(("of local tasks",
+                       f"{local} (not sent: ids this store gave its tasks mean nothing on the server)"))
+    report.append(("replayed now", replayed))
+    stats = delivery.stats() if isinstance(delivery, DeliveringBackend) else None
+    pending = spool.pending_count(key) if spool is not None else 0
     if stats is not None:
         if stats.emitted < replayed:
-            lines.append(f"  no place there:        {replayed - stats.emitted} (step start/finish events)")
-        lines += [f"  delivered:             {stats.delivered}", f"  waiting in the spool:  {pending}",
-                  f"  refused by the server: {stats.dead}"]
+            report.append(("no place there", f"{replayed - stats.emitted} (step start/finish events)"))
+        report += [("delivered", stats.delivered), ("waiting in the spool", pending),
+                   ("refused by the server", stats.dead)]
+    lines = [f"pushed to {key}", *(f"  {name + ':':<22} {value}" for name, value in report)]
     if stopped:
         lines.append("  stopped: the destination did not take the events in time; push again later")
     print("\n".join(lines))
@@ -507,16 +465,30 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_destination(spec: str, store: SQLiteBackend) -> Backend:
+    """The backend to push ``store`` to; its spool sits next to the store (where ``spool --db`` looks)."""
+    saved = os.environ.get("WORKFLOW_TRACE_SPOOL")
+    os.environ["WORKFLOW_TRACE_SPOOL"] = str(default_spool_path(store.path))
+    try:
+        dest = create_backend(spec)
+    finally:
+        if saved is None:
+            del os.environ["WORKFLOW_TRACE_SPOOL"]
+        else:
+            os.environ["WORKFLOW_TRACE_SPOOL"] = saved
+    if isinstance(dest, SQLiteBackend) and dest.path.resolve() == store.path.resolve():
+        dest.close()
+        raise CliError(f"cannot push {store.path} into itself")
+    return dest
+
+
 # -- spool -------------------------------------------------------------------------------------
 
 
-def _clip_words(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary, with an ellipsis, if longer than ``limit``."""
+def _clip_words(text: str, limit: int | None) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis if longer than ``limit``."""
     flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 1].rsplit(" ", 1)[0]
-    return cut + "…"
+    return flat if limit is None or len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 @_command("spool", "events waiting for a remote server: counts, retry, drop",
@@ -549,9 +521,8 @@ def _cmd_spool(args: argparse.Namespace) -> int:
             raise CliError(f"the spool {spool.path} has no events for {terminal_safe(args.dest)}")
         n = counts[0].pending + counts[0].dead
         if not args.yes:
-            sys.stdout.write(f"delete all {n} event(s) waiting for {terminal_safe(args.dest)}? They will never "
-                             "be delivered. [y/N] ")
-            sys.stdout.flush()
+            print(f"delete all {n} event(s) waiting for {terminal_safe(args.dest)}? They will never be delivered. "
+                  "[y/N] ", end="", flush=True)
             if sys.stdin.readline().strip().lower() not in ("y", "yes"):
                 print("nothing deleted")
                 return 1
@@ -562,12 +533,9 @@ def _cmd_spool(args: argparse.Namespace) -> int:
     if not counts:
         print(f"the spool is empty ({spool.path})")
         return 0
-    rows = []
-    for c in counts:
-        oldest = "-" if c.oldest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.oldest))
-        error = terminal_safe(c.last_error or "-")
-        rows.append((terminal_safe(c.dest), str(c.pending), str(c.dead), str(c.held), oldest,
-                     " ".join(error.split()) if args.verbose else _clip_words(error, 80)))
+    rows = [(terminal_safe(c.dest), str(c.pending), str(c.dead), str(c.held),
+             "-" if c.oldest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.oldest)),
+             _clip_words(terminal_safe(c.last_error or "-"), None if args.verbose else 80)) for c in counts]
     print(f"spool: {spool.path}")
     sys.stdout.write(_table(("DESTINATION", "PENDING", "DEAD", "HELD", "OLDEST", "LAST ERROR"), rows, {1, 2, 3}))
     return 0
@@ -597,7 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = _common()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="PATH", help="the lineage store (default: $WORKFLOW_TRACE_DB, else the "
+                        "nearest .workflow_trace/ upwards)")
     for register in _COMMANDS:
         register(sub, common)
     return parser

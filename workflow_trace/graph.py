@@ -57,7 +57,9 @@ state it was first read in, produced before anything was recorded). Times are IS
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import json
 import os
 import unicodedata
@@ -138,7 +140,7 @@ class Card:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Card | None:
         """Inverse of :meth:`to_dict`."""
-        return None if data is None else cls(**{f.name: data.get(f.name) for f in fields(cls)})
+        return None if data is None else _fill(cls, data)
 
 
 class _Timed:
@@ -198,11 +200,9 @@ class RunInfo(_Timed):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunInfo:
         """Inverse of :meth:`to_dict`."""
-        return cls(
-            run_id=data["run_id"], name=data.get("name") or "step", parent_run_id=data.get("parent_run_id"),
-            status=data.get("status", "running"), params=data.get("params") or None,
-            inputs=tuple(data.get("inputs") or ()), outputs=tuple(data.get("outputs") or ()), **_times_and_error(data),
-        )
+        return _fill(cls, data, name=data.get("name") or "step", params=data.get("params") or None,
+                     inputs=tuple(data.get("inputs") or ()), outputs=tuple(data.get("outputs") or ()),
+                     **_times_and_error(data))
 
 
 @dataclass(frozen=True)
@@ -251,13 +251,8 @@ class TaskInfo(_Timed):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskInfo:
         """Inverse of :meth:`to_dict` (version 1 documents have no runs)."""
-        return cls(
-            id=int(data["id"]), name=data.get("name"), origin=data.get("origin", "external"),
-            status=data.get("status", "running"), pid=data.get("pid"), host=data.get("host"),
-            command=data.get("command"), git_commit=data.get("git_commit"), git_dirty=data.get("git_dirty"),
-            python=data.get("python"), runs=tuple(RunInfo.from_dict(r) for r in data.get("runs") or ()),
-            **_times_and_error(data),
-        )
+        return _fill(cls, data, id=int(data["id"]), runs=tuple(RunInfo.from_dict(r) for r in data.get("runs") or ()),
+                     **_times_and_error(data))
 
 
 @dataclass(frozen=True)
@@ -343,18 +338,16 @@ class GraphNode:
                 if self.task.error_message:
                     text += f": {self.task.error_message}"
             elif self.task.duration is not None:
-                text += f" in {_duration(self.task.duration)}"
+                text += f" in {format_duration(self.task.duration)}"
             if len(self.task.runs) > 1:
                 failed = self.task.failed_runs
                 text += f" · {len(self.task.runs):,} runs" + (f", {failed} failed" if failed else "")
             return text
         if self.kind == "app":
             return f"offline session of {self.key.replace('app:', 'task ', 1)}"
-        parts: list[str] = []
-        if self.model_weight:
-            parts.append("model weights")
+        parts = ["model weights"] if self.model_weight else []
         if self.versions:
-            parts.append(", ".join(_version_label(v) for v in self.versions))
+            parts.append(", ".join(format_version(v) for v in self.versions))
         parts.append(self.path if self.path else f"id {self.external_id}")
         return " · ".join(parts)
 
@@ -377,14 +370,11 @@ class GraphNode:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GraphNode:
         """Inverse of :meth:`to_dict`."""
-        return cls(
-            key=data["id"], kind=data["kind"], card=Card.from_dict(data.get("card")),
-            external_id=data.get("external_id"), path=data.get("path"),
-            model_weight=bool(data.get("model_weight", False)),
-            versions=tuple((v.get("version_id"), v.get("version_num")) for v in data.get("versions", ())),
-            task=None if data.get("task") is None else TaskInfo.from_dict(data["task"]),
-            generations=tuple(Generation.from_dict(g) for g in data.get("generations") or ()),
-        )
+        return _fill(cls, data, key=data["id"], card=Card.from_dict(data.get("card")),
+                     model_weight=bool(data.get("model_weight", False)),
+                     versions=tuple((v.get("version_id"), v.get("version_num")) for v in data.get("versions", ())),
+                     task=None if data.get("task") is None else TaskInfo.from_dict(data["task"]),
+                     generations=tuple(Generation.from_dict(g) for g in data.get("generations") or ()))
 
 
 @dataclass(frozen=True)
@@ -423,9 +413,8 @@ class GraphEdge:
     @property
     def version_label(self) -> Optional[str]:
         """``v2`` / ``version 11`` for a project version, else ``None``."""
-        if self.version_id is None and self.version_num is None:
-            return None
-        return _version_label((self.version_id, self.version_num))
+        versioned = self.version_id is not None or self.version_num is not None
+        return format_version((self.version_id, self.version_num)) if versioned else None
 
     @property
     def tags(self) -> list[str]:
@@ -448,13 +437,10 @@ class GraphEdge:
         relation = data["relation"]
         if relation not in ("input", "output"):
             raise ValueError(f"edge relation must be input or output, not {relation!r}")
-        return cls(
-            source=data["source"], target=data["target"], relation=relation, task_id=data.get("task_id"),
-            first_time=_parse_time(data.get("first_time")), last_time=_parse_time(data.get("last_time")),
-            count=int(data.get("count", 1)), version_id=data.get("version_id"),
-            version_num=data.get("version_num"), card=Card.from_dict(data.get("card")),
-            generation=int(data.get("generation") or 1),
-        )
+        return _fill(cls, data, relation=relation, task_id=data.get("task_id"),
+                     first_time=_parse_time(data.get("first_time")), last_time=_parse_time(data.get("last_time")),
+                     count=int(data.get("count", 1)), card=Card.from_dict(data.get("card")),
+                     generation=int(data.get("generation") or 1))
 
 
 @dataclass(frozen=True)
@@ -478,13 +464,11 @@ def parse_scope(text: str | Scope | None) -> Scope:
         return text
     if text is None or text.strip().lower() in ("", "workspace"):
         return Scope()
-    raw = text.strip()
-    level, sep, ident = raw.partition(":")
-    level = level.strip().lower()
+    level, sep, ident = text.strip().partition(":")
+    level, ident = level.strip().lower(), ident.strip()
     hint = "use workspace, project:ID or task:ID (e.g. project:42)"
-    if not sep or not ident.strip() or level not in ("project", "task"):
+    if not sep or not ident or level not in ("project", "task"):
         raise ValueError(f"bad scope {text!r}: {hint}")
-    ident = ident.strip()
     if level == "task":
         if not ident.isdigit():
             raise ValueError(f"bad scope {text!r}: a task is named by an integer id ({hint})")
@@ -495,147 +479,132 @@ def parse_scope(text: str | Scope | None) -> Scope:
 # -- building ------------------------------------------------------------------------------------
 
 
-def _data_key(node: Node, task_id: int | None) -> str:
-    # The app node is "the offline session of the current task": one per task.
-    if isinstance(node, App):
-        return f"app:{task_id}"
-    return node.ref
+@dataclass
+class _EdgeSum:
+    """An edge while the rows are read: its count, first and last time, and what its latest record set."""
+
+    task_id: Optional[int]
+    first: datetime
+    last: datetime
+    version: Optional[tuple[Optional[int], Optional[int]]]
+    card: Optional[Card]
+    count: int = 1
 
 
-def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], edges: Iterable[EdgeRow],
+def _generations(rows: Sequence[EdgeRow], versions: Sequence[_Version | None]
+                 ) -> tuple[list[int], dict[str, list[Generation]]]:
+    """The generation each record read or wrote, and each data node's generations (module docstring)."""
+    of_row = [1] * len(rows)
+    made: dict[str, list[Generation]] = defaultdict(list)
+    named: dict[tuple[str, str, Optional[int]], int] = {}  # (node, project version) -> its generation
+    for i in sorted(range(len(rows)), key=lambda i: rows[i].time):  # stable: the store's order breaks ties
+        row = rows[i]
+        gens = made[row.key]
+        if row.direction == "output":
+            gens.append(Generation(len(gens) + 1, row.task_id, row.run_id, row.time))
+        elif not gens:  # read before anything wrote it: the state it was found in
+            gens.append(Generation(1, None, None, row.time))
+        of_row[i] = len(gens)
+        version = versions[i]
+        if version is not None:  # a version is named by its id, else by its number
+            name = (row.key, "id", version[0]) if version[0] is not None else (row.key, "num", version[1])
+            of_row[i] = named[name] = len(gens) if row.direction == "output" else named.get(name, len(gens))
+    return of_row, made
+
+
+def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[EdgeRow],
            local_projects: Mapping[str, int]) -> Graph:
     """The workspace graph of the store's rows (see the module docstring for generations)."""
-    by_task: dict[int | None, list[RunRow]] = defaultdict(list)
+    run_io: dict[str, tuple[dict[str, None], dict[str, None]]] = defaultdict(lambda: ({}, {}))
+    for row in rows:
+        run_io[row.run_id][row.direction == "output"][row.key] = None
+    by_task: dict[Optional[int], list[RunInfo]] = defaultdict(list)
     for run in runs:
-        by_task[run.task_id].append(run)
-    edge_rows = list(edges)
-    run_nodes: dict[str, tuple[list[str], list[str]]] = {}
-    for row in edge_rows:
-        io = run_nodes.setdefault(row.run_id, ([], []))
-        target = io[0] if row.direction == "input" else io[1]
-        key = _data_key(row.node, row.task_id)
-        if key not in target:
-            target.append(key)
-    nodes: dict[str, GraphNode] = {}
-    for trow in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id)):
-        key = f"task:{trow.id}"
-        task_runs = tuple(
-            _from_row(RunInfo, r, inputs=tuple(run_nodes.get(r.run_id, ((), ()))[0]),
-                      outputs=tuple(run_nodes.get(r.run_id, ((), ()))[1]))
-            for r in by_task.get(trow.id, ())
-        )
-        nodes[key] = GraphNode(key=key, kind="task", card=Card.from_wire(trow.node_meta), external_id=trow.id,
-                               task=_from_row(TaskInfo, trow, runs=task_runs))
-    # Generations: per data node, its records in time order (the store's order breaks ties).
-    per_node: dict[str, list[tuple[datetime, int, EdgeRow]]] = defaultdict(list)
-    for i, row in enumerate(edge_rows):
-        per_node[_data_key(row.node, row.task_id)].append((row.time, i, row))
-    generation_of: list[int] = [1] * len(edge_rows)
-    generations: dict[str, list[Generation]] = {}
-    for key, items in per_node.items():
-        items.sort(key=lambda item: (item[0], item[1]))
-        current = 0
-        versions: dict[tuple[str, int], int] = {}
-        gens: list[Generation] = []
-        for when, i, row in items:
-            named = _version_key(row.node)
-            if row.direction == "output":
-                current += 1
-                gens.append(Generation(current, row.task_id, row.run_id, when))
-                gen = current
-                if named is not None:
-                    versions[named] = gen
-            else:
-                if current == 0:
-                    current = 1
-                    gens.append(Generation(1, None, None, when))
-                gen = current
-                if named is not None:
-                    gen = versions.setdefault(named, current)
-            generation_of[i] = gen
-        generations[key] = gens
-    # Data nodes accumulate: model-weight flags, versions, the latest relation card; edges aggregate.
-    data: dict[str, dict[str, Any]] = {}
-    merged: dict[tuple[str, str, str, int], dict[str, Any]] = {}
-    for i, row in enumerate(edge_rows):
-        node = row.node
+        inputs, outputs = run_io.get(run.run_id, ((), ()))
+        by_task[run.task_id].append(_fill(RunInfo, vars(run), inputs=tuple(inputs), outputs=tuple(outputs)))
+    nodes = {
+        f"task:{t.id}": GraphNode(key=f"task:{t.id}", kind="task", card=Card.from_wire(t.node_meta), external_id=t.id,
+                                  task=_fill(TaskInfo, vars(t), runs=tuple(by_task.get(t.id, ()))))
+        for t in sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, t.id))
+    }
+    versions = [_version_of(row.node) for row in rows]
+    generation_of, generations = _generations(rows, versions)
+    by_key: dict[str, list[tuple[EdgeRow, _Version | None, Card | None]]] = defaultdict(list)
+    merged: dict[tuple[str, str, str, int], _EdgeSum] = {}  # one edge per (source, target, relation, generation)
+    for row, gen, version in zip(rows, generation_of, versions, strict=True):
+        key, time, card = row.key, row.time, _relation_card(row)
         task_key = f"task:{row.task_id}"
         if task_key not in nodes:
             nodes[task_key] = GraphNode(key=task_key, kind="task", external_id=row.task_id)
-        key = _data_key(node, row.task_id)
-        entry = data.get(key)
-        if entry is None:
-            entry = data[key] = {
-                "kind": node.kind,  # type: ignore[attr-defined]
-                "external_id": getattr(node, "id", None), "path": getattr(node, "path", None),
-                "model_weight": False, "versions": [], "card": None, "card_time": None, "recorded": [],
-            }
-        if entry["external_id"] is None:
-            entry["external_id"] = getattr(node, "id", None)
-        if isinstance(node, File) and node.model_weight:
-            entry["model_weight"] = True
-        if row.recorded_path and row.recorded_path != entry["path"] and row.recorded_path not in entry["recorded"]:
-            entry["recorded"].append(row.recorded_path)
-        version: tuple[Optional[int], Optional[int]] | None = None
-        if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
-            version = (node.version_id, node.version_num)
-            if version not in entry["versions"]:
-                entry["versions"].append(version)
-        card = Card.from_wire((row.meta or {}).get("customRelationSettings"))
-        if card is not None and (entry["card_time"] is None or row.time >= entry["card_time"]):
-            entry["card"], entry["card_time"] = card, row.time
-        gen = generation_of[i]
+        by_key[key].append((row, version, card))
         ekey = (key, task_key, "input", gen) if row.direction == "input" else (task_key, key, "output", gen)
-        agg = merged.get(ekey)
-        if agg is None:
-            merged[ekey] = {"task_id": row.task_id, "first": row.time, "last": row.time, "count": 1,
-                            "version": version, "card": card}
-        else:
-            agg["count"] += 1
-            agg["first"] = min(agg["first"], row.time)
-            if row.time >= agg["last"]:
-                agg["last"] = row.time
-                if version is not None:
-                    agg["version"] = version
-                if card is not None:
-                    agg["card"] = card
-    for key, entry in data.items():
-        if key in nodes:  # a task consumed as a node: the task's own node
+        edge = merged.get(ekey)
+        if edge is None:
+            merged[ekey] = _EdgeSum(row.task_id, time, time, version, card)
             continue
-        external = entry["external_id"]
-        if external is None and entry["kind"] == "project" and entry["path"] is not None:
-            external = local_projects.get(entry["path"])
-        nodes[key] = GraphNode(
-            key=key, kind=entry["kind"], card=entry["card"], external_id=external, path=entry["path"],
-            model_weight=entry["model_weight"], versions=tuple(entry["versions"]),
-            generations=tuple(generations.get(key, ())), recorded_paths=tuple(entry["recorded"]),
-        )
-    graph_edges = [
-        GraphEdge(
-            source=s, target=t, relation=r, task_id=a["task_id"], first_time=a["first"],  # type: ignore[arg-type]
-            last_time=a["last"], count=a["count"], version_id=a["version"][0] if a["version"] else None,
-            version_num=a["version"][1] if a["version"] else None, card=a["card"], generation=g,
-        )
+        edge.count += 1
+        edge.first = min(edge.first, time)
+        if time >= edge.last:
+            edge.last = time
+            edge.version = version or edge.version
+            edge.card = card or edge.card
+    for key, group in by_key.items():
+        if key not in nodes:  # (a task consumed as a node is the task's own node)
+            nodes[key] = _data_node(key, group, generations[key], local_projects)
+    edges = [
+        GraphEdge(source=s, target=t, relation=r, task_id=a.task_id, first_time=a.first,  # type: ignore[arg-type]
+                  last_time=a.last, count=a.count, version_id=a.version[0] if a.version else None,
+                  version_num=a.version[1] if a.version else None, card=a.card, generation=g)
         for (s, t, r, g), a in merged.items()
     ]
-    return Graph(nodes, graph_edges)
+    return Graph(nodes, edges)
 
 
-_Info = TypeVar("_Info", RunInfo, TaskInfo)
+_T = TypeVar("_T")
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (Card, RunInfo, TaskInfo, GraphNode, GraphEdge)
+}
 
 
-def _from_row(cls: type[_Info], row: RunRow | TaskRow, **values: Any) -> _Info:
-    """A ``cls`` with ``values`` and, for its other fields, the store row's fields of the same name."""
-    return cls(**{f.name: getattr(row, f.name) for f in fields(cls) if f.name not in values}, **values)
+def _fill(cls: type[_T], data: Mapping[str, Any], **values: Any) -> _T:
+    """A ``cls`` of ``values`` and, for its other fields, the items of ``data`` of the same name (a store
+    row's fields, a JSON form's keys; a field ``data`` does not have keeps its default)."""
+    return cls(**{name: data[name] for name in _FIELDS[cls] if name in data and name not in values}, **values)
 
 
-def _version_key(node: Node) -> tuple[str, int] | None:
-    if isinstance(node, Project):
-        if node.version_id is not None:
-            return ("id", node.version_id)
-        if node.version_num is not None:
-            return ("num", node.version_num)
+def _data_node(key: str, records: list[tuple[EdgeRow, _Version | None, Card | None]], generations: list[Generation],
+               local_projects: Mapping[str, int]) -> GraphNode:
+    """A data node from its records in the store's order: every version, flag and path; the latest card."""
+    node = records[0][0].node
+    kind: str = node.kind  # type: ignore[attr-defined]
+    path = getattr(node, "path", None)
+    ids = [i for row, _, _ in records if (i := getattr(row.node, "id", None)) is not None]
+    external = ids[0] if ids else None
+    if external is None and kind == "project" and path is not None:
+        external = local_projects.get(path)  # a local project: the id the store gave its folder
+    cards = [(row.time, card) for row, _, card in records if card is not None]
+    return GraphNode(
+        key=key, kind=kind, card=max(reversed(cards), key=lambda c: c[0])[1] if cards else None,  # ties: the last
+        external_id=external, path=path,
+        model_weight=any(isinstance(row.node, File) and row.node.model_weight for row, _, _ in records),
+        versions=tuple(dict.fromkeys(version for _, version, _ in records if version is not None)),
+        generations=tuple(generations),
+        recorded_paths=tuple(dict.fromkeys(p for row, _, _ in records if (p := row.recorded_path) and p != path)),
+    )
+
+
+_Version = tuple[Optional[int], Optional[int]]  # (version_id, version_num)
+
+
+def _version_of(node: Node) -> _Version | None:
+    """``(version_id, version_num)`` of a project version, else ``None``."""
+    if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
+        return (node.version_id, node.version_num)
     return None
+
+
+def _relation_card(row: EdgeRow) -> Card | None:
+    return Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
 
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -665,10 +634,9 @@ class Graph:
             raise ValueError(f"not a {JSON_FORMAT} document")
         if int(data.get("version", 0)) > JSON_VERSION:
             raise ValueError(f"graph schema version {data.get('version')} is newer than {JSON_VERSION}")
-        nodes = [GraphNode.from_dict(n) for n in data.get("nodes", ())]
-        edges = [GraphEdge.from_dict(e) for e in data.get("edges", ())]
-        return cls({n.key: n for n in nodes}, edges, parse_scope(data.get("scope")), data.get("store"),
-                   data.get("server"))
+        nodes = {n.key: n for n in map(GraphNode.from_dict, data.get("nodes", ()))}
+        return cls(nodes, [GraphEdge.from_dict(e) for e in data.get("edges", ())], parse_scope(data.get("scope")),
+                   data.get("store"), data.get("server"))
 
     @classmethod
     def from_json(cls, text: str) -> Graph:
@@ -712,9 +680,7 @@ class Graph:
         """
         if isinstance(node, str):
             text = node.strip()
-            if text in self.nodes:
-                return [text]
-            keys = self._match_text(text)
+            keys = [text] if text in self.nodes else self._match_text(text)
             if keys:
                 return keys
             parsed = parse_node_ref(text)
@@ -739,20 +705,13 @@ class Graph:
         if not sep or not ident:
             return []
         kind = kind.lower()
-        found: list[str] = []
         if ident.isdigit():  # a local project by the id the store gave its folder
             found = [k for k, n in self.nodes.items() if n.kind == kind and n.external_id == int(ident)]
             if found:
                 return found
         absolute = os.path.normpath(os.path.join(os.getcwd(), ident)) if not ident.startswith("/") else None
-        for key, n in self.nodes.items():
-            if n.kind != kind or n.path is None:
-                continue
-            if ident in n.recorded_paths or (absolute is not None and n.path == absolute) or (
-                n.path.rstrip("/") == ident.rstrip("/")
-            ):
-                found.append(key)
-        return found
+        return [key for key, n in self.nodes.items() if n.kind == kind and n.path is not None and (
+            ident in n.recorded_paths or n.path == absolute or n.path.rstrip("/") == ident.rstrip("/"))]
 
     def scoped(self, scope: str | Scope | None) -> Graph:
         """The graph as seen from ``scope`` (see the module docstring).
@@ -770,9 +729,7 @@ class Graph:
             kept = [e for e in self.edges if e.task_key in tasks]
         else:
             kept = [e for e in self.edges if key in (e.task_key, e.data_key)]
-        sub = self.subgraph({key}, kept)
-        sub.scope = Scope(parsed.level, key)
-        return sub
+        return replace(self.subgraph({key}, kept), scope=Scope(parsed.level, key))
 
     def upstream(self, node: Node | str) -> Graph:
         """What ``node`` came from: the tasks that wrote the generations it read, their inputs, and so on
@@ -791,22 +748,19 @@ class Graph:
         return self.subgraph(set(up.nodes) | set(down.nodes), edges)
 
     def _indexes(self) -> dict[str, dict[Any, list[GraphEdge]]]:
-        """Edges by task (inputs, outputs) and by data node and generation (readers, writers)."""
+        """Edges by task (inputs, outputs) and by data node and generation (readers, writers; generation
+        ``None``: of every generation)."""
         cache = self.__dict__.get("_walk_index")
         if cache is not None and cache[0] == len(self.edges):
             return cache[1]  # type: ignore[no-any-return]
         index: dict[str, dict[Any, list[GraphEdge]]] = {
-            name: defaultdict(list) for name in ("inputs", "outputs", "readers", "writers", "read_by", "written_by")
+            name: defaultdict(list) for name in ("inputs", "outputs", "readers", "writers")
         }
         for edge in self.edges:
-            if edge.relation == "input":
-                index["inputs"][edge.target].append(edge)
-                index["readers"][(edge.source, edge.generation)].append(edge)
-                index["read_by"][edge.source].append(edge)
-            else:
-                index["outputs"][edge.source].append(edge)
-                index["writers"][(edge.target, edge.generation)].append(edge)
-                index["written_by"][edge.target].append(edge)
+            by_task, by_data = ("inputs", "readers") if edge.relation == "input" else ("outputs", "writers")
+            index[by_task][edge.task_key].append(edge)
+            index[by_data][(edge.data_key, edge.generation)].append(edge)
+            index[by_data][(edge.data_key, None)].append(edge)
         self.__dict__["_walk_index"] = (len(self.edges), index)
         return index
 
@@ -824,15 +778,12 @@ class Graph:
         if node is not None and node.kind == "task" and generation is None:
             edges = index["outputs" if forward else "inputs"].get(key, [])
             return [(e, e.data_key, e.generation, key) for e in edges]
-        if generation is None:
-            edges = index["read_by" if forward else "written_by"].get(key, [])
-        else:
-            edges = index["readers" if forward else "writers"].get((key, generation), [])
+        edges = index["readers" if forward else "writers"].get((key, generation), [])
         return [(e, e.task_key, None, None) for e in edges if e.task_key != came_from]
 
     def _walk(self, start: Sequence[str], forward: bool) -> Graph:
         keys = set(start)
-        kept: dict[int, GraphEdge] = {}
+        kept: set[int] = set()  # ids of the edges walked
         seen: set[tuple[str, int | None]] = set()
         queue: deque[tuple[str, int | None, str | None]] = deque((k, None, None) for k in start)
         while queue:
@@ -841,11 +792,10 @@ class Graph:
                 continue
             seen.add((key, generation))
             for edge, nxt, next_generation, next_came_from in self._next(key, forward, generation, came_from):
-                kept[id(edge)] = edge
+                kept.add(id(edge))
                 keys.add(nxt)
                 queue.append((nxt, next_generation, next_came_from))
-        order = {id(e): i for i, e in enumerate(self.edges)}
-        return self.subgraph(keys, sorted(kept.values(), key=lambda e: order[id(e)]))
+        return self.subgraph(keys, [e for e in self.edges if id(e) in kept])
 
     # -- exports ------------------------------------------------------------------------------
 
@@ -863,11 +813,12 @@ class Graph:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (schema in the module docstring)."""
-        return {
-            "format": JSON_FORMAT, "version": JSON_VERSION, "scope": str(self.scope), "store": self.store,
-            "server": self.server, "nodes": [n.to_dict() for n in self.nodes.values()],
-            "edges": [e.to_dict() for e in self.edges],
-        }
+        with _gc_paused():
+            return {
+                "format": JSON_FORMAT, "version": JSON_VERSION, "scope": str(self.scope), "store": self.store,
+                "server": self.server, "nodes": [n.to_dict() for n in self.nodes.values()],
+                "edges": [e.to_dict() for e in self.edges],
+            }
 
     def to_json(self) -> str:
         """The JSON text (schema in the module docstring): each node and each edge on one compact line (as
@@ -875,9 +826,8 @@ class Graph:
         data = self.to_dict()
 
         def items(values: list[dict[str, Any]]) -> str:
-            if not values:
-                return "[]"
-            return "[\n" + ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in values) + "\n  ]"
+            lines = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in values)
+            return f"[\n{lines}\n  ]" if values else "[]"
 
         head = ",\n".join(
             f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in data.items()
@@ -887,17 +837,14 @@ class Graph:
 
     def to_html(self, title: str = "Workflow lineage") -> str:
         """The interactive viewer as one offline file (the data inlined; no request to any host)."""
-        return render_page(self.to_dict(), live=False, title=title)
+        with _gc_paused():
+            return render_page(self.to_dict(), live=False, title=title)
 
     def to_text(self) -> str:
         """A readable tree: each task, its runs (repeats folded), what it read (``<-``) and wrote (``->``)."""
         tasks = self.tasks
-        data = len(self.nodes) - len(tasks)
-        head = (
-            f"scope {self.scope}: {_plural(len(tasks), 'task')}, {_plural(data, 'data node')}, "
-            f"{_plural(len(self.edges), 'edge')}"
-        )
-        lines = [head]
+        lines = [f"scope {self.scope}: {_plural(len(tasks), 'task')}, "
+                 f"{_plural(len(self.nodes) - len(tasks), 'data node')}, {_plural(len(self.edges), 'edge')}"]
         index = self._indexes()
         for task in tasks:
             lines.append(_task_line(task))
@@ -909,19 +856,12 @@ class Graph:
                 text = _node_text(other, edge.data_key, edge)
                 # An input came from the writers of the generation it read, an output was used by the readers
                 # of the generation it wrote (not by those of other generations).
-                generation = (edge.data_key, edge.generation)
-                if edge.relation == "input":
-                    line = f"    <- {text}"
-                    related = [e.task_key for e in index["writers"].get(generation, ()) if e.task_key != task.key]
-                    named = other is not None and len(other.generations) > 1  # the text says "by task:N"
-                    if related and not named:
-                        line += f"  (from {', '.join(dict.fromkeys(related))})"
-                else:
-                    line = f"    -> {text}"
-                    related = [e.task_key for e in index["readers"].get(generation, ()) if e.task_key != task.key]
-                    if related:
-                        line += f"  (used by {', '.join(dict.fromkeys(related))})"
-                lines.append(line)
+                read = edge.relation == "input"
+                others = index["writers" if read else "readers"].get((edge.data_key, edge.generation), ())
+                related = ", ".join(dict.fromkeys(e.task_key for e in others if e.task_key != task.key))
+                line = f"    {'<-' if read else '->'} {text}"
+                named = read and other is not None and len(other.generations) > 1  # the text says "by task:N"
+                lines.append(f"{line}  ({'from' if read else 'used by'} {related})" if related and not named else line)
         return "\n".join(lines) + "\n"
 
     def lineage_text(self, node: Node | str, direction: Literal["up", "down", "both"] = "both") -> str:
@@ -940,8 +880,7 @@ class Graph:
                 if direction != "both" and forward != (direction == "down"):
                     continue
                 lines.append(heading)
-                body = list(self._tree(key, forward))
-                lines.extend(body if body else ["    (nothing)"])
+                lines.extend(list(self._tree(key, forward)) or ["    (nothing)"])
         return "\n".join(lines) + "\n"
 
     def _tree(self, root: str, forward: bool) -> Iterator[str]:
@@ -1003,37 +942,30 @@ class Graph:
 
     def _mermaid_folded(self) -> tuple[dict[str, _MermaidBox], list[_MermaidLink], str]:
         """The graph folded for Mermaid (see :meth:`to_mermaid`): its boxes, links and a comment."""
-        rep: dict[str, str] = {}
-        members: dict[str, list[GraphNode]] = defaultdict(list)
+        rep: dict[str, str] = {}  # node key -> the key of its box
+        members: dict[str, list[GraphNode]] = {}
+
+        def assign(groups: Iterable[tuple[str, list[GraphNode]]]) -> None:
+            for name, nodes in groups:
+                box = name if len(nodes) > 1 else nodes[0].key
+                rep.update((node.key, box) for node in nodes)
+                members[box] = nodes
+
         by_name: dict[str, list[GraphNode]] = defaultdict(list)
         for node in self.tasks:
             by_name[node.label].append(node)
-        for name, nodes in by_name.items():
-            fold = f"fold:task:{name}" if len(nodes) > 1 else nodes[0].key
-            for node in nodes:
-                rep[node.key] = fold
-                members[fold].append(node)
-        writers: dict[str, set[str]] = defaultdict(set)
-        readers: dict[str, set[str]] = defaultdict(set)
+        assign((f"fold:task:{name}", nodes) for name, nodes in by_name.items())
+        ends: dict[str, dict[str, set[str]]] = {"input": defaultdict(set), "output": defaultdict(set)}
         for edge in self.edges:
-            if edge.data_key in rep:
-                continue  # a task read or written as a node: it is folded with its name
-            if edge.relation == "output":
-                writers[edge.data_key].add(rep.get(edge.task_key, edge.task_key))
-            else:
-                readers[edge.data_key].add(rep.get(edge.task_key, edge.task_key))
+            if edge.data_key not in rep:  # (a task read or written as a node is folded with its name)
+                ends[edge.relation][edge.data_key].add(rep.get(edge.task_key, edge.task_key))
         by_sig: dict[tuple[str, bool, frozenset[str], frozenset[str]], list[GraphNode]] = defaultdict(list)
         for node in self.nodes.values():
-            if node.key in rep:
-                continue
-            written = frozenset(writers.get(node.key, ()))
-            by_sig[(node.kind, node.model_weight, written, frozenset() if written else
-                    frozenset(readers.get(node.key, ())))].append(node)
-        for i, nodes in enumerate(by_sig.values()):
-            fold = f"fold:data:{i}" if len(nodes) > 1 else nodes[0].key
-            for node in nodes:
-                rep[node.key] = fold
-                members[fold].append(node)
+            if node.key not in rep:
+                written = frozenset(ends["output"].get(node.key, ()))
+                read = frozenset() if written else frozenset(ends["input"].get(node.key, ()))
+                by_sig[(node.kind, node.model_weight, written, read)].append(node)
+        assign((f"fold:data:{i}", nodes) for i, nodes in enumerate(by_sig.values()))
         boxes: dict[str, _MermaidBox] = {}
         for key in self.nodes:  # in the graph's order: a fold where its first member is
             fold = rep[key]
@@ -1057,14 +989,10 @@ class Graph:
 
     def to_dot(self) -> str:
         """A Graphviz ``digraph`` laid out left to right (every string escaped; control characters too)."""
-        shapes = {
-            "task": "box", "project": "cylinder", "dataset": "cylinder", "file": "note",
-            "folder": "folder", "job": "hexagon", "app": "component",
-        }
-        lines = [
-            "digraph workflow {", "  rankdir=LR;",
-            '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];', '  edge [color="#64748b"];',
-        ]
+        shapes = {"task": "box", "project": "cylinder", "dataset": "cylinder", "file": "note", "folder": "folder",
+                  "job": "hexagon", "app": "component"}
+        lines = ["digraph workflow {", "  rankdir=LR;",
+                 '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];', '  edge [color="#64748b"];']
         for key, node in self.nodes.items():
             color, bg = _KIND_COLORS.get("model" if node.model_weight else node.kind, ("#475569", "#f1f5f9"))
             if node.failed:
@@ -1078,8 +1006,7 @@ class Graph:
             # A project version that was read is drawn dashed and labelled (v2); later generations too.
             tags = edge.tags
             attrs = [f"label={_dot(' · '.join(tags))}"] if tags else []
-            if edge.version_label:
-                attrs.append("style=dashed")
+            attrs += ["style=dashed"] if edge.version_label else []
             suffix = f" [{', '.join(attrs)}]" if attrs else ""
             lines.append(f"  {_dot(edge.source)} -> {_dot(edge.target)}{suffix};")
         lines.append("}")
@@ -1106,7 +1033,8 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
     parsed = parse_scope(scope)
     store = SQLiteBackend.open_existing(db)
     try:
-        graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
+        with _gc_paused():
+            graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
     finally:
         store.close()
     graph.store = str(store.path)
@@ -1114,7 +1042,23 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
     return graph.scoped(parsed)
 
 
-# -- helpers -----------------------------------------------------------------------------------
+# -- helpers (format_*, one_line and terminal_safe are shared with the CLI and reproduce) ------------
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile (for loading and exporting, which make no cycles).
+
+    A 10,000-task graph is a million new objects; the collector would walk all of them again and again
+    while they are made (a third of the time of a load).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 #: (stroke/icon colour, background) per kind; ``model`` is a file marked as model weights.
 _KIND_COLORS: dict[str, tuple[str, str]] = {
@@ -1142,12 +1086,14 @@ def _parse_time(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(str(value))
 
 
-def _version_label(version: tuple[Optional[int], Optional[int]]) -> str:
+def format_version(version: tuple[Optional[int], Optional[int]]) -> str:
+    """``v2`` for a version by number, else ``version 11`` (its id)."""
     vid, num = version
     return f"v{num}" if num is not None else f"version {vid}"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``250 ms``, ``1.5 s``, ``3.0 min``, ``2.5 h``."""
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
@@ -1161,7 +1107,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def _local_time(value: datetime | None) -> str:
+def format_time(value: datetime | None) -> str:
+    """Local time to the second, ``-`` for none."""
     return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -1175,14 +1122,14 @@ def _task_line(task: GraphNode) -> str:
         if info.error_type:
             status += f" {info.error_type}"
             if info.error_message:
-                status += f": {_one_line(info.error_message, 120)}"
-    parts = [f"{task.key} {_one_line(task.label, 80)} [{status}]"]
+                status += f": {one_line(info.error_message, 120)}"
+    parts = [f"{task.key} {one_line(task.label, 80)} [{status}]"]
     if len(info.runs) > 1:
         failed = info.failed_runs
         parts.append(f"{len(info.runs):,} runs" + (f" ({failed:,} failed)" if failed else ""))
-    parts.append(f"started {_local_time(info.started_at)}")
+    parts.append(f"started {format_time(info.started_at)}")
     if info.duration is not None:
-        parts.append(_duration(info.duration))
+        parts.append(format_duration(info.duration))
     return ", ".join(parts)
 
 
@@ -1210,22 +1157,19 @@ def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
             if len(runs) == 1:
                 run = runs[0]
                 status = run.status if run.status != "failed" else f"FAILED {run.error_type or ''}".rstrip()
-                text = f"{indent}run {_one_line(name, 60)} [{status}]"
+                text = f"{indent}run {one_line(name, 60)} [{status}]"
                 if run.duration is not None:
-                    text += f" {_duration(run.duration)}"
+                    text += f" {format_duration(run.duration)}"
                 if run.params:
-                    text += "  params: " + _one_line(", ".join(f"{k}={_param(v)}" for k, v in run.params.items()), 100)
-                lines.append(text)
-                walk(run.run_id, depth + 1)
+                    text += "  params: " + one_line(format_params(run.params), 100)
             else:
                 failed = sum(1 for r in runs if r.status == "failed")
                 running = sum(1 for r in runs if r.status == "running")
-                text = f"{indent}run {_one_line(name, 60)} ×{len(runs):,}"
+                text = f"{indent}run {one_line(name, 60)} ×{len(runs):,}"
                 text += f", {failed:,} failed" if failed else ""
                 text += f", {running:,} running" if running else ""
-                lines.append(text)
-                for run in runs[:1]:
-                    walk(run.run_id, depth + 1)
+            lines.append(text)
+            walk(runs[0].run_id, depth + 1)  # of a folded group, the first one's children stand for all
 
     walk(None, 0)
     if len(lines) >= limit:
@@ -1233,8 +1177,10 @@ def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
     return lines
 
 
-def _param(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+def format_params(params: Mapping[str, Any] | None) -> str:
+    """A run's params as shown: ``lr=0.1, model=yolo`` (strings as they are, anything else as JSON)."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in
+                     (params or {}).items())
 
 
 def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) -> str:
@@ -1242,11 +1188,11 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
         return terminal_safe(key)
     if node.kind == "task":
         status = node.task.status if node.task else "not recorded here"
-        text = f"{key} {_one_line(node.label, 80)} [{status}]"
+        text = f"{key} {one_line(node.label, 80)} [{status}]"
     else:
         text = key
         if node.card is not None and node.card.title:
-            text += f' "{_one_line(node.card.title, 80)}"'
+            text += f' "{one_line(node.card.title, 80)}"'
         if node.model_weight:
             text += " [model weights]"
     if edge is not None:
@@ -1257,13 +1203,14 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
             by = f", by task:{gen.task_id}" if gen is not None and gen.task_id is not None else ""
             text += f" · gen {edge.generation}{by}"
     elif node.versions:
-        text += f" (versions {', '.join(_version_label(v) for v in node.versions)})"
+        text += f" (versions {', '.join(format_version(v) for v in node.versions)})"
     elif len(node.generations) > 1:
         text += f" ({len(node.generations)} generations)"
     return terminal_safe(text)
 
 
-def _one_line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line, terminal-safe, cut to ``limit`` characters with an ellipsis."""
     # Lines joined first: a multi-line error reads as one line, not as "\x0a" escapes.
     flat = terminal_safe(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -1277,7 +1224,7 @@ _MERMAID_CODES = {
 def _mermaid(text: str) -> str:
     # Mermaid reads labels as markdown/HTML: every character that could be markup becomes an entity code;
     # control characters (NUL, ESC) are dropped.
-    clean = "".join(ch for ch in _one_line(text, 200) if unicodedata.category(ch)[0] != "C")
+    clean = "".join(ch for ch in one_line(text, 200) if unicodedata.category(ch)[0] != "C")
     return "".join(_MERMAID_CODES.get(char, char) for char in clean)
 
 
@@ -1321,7 +1268,7 @@ def _error_text(info: TaskInfo | None) -> str:
 def _mermaid_box(node: GraphNode) -> _MermaidBox:
     detail = node.key if node.kind != "task" else f"{node.key} · {node.task.status if node.task else '?'}"
     if node.versions:
-        detail += " · " + ", ".join(_version_label(v) for v in node.versions)
+        detail += " · " + ", ".join(format_version(v) for v in node.versions)
     if error := _error_text(node.task):
         detail += f" · {error}"
     css = "failed" if node.failed else "model" if node.model_weight else node.kind
@@ -1333,20 +1280,17 @@ def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
     if first.kind == "task":
         failed = [n for n in nodes if n.failed]
         running = sum(1 for n in nodes if n.task is not None and n.task.status == "running")
-        parts = [f"{len(nodes):,} tasks"]
-        if failed:
-            parts.append(f"{len(failed):,} failed")
-        if running:
-            parts.append(f"{running:,} running")
+        counts = {"tasks": len(nodes), "failed": len(failed), "running": running}
+        parts = [f"{n:,} {word}" for word, n in counts.items() if n]
         if failed:  # the newest failure's error: what to look at first
-            parts.append(f"{failed[-1].key}: {_one_line(_error_text(failed[-1].task), 90)}")
+            parts.append(f"{failed[-1].key}: {one_line(_error_text(failed[-1].task), 90)}")
         return _MermaidBox("task", f"{first.label} ×{len(nodes):,}", " · ".join(parts), "failed" if failed else "task")
     paths = [n.path for n in nodes if n.path]
     if len(paths) == len(nodes):  # what the paths share: /models/exp_…/best.pt
+        # Character by character on purpose: exp_01 and exp_02 share "exp_0".
         head = min(paths, key=len)
-        start = next((i for i in range(len(head)) if any(p[i] != head[i] for p in paths)), len(head))
-        end = next((i for i in range(1, len(head) - start + 1) if any(p[-i] != head[-i] for p in paths)),
-                   len(head) - start + 1) - 1
+        start = len(os.path.commonprefix(paths))  # noqa: RUF071
+        end = min(len(os.path.commonprefix([p[::-1] for p in paths])), len(head) - start)  # noqa: RUF071
         detail = f"{head[:start]}…{head[len(head) - end:] if end else ''}"
     else:
         detail = ", ".join(n.key for n in nodes[:3]) + (" …" if len(nodes) > 3 else "")
@@ -1377,8 +1321,7 @@ def _mermaid_text(boxes: Mapping[str, _MermaidBox], links: Sequence[_MermaidLink
     for link in links:
         text = f'|"{_mermaid(" · ".join(link.tags))}"| ' if link.tags else " "
         lines.append(f"  {ids[link.source]} {'-.->' if link.dashed else '-->'}{text}{ids[link.target]}")
-    for kind, (color, bg) in _KIND_COLORS.items():
-        lines.append(f"  classDef {kind} fill:{bg},stroke:{color},color:#1f2937")
+    lines += [f"  classDef {kind} fill:{bg},stroke:{color},color:#1f2937" for kind, (color, bg) in _KIND_COLORS.items()]
     lines.append("  classDef failed fill:#fee2e2,stroke:#dc2626,stroke-width:3px,color:#7f1d1d")
     return "\n".join(lines) + "\n"
 

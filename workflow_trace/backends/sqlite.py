@@ -295,14 +295,16 @@ StepRow = RunRow
 class EdgeRow:
     """One recorded input or output: ``direction`` is ``input`` (node -> task) or ``output``.
 
-    ``node`` has its path resolved against ``cwd`` when it was recorded relative; ``stat`` is what a local
-    input looked like when read (``{"size", "mtime"}``, folders also ``"files"``), else ``None``.
+    ``node`` has its path resolved against ``cwd`` when it was recorded relative; ``key`` is the node's
+    ``ref``, or ``app:TASK`` for an app session (the offline session of the task: one per task); ``stat`` is
+    what a local input looked like when read (``{"size", "mtime"}``, folders also ``"files"``), else ``None``.
     """
 
     direction: str
     task_id: Optional[int]
     run_id: str
     node: Node
+    key: str
     meta: Optional[dict[str, Any]]
     time: datetime
     cwd: Optional[str] = None
@@ -1239,12 +1241,15 @@ class SQLiteBackend:
             edge_rows = conn.execute(
                 "SELECT direction, task_id, run_id, node_id, meta, time, cwd, stat FROM edges ORDER BY id"
             ).fetchall()
-        nodes = {r[0]: (key_node((r[1], r[2], r[4], r[5], r[3], bool(r[6]))), r[7]) for r in node_rows}
+        nodes = {}
+        for r in node_rows:
+            node = key_node((r[1], r[2], r[4], r[5], r[3], bool(r[6])))
+            nodes[r[0]] = (node, None if r[1] == "app" else node.ref, r[7])
         out = []
         for r in edge_rows:
-            node, recorded = nodes[r[3]]
-            out.append(EdgeRow(r[0], r[1], r[2], node, _json(r[4]), datetime.fromisoformat(r[5]), r[6], _json(r[7]),
-                               recorded))
+            node, key, recorded = nodes[r[3]]
+            out.append(EdgeRow(r[0], r[1], r[2], node, key or f"app:{r[1]}", _json(r[4]), datetime.fromisoformat(r[5]),
+                               r[6], _json(r[7]), recorded))
         return out
 
     def iter_events(self) -> Iterator[Event]:
