@@ -602,7 +602,7 @@ class OpenLineageTransport:
         """POST the RunEvents of ``events``, in order.
 
         Raises:
-            DeliveryError: as :func:`workflow_trace._transport.post` raises it, with the server's reason;
+            DeliveryError: as :meth:`workflow_trace._transport.Client.post` raises it, with the server's reason;
                 ``delivered`` counts the workflow_trace events whose RunEvents were all accepted.
         """
         planned = self.mapper.plan(events)
