@@ -298,8 +298,7 @@ class SuperviselyTransport:
         Raises:
             DeliveryError: ``delivered`` = how many events at the head were handled (sent or skipped).
         """
-        checked = False  # the instance's version, once per batch at most
-        asked = [False]
+        asked = [False]  # the instance's version, once per batch at most
         no_task = 0
         for index, event in enumerate(events):
             if event.kind not in ("input", "output") or event.node is None:
@@ -311,9 +310,8 @@ class SuperviselyTransport:
                 warn(("supervisely", "app input"), "an app session is an output only; the input of task %s is "
                      "not sent", event.task_id)
                 continue
-            if not checked:
-                self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index, asked)
-                checked = True
+            # Returns at once once the version is known to be good enough; raises (holding the batch) if not.
+            self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index, asked)
             if isinstance(event.node, Job):  # only this event waits; the ones behind it go on
                 self._check_instance(JOBS_MIN_VERSION, "labeling jobs in workflows", index, asked)
             team_id = self._team_of(event.task_id, index)
