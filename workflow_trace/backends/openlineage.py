@@ -529,7 +529,7 @@ class OpenLineageTransport:
         api_key: Sent as ``Authorization: Bearer <api_key>`` when set.
         timeout: Seconds to wait for the server, per request.
         custom_headers: Extra headers of every request (they may override the defaults, as in the client);
-            the value of a credential's header (:func:`is_sensitive_header`) is held as a :class:`Secret`.
+            the value of a credential's header (see ``header_value``) is held as a :class:`Secret`.
         compression: ``"gzip"``: bodies are gzipped and sent with ``Content-Encoding: gzip``.
         verify: TLS verification: ``True``, ``False`` or the path of a CA bundle.
         **naming: The :class:`OpenLineageMapper`'s options (``server_address``, by default
