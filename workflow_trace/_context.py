@@ -160,18 +160,12 @@ def mask_argv(argv: list[str], limit: int = 2000) -> list[str]:
     """A command line with the values of secret-looking options (``--token X``, ``--api-key=X``) and every
     known secret masked."""
     out: list[str] = []
-    mask_next = False
+    mask_next = False  # the previous argument was a secret option without "=": this one is its value
     for arg in argv:
-        if mask_next:
-            out.append("***")
-            mask_next = False
-            continue
-        if arg.startswith("-") and _SECRET_NAME.search(arg.split("=", 1)[0]):
-            if "=" in arg:
-                arg = arg.split("=", 1)[0] + "=***"
-            else:
-                mask_next = True
-        out.append(redact(arg)[:limit])
+        name, eq, _value = arg.partition("=")
+        secret = arg.startswith("-") and _SECRET_NAME.search(name) is not None
+        out.append("***" if mask_next else redact(f"{name}=***" if secret and eq else arg)[:limit])
+        mask_next = secret and not eq and not mask_next
     return out
 
 
