@@ -442,14 +442,14 @@ class OpenLineageMapper:
         state.job = self.job_name(first.step.name, first.task_id)
         state.parent_run_id = first.step.parent_run_id
         i = start
-        pending: list[tuple[Direction, dict[str, Any]]] = []
+        pending: dict[Direction, list[dict[str, Any]]] = {"input": [], "output": []}
         pending_event: Event | None = None
         while i < stop:
             event = events[i]
             if event.kind == "step_started":
                 if pending_event is not None:
                     yield self._running(pending_event, pending, i)
-                    pending, pending_event = [], None
+                    pending, pending_event = {"input": [], "output": []}, None
                 i += 1
                 inputs: list[dict[str, Any]] = []
                 while i < stop and events[i].kind == "input":
@@ -463,23 +463,22 @@ class OpenLineageMapper:
                 direction: Direction = "input" if event.kind == "input" else "output"
                 for dataset in self.datasets(event, direction):
                     state.add(direction, dataset)
-                    pending.append((direction, dataset))
+                    pending[direction].append(dataset)
                 pending_event = event
                 i += 1
                 continue
             # step_finished: every input and output of the run, the pending ones included.
             event_type = "FAIL" if event.status == "failed" else "COMPLETE"
             body = self._run_event(event_type, event, state.of("input"), state.of("output"))
-            pending, pending_event = [], None
+            pending, pending_event = {"input": [], "output": []}, None
             i += 1
             yield PlannedEvent(body, i, event.step.run_id, finished=True)
         if pending_event is not None:
             yield self._running(pending_event, pending, stop)
 
-    def _running(self, event: Event, pending: list[tuple[Direction, dict[str, Any]]], end: int) -> PlannedEvent:
-        inputs = [d for direction, d in pending if direction == "input"]
-        outputs = [d for direction, d in pending if direction == "output"]
-        return PlannedEvent(self._run_event("RUNNING", event, inputs, outputs), end, event.step.run_id)
+    def _running(self, event: Event, pending: dict[Direction, list[dict[str, Any]]], end: int) -> PlannedEvent:
+        return PlannedEvent(self._run_event("RUNNING", event, pending["input"], pending["output"]), end,
+                            event.step.run_id)
 
     def finished(self, run_id: str) -> None:
         """Forget a run's datasets once its COMPLETE / FAIL is delivered (its name stays, for children)."""
