@@ -170,10 +170,6 @@ class App(Node):
 
     _has_id = False
 
-    @property
-    def ref(self) -> str:
-        return "app"
-
 
 #: A node of any kind, as a pydantic discriminated union (for events read back from a store or spool).
 NodeModel = Annotated[
