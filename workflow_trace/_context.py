@@ -29,7 +29,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -160,18 +160,12 @@ def mask_argv(argv: list[str], limit: int = 2000) -> list[str]:
     """A command line with the values of secret-looking options (``--token X``, ``--api-key=X``) and every
     known secret masked."""
     out: list[str] = []
-    mask_next = False
+    mask_next = False  # the previous argument was a secret option without "=": this one is its value
     for arg in argv:
-        if mask_next:
-            out.append("***")
-            mask_next = False
-            continue
-        if arg.startswith("-") and _SECRET_NAME.search(arg.split("=", 1)[0]):
-            if "=" in arg:
-                arg = arg.split("=", 1)[0] + "=***"
-            else:
-                mask_next = True
-        out.append(redact(arg)[:limit])
+        name, eq, _value = arg.partition("=")
+        secret = arg.startswith("-") and _SECRET_NAME.search(name) is not None
+        out.append("***" if mask_next else redact(f"{name}=***" if secret and eq else arg)[:limit])
+        mask_next = secret and not eq and not mask_next
     return out
 
 
@@ -383,16 +377,20 @@ def around_fork(before: _Callback, after_in_parent: _Callback) -> None:
         _before_fork.append((before, after_in_parent))
 
 
+def _run_all(callbacks: Iterable[_Callback | None], what: str) -> None:
+    """Call each callback (``None``: a weakly held one that is gone), containing what it raises."""
+    for callback in callbacks:
+        if callback is not None:
+            with contained(what, allow_raise=False):
+                callback()
+
+
 def _before_fork_hook() -> None:
-    for before, _after in _before_fork:
-        with contained("preparing a fork", allow_raise=False):
-            before()
+    _run_all((before for before, _after in _before_fork), "preparing a fork")
 
 
 def _after_fork_in_parent() -> None:
-    for _before, after in reversed(_before_fork):
-        with contained("after a fork", allow_raise=False):
-            after()
+    _run_all((after for _before, after in reversed(_before_fork)), "after a fork")
 
 
 def at_exit(callback: _Callback, order: int = 50) -> None:
@@ -405,12 +403,7 @@ def _after_fork_in_child() -> None:
     global _hooks_lock, _warn_lock
     _hooks_lock = threading.Lock()
     _warn_lock = threading.Lock()
-    for ref in list(_fork_hooks):
-        callback = ref()
-        if callback is None:
-            continue
-        with contained("resetting state after fork", allow_raise=False):
-            callback()
+    _run_all((ref() for ref in list(_fork_hooks)), "resetting state after fork")
     _fork_hooks[:] = [ref for ref in _fork_hooks if ref() is not None]
 
 
@@ -425,12 +418,7 @@ def run_exit_hooks() -> None:
     _exit_pid = os.getpid()
     with _hooks_lock:
         hooks = sorted(_exit_hooks, key=lambda item: (item[0], item[1]))
-    for _order, _n, ref in hooks:
-        callback = ref()
-        if callback is None:
-            continue
-        with contained("finishing at exit", allow_raise=False):
-            callback()
+    _run_all((ref() for _order, _n, ref in hooks), "finishing at exit")
     flush_warnings()
 
 

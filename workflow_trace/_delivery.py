@@ -195,9 +195,8 @@ class DeliveringBackend:
         self._owner = f"{time.time_ns():x}-{os.getpid()}-{random.getrandbits(32):08x}"
         self._origins: set[str] = set()
         self._reset_transport = False
-        self._failures = 0
+        self._failures = 0  # consecutive failed sends (the last attempt failed when non-zero)
         self._pause_until = 0.0
-        self._last_failed = False
         self._same: tuple[str, str, int] = ("", "", 0)
         self._dead_since_flush = 0
         self._n_emitted = self._n_delivered = self._n_spooled = self._n_dead = self._n_failures = 0
@@ -255,7 +254,7 @@ class DeliveringBackend:
                 dead, self._dead_since_flush = self._dead_since_flush, 0
                 return dead == 0
             now = time.monotonic()
-            if (now >= deadline or (self._exiting and self._last_failed) or self._pause_until > deadline
+            if (now >= deadline or (self._exiting and self._failures) or self._pause_until > deadline
                     or self._next_due_after(deadline)):
                 return False  # out of time, or the worker will not try again in time: no waiting
             self._ensure_worker()
@@ -455,7 +454,6 @@ class DeliveringBackend:
         # retry: the destination failed (no answer, or an error it may recover from)
         self._failures += 1
         self._n_failures += 1
-        self._last_failed = True
         same_id, same_message, same_count = self._same
         answered = outcome.status is not None
         count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, outcome.message) else 1
@@ -497,7 +495,6 @@ class DeliveringBackend:
             logger.warning("delivery to %s resumed after %d failed attempt(s)", self.key, self._failures)
         self._failures = 0
         self._pause_until = 0.0
-        self._last_failed = False
 
     def _dead(self, done: list[str], row: SpoolRow, event: Event, message: str) -> None:
         """Delete what was delivered and mark ``row`` dead (counted, logged once per cause)."""

@@ -170,10 +170,6 @@ class App(Node):
 
     _has_id = False
 
-    @property
-    def ref(self) -> str:
-        return "app"
-
 
 #: A node of any kind, as a pydantic discriminated union (for events read back from a store or spool).
 NodeModel = Annotated[
@@ -265,8 +261,6 @@ def key_node(key: NodeKey) -> Node:
 
 def _scalar_key(cls: type[Node], value: Any, model_weight: bool, culprit: str) -> NodeKey:
     """An ``int`` id, or a ``str`` / ``os.PathLike`` path, as a ``cls`` node (valid by construction)."""
-    if cls is App:
-        return ("app", None, None, None, None, False)
     if isinstance(value, str) and cls._digits_are_id and value.isascii() and value.isdigit():
         value = int(value)  # "42" from argparse or the environment: the id, as the SDK would take it
     if isinstance(value, int):
@@ -287,14 +281,13 @@ def coerce_keys(
     cls: type[Node], value: Any, *, model_weight: bool = False, culprit: str = "workflow_trace"
 ) -> list[NodeKey]:
     """:func:`coerce_nodes`, as node keys (what the call path records; no model built for ids and paths)."""
+    if cls is App:  # the app session has no identity of its own: any non-None value means "the session"
+        return [] if value is None else [("app", None, None, None, None, False)]
     kind = type(value)
     if kind is int or kind is str:  # the hot path
         return [_scalar_key(cls, value, model_weight, culprit)]
     if value is None:
         return []
-    if cls is App:
-        # The app session has no identity of its own: any non-None value means "the session".
-        return [("app", None, None, None, None, False)]
     node: Node
     if isinstance(value, Node):
         node = value

@@ -261,7 +261,7 @@ def write_transaction(conn: sqlite3.Connection, timeout: float = 30.0) -> Iterat
             break
         except sqlite3.OperationalError as exc:
             lock.release()
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+            if not _busy(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(random.uniform(0.001, BEGIN_ATTEMPT))
         except BaseException:

@@ -5,10 +5,10 @@ send events to its server, synchronously, from the delivery layer's background w
 layer (``_delivery.py``) owns everything else: the durable spool, retries with backoff, holding, flushing
 at exit and after ``fork()``. ``DeliveringBackend(transport)`` turns a transport into a backend.
 
-:func:`post` is the one HTTP call both built-in transports make: redirects are never followed (a 3xx is an
+:meth:`Client.post` is the one HTTP call both built-in transports make: redirects are never followed (a 3xx is an
 error naming where it pointed, and credentials only ever go to the configured origin), every text that came
 from the server or from a URL is redacted before it is logged, raised or spooled, and the answer is
-classified for retry. :class:`Client` holds the one ``requests.Session`` of a destination.
+classified for retry. A :class:`Client` holds the one ``requests.Session`` of a destination.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ._events import Event
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["Client", "DeliveryError", "Transport", "check_response", "parse_retry_after", "post"]
+__all__ = ["Client", "DeliveryError", "Transport", "check_response", "parse_retry_after"]
 
 
 class DeliveryError(Exception):
@@ -112,36 +112,9 @@ def check_response(response: requests.Response, *, delivered: int = 0, what: str
                         delivered=delivered, status=status)
 
 
-def post(session: requests.Session, url: str, data: bytes, *, timeout: float, what: str, delivered: int = 0,
-         headers: dict[str, str] | None = None, verify: bool | str = True,
-         reason: Callable[[requests.Response], str] = _body_text) -> requests.Response:
-    """POST ``data`` without following redirects; a failure is a :class:`DeliveryError`.
-
-    Raises:
-        DeliveryError: a bad URL (not retryable), a connection error or timeout (retryable), or a non-2xx
-            answer (see :func:`check_response`, which gets ``reason``).
-    """
-    import requests
-
-    try:
-        response = session.post(url, data=data, timeout=timeout, allow_redirects=False, headers=headers,
-                                verify=verify)
-    except requests.RequestException as exc:  # a bad URL is not retried, a connection error or timeout is
-        bad_url = isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                                   requests.exceptions.MissingSchema))
-        raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=not bad_url,
-                            delivered=delivered) from None
-    try:
-        check_response(response, delivered=delivered, what=what, reason=reason)
-    except DeliveryError:
-        response.close()
-        raise
-    return response
-
-
 class Client:
     """The ``requests.Session`` of one destination: made on first use, renewed in a forked child (the
-    parent's pooled sockets are the parent's), every request sent by :func:`post`.
+    parent's pooled sockets are the parent's).
 
     Args:
         url: Where requests go; :meth:`post` appends its ``path``.
@@ -176,9 +149,28 @@ class Client:
             return self._session
 
     def post(self, path: str, data: bytes, *, what: str, delivered: int = 0) -> requests.Response:
-        """:func:`post` ``data`` to ``url + path`` (see there for the errors)."""
-        return post(self._get_session(), self.url + path, data, timeout=self.timeout, what=what, delivered=delivered,
-                    headers=self._headers(), verify=self._verify, reason=self._reason)
+        """POST ``data`` to ``url + path`` without following redirects; a failure is a :class:`DeliveryError`.
+
+        Raises:
+            DeliveryError: a bad URL (not retryable), a connection error or timeout (retryable), or a non-2xx
+                answer (see :func:`check_response`, which gets ``reason``).
+        """
+        import requests
+
+        try:
+            response = self._get_session().post(self.url + path, data=data, timeout=self.timeout,
+                                                allow_redirects=False, headers=self._headers(), verify=self._verify)
+        except requests.RequestException as exc:  # a bad URL is not retried, a connection error or timeout is
+            bad_url = isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                                       requests.exceptions.MissingSchema))
+            raise DeliveryError(f"{what} failed: {type(exc).__name__}: {exc}", retryable=not bad_url,
+                                delivered=delivered) from None
+        try:
+            check_response(response, delivered=delivered, what=what, reason=self._reason)
+        except DeliveryError:
+            response.close()
+            raise
+        return response
 
     def close(self) -> None:
         """Close the session (a new one is made on next use)."""

@@ -216,10 +216,9 @@ class LocalVersions:
         hardlink = os.environ.get("WORKFLOW_TRACE_VERSION_LINKS", "copy").strip().lower() == "hardlink"
         tmp_dir = self.objects / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        done: set[str] = set()
         for e in entries:
             target = self._object(e.sha256)
-            if e.sha256 in done or target.exists():
+            if target.exists():  # stored before, or earlier in this loop (the same content twice)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = tmp_dir / uuid.uuid4().hex
@@ -234,7 +233,6 @@ class LocalVersions:
                     tmp.unlink()
                     raise VersioningError(f"{src} changed while it was being versioned; try again") from None
             os.replace(tmp, target)
-            done.add(e.sha256)
 
     def changes_since(self, version_id: int, root: Path) -> list[str] | None:
         """The files of ``root`` that differ from version ``version_id`` (added, removed, or with other content;

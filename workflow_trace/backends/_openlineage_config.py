@@ -50,8 +50,8 @@ from .._errors import ConfigurationError
 
 __all__ = [
     "CONFIG_FILE_NAME", "DEFAULT_ENDPOINT", "SUPPORTED_TRANSPORTS", "HttpTransportConfig", "OpenLineageSettings",
-    "config_file_candidates", "env_config", "find_config_file", "header_value", "is_disabled", "is_sensitive_header",
-    "load_settings", "safe_url", "simple_transport",
+    "config_file_candidates", "env_config", "find_config_file", "header_value", "is_disabled", "load_settings",
+    "safe_url", "simple_transport",
 ]
 
 
@@ -73,16 +73,12 @@ OPTION_KEYS: Final = ("namespace", "server_address", "job_prefix", "dot_replacem
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|passw", re.IGNORECASE)
 
 
-def is_sensitive_header(name: str) -> bool:
-    """Whether a header's value is a credential (``Authorization``, ``X-Api-Key``, ``Cookie``...)."""
-    return _SENSITIVE_HEADER.search(name) is not None
-
-
 def header_value(name: Any, value: Any) -> str | Secret:
-    """A header's value as it is kept: a credential's (:func:`is_sensitive_header`) in a :class:`Secret`."""
+    """A header's value as it is kept: a credential's (``Authorization``, ``X-Api-Key``, ``Cookie``...) in a
+    :class:`Secret`."""
     if isinstance(value, Secret):
         return value
-    return Secret(str(value)) if is_sensitive_header(str(name)) else str(value)
+    return Secret(str(value)) if _SENSITIVE_HEADER.search(str(name)) else str(value)
 
 
 def safe_url(url: str) -> str:
@@ -103,7 +99,7 @@ class HttpTransportConfig:
         timeout: Seconds per request (``None``: the backend's default).
         verify: TLS verification: ``True``, ``False`` or a CA bundle path.
         compression: ``"gzip"`` or ``None``.
-        custom_headers: Extra request headers (a credential's value, see :func:`is_sensitive_header`, held
+        custom_headers: Extra request headers (a credential's value, see :func:`header_value`, held
             as a :class:`Secret`).
     """
 

@@ -442,14 +442,14 @@ class OpenLineageMapper:
         state.job = self.job_name(first.step.name, first.task_id)
         state.parent_run_id = first.step.parent_run_id
         i = start
-        pending: list[tuple[Direction, dict[str, Any]]] = []
+        pending: dict[Direction, list[dict[str, Any]]] = {"input": [], "output": []}
         pending_event: Event | None = None
         while i < stop:
             event = events[i]
             if event.kind == "step_started":
                 if pending_event is not None:
                     yield self._running(pending_event, pending, i)
-                    pending, pending_event = [], None
+                    pending, pending_event = {"input": [], "output": []}, None
                 i += 1
                 inputs: list[dict[str, Any]] = []
                 while i < stop and events[i].kind == "input":
@@ -463,23 +463,22 @@ class OpenLineageMapper:
                 direction: Direction = "input" if event.kind == "input" else "output"
                 for dataset in self.datasets(event, direction):
                     state.add(direction, dataset)
-                    pending.append((direction, dataset))
+                    pending[direction].append(dataset)
                 pending_event = event
                 i += 1
                 continue
             # step_finished: every input and output of the run, the pending ones included.
             event_type = "FAIL" if event.status == "failed" else "COMPLETE"
             body = self._run_event(event_type, event, state.of("input"), state.of("output"))
-            pending, pending_event = [], None
+            pending, pending_event = {"input": [], "output": []}, None
             i += 1
             yield PlannedEvent(body, i, event.step.run_id, finished=True)
         if pending_event is not None:
             yield self._running(pending_event, pending, stop)
 
-    def _running(self, event: Event, pending: list[tuple[Direction, dict[str, Any]]], end: int) -> PlannedEvent:
-        inputs = [d for direction, d in pending if direction == "input"]
-        outputs = [d for direction, d in pending if direction == "output"]
-        return PlannedEvent(self._run_event("RUNNING", event, inputs, outputs), end, event.step.run_id)
+    def _running(self, event: Event, pending: dict[Direction, list[dict[str, Any]]], end: int) -> PlannedEvent:
+        return PlannedEvent(self._run_event("RUNNING", event, pending["input"], pending["output"]), end,
+                            event.step.run_id)
 
     def finished(self, run_id: str) -> None:
         """Forget a run's datasets once its COMPLETE / FAIL is delivered (its name stays, for children)."""
@@ -529,7 +528,7 @@ class OpenLineageTransport:
         api_key: Sent as ``Authorization: Bearer <api_key>`` when set.
         timeout: Seconds to wait for the server, per request.
         custom_headers: Extra headers of every request (they may override the defaults, as in the client);
-            the value of a credential's header (:func:`is_sensitive_header`) is held as a :class:`Secret`.
+            the value of a credential's header (see ``header_value``) is held as a :class:`Secret`.
         compression: ``"gzip"``: bodies are gzipped and sent with ``Content-Encoding: gzip``.
         verify: TLS verification: ``True``, ``False`` or the path of a CA bundle.
         **naming: The :class:`OpenLineageMapper`'s options (``server_address``, by default
@@ -602,7 +601,7 @@ class OpenLineageTransport:
         """POST the RunEvents of ``events``, in order.
 
         Raises:
-            DeliveryError: as :func:`workflow_trace._transport.post` raises it, with the server's reason;
+            DeliveryError: as :meth:`workflow_trace._transport.Client.post` raises it, with the server's reason;
                 ``delivered`` counts the workflow_trace events whose RunEvents were all accepted.
         """
         planned = self.mapper.plan(events)

@@ -65,14 +65,14 @@ _DEFAULT_TIMEOUT = 30.0
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\.(\d+)")
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
+def _optional_int(value: Any, problem: str) -> int | None:
+    """``None`` for no value (``None`` or blank), else the value as an int; not an integer: ``problem``."""
+    if value is None or not str(value).strip():
         return None
     try:
         return int(value)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer (got {value!r})") from None
+    except (TypeError, ValueError):
+        raise ConfigurationError(problem) from None
 
 
 def _parse_version(text: Any) -> tuple[int, int, int] | None:
@@ -298,8 +298,7 @@ class SuperviselyTransport:
         Raises:
             DeliveryError: ``delivered`` = how many events at the head were handled (sent or skipped).
         """
-        checked = False  # the instance's version, once per batch at most
-        asked = [False]
+        asked = [False]  # the instance's version, once per batch at most
         no_task = 0
         for index, event in enumerate(events):
             if event.kind not in ("input", "output") or event.node is None:
@@ -311,9 +310,8 @@ class SuperviselyTransport:
                 warn(("supervisely", "app input"), "an app session is an output only; the input of task %s is "
                      "not sent", event.task_id)
                 continue
-            if not checked:
-                self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index, asked)
-                checked = True
+            # Returns at once once the version is known to be good enough; raises (holding the batch) if not.
+            self._check_instance(WORKFLOW_MIN_VERSION, "workflows", index, asked)
             if isinstance(event.node, Job):  # only this event waits; the ones behind it go on
                 self._check_instance(JOBS_MIN_VERSION, "labeling jobs in workflows", index, asked)
             team_id = self._team_of(event.task_id, index)
@@ -404,7 +402,8 @@ class SuperviselyBackend:
         raw_task: str | None = os.environ.get("SUPERVISELY_TASK_ID", "").strip()  # the SDK's header, as it reads it
         raw_task = raw_task if raw_task and raw_task.isdigit() else None
         if team_id is None:
-            team_id = _env_int("TEAM_ID")
+            raw_team = os.environ.get("TEAM_ID", "").strip()
+            team_id = _optional_int(raw_team, f"TEAM_ID must be an integer (got {raw_team!r})")
         self.task_id: int | None = task_id if task_id is not None else env_task
         self.transport = SuperviselyTransport(server_address, token, team_id=team_id, task_header=raw_task,
                                               timeout=timeout)
@@ -460,12 +459,7 @@ class SuperviselyBackend:
             raise ConfigurationError(f"from_api() needs a supervisely.Api (with server_address and token), "
                                      f"not {type(sly_api).__name__}")
         raw_task = getattr(sly_api, "task_id", None)
-        task_id: int | None = None
-        if raw_task is not None and str(raw_task).strip():
-            try:
-                task_id = int(raw_task)
-            except (TypeError, ValueError):
-                raise ConfigurationError(f"the api's task_id is not an integer ({raw_task!r})") from None
+        task_id = _optional_int(raw_task, f"the api's task_id is not an integer ({raw_task!r})")
         backend = cls(server, token, team_id=team_id, task_id=task_id, timeout=timeout, spool_path=spool_path)
         backend._sly_api = sly_api
         return backend
