@@ -454,15 +454,20 @@ later(5_000_000)
 """
 
 
-def test_kill_9_after_decorated_calls_returned_loses_nothing_in_the_local_store(tmp_path: Path) -> None:
-    """Once decorated calls returned, kill -9 loses none of their events: other and later processes see all."""
-    db = tmp_path / "store.db"
-    proc = spawn_py(LOCAL_BURST, str(db))
+def kill_9_once_calls_returned(script: str, db: Path) -> None:
+    """Run ``script`` on the store ``db`` and SIGKILL it once it prints that its calls returned."""
+    proc = spawn_py(script, str(db))
     try:
         assert "calls returned" == Lines(proc.stdout).next(timeout=60)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def test_kill_9_after_decorated_calls_returned_loses_nothing_in_the_local_store(tmp_path: Path) -> None:
+    """Once decorated calls returned, kill -9 loses none of their events: other and later processes see all."""
+    db = tmp_path / "store.db"
+    kill_9_once_calls_returned(LOCAL_BURST, db)
     expected = {f"dataset:{i}" for i in range(2_000)}
     seen_now = len(expected & dataset_keys(db))
     assert 0 == run_py(LATER, str(db), timeout=30).returncode
@@ -500,12 +505,7 @@ def test_kill_9_while_threads_fill_many_journal_segments_loses_nothing(tmp_path:
     """4 threads, 4,000 calls over many small journal segments, kill -9: a later process stores every event
     and leaves no journal behind."""
     db = tmp_path / "store.db"
-    proc = spawn_py(ROTATING_BURST, str(db))
-    try:
-        assert "calls returned" == Lines(proc.stdout).next(timeout=60)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_9_once_calls_returned(ROTATING_BURST, db)
     assert 0 == run_py(LATER, str(db), timeout=30).returncode
     expected = {f"dataset:{i}" for i in range(4_000)}
     journal = tmp_path / "store.db.journal"
