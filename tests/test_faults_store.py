@@ -228,6 +228,62 @@ def test_fork_while_threads_emit_and_a_send_is_in_flight(tmp_path: Path) -> None
     assert dict.fromkeys(range(reps), (True, True, True, True)) == actual
 
 
+LOCK_FORKER = """
+import importlib.abc, os, sys, threading, time
+import pydantic.main
+import workflow_trace as wt
+from workflow_trace.backends import OpenLineageBackend
+
+wt.configure(OpenLineageBackend(sys.argv[1], timeout=5))
+held = threading.Event()
+
+# At the moment of the fork, another thread holds a lock the delivery worker could need:
+if sys.argv[2] == "pydantic":  # inside a schema build (deferred models build on first use, under one lock)
+    def holding():
+        with pydantic.main._rebuild_lock:
+            held.set()
+            time.sleep(30)
+else:  # halfway through importing netrc (which requests imports in every request): its module lock held
+    class Slow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "netrc":
+                held.set()
+                time.sleep(30)
+            return None
+    sys.meta_path.insert(0, Slow())
+    def holding():
+        import netrc
+    threading.Timer(1.0, held.set).start()  # netrc was imported already: nothing to wait for
+threading.Thread(target=holding, daemon=True).start()
+held.wait()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    @wt.consumes_dataset
+    def in_child(dataset_id):
+        return dataset_id
+    in_child(7)
+    os.write(w, b"1" if wt.flush(timeout=10) else b"0")
+    os._exit(0)
+os.close(w)
+print("child flushed" if os.read(r, 1) == b"1" else "child did not flush", flush=True)
+os.waitpid(pid, 0)
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("pydantic.main").main, "_rebuild_lock"), reason="pydantic internals")
+@pytest.mark.parametrize("held", ["pydantic", "netrc"])
+def test_fork_while_another_thread_holds_a_lock_the_worker_needs(tmp_path: Path, held: str) -> None:
+    """A child forked while another thread builds a pydantic schema, or imports a module requests imports per
+    request, still delivers its events: the models and modules the worker needs are ready before it starts."""
+    with RecordingServer() as server:
+        proc = run_py(LOCK_FORKER, server.url, held, timeout=40,
+                      env={"WORKFLOW_TRACE_SPOOL": str(tmp_path / "spool.db"), "WORKFLOW_TRACE_EXIT_TIMEOUT": "0.5"})
+        assert "child flushed" in proc.stdout, proc.stderr[-3000:]
+        wait_for(lambda: "dataset/7" in ol_input_names(server.bodies()), 3)
+
+
 SQLITE_FORKER = """
 import json, os, sys, threading, time
 from pathlib import Path

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from ._context import at_exit, at_fork, contained, describe, logger, report, suppressed, warn
 from ._errors import ConfigurationError
-from ._events import Event, Record, encode_events, encode_records, to_event
+from ._events import Event, Record, complete_models, encode_events, encode_records, to_event
 from ._journal import Checkpoint, JournalWriter, Orphan, exit_deadline, exit_timeout, journal_dir, read_lines
 from ._spool import Spool, SpoolRow, default_spool_path
 from ._transport import DeliveryError, Transport
@@ -160,6 +160,7 @@ class DeliveringBackend:
                              ("lease_seconds", lease_seconds), ("spool_poll", spool_poll)):
             if not fvalue >= 0:
                 raise ConfigurationError(f"{name} must be a non-negative number of seconds, not {fvalue!r}")
+        complete_models()  # before any worker starts: see complete_models
         self.transport = transport
         self.key: str = key
         self.spool = Spool(default_spool_path() if spool_path is None else Path(spool_path))

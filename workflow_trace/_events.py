@@ -126,6 +126,15 @@ class RunRef:
         self.wire: str | None = None  # its part of a journal line, made by the first one
 
 
+
+def complete_models() -> None:
+    """Build the deferred schemas of the models a worker thread reads (events, steps, errors, nodes) now,
+    on the calling thread. A worker then never takes pydantic's process-wide schema-build lock, which a
+    fork while it builds would leave held in the child (whose worker would wait for it forever)."""
+    models: tuple[type[BaseModel], ...] = (StepRef, ErrorInfo, Event, *Node.__subclasses__())
+    for model in models:
+        model.model_rebuild()
+
 #: ``(kind, seq, time, task_id, run, node, meta, extra)``: ``kind`` one of STARTED/INPUT/OUTPUT/FINISHED,
 #: ``seq`` this process's event counter, ``time`` ``time.time_ns()``, ``node`` a node key (``_nodes.NodeKey``),
 #: ``meta`` a validated card or ``None``,

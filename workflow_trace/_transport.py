@@ -135,6 +135,12 @@ class Client:
         self._session: requests.Session | None = None
         self._lock = threading.Lock()  # making and closing the session; never held across I/O
         at_fork(self._after_fork)
+        # What a request imports is imported here, on the configuring thread, not by the worker's first send:
+        # a fork while a thread is halfway through an import leaves that module's import lock held in the
+        # child, whose worker would then wait for it forever (requests imports netrc in every request).
+        import netrc  # noqa: F401
+
+        import requests  # noqa: F401
 
     def _after_fork(self) -> None:
         self._session = None
