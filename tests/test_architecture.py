@@ -51,7 +51,7 @@ SOURCE = ROOT / PACKAGE
 #: Issue 15's goal for the library's size: not reached yet (see test_library_size_goal).
 MAX_LINES = 8_500
 #: Where the library is today: it may shrink, never grow. Lower it whenever the count drops.
-RATCHET_LINES = 8_780
+RATCHET_LINES = 8_777
 
 #: STYLE's layer order; modules of a layer import only their own layer and the layers before it.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(

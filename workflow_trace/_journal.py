@@ -357,12 +357,6 @@ class JournalWriter:
         self._ensure_thread()
         return seg
 
-    def _started(self) -> _Segment:
-        with self._lock:
-            seg = self._seg or self._open()
-            self._ensure_thread()
-            return seg
-
     def _new_segment(self, n: int, size: int) -> _Segment:
         header = {
             "journal": 1, "owner": self._owner, "segment": n, "pid": os.getpid(), "host": _HOST,
@@ -401,8 +395,9 @@ class JournalWriter:
         Raises:
             TimeoutError: ``fn`` did not finish within ``timeout``; whatever ``fn`` raised.
         """
-        if self._seg is None:
-            self._started()
+        with self._lock:
+            if self._seg is None:
+                self._open()
         job = _Call(fn, after_stored)
         self._calls.append(job)
         self._nudge()

@@ -74,7 +74,6 @@ _MISSING: Any = object()
 _get_step = _current.get
 #: Types whose values are remembered as passed (``(spec, value) in run.seen``): hashable by content.
 _PLAIN = frozenset({int, str, Project, Dataset, File, Folder, Task, Job, App})
-_KEY_CACHE = 1024  # values per decorator whose node keys are kept
 
 
 def _walk(value: Any, path: Sequence[str], where: str) -> Any:
@@ -129,13 +128,11 @@ class _Spec:
 
     def coerce(self, value: Any) -> list[NodeKey]:
         """The node keys of ``value`` (raises :class:`NodeCoercionError` naming this decorator)."""
-        keys = self.keys.get(value) if type(value) in _PLAIN else None
-        if keys is None:
-            keys = coerce_keys(self.cls, value, model_weight=self.model_weight, culprit=self.culprit)
-            if type(value) in _PLAIN:
-                if len(self.keys) >= _KEY_CACHE:
-                    self.keys.clear()
-                self.keys[value] = keys
+        keys = coerce_keys(self.cls, value, model_weight=self.model_weight, culprit=self.culprit)
+        if type(value) in _PLAIN:  # remembered (the callers look in ``keys`` first)
+            if len(self.keys) >= 1024:  # bounded: values of one decorator
+                self.keys.clear()
+            self.keys[value] = keys
         return keys
 
 

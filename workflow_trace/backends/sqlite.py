@@ -865,11 +865,9 @@ class _Ingest:
 
     def _node(self, conn: sqlite3.Connection, key: tuple[Any, ...], fields: dict[str, Any], row: list[Any]) -> int:
         """The id of the node of ``row`` (its model-weight flag raised if this line sets it)."""
-        cached = self.nodes.get(key)
-        if cached is None:  # not resolved with its batch (a replayed event, or the cache was cleared)
+        if key not in self.nodes:  # not resolved with its batch (a replayed event, or the cache was cleared)
             self._resolve_nodes(conn, [row])
-            cached = self.nodes[key]
-        node_id, known_weight = cached
+        node_id, known_weight = self.nodes[key]
         if fields.get("model_weight") and not known_weight:
             conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
             self.nodes[key] = (node_id, 1)
