@@ -169,10 +169,13 @@ def test_the_allow_list_is_small() -> None:
 def scenario_instance() -> Iterator[FakeInstance]:
     """The fake instance holding what the recorded scenarios' instance holds."""
     fake = FakeInstance().load(DOCUMENT["instance"])
+    fake.backends = []  # what replay() configured: closed before the server goes (else they retry until exit)
     fake.server.start()
     try:
         yield fake
     finally:
+        for backend in fake.backends:
+            backend.close()
         fake.server.stop()
 
 
@@ -183,6 +186,7 @@ def replay(name: str, fake: FakeInstance, monkeypatch: pytest.MonkeyPatch, spool
     for variable, value in scenario["env"].items():
         monkeypatch.setenv(variable, value)
     backend = SuperviselyBackend(fake.url, TOKEN, spool_path=spool)
+    fake.backends.append(backend)
     wt.configure(backend)
     for call in scenario["calls"]:
         method = call["method"]
