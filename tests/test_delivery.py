@@ -241,7 +241,9 @@ class TestFailures:
             backend = make_backend(srv, max_server_errors=3, breaker_threshold=1000)
             events = run_events(4, n_inputs=2)
             backend.emit(events)
-            assert wait_for(lambda: backend.stats().dead == 1 and len(received_ids(srv)) == len(events) - 1)
+            # the spool settles a batch after the server answered it: wait for that too, then look
+            assert wait_for(lambda: backend.stats().dead == 1 and len(received_ids(srv)) == len(events) - 1
+                            and Spool(tmp_path / "spool.db").counts()[0].pending == 0)
             output = next(e for e in events if e.kind == "output")
             [counts] = Spool(tmp_path / "spool.db").counts()
             assert ([e.event_id for e in events if e is not output], 3, (0, 1)) == (
