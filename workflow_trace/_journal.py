@@ -155,7 +155,7 @@ def read_lines(path: Path, offset: int) -> tuple[list[bytes], int, dict[str, Any
         start = max(offset, len(header_line))
         f.seek(start)
         data = f.read()
-    data = data[: data.find(b"\0")] if b"\0" in data else data  # the allocated, unwritten tail
+    data = data.split(b"\0", 1)[0]  # up to the allocated, unwritten tail of a segment
     end = data.rfind(b"\n")
     return (data[: end + 1].splitlines() if end >= 0 else []), start, header
 
@@ -595,8 +595,8 @@ class JournalWriter:
     def _after_fork(self) -> None:
         # The parent's segments and lock are not ours: unmapping and closing our copies leaves them alone.
         for seg in self._segs:
-            with contextlib.suppress(OSError, ValueError):
-                seg.mm.close()
+            seg.mm.close()  # unmaps this process's copy only
+            with contextlib.suppress(OSError):
                 os.close(seg.fd)
         if self._lock_fd >= 0:
             with contextlib.suppress(OSError):
