@@ -9,6 +9,9 @@ Cases (``@consumes_project @produces_file`` unless said; all timed in interleave
 * inside ``with wt.workflow_step(...)``, the same arguments every call (nodes already recorded);
 * inside a step, 3 new nodes every call (``@consumes_project @consumes_dataset @produces_file``, distinct
   values), with the default local store and with the memory backend;
+* "the floor": the same 3 new nodes per call journaled by a minimal hand-written ``wrapt`` wrapper
+  (``_floor.py``: a set look-up, a JSON line per new node, two copies into a mapped file) — what any
+  durable decorator written in Python pays, whatever its design;
 * outside any step (an implicit run per call: 4 records in 2 journal appends), with the default local
   store (``wt.configure("sqlite:///tmp/...")``) and with the memory backend;
 * a decorator reading a list of N ids (N = 1, 10, 100), inside a step: the same list every call, and N new
@@ -38,6 +41,7 @@ from typing import Any
 
 import wrapt
 from _common import Case, machine, noise_line, ratio, run_rounds, table, verdict
+from _floor import FloorJournal, floor_traced3
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -243,9 +247,10 @@ def main() -> None:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter))
     counter = itertools.count(1).__next__
+    floor_journal = FloorJournal(str(Path(tmp.name) / "floor.journal"))
     env: dict[str, Any] = {
         "f": bare, "w": wrapped_only, "o": otel_decorator(provider), "g": traced, "h": traced3, "P": PATH,
-        "nxt": counter, "load": load,
+        "nxt": counter, "load": load, "floor3": floor_traced3(floor_journal),
     }
 
     def in_step(backend: Any, warm: Callable[[], Any] | None = None) -> dict[str, Any]:
@@ -261,6 +266,7 @@ def main() -> None:
                           **in_step(store, lambda: traced(1, PATH))),
         "step_new": Case("in step, 3 new nodes/call, local store", "i = nxt(); h(i, i, i)", env, n(2_000),
                          between=wt.flush, **in_step(store)),
+        "floor": Case("the floor: 3 new nodes, a minimal wrapper", "i = nxt(); floor3(i, i, i)", env, n(5_000)),
         "step_new_mem": Case("in step, 3 new nodes/call, memory", "i = nxt(); h(i, i, i)", env, n(5_000),
                              between=memory.clear, **in_step(memory)),
         "out_store": Case("outside a step, local store", "g(1, P)", env, n(2_000), between=wt.flush,

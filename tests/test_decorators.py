@@ -391,6 +391,31 @@ def test_unresolvable_path_is_contained(memory: MemoryBackend, caplog: pytest.Lo
     assert len(swallowed) == 1
 
 
+@pytest.mark.internal_errors
+def test_a_value_that_is_no_node_skips_only_its_own_decorator(memory: MemoryBackend, caplog: pytest.LogCaptureFixture,
+                                                                swallowed: list[BaseException]) -> None:
+    """An int where a folder (named by a path) is read: that decorator logs a WARNING naming itself, the other
+    decorators of the call still record, in a step and outside one; in strict mode the call raises."""
+
+    @wt.consumes_project
+    @wt.consumes_folder
+    @wt.produces_file
+    def export(project_id: int, folder: Any) -> str:
+        return "/out/a.tar"
+
+    assert export(3, 42) == "/out/a.tar"
+    with wt.workflow_step("loop"):
+        assert export(4, 42) == "/out/a.tar"
+    assert [(n.kind, n.id) for n in memory.inputs] == [("project", 3), ("project", 4)]
+    assert [n.path for n in memory.outputs] == ["/out/a.tar", "/out/a.tar"]
+    assert [type(e) for e in swallowed] == [wt.NodeCoercionError, wt.NodeCoercionError]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("@consumes_folder" in m and "named by a path" in m for m in warnings)
+    wt.configure(strict=True)
+    with pytest.raises(wt.NodeCoercionError, match="named by a path"):
+        export(5, 42)
+
+
 def test_unresolvable_path_raises_in_strict_mode(memory: MemoryBackend) -> None:
     """In strict mode the same failure raises a WorkflowTraceError."""
     wt.configure(strict=True)

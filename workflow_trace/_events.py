@@ -19,6 +19,7 @@ import json
 import random
 import time as _time
 from datetime import datetime, timezone
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
@@ -252,7 +253,8 @@ def to_event(record: Record, prefix: str | None = None) -> Event:
 # ``status, error type, error message, params``. Built with f-strings from cached fragments (the call
 # path pays about half a microsecond per record), read back with ``json.loads``.
 
-_string = json.JSONEncoder(ensure_ascii=False).encode
+#: A JSON string literal, non-ASCII kept: the C function ``JSONEncoder(ensure_ascii=False).encode`` calls.
+_string = encode_basestring
 _name = functools.lru_cache(maxsize=8192)(_string)
 
 
@@ -286,17 +288,16 @@ def encode_records(records: list[Record]) -> bytes:
         if wire is None:
             wire = run.wire = f'"{run.run_id}",{_name(run.name)},{_opt(run.parent_run_id)}'
         t = str(timestamp)  # nanoseconds, written as seconds (what json reads back as a float)
-        head = f'[{kind},{seq},{t[:-9]}.{t[-9:]},{"null" if task_id is None else task_id},{wire}'
-        if kind == STARTED:
-            out.append(f"{head},{_params(extra)}]\n")
-        elif kind == FINISHED:
+        task = "null" if task_id is None else task_id
+        if kind != STARTED and kind != FINISHED:  # an input or an output
+            out.append(f'[{kind},{seq},{t[:-9]}.{t[-9:]},{task},{wire},{node_json(node)},'
+                       f'{"null" if meta is None else meta.json},{"null" if extra is None else _string(extra)}]\n')
+        elif kind == STARTED:
+            out.append(f"[{kind},{seq},{t[:-9]}.{t[-9:]},{task},{wire},{_params(extra)}]\n")
+        else:
             status, err, params = extra
             error = "null,null" if err is None else f"{_opt(err[0])},{_opt(err[1])}"
-            out.append(f'{head},"{status}",{error},{_params(params)}]\n')
-        else:
-            assert node is not None
-            out.append(f'{head},{node_json(node)},{"null" if meta is None else meta.json},'
-                       f'{"null" if extra is None else _string(extra)}]\n')
+            out.append(f'[{kind},{seq},{t[:-9]}.{t[-9:]},{task},{wire},"{status}",{error},{_params(params)}]\n')
     return "".join(out).encode()
 
 

@@ -33,8 +33,8 @@ from typing import Any, Literal, TypeVar, cast, overload
 import wrapt
 
 from . import _runtime
-from ._context import contained, suppressed
-from ._errors import ConfigurationError, DecorationError, ExtractionError
+from ._context import contained, report, suppressed
+from ._errors import ConfigurationError, DecorationError, ExtractionError, NodeCoercionError
 from ._events import INPUT, OUTPUT, Record
 from ._meta import Meta, MetaLike, to_meta
 from ._nodes import App, Dataset, File, Folder, Job, Node, NodeKey, Project, Task, coerce_keys, coerce_nodes
@@ -282,21 +282,27 @@ class _Tracer:
 
     def collect(self, step: Step, records: list[Record], specs: tuple[_Spec, ...], instance: Any,
                 args: tuple[Any, ...], kwargs: dict[str, Any], result: Any = None) -> None:
-        """Records for what ``specs`` read, skipping values this run already recorded (each spec contained)."""
+        """Records for what ``specs`` read, skipping values this run already recorded (each spec contained:
+        a value that cannot be read or made a node is reported, and the other specs still record)."""
         seen = step.seen
         bound: dict[str, Any] | None = None
         for spec in specs:
             value = _MISSING
             if spec.plain:
                 value = result if spec.kind == OUTPUT else self.arg(spec, instance, args, kwargs)
-                if type(value) in _PLAIN:
+                if type(value) in _PLAIN:  # an id, a path or a node: only its coercion can fail
                     if (spec, value) in seen:
                         continue
                     keys = spec.keys.get(value)
-                    if keys is not None:  # coerced before: nothing left that can fail
-                        step.collect(records, spec.kind, keys, spec.meta)
-                        seen.add((spec, value))
-                        continue
+                    if keys is None:
+                        try:
+                            keys = spec.coerce(value)
+                        except NodeCoercionError as exc:  # what spec.guard does, without a with per spec
+                            report(exc, spec.culprit)
+                            continue
+                    step.collect(records, spec.kind, keys, spec.meta)
+                    seen.add((spec, value))
+                    continue
             with spec.guard:
                 if spec.when is not None:
                     if bound is None:
@@ -311,8 +317,6 @@ class _Tracer:
                     step.collect(records, spec.kind, nodes, spec.meta)
                 else:
                     step.collect(records, spec.kind, spec.coerce(value), spec.meta)
-                if spec.plain and type(value) in _PLAIN:
-                    seen.add((spec, value))
 
     def record(self, step: Step, specs: tuple[_Spec, ...], instance: Any, args: tuple[Any, ...],
                kwargs: dict[str, Any], result: Any = None) -> None:
