@@ -11,7 +11,8 @@ Cases (``@consumes_project @produces_file`` unless said; all timed in interleave
   values), with the default local store and with the memory backend;
 * "the floor": the same 3 new nodes per call journaled by a minimal hand-written ``wrapt`` wrapper
   (``_floor.py``: a set look-up, a JSON line per new node, two copies into a mapped file) — what any
-  durable decorator written in Python pays, whatever its design;
+  durable decorator written in Python pays, whatever its design; and the floor of a run per call (a run id,
+  4 lines in 2 copies);
 * outside any step (an implicit run per call: 4 records in 2 journal appends), with the default local
   store (``wt.configure("sqlite:///tmp/...")``) and with the memory backend;
 * a decorator reading a list of N ids (N = 1, 10, 100), inside a step: the same list every call, and N new
@@ -41,7 +42,7 @@ from typing import Any
 
 import wrapt
 from _common import Case, machine, noise_line, ratio, run_rounds, table, verdict
-from _floor import FloorJournal, floor_traced3
+from _floor import FloorJournal, floor_implicit, floor_traced3
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -251,6 +252,7 @@ def main() -> None:
     env: dict[str, Any] = {
         "f": bare, "w": wrapped_only, "o": otel_decorator(provider), "g": traced, "h": traced3, "P": PATH,
         "nxt": counter, "load": load, "floor3": floor_traced3(floor_journal),
+        "floor1": floor_implicit(floor_journal),
     }
 
     def in_step(backend: Any, warm: Callable[[], Any] | None = None) -> dict[str, Any]:
@@ -271,6 +273,7 @@ def main() -> None:
                              between=memory.clear, **in_step(memory)),
         "out_store": Case("outside a step, local store", "g(1, P)", env, n(2_000), between=wt.flush,
                           enter=configure_and_warm(store, lambda: traced(1, PATH))),
+        "floor_out": Case("the floor: a run per call, a minimal wrapper", "floor1(1, P)", env, n(5_000)),
         "out_mem": Case("outside a step, memory", "g(1, P)", env, n(5_000), between=memory.clear,
                         enter=configure_and_warm(memory, lambda: traced(1, PATH))),
     }
