@@ -57,13 +57,12 @@ Only :class:`OpenLineageTransport` touches the network, from the delivery layer'
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import os
 import posixpath
 import socket
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -429,55 +428,41 @@ class OpenLineageMapper:
         same events again (a retry) adds no dataset twice.
         """
         planned: list[PlannedEvent] = []
-        start = 0
-        for _run_id, group in itertools.groupby(events, key=lambda event: event.step.run_id):
-            stop = start + sum(1 for _ in group)
-            planned.extend(self._plan_group(events, start, stop))
-            start = stop
-        return planned
-
-    def _plan_group(self, events: Sequence[Event], start: int, stop: int) -> Iterator[PlannedEvent]:
-        first = events[start]
-        state = self._state(first.step.run_id)
-        state.job = self.job_name(first.step.name, first.task_id)
-        state.parent_run_id = first.step.parent_run_id
-        i = start
-        pending: dict[Direction, list[dict[str, Any]]] = {"input": [], "output": []}
-        pending_event: Event | None = None
-        while i < stop:
-            event = events[i]
-            if event.kind == "step_started":
-                if pending_event is not None:
-                    yield self._running(pending_event, pending, i)
-                    pending, pending_event = {"input": [], "output": []}, None
-                i += 1
-                inputs: list[dict[str, Any]] = []
-                while i < stop and events[i].kind == "input":
-                    for dataset in self.datasets(events[i], "input"):
-                        state.add("input", dataset)
-                        inputs.append(dataset)
-                    i += 1
-                yield PlannedEvent(self._run_event("START", event, inputs, []), i, event.step.run_id)
+        state = _RunState()
+        building: Event | None = None  # the START (its step_started) or RUNNING (its latest event) not sent yet
+        found: dict[Direction, list[dict[str, Any]]] = {"input": [], "output": []}
+        for i, event in enumerate(events):
+            step = event.step
+            new_run = i == 0 or step.run_id != events[i - 1].step.run_id
+            if building is not None and (new_run or event.kind == "step_started"
+                                         or (building.kind == "step_started" and event.kind != "input")):
+                planned.append(self._unfinished(building, found, i))
+                building, found = None, {"input": [], "output": []}
+            if new_run:
+                state = self._state(step.run_id)
+                state.job = self.job_name(step.name, event.task_id)
+                state.parent_run_id = step.parent_run_id
+            if event.kind == "step_finished":  # every input and output of the run, the ones not sent yet included
+                body = self._run_event("FAIL" if event.status == "failed" else "COMPLETE", event, state.of("input"),
+                                       state.of("output"))
+                planned.append(PlannedEvent(body, i + 1, step.run_id, finished=True))
+                building, found = None, {"input": [], "output": []}
                 continue
-            if event.kind in ("input", "output"):
+            if event.kind != "step_started":
                 direction: Direction = "input" if event.kind == "input" else "output"
                 for dataset in self.datasets(event, direction):
                     state.add(direction, dataset)
-                    pending[direction].append(dataset)
-                pending_event = event
-                i += 1
-                continue
-            # step_finished: every input and output of the run, the pending ones included.
-            event_type = "FAIL" if event.status == "failed" else "COMPLETE"
-            body = self._run_event(event_type, event, state.of("input"), state.of("output"))
-            pending, pending_event = {"input": [], "output": []}, None
-            i += 1
-            yield PlannedEvent(body, i, event.step.run_id, finished=True)
-        if pending_event is not None:
-            yield self._running(pending_event, pending, stop)
+                    found[direction].append(dataset)
+            if building is None or building.kind != "step_started":
+                building = event
+        if building is not None:
+            planned.append(self._unfinished(building, found, len(events)))
+        return planned
 
-    def _running(self, event: Event, pending: dict[Direction, list[dict[str, Any]]], end: int) -> PlannedEvent:
-        return PlannedEvent(self._run_event("RUNNING", event, pending["input"], pending["output"]), end,
+    def _unfinished(self, event: Event, found: dict[Direction, list[dict[str, Any]]], end: int) -> PlannedEvent:
+        """The START (``event`` is the run's ``step_started``) or RUNNING event of datasets not sent yet."""
+        event_type = "START" if event.kind == "step_started" else "RUNNING"
+        return PlannedEvent(self._run_event(event_type, event, found["input"], found["output"]), end,
                             event.step.run_id)
 
     def finished(self, run_id: str) -> None:
