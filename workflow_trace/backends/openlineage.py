@@ -338,22 +338,16 @@ class OpenLineageMapper:
         card = meta.get("customNodeSettings")
         if isinstance(card, Mapping) and card:
             facets[CARD_FACET] = self._facet(CARD_FACET_SCHEMA_URL, **card)
+        dataset: dict[str, Any] = {"namespace": namespace, "name": name}
+        if facets:
+            dataset["facets"] = facets
         relation = meta.get("customRelationSettings")
-        relation_facets: dict[str, Any] = {}
         if isinstance(relation, Mapping) and relation:
-            relation_facets[CARD_FACET] = self._facet(CARD_FACET_SCHEMA_URL, **relation)
-        names = [name]
-        if version is not None and self.dataset_version != "facet":
-            names = [f"{name}@{version}"] if self.dataset_version == "name" else [name, f"{name}@{version}"]
-        out: list[dict[str, Any]] = []
-        for each in names:
-            dataset: dict[str, Any] = {"namespace": namespace, "name": each}
-            if facets:
-                dataset["facets"] = dict(facets)
-            if relation_facets:
-                dataset[f"{direction}Facets"] = dict(relation_facets)
-            out.append(dataset)
-        return out
+            dataset[f"{direction}Facets"] = {CARD_FACET: self._facet(CARD_FACET_SCHEMA_URL, **relation)}
+        if version is None or self.dataset_version == "facet":
+            return [dataset]
+        versioned = {**dataset, "name": f"{name}@{version}"}  # one dataset per version
+        return [versioned] if self.dataset_version == "name" else [dataset, versioned]
 
     # -- runs -----------------------------------------------------------------------------------------
 
@@ -639,15 +633,6 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
     return url, options
 
 
-def _naming_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    out = {key: options[key] for key in ("job_prefix", "dot_replacement", "dataset_version") if key in options}
-    if "dot_replacement" in out:
-        out["dot_replacement"] = out["dot_replacement"] or None  # empty means "no replacement", not "drop dots"
-    if options.get("server_address"):
-        out["server_address"] = options["server_address"]
-    return out
-
-
 class OpenLineageBackend(DeliveringBackend):
     """Sends the lineage to an OpenLineage server (Marquez, DataHub, ...), in the background.
 
@@ -734,13 +719,15 @@ class OpenLineageBackend(DeliveringBackend):
                 f"or write an openlineage.yml with transport: {{type: http, url: ...}} (looked for: {looked}), "
                 "or write the URL in the backend string: openlineage+http://host:port"
             )
-        naming = _naming_options({**settings.options, **options})
+        naming = {**settings.options, **options}
         return cls(
             transport.url, namespace=options.get("namespace") or settings.namespace or DEFAULT_NAMESPACE,
             endpoint=options.get("endpoint") or transport.endpoint, api_key=transport.api_key,
             timeout=transport.timeout if transport.timeout is not None else 10.0, verify=transport.verify,
             custom_headers=transport.custom_headers, compression=options.get("compression") or transport.compression,
-            **naming,
+            server_address=naming.get("server_address") or None, dataset_version=naming.get("dataset_version", "facet"),
+            job_prefix=naming.get("job_prefix", DEFAULT_JOB_PREFIX),
+            dot_replacement=naming.get("dot_replacement") or None,  # empty: no replacement (not "drop dots")
         )
 
     @classmethod
