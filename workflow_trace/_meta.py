@@ -149,18 +149,6 @@ class WorkflowSettings(BaseModel):
         """The SDK's JSON form of these settings (only set fields)."""
         return _settings_wire(self.__dict__)
 
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any], where: str = "settings") -> WorkflowSettings:
-        """Validate the SDK's JSON form of one card and return the equivalent settings.
-
-        Raises:
-            ValueError: an unknown key or an invalid value, naming it.
-        """
-        problem = _card_problem(data, where)
-        if problem is not None:
-            raise ValueError(problem)
-        return _strict_settings(data, where)
-
 
 class WorkflowMeta(BaseModel):
     """Settings of the two cards one workflow call touches: the relation (input/output) and the node."""
@@ -347,20 +335,17 @@ def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> 
     wire: Any = _sdk_wire(meta) if not isinstance(meta, Mapping) and _is_sdk_meta(meta) else meta
     if wire is None or (isinstance(wire, Mapping) and not wire):
         return None  # {}, or the SDK's WorkflowMeta() with no settings: nothing to say (the SDK sends no meta)
+    if not lenient:
+        try:
+            WorkflowMeta.from_wire(wire)  # the SDK's schema, then workflow_trace's own rules
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return {key: _plain(card) for key, card in wire.items() if card} or None
     problem = _schema_problem(wire)
     if problem is not None:
-        if not lenient:
-            raise ConfigurationError(problem)
         warn(("meta", culprit, problem), "%s: %s; the meta is left out and the edge recorded without it (as "
              "the SDK does)", culprit, problem)
         return None
-    if not lenient:
-        try:
-            WorkflowMeta.from_wire(wire)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        out = {key: _plain(card) for key, card in wire.items() if card}
-        return out or None
     sent: dict[str, Any] = _plain(wire)
     for key, card in sent.items():
         link = card.get("mainLink")
