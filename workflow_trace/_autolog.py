@@ -90,40 +90,30 @@ Edge = tuple[Direction, type[Node], Any, dict[str, Any]]
 class _Call(NamedTuple):
     """The arguments of one SDK call, read by parameter name (positional or keyword)."""
 
-    params: _Params
+    signature: inspect.Signature | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
 
     def arg(self, name: str) -> Any:
         """The value passed for ``name`` (its default when it was not passed; ``None`` if it has none)."""
-        if name in self.kwargs:
-            return self.kwargs[name]
-        index = self.params.index.get(name)
-        if index is not None and index < len(self.args):
-            return self.args[index]
-        return self.params.defaults.get(name)
-
-
-@dataclass(frozen=True)
-class _Params:
-    """A function's parameter names (without ``self``) and defaults, computed once per patch."""
-
-    index: dict[str, int]
-    defaults: dict[str, Any]
-
-    @classmethod
-    def of(cls, func: Callable[..., Any], *, drop_first: bool) -> _Params:
+        if name in self.kwargs or self.signature is None:  # a builtin or an odd callable: keywords only
+            return self.kwargs.get(name)
         try:
-            params = list(inspect.signature(func).parameters.values())
-        except (TypeError, ValueError):  # a builtin or an odd callable: name lookups fall back to kwargs
-            return cls({}, {})
-        if drop_first and params:
-            params = params[1:]
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        return cls(
-            {p.name: i for i, p in enumerate(positional)},
-            {p.name: p.default for p in params if p.default is not p.empty},
-        )
+            bound = self.signature.bind_partial(*self.args, **self.kwargs)
+        except TypeError:  # arguments the function does not take: the call fails, nothing is recorded
+            return None
+        bound.apply_defaults()
+        return bound.arguments.get(name)
+
+
+def _signature(func: Callable[..., Any], *, drop_first: bool) -> inspect.Signature | None:
+    """The signature an instrumented function is called with (a method's without ``self``)."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    params = list(signature.parameters.values())
+    return signature.replace(parameters=params[1:]) if drop_first and params else signature
 
 
 def _is_weight(path: Any) -> bool:
@@ -346,7 +336,6 @@ class _State:
         self.apis: list[weakref.ref[Any]] | None = None
         #: (holder, attribute, original, wrapper) for every replacement made, to undo them.
         self.patches: list[tuple[Any, str, Any, Any]] = []
-        self.patched: set[tuple[str, str]] = set()
 
 
 _state = _State()
@@ -359,11 +348,11 @@ def _tracks(api: Any) -> bool:
 class _Wrapper:
     """The ``wrapt`` wrapper of one instrumented function."""
 
-    __slots__ = ("is_async", "on_instance", "params", "spec")
+    __slots__ = ("is_async", "on_instance", "signature", "spec")
 
     def __init__(self, spec: Instrumented, func: Callable[..., Any], *, method: bool) -> None:
         self.spec = spec
-        self.params = _Params.of(func, drop_first=method)
+        self.signature = _signature(func, drop_first=method)
         self.on_instance = method
         self.is_async = inspect.iscoroutinefunction(func)
 
@@ -386,7 +375,7 @@ class _Wrapper:
 
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:
-        call = _Call(self.params, args, kwargs)
+        call = _Call(self.signature, args, kwargs)
         record = False
         with contained(f"autolog: {self.spec.label}"):
             record = self._decide(instance, call)
@@ -456,12 +445,9 @@ def _resolve(spec: Instrumented) -> tuple[Any, str, Any] | None:
 
 def _patch(spec: Instrumented, exported: dict[int, tuple[Any, Any]]) -> None:
     """Replace one function by its wrapper; a module function also goes into ``exported`` (by id)."""
-    key = (spec.module, spec.qualname)
-    if key in _state.patched:
-        return
     resolved = _resolve(spec)
-    if resolved is None:
-        logger.debug("workflow_trace autolog: %s is not in the installed SDK; not instrumented", spec.label)
+    if resolved is None:  # our wrapper is in place already, or the installed SDK lacks it
+        logger.debug("workflow_trace autolog: %s is instrumented already or not in the installed SDK", spec.label)
         return
     holder, attribute, original = resolved
     func = original.__func__ if isinstance(original, (staticmethod, classmethod)) else original
@@ -471,7 +457,6 @@ def _patch(spec: Instrumented, exported: dict[int, tuple[Any, Any]]) -> None:
     wrapper = wrapt.FunctionWrapper(original, _Wrapper(spec, func, method=method))
     setattr(holder, attribute, wrapper)
     _state.patches.append((holder, attribute, original, wrapper))
-    _state.patched.add(key)
     if not isinstance(holder, type):
         exported[id(original)] = (original, wrapper)
 
@@ -513,7 +498,6 @@ def _uninstrument() -> None:
     """Put every original back (only where our wrapper is still in place)."""
     with _state.lock:
         patches, _state.patches = _state.patches, []
-        _state.patched.clear()
         for holder, attribute, original, wrapper in reversed(patches):
             if vars(holder).get(attribute) is wrapper:
                 setattr(holder, attribute, original)
