@@ -270,25 +270,20 @@ def _specs() -> tuple[Instrumented, ...]:
         Instrumented("sly.app.Export.run", "supervisely.app.export_template", "Export.run"),
         Instrumented("sly.upload", f"{prj}.upload", "upload"),
     ]
-    # (module, class, function prefix, whether the class has its own download_async / download_bin / upload_bin)
-    modalities = (
-        ("project", "Project", "", True),
-        ("video_project", "VideoProject", "video_", True),
-        ("volume_project", "VolumeProject", "volume_", True),
-        ("pointcloud_project", "PointcloudProject", "pointcloud_", False),
-        ("pointcloud_episode_project", "PointcloudEpisodeProject", "pointcloud_episode_", False),
-        ("mesh_project", "MeshProject", "mesh_", False),
-        ("audio_project", "AudioProject", "audio_", False),
-    )
-    for module, cls, prefix, binary in modalities:
+    # One module per modality (supervisely.project.video_project: class VideoProject, sly.download_video_project);
+    # the first ones' classes have their own download_async / download_bin / upload_bin.
+    binary = ("project", "video_project", "volume_project")
+    for module in (*binary, "pointcloud_project", "pointcloud_episode_project", "mesh_project", "audio_project"):
         where = f"{prj}.{module}"
+        cls = module.title().replace("_", "")
+        prefix = module.removesuffix("project")
         specs += [
             Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project", read_project_id),
             Instrumented(f"sly.{cls}.download", where, f"{cls}.download", read_project_id),
             Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project", _uploaded_project),
             Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", _uploaded_project),
         ]
-        if binary:  # elsewhere these raise NotImplementedError (or are the image Project's, inherited)
+        if module in binary:  # elsewhere these raise NotImplementedError (or are the image Project's, inherited)
             specs += [
                 Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async", read_project_id),
                 Instrumented(f"sly.{cls}.download_bin", where, f"{cls}.download_bin", read_project_id),
