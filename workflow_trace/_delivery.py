@@ -42,7 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ._context import at_exit, at_fork, contained, describe, logger, report, suppressed, warn
 from ._errors import ConfigurationError
@@ -61,9 +61,6 @@ from ._journal import DEFAULT_EXIT_TIMEOUT
 DEFAULT_FLUSH_TIMEOUT = 30.0
 #: The longest ``Retry-After`` honoured, in seconds (a server asking for more is retried after this).
 MAX_RETRY_AFTER = 3600.0
-
-_Kind = Literal["ok", "retry", "dead", "hold"]
-
 
 def warn_hold(key: str, message: str) -> None:
     """One WARNING per cause for events a destination cannot take yet (the transport that knows why, and
@@ -94,15 +91,6 @@ class DeliveryStats:
     failures: int
     queued: int
     breaker: str
-
-
-@dataclass
-class _Outcome:
-    delivered: int
-    kind: _Kind = "ok"
-    message: str = ""
-    retry_after: float | None = None
-    status: int | None = None
 
 
 class DeliveringBackend:
@@ -411,75 +399,71 @@ class DeliveringBackend:
             self._reset_transport = False
             with contained(f"resetting the transport for {self.key}", allow_raise=False):
                 self.transport.close()
-        outcome = self._send(events)
-        self._settle(rows, events, outcome)
+        self._settle(rows, events, self._send(events))
         return True
 
-    def _send(self, events: list[Event]) -> _Outcome:
-        """Call the transport; classify what happened. Never raises."""
+    def _send(self, events: list[Event]) -> DeliveryError | None:
+        """Call the transport; what went wrong, as a :class:`DeliveryError` (``None``: all delivered). Never raises."""
         try:
             self.transport.send(events)
         except DeliveryError as exc:
-            k = min(max(int(exc.delivered), 0), len(events))
-            if k >= len(events):
-                return _Outcome(len(events))
-            kind: _Kind = "hold" if exc.hold else ("retry" if exc.retryable else "dead")
-            return _Outcome(k, kind, str(exc), exc.retry_after, exc.status)
+            return exc
         except OSError as exc:  # requests' ConnectionError and Timeout are OSErrors too
-            return _Outcome(0, "retry", describe(exc))
+            return DeliveryError(describe(exc), retryable=True)
         except Exception as exc:  # noqa: BLE001 - a broken transport must not stop the worker
             report(exc, f"the transport for {self.key} raised unexpectedly (will retry)", allow_raise=False)
-            return _Outcome(0, "retry", describe(exc))
-        return _Outcome(len(events))
+            return DeliveryError(describe(exc), retryable=True)
+        return None
 
-    def _settle(self, rows: list[SpoolRow], events: list[Event], outcome: _Outcome) -> None:
-        k = outcome.delivered
+    def _settle(self, rows: list[SpoolRow], events: list[Event], error: DeliveryError | None) -> None:
+        k = len(rows) if error is None else min(max(int(error.delivered), 0), len(rows))
         done = [r.event_id for r in rows[:k]]
         rest = rows[k:]
         self._n_delivered += k
-        if outcome.kind == "ok" or not rest:
+        if error is None or not rest:
             self.spool.settle(self.key, delete=done)
             self._recovered()
             return
         head = rest[0]
-        if outcome.kind == "dead":
-            self._dead(done, head, events[k], outcome.message)
+        message = str(error)
+        if not error.hold and not error.retryable:
+            self._dead(done, head, events[k], message)
             self._recovered()
             return
-        if outcome.kind == "hold":
-            delay = max(self.hold_interval, min(outcome.retry_after or 0.0, MAX_RETRY_AFTER))
-            self.spool.settle(self.key, delete=done, held=[head.event_id], error=outcome.message,
+        if error.hold:
+            delay = max(self.hold_interval, min(error.retry_after or 0.0, MAX_RETRY_AFTER))
+            self.spool.settle(self.key, delete=done, held=[head.event_id], error=message,
                               not_before=time.time() + delay)
-            warn_hold(self.key, outcome.message)
+            warn_hold(self.key, message)
             return
         # retry: the destination failed (no answer, or an error it may recover from)
         self._failures += 1
         self._n_failures += 1
         same_id, same_message, same_count = self._same
-        answered = outcome.status is not None
-        count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, outcome.message) else 1
-        self._same = (head.event_id, outcome.message, count) if answered else ("", "", 0)
+        answered = error.status is not None
+        count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, message) else 1
+        self._same = (head.event_id, message, count) if answered else ("", "", 0)
         if answered and count >= self.max_server_errors:
-            self._dead(done, head, events[k], f"gave up after {count} identical answers: {outcome.message}")
+            self._dead(done, head, events[k], f"gave up after {count} identical answers: {message}")
             self._same = ("", "", 0)
-            self._pause_until = time.monotonic() + self._delay(outcome.retry_after)
+            self._pause_until = time.monotonic() + self._delay(error.retry_after)
             return
-        given_up = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=outcome.message,
+        given_up = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=message,
                                      max_attempts=self.max_attempts)
         if given_up:
             self._n_dead += given_up
             if any(r.origin in self._origins for r in rest):
                 self._dead_since_flush += given_up
             warn(("gave up", self.key), "gave up %d workflow event(s) for %s after %d attempts (%s); kept in the "
-                 "spool as dead", given_up, self.key, self.max_attempts, outcome.message)
-        delay = self._delay(outcome.retry_after)
+                 "spool as dead", given_up, self.key, self.max_attempts, message)
+        delay = self._delay(error.retry_after)
         self._pause_until = time.monotonic() + delay
         if self._failures == 1:
             warn(("failing", self.key), "delivery to %s failed (%s); the events are kept in the spool and "
-                 "retried with backoff", self.key, outcome.message)
+                 "retried with backoff", self.key, message)
         elif self._failures == self.breaker_threshold:
             warn(("breaker", self.key), "%d consecutive failures delivering to %s (%s): trying again every %.1f s; "
-                 "new events wait in the spool", self._failures, self.key, outcome.message, delay)
+                 "new events wait in the spool", self._failures, self.key, message, delay)
 
     def _delay(self, retry_after: float | None) -> float:
         """Full-jitter exponential backoff, the cool-down after ``breaker_threshold`` failures."""
