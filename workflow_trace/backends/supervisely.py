@@ -178,9 +178,7 @@ class SuperviselyTransport:
         upgraded meanwhile (held attempts are spaced by the delivery layer).
         """
         version = self._instance_version
-        if version is not None and version >= needed:
-            return
-        if not asked[0]:
+        if (version is None or version < needed) and not asked[0]:
             asked[0] = True
             version = self._instance_version = self._fetch_version(delivered)
         if version is not None and version >= needed:
@@ -269,15 +267,6 @@ class SuperviselyTransport:
         text = self._task_text
         return text if text is not None and text == str(task_id) else task_id
 
-    def edge_body(self, event: Event, team_id: int, node_type: str, node_id: int | str) -> dict[str, Any]:
-        """The request body of one edge, keys in the SDK's order."""
-        assert event.task_id is not None
-        body: dict[str, Any] = {"teamId": team_id, "node": {"type": "task", "id": self._task_wire(event.task_id)},
-                                "type": node_type, "id": node_id}
-        if event.meta:
-            body["meta"] = event.meta
-        return body
-
     # -- Transport ------------------------------------------------------------------------------------
 
     def send(self, events: Sequence[Event]) -> None:
@@ -308,7 +297,11 @@ class SuperviselyTransport:
                 warn(("supervisely", "skipped", wire), "the %s %s of task %s is not sent to Supervisely: %s",
                      event.kind, event.node.ref, event.task_id, wire)
                 continue
-            body = self.edge_body(event, team_id, *wire)
+            # The body of the edge, keys in the SDK's order.
+            body: dict[str, Any] = {"teamId": team_id, "node": {"type": "task", "id": self._task_wire(event.task_id)},
+                                    "type": wire[0], "id": wire[1]}
+            if event.meta:
+                body["meta"] = event.meta
             self._client.call(f"workflow.node.add-{event.kind}", body, delivered=index)
         _warn_no_task(no_task)
 
