@@ -352,13 +352,10 @@ class OpenLineageMapper:
     # -- runs -----------------------------------------------------------------------------------------
 
     def _state(self, run_id: str) -> _RunState:
-        state = self._runs.get(run_id)
-        if state is None:
-            state = self._runs[run_id] = _RunState()
-            while len(self._runs) > _MAX_RUNS:
-                self._runs.popitem(last=False)
-        else:
-            self._runs.move_to_end(run_id)
+        state = self._runs.setdefault(run_id, _RunState())
+        self._runs.move_to_end(run_id)
+        if len(self._runs) > _MAX_RUNS:  # forget the run seen least recently
+            self._runs.popitem(last=False)
         return state
 
     def _parent_facet(self, parent_run_id: str, task_id: int | None) -> dict[str, Any]:
