@@ -126,11 +126,6 @@ CHECKPOINTS_CARD = WorkflowMeta(relation_settings=WorkflowSettings(
     title="Checkpoints", icon="folder", icon_color="#FFA500", icon_bg_color="#FFE8BE"))
 
 
-def _id_of(value: Any) -> Any:
-    """An id: the value itself (an ``int``), or its ``id`` attribute (``ProjectInfo``...)."""
-    return value if isinstance(value, int) else getattr(value, "id", None)
-
-
 def _result(direction: Direction, kind: type[Node]) -> Callable[[_Call, Any], Iterable[Edge]]:
     """The call's result (an ``...Info``, a list of them, or ``None``) is the node."""
     return lambda call, result: [(direction, kind, result, {})]
@@ -188,14 +183,10 @@ def _uploaded_project(call: _Call, result: Any) -> Iterable[Edge]:
     return [("output", Project, project, {})]
 
 
-def _started_session(call: _Call, result: Any) -> Iterable[Edge]:
-    """``api.app.start`` returns a ``SessionInfo`` whose task is ``task_id``."""
-    return [("output", Task, getattr(result, "task_id", None), {})]
-
-
 def _created_version(call: _Call, result: Any) -> Iterable[Edge]:
     """``api.project.version.create`` returns the version id: the app pins what it reads to it."""
-    project_id = _id_of(call.arg("project_info"))
+    project = call.arg("project_info")  # an id or a ProjectInfo
+    project_id = project if isinstance(project, int) else getattr(project, "id", None)
     if isinstance(result, bool) or not isinstance(result, int) or not isinstance(project_id, int):
         return []
     return [("input", Project, Project(id=project_id, version_id=result), {})]
@@ -244,7 +235,8 @@ def _specs() -> tuple[Instrumented, ...]:
         ("file", ("upload_directory",), _uploaded_directory),
         ("labeling_job", ("create",), _result("output", Job)),
         ("task", ("start",), _result("output", Task)),
-        ("app", ("start",), _started_session),
+        # api.app.start returns a SessionInfo whose task is task_id.
+        ("app", ("start",), lambda call, result: [("output", Task, getattr(result, "task_id", None), {})]),
         ("image", ("upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
                    "upload_hash", "upload_hashes", "upload_id", "upload_ids"), _arg("output", Dataset, "dataset_id")),
     ]

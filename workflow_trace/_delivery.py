@@ -238,23 +238,19 @@ class DeliveringBackend:
             self._origins.add(self._journal.owner)
         self._wake.set()
         while True:
-            pending = self._pending_own()
-            if pending == 0:
+            if self._pending_own() == 0:
                 dead, self._dead_since_flush = self._dead_since_flush, 0
                 return dead == 0
             now = time.monotonic()
+            due = self.spool.next_due(self.key, list(self._origins))  # when the next attempt is due (time.time())
             if (now >= deadline or (self._exiting and self._failures) or self._pause_until > deadline
-                    or self._next_due_after(deadline)):
+                    or (due is not None and due - time.time() > deadline - now)):
                 return False  # out of time, or the worker will not try again in time: no waiting
             self._ensure_worker()
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
     def _pending_own(self) -> int:
         return sum(self.spool.pending_count(self.key, origin) for origin in self._origins)
-
-    def _next_due_after(self, deadline: float) -> bool:
-        due = self.spool.next_due(self.key, list(self._origins))
-        return due is not None and due - time.time() > deadline - time.monotonic()
 
     def stats(self) -> DeliveryStats:
         """This process's counters (see :class:`DeliveryStats`)."""
@@ -361,13 +357,10 @@ class DeliveringBackend:
                 backoff = min(backoff * 2, 5.0)
             elif idle:
                 backoff = 0.05
-                self._wake.wait(self._idle_wait())
+                poll = self.spool_poll if self.spool_poll > 0 else 1.0
+                due = self.spool.next_due(self.key, list(self._origins))
+                self._wake.wait(max(0.01, poll if due is None else min(poll, due - time.time())))
                 self._wake.clear()
-
-    def _idle_wait(self) -> float:
-        wait = self.spool_poll if self.spool_poll > 0 else 1.0
-        due = self.spool.next_due(self.key, list(self._origins))
-        return max(0.01, wait if due is None else min(wait, due - time.time()))
 
     def _work(self) -> bool:
         """Deliver one batch; ``False`` when there is nothing to do now."""
