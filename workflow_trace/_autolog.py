@@ -61,7 +61,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import FrameType, ModuleType, TracebackType
+from types import FrameType, ModuleType
 from typing import Any, Literal, NamedTuple
 
 import wrapt
@@ -561,14 +561,6 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _script_traceback(tb: TracebackType | None, path: str) -> TracebackType | None:
-    """The traceback from the script's first frame on (without runpy and this module), as Python shows it."""
-    start = tb
-    while start is not None and os.path.abspath(start.tb_frame.f_code.co_filename) != path:
-        start = start.tb_next
-    return start or tb
-
-
 def _run_in_step(full: str, name: str) -> None:
     """Run the script as ``__main__`` inside one step. Its uncaught exception (the step records it) is
     printed by ``sys.excepthook`` as Python prints it and becomes ``SystemExit(1)``, Python's exit code."""
@@ -580,7 +572,10 @@ def _run_in_step(full: str, name: str) -> None:
                 if exc.code not in (None, 0):
                     raise  # the step failed; sys.exit(0) is a normal end
     except Exception as exc:  # noqa: BLE001 - the script's own error, printed as Python prints it
-        trimmed = _script_traceback(exc.__traceback__, full)
+        trimmed = exc.__traceback__  # from the script's first frame on (without runpy and this module)
+        while trimmed is not None and os.path.abspath(trimmed.tb_frame.f_code.co_filename) != full:
+            trimmed = trimmed.tb_next
+        trimmed = trimmed or exc.__traceback__
         sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
         raise SystemExit(1) from None
 

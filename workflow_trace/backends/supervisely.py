@@ -218,15 +218,6 @@ class SuperviselyTransport:
                 return int(entity["id"])
         return None
 
-    def _file_id(self, team_id: int, path: str, delivered: int) -> int | None:
-        # Not cached: a file overwritten at the same path (a "best.pt" saved each epoch) gets a new id.
-        answer = self._client.call("file-storage.list", {"teamId": team_id, "path": path, "recursive": True},
-                                   delivered=delivered)
-        for entry in _entities(answer):
-            if entry.get("path") == path and isinstance(entry.get("id"), int):
-                return int(entry["id"])
-        return None
-
     # -- mapping --------------------------------------------------------------------------------------
 
     def _wire_node(self, node: Node, task_id: int, team_id: int, delivered: int) -> tuple[str, int | str] | str:
@@ -250,12 +241,15 @@ class SuperviselyTransport:
             wire_type = "model_weight" if node.model_weight else "file"
             if node.id is not None:
                 return wire_type, node.id
-            assert node.path is not None  # a File has an id or a path
-            file_id = self._file_id(team_id, node.path, delivered)
-            if file_id is None:
-                return (f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
-                        f"the file's id (upload it first, or give the id or FileInfo)")
-            return wire_type, file_id
+            # Its id, from team Files; not cached: a file overwritten at the same path (a "best.pt" saved each
+            # epoch) gets a new id.
+            answer = self._client.call("file-storage.list", {"teamId": team_id, "path": node.path, "recursive": True},
+                                       delivered=delivered)
+            for entry in _entities(answer):
+                if entry.get("path") == node.path and isinstance(entry.get("id"), int):
+                    return wire_type, int(entry["id"])
+            return (f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
+                    f"the file's id (upload it first, or give the id or FileInfo)")
         if isinstance(node, Folder):
             return "folder", node.path if node.path.startswith("/") else "/" + node.path
         if isinstance(node, App):
