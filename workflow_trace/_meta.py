@@ -307,10 +307,6 @@ def _sdk_wire(meta: Any) -> Any:
     return out or None
 
 
-def _is_sdk_meta(meta: Any) -> bool:
-    return hasattr(meta, "as_dict") or (hasattr(meta, "relation_settings") and hasattr(meta, "node_settings"))
-
-
 def _plain(value: Any) -> Any:
     """A JSON-ready copy: mappings become dicts (key order kept)."""
     return {str(k): _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
@@ -332,7 +328,8 @@ def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> 
         return None
     if isinstance(meta, WorkflowMeta):
         return meta.to_wire() or None  # validated when it was built
-    wire: Any = _sdk_wire(meta) if not isinstance(meta, Mapping) and _is_sdk_meta(meta) else meta
+    sdk = hasattr(meta, "as_dict") or (hasattr(meta, "relation_settings") and hasattr(meta, "node_settings"))
+    wire: Any = _sdk_wire(meta) if sdk and not isinstance(meta, Mapping) else meta
     if wire is None or (isinstance(wire, Mapping) and not wire):
         return None  # {}, or the SDK's WorkflowMeta() with no settings: nothing to say (the SDK sends no meta)
     if not lenient:
