@@ -167,9 +167,8 @@ def _uploaded_directory(call: _Call, result: Any) -> Iterable[Edge]:
     local = call.arg("local_dir")
     remote = result.rstrip("/") or "/"
     held: list[str] = []
-    if isinstance(local, (str, os.PathLike)) and os.path.isdir(local):
-        local = os.fspath(local)
-        for folder, _, names in os.walk(local):
+    if isinstance(local, (str, os.PathLike)):
+        for folder, _, names in os.walk(os.fspath(local)):  # nothing when it is not a folder
             if any(_is_weight(name) for name in names):
                 relative = os.path.relpath(folder, local).replace(os.sep, "/")
                 held.append(remote if relative == "." else posixpath.join(remote, relative))

@@ -265,9 +265,8 @@ def _strict_settings(card: Mapping[str, Any], where: str) -> WorkflowSettings:
     """A card that passed the schema, checked against workflow_trace's own rules."""
     if "icon" in card and not card["icon"]["icon"].startswith("zmdi-"):
         raise ValueError(f"{where}.icon.icon must start with 'zmdi-' in the wire form (got {card['icon']['icon']!r})")
-    fields = card_fields(card)
     try:
-        return WorkflowSettings(**fields)
+        return WorkflowSettings(**card_fields(card))
     except ValidationError as exc:
         details = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
