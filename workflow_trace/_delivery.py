@@ -62,6 +62,7 @@ DEFAULT_FLUSH_TIMEOUT = 30.0
 #: The longest ``Retry-After`` honoured, in seconds (a server asking for more is retried after this).
 MAX_RETRY_AFTER = 3600.0
 
+
 def warn_hold(key: str, message: str) -> None:
     """One WARNING per cause for events a destination cannot take yet (the transport that knows why, and
     the delivery layer that holds them, say it once between them)."""
