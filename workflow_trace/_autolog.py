@@ -61,7 +61,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import FrameType, ModuleType, TracebackType
+from types import FrameType, ModuleType
 from typing import Any, Literal, NamedTuple
 
 import wrapt
@@ -90,40 +90,30 @@ Edge = tuple[Direction, type[Node], Any, dict[str, Any]]
 class _Call(NamedTuple):
     """The arguments of one SDK call, read by parameter name (positional or keyword)."""
 
-    params: _Params
+    signature: inspect.Signature | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
 
     def arg(self, name: str) -> Any:
         """The value passed for ``name`` (its default when it was not passed; ``None`` if it has none)."""
-        if name in self.kwargs:
-            return self.kwargs[name]
-        index = self.params.index.get(name)
-        if index is not None and index < len(self.args):
-            return self.args[index]
-        return self.params.defaults.get(name)
-
-
-@dataclass(frozen=True)
-class _Params:
-    """A function's parameter names (without ``self``) and defaults, computed once per patch."""
-
-    index: dict[str, int]
-    defaults: dict[str, Any]
-
-    @classmethod
-    def of(cls, func: Callable[..., Any], *, drop_first: bool) -> _Params:
+        if name in self.kwargs or self.signature is None:  # a builtin or an odd callable: keywords only
+            return self.kwargs.get(name)
         try:
-            params = list(inspect.signature(func).parameters.values())
-        except (TypeError, ValueError):  # a builtin or an odd callable: name lookups fall back to kwargs
-            return cls({}, {})
-        if drop_first and params:
-            params = params[1:]
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        return cls(
-            {p.name: i for i, p in enumerate(positional)},
-            {p.name: p.default for p in params if p.default is not p.empty},
-        )
+            bound = self.signature.bind_partial(*self.args, **self.kwargs)
+        except TypeError:  # arguments the function does not take: the call fails, nothing is recorded
+            return None
+        bound.apply_defaults()
+        return bound.arguments.get(name)
+
+
+def _signature(func: Callable[..., Any], *, drop_first: bool) -> inspect.Signature | None:
+    """The signature an instrumented function is called with (a method's without ``self``)."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    params = list(signature.parameters.values())
+    return signature.replace(parameters=params[1:]) if drop_first and params else signature
 
 
 def _is_weight(path: Any) -> bool:
@@ -134,11 +124,6 @@ def _is_weight(path: Any) -> bool:
 #: its link to one file (several checkpoints share the folder, and one card keeps it one edge).
 CHECKPOINTS_CARD = WorkflowMeta(relation_settings=WorkflowSettings(
     title="Checkpoints", icon="folder", icon_color="#FFA500", icon_bg_color="#FFE8BE"))
-
-
-def _id_of(value: Any) -> Any:
-    """An id: the value itself (an ``int``), or its ``id`` attribute (``ProjectInfo``...)."""
-    return value if isinstance(value, int) else getattr(value, "id", None)
 
 
 def _result(direction: Direction, kind: type[Node]) -> Callable[[_Call, Any], Iterable[Edge]]:
@@ -182,9 +167,8 @@ def _uploaded_directory(call: _Call, result: Any) -> Iterable[Edge]:
     local = call.arg("local_dir")
     remote = result.rstrip("/") or "/"
     held: list[str] = []
-    if isinstance(local, (str, os.PathLike)) and os.path.isdir(local):
-        local = os.fspath(local)
-        for folder, _, names in os.walk(local):
+    if isinstance(local, (str, os.PathLike)):
+        for folder, _, names in os.walk(os.fspath(local)):  # nothing when it is not a folder
             if any(_is_weight(name) for name in names):
                 relative = os.path.relpath(folder, local).replace(os.sep, "/")
                 held.append(remote if relative == "." else posixpath.join(remote, relative))
@@ -198,14 +182,10 @@ def _uploaded_project(call: _Call, result: Any) -> Iterable[Edge]:
     return [("output", Project, project, {})]
 
 
-def _started_session(call: _Call, result: Any) -> Iterable[Edge]:
-    """``api.app.start`` returns a ``SessionInfo`` whose task is ``task_id``."""
-    return [("output", Task, getattr(result, "task_id", None), {})]
-
-
 def _created_version(call: _Call, result: Any) -> Iterable[Edge]:
     """``api.project.version.create`` returns the version id: the app pins what it reads to it."""
-    project_id = _id_of(call.arg("project_info"))
+    project = call.arg("project_info")  # an id or a ProjectInfo
+    project_id = project if isinstance(project, int) else getattr(project, "id", None)
     if isinstance(result, bool) or not isinstance(result, int) or not isinstance(project_id, int):
         return []
     return [("input", Project, Project(id=project_id, version_id=result), {})]
@@ -254,7 +234,8 @@ def _specs() -> tuple[Instrumented, ...]:
         ("file", ("upload_directory",), _uploaded_directory),
         ("labeling_job", ("create",), _result("output", Job)),
         ("task", ("start",), _result("output", Task)),
-        ("app", ("start",), _started_session),
+        # api.app.start returns a SessionInfo whose task is task_id.
+        ("app", ("start",), lambda call, result: [("output", Task, getattr(result, "task_id", None), {})]),
         ("image", ("upload_path", "upload_paths", "upload_np", "upload_nps", "upload_link", "upload_links",
                    "upload_hash", "upload_hashes", "upload_id", "upload_ids"), _arg("output", Dataset, "dataset_id")),
     ]
@@ -280,25 +261,20 @@ def _specs() -> tuple[Instrumented, ...]:
         Instrumented("sly.app.Export.run", "supervisely.app.export_template", "Export.run"),
         Instrumented("sly.upload", f"{prj}.upload", "upload"),
     ]
-    # (module, class, function prefix, whether the class has its own download_async / download_bin / upload_bin)
-    modalities = (
-        ("project", "Project", "", True),
-        ("video_project", "VideoProject", "video_", True),
-        ("volume_project", "VolumeProject", "volume_", True),
-        ("pointcloud_project", "PointcloudProject", "pointcloud_", False),
-        ("pointcloud_episode_project", "PointcloudEpisodeProject", "pointcloud_episode_", False),
-        ("mesh_project", "MeshProject", "mesh_", False),
-        ("audio_project", "AudioProject", "audio_", False),
-    )
-    for module, cls, prefix, binary in modalities:
+    # One module per modality (supervisely.project.video_project: class VideoProject, sly.download_video_project);
+    # the first ones' classes have their own download_async / download_bin / upload_bin.
+    binary = ("project", "video_project", "volume_project")
+    for module in (*binary, "pointcloud_project", "pointcloud_episode_project", "mesh_project", "audio_project"):
         where = f"{prj}.{module}"
+        cls = module.title().replace("_", "")
+        prefix = module.removesuffix("project")
         specs += [
             Instrumented(f"sly.download_{prefix}project", where, f"download_{prefix}project", read_project_id),
             Instrumented(f"sly.{cls}.download", where, f"{cls}.download", read_project_id),
             Instrumented(f"sly.upload_{prefix}project", where, f"upload_{prefix}project", _uploaded_project),
             Instrumented(f"sly.{cls}.upload", where, f"{cls}.upload", _uploaded_project),
         ]
-        if binary:  # elsewhere these raise NotImplementedError (or are the image Project's, inherited)
+        if module in binary:  # elsewhere these raise NotImplementedError (or are the image Project's, inherited)
             specs += [
                 Instrumented(f"sly.{cls}.download_async", where, f"{cls}.download_async", read_project_id),
                 Instrumented(f"sly.{cls}.download_bin", where, f"{cls}.download_bin", read_project_id),
@@ -346,7 +322,6 @@ class _State:
         self.apis: list[weakref.ref[Any]] | None = None
         #: (holder, attribute, original, wrapper) for every replacement made, to undo them.
         self.patches: list[tuple[Any, str, Any, Any]] = []
-        self.patched: set[tuple[str, str]] = set()
 
 
 _state = _State()
@@ -359,11 +334,11 @@ def _tracks(api: Any) -> bool:
 class _Wrapper:
     """The ``wrapt`` wrapper of one instrumented function."""
 
-    __slots__ = ("is_async", "on_instance", "params", "spec")
+    __slots__ = ("is_async", "on_instance", "signature", "spec")
 
     def __init__(self, spec: Instrumented, func: Callable[..., Any], *, method: bool) -> None:
         self.spec = spec
-        self.params = _Params.of(func, drop_first=method)
+        self.signature = _signature(func, drop_first=method)
         self.on_instance = method
         self.is_async = inspect.iscoroutinefunction(func)
 
@@ -386,7 +361,7 @@ class _Wrapper:
 
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:
-        call = _Call(self.params, args, kwargs)
+        call = _Call(self.signature, args, kwargs)
         record = False
         with contained(f"autolog: {self.spec.label}"):
             record = self._decide(instance, call)
@@ -456,12 +431,9 @@ def _resolve(spec: Instrumented) -> tuple[Any, str, Any] | None:
 
 def _patch(spec: Instrumented, exported: dict[int, tuple[Any, Any]]) -> None:
     """Replace one function by its wrapper; a module function also goes into ``exported`` (by id)."""
-    key = (spec.module, spec.qualname)
-    if key in _state.patched:
-        return
     resolved = _resolve(spec)
-    if resolved is None:
-        logger.debug("workflow_trace autolog: %s is not in the installed SDK; not instrumented", spec.label)
+    if resolved is None:  # our wrapper is in place already, or the installed SDK lacks it
+        logger.debug("workflow_trace autolog: %s is instrumented already or not in the installed SDK", spec.label)
         return
     holder, attribute, original = resolved
     func = original.__func__ if isinstance(original, (staticmethod, classmethod)) else original
@@ -471,7 +443,6 @@ def _patch(spec: Instrumented, exported: dict[int, tuple[Any, Any]]) -> None:
     wrapper = wrapt.FunctionWrapper(original, _Wrapper(spec, func, method=method))
     setattr(holder, attribute, wrapper)
     _state.patches.append((holder, attribute, original, wrapper))
-    _state.patched.add(key)
     if not isinstance(holder, type):
         exported[id(original)] = (original, wrapper)
 
@@ -513,7 +484,6 @@ def _uninstrument() -> None:
     """Put every original back (only where our wrapper is still in place)."""
     with _state.lock:
         patches, _state.patches = _state.patches, []
-        _state.patched.clear()
         for holder, attribute, original, wrapper in reversed(patches):
             if vars(holder).get(attribute) is wrapper:
                 setattr(holder, attribute, original)
@@ -590,14 +560,6 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _script_traceback(tb: TracebackType | None, path: str) -> TracebackType | None:
-    """The traceback from the script's first frame on (without runpy and this module), as Python shows it."""
-    start = tb
-    while start is not None and os.path.abspath(start.tb_frame.f_code.co_filename) != path:
-        start = start.tb_next
-    return start or tb
-
-
 def _run_in_step(full: str, name: str) -> None:
     """Run the script as ``__main__`` inside one step. Its uncaught exception (the step records it) is
     printed by ``sys.excepthook`` as Python prints it and becomes ``SystemExit(1)``, Python's exit code."""
@@ -609,7 +571,10 @@ def _run_in_step(full: str, name: str) -> None:
                 if exc.code not in (None, 0):
                     raise  # the step failed; sys.exit(0) is a normal end
     except Exception as exc:  # noqa: BLE001 - the script's own error, printed as Python prints it
-        trimmed = _script_traceback(exc.__traceback__, full)
+        trimmed = exc.__traceback__  # from the script's first frame on (without runpy and this module)
+        while trimmed is not None and os.path.abspath(trimmed.tb_frame.f_code.co_filename) != full:
+            trimmed = trimmed.tb_next
+        trimmed = trimmed or exc.__traceback__
         sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
         raise SystemExit(1) from None
 

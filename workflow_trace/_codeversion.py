@@ -43,17 +43,15 @@ def find_repository(start: Path) -> tuple[Path, Path] | None:
             return candidate, dot_git
         if dot_git.is_file():
             text = dot_git.read_text(errors="replace").strip()
-            if text.startswith("gitdir:"):
-                gitdir = Path(text[len("gitdir:"):].strip())
-                return candidate, gitdir if gitdir.is_absolute() else (candidate / gitdir).resolve()
+            if text.startswith("gitdir:"):  # relative to the work tree, or absolute (the join keeps it)
+                return candidate, (candidate / text[len("gitdir:"):].strip()).resolve()
     return None
 
 
 def _common_dir(gitdir: Path) -> Path:
     common = gitdir / "commondir"
-    if common.is_file():
-        path = Path(common.read_text().strip())
-        return path if path.is_absolute() else (gitdir / path).resolve()
+    if common.is_file():  # relative to the git dir, or absolute (the join keeps it)
+        return (gitdir / common.read_text().strip()).resolve()
     return gitdir
 
 

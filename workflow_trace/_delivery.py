@@ -42,7 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ._context import at_exit, at_fork, contained, describe, logger, report, suppressed, warn
 from ._errors import ConfigurationError
@@ -61,8 +61,6 @@ from ._journal import DEFAULT_EXIT_TIMEOUT
 DEFAULT_FLUSH_TIMEOUT = 30.0
 #: The longest ``Retry-After`` honoured, in seconds (a server asking for more is retried after this).
 MAX_RETRY_AFTER = 3600.0
-
-_Kind = Literal["ok", "retry", "dead", "hold"]
 
 
 def warn_hold(key: str, message: str) -> None:
@@ -94,15 +92,6 @@ class DeliveryStats:
     failures: int
     queued: int
     breaker: str
-
-
-@dataclass
-class _Outcome:
-    delivered: int
-    kind: _Kind = "ok"
-    message: str = ""
-    retry_after: float | None = None
-    status: int | None = None
 
 
 class DeliveringBackend:
@@ -250,23 +239,19 @@ class DeliveringBackend:
             self._origins.add(self._journal.owner)
         self._wake.set()
         while True:
-            pending = self._pending_own()
-            if pending == 0:
+            if self._pending_own() == 0:
                 dead, self._dead_since_flush = self._dead_since_flush, 0
                 return dead == 0
             now = time.monotonic()
+            due = self.spool.next_due(self.key, list(self._origins))  # when the next attempt is due (time.time())
             if (now >= deadline or (self._exiting and self._failures) or self._pause_until > deadline
-                    or self._next_due_after(deadline)):
+                    or (due is not None and due - time.time() > deadline - now)):
                 return False  # out of time, or the worker will not try again in time: no waiting
             self._ensure_worker()
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
     def _pending_own(self) -> int:
         return sum(self.spool.pending_count(self.key, origin) for origin in self._origins)
-
-    def _next_due_after(self, deadline: float) -> bool:
-        due = self.spool.next_due(self.key, list(self._origins))
-        return due is not None and due - time.time() > deadline - time.monotonic()
 
     def stats(self) -> DeliveryStats:
         """This process's counters (see :class:`DeliveryStats`)."""
@@ -373,13 +358,10 @@ class DeliveringBackend:
                 backoff = min(backoff * 2, 5.0)
             elif idle:
                 backoff = 0.05
-                self._wake.wait(self._idle_wait())
+                poll = self.spool_poll if self.spool_poll > 0 else 1.0
+                due = self.spool.next_due(self.key, list(self._origins))
+                self._wake.wait(max(0.01, poll if due is None else min(poll, due - time.time())))
                 self._wake.clear()
-
-    def _idle_wait(self) -> float:
-        wait = self.spool_poll if self.spool_poll > 0 else 1.0
-        due = self.spool.next_due(self.key, list(self._origins))
-        return max(0.01, wait if due is None else min(wait, due - time.time()))
 
     def _work(self) -> bool:
         """Deliver one batch; ``False`` when there is nothing to do now."""
@@ -411,75 +393,71 @@ class DeliveringBackend:
             self._reset_transport = False
             with contained(f"resetting the transport for {self.key}", allow_raise=False):
                 self.transport.close()
-        outcome = self._send(events)
-        self._settle(rows, events, outcome)
+        self._settle(rows, events, self._send(events))
         return True
 
-    def _send(self, events: list[Event]) -> _Outcome:
-        """Call the transport; classify what happened. Never raises."""
+    def _send(self, events: list[Event]) -> DeliveryError | None:
+        """Call the transport; what went wrong, as a :class:`DeliveryError` (``None``: all delivered). Never raises."""
         try:
             self.transport.send(events)
         except DeliveryError as exc:
-            k = min(max(int(exc.delivered), 0), len(events))
-            if k >= len(events):
-                return _Outcome(len(events))
-            kind: _Kind = "hold" if exc.hold else ("retry" if exc.retryable else "dead")
-            return _Outcome(k, kind, str(exc), exc.retry_after, exc.status)
+            return exc
         except OSError as exc:  # requests' ConnectionError and Timeout are OSErrors too
-            return _Outcome(0, "retry", describe(exc))
+            return DeliveryError(describe(exc), retryable=True)
         except Exception as exc:  # noqa: BLE001 - a broken transport must not stop the worker
             report(exc, f"the transport for {self.key} raised unexpectedly (will retry)", allow_raise=False)
-            return _Outcome(0, "retry", describe(exc))
-        return _Outcome(len(events))
+            return DeliveryError(describe(exc), retryable=True)
+        return None
 
-    def _settle(self, rows: list[SpoolRow], events: list[Event], outcome: _Outcome) -> None:
-        k = outcome.delivered
+    def _settle(self, rows: list[SpoolRow], events: list[Event], error: DeliveryError | None) -> None:
+        k = len(rows) if error is None else min(max(int(error.delivered), 0), len(rows))
         done = [r.event_id for r in rows[:k]]
         rest = rows[k:]
         self._n_delivered += k
-        if outcome.kind == "ok" or not rest:
+        if error is None or not rest:
             self.spool.settle(self.key, delete=done)
             self._recovered()
             return
         head = rest[0]
-        if outcome.kind == "dead":
-            self._dead(done, head, events[k], outcome.message)
+        message = str(error)
+        if not error.hold and not error.retryable:
+            self._dead(done, head, events[k], message)
             self._recovered()
             return
-        if outcome.kind == "hold":
-            delay = max(self.hold_interval, min(outcome.retry_after or 0.0, MAX_RETRY_AFTER))
-            self.spool.settle(self.key, delete=done, held=[head.event_id], error=outcome.message,
+        if error.hold:
+            delay = max(self.hold_interval, min(error.retry_after or 0.0, MAX_RETRY_AFTER))
+            self.spool.settle(self.key, delete=done, held=[head.event_id], error=message,
                               not_before=time.time() + delay)
-            warn_hold(self.key, outcome.message)
+            warn_hold(self.key, message)
             return
         # retry: the destination failed (no answer, or an error it may recover from)
         self._failures += 1
         self._n_failures += 1
         same_id, same_message, same_count = self._same
-        answered = outcome.status is not None
-        count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, outcome.message) else 1
-        self._same = (head.event_id, outcome.message, count) if answered else ("", "", 0)
+        answered = error.status is not None
+        count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, message) else 1
+        self._same = (head.event_id, message, count) if answered else ("", "", 0)
         if answered and count >= self.max_server_errors:
-            self._dead(done, head, events[k], f"gave up after {count} identical answers: {outcome.message}")
+            self._dead(done, head, events[k], f"gave up after {count} identical answers: {message}")
             self._same = ("", "", 0)
-            self._pause_until = time.monotonic() + self._delay(outcome.retry_after)
+            self._pause_until = time.monotonic() + self._delay(error.retry_after)
             return
-        given_up = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=outcome.message,
+        given_up = self.spool.settle(self.key, delete=done, failed=[r.event_id for r in rest], error=message,
                                      max_attempts=self.max_attempts)
         if given_up:
             self._n_dead += given_up
             if any(r.origin in self._origins for r in rest):
                 self._dead_since_flush += given_up
             warn(("gave up", self.key), "gave up %d workflow event(s) for %s after %d attempts (%s); kept in the "
-                 "spool as dead", given_up, self.key, self.max_attempts, outcome.message)
-        delay = self._delay(outcome.retry_after)
+                 "spool as dead", given_up, self.key, self.max_attempts, message)
+        delay = self._delay(error.retry_after)
         self._pause_until = time.monotonic() + delay
         if self._failures == 1:
             warn(("failing", self.key), "delivery to %s failed (%s); the events are kept in the spool and "
-                 "retried with backoff", self.key, outcome.message)
+                 "retried with backoff", self.key, message)
         elif self._failures == self.breaker_threshold:
             warn(("breaker", self.key), "%d consecutive failures delivering to %s (%s): trying again every %.1f s; "
-                 "new events wait in the spool", self._failures, self.key, outcome.message, delay)
+                 "new events wait in the spool", self._failures, self.key, message, delay)
 
     def _delay(self, retry_after: float | None) -> float:
         """Full-jitter exponential backoff, the cool-down after ``breaker_threshold`` failures."""

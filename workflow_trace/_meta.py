@@ -149,18 +149,6 @@ class WorkflowSettings(BaseModel):
         """The SDK's JSON form of these settings (only set fields)."""
         return _settings_wire(self.__dict__)
 
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any], where: str = "settings") -> WorkflowSettings:
-        """Validate the SDK's JSON form of one card and return the equivalent settings.
-
-        Raises:
-            ValueError: an unknown key or an invalid value, naming it.
-        """
-        problem = _card_problem(data, where)
-        if problem is not None:
-            raise ValueError(problem)
-        return _strict_settings(data, where)
-
 
 class WorkflowMeta(BaseModel):
     """Settings of the two cards one workflow call touches: the relation (input/output) and the node."""
@@ -277,9 +265,8 @@ def _strict_settings(card: Mapping[str, Any], where: str) -> WorkflowSettings:
     """A card that passed the schema, checked against workflow_trace's own rules."""
     if "icon" in card and not card["icon"]["icon"].startswith("zmdi-"):
         raise ValueError(f"{where}.icon.icon must start with 'zmdi-' in the wire form (got {card['icon']['icon']!r})")
-    fields = card_fields(card)
     try:
-        return WorkflowSettings(**fields)
+        return WorkflowSettings(**card_fields(card))
     except ValidationError as exc:
         details = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
@@ -319,10 +306,6 @@ def _sdk_wire(meta: Any) -> Any:
     return out or None
 
 
-def _is_sdk_meta(meta: Any) -> bool:
-    return hasattr(meta, "as_dict") or (hasattr(meta, "relation_settings") and hasattr(meta, "node_settings"))
-
-
 def _plain(value: Any) -> Any:
     """A JSON-ready copy: mappings become dicts (key order kept)."""
     return {str(k): _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
@@ -344,23 +327,21 @@ def meta_to_wire(meta: Any, *, lenient: bool = False, culprit: str = "meta") -> 
         return None
     if isinstance(meta, WorkflowMeta):
         return meta.to_wire() or None  # validated when it was built
-    wire: Any = _sdk_wire(meta) if not isinstance(meta, Mapping) and _is_sdk_meta(meta) else meta
+    sdk = hasattr(meta, "as_dict") or (hasattr(meta, "relation_settings") and hasattr(meta, "node_settings"))
+    wire: Any = _sdk_wire(meta) if sdk and not isinstance(meta, Mapping) else meta
     if wire is None or (isinstance(wire, Mapping) and not wire):
         return None  # {}, or the SDK's WorkflowMeta() with no settings: nothing to say (the SDK sends no meta)
+    if not lenient:
+        try:
+            WorkflowMeta.from_wire(wire)  # the SDK's schema, then workflow_trace's own rules
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return {key: _plain(card) for key, card in wire.items() if card} or None
     problem = _schema_problem(wire)
     if problem is not None:
-        if not lenient:
-            raise ConfigurationError(problem)
         warn(("meta", culprit, problem), "%s: %s; the meta is left out and the edge recorded without it (as "
              "the SDK does)", culprit, problem)
         return None
-    if not lenient:
-        try:
-            WorkflowMeta.from_wire(wire)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        out = {key: _plain(card) for key, card in wire.items() if card}
-        return out or None
     sent: dict[str, Any] = _plain(wire)
     for key, card in sent.items():
         link = card.get("mainLink")

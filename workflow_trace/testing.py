@@ -87,15 +87,13 @@ def record() -> Iterator[Recording]:
 try:
     import pytest
 except ImportError:  # pragma: no cover - the plugin needs pytest, the module does not
-    pytest = None  # type: ignore[assignment]
 
-if pytest is not None:
+    def workflow_events() -> Any:
+        raise RuntimeError("workflow_events is a pytest fixture")
+else:
 
     @pytest.fixture
     def workflow_events() -> Iterator[Recording]:
         """Record the workflow events emitted during the test (in memory)."""
         with record() as rec:
             yield rec
-else:  # pragma: no cover
-    def workflow_events() -> Any:
-        raise RuntimeError("workflow_events is a pytest fixture")

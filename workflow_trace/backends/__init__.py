@@ -110,13 +110,20 @@ class CompositeBackend:
 
 BackendFactory = Callable[[str], Backend]
 
-# scheme -> "module:attribute" of a factory taking the whole backend string (imported on first use).
+# scheme -> the class in workflow_trace.backends.<scheme> whose from_url builds it (imported on first use).
 _BUILTIN: dict[str, str] = {
-    "memory": "workflow_trace.backends.memory:MemoryBackend.from_url",
-    "null": "workflow_trace.backends.null:NullBackend.from_url",
-    "openlineage": "workflow_trace.backends.openlineage:OpenLineageBackend.from_url",
-    "sqlite": "workflow_trace.backends.sqlite:SQLiteBackend.from_url",
-    "supervisely": "workflow_trace.backends.supervisely:SuperviselyBackend.from_url",
+    "memory": "MemoryBackend",
+    "null": "NullBackend",
+    "openlineage": "OpenLineageBackend",
+    "sqlite": "SQLiteBackend",
+    "supervisely": "SuperviselyBackend",
+}
+# Names imported on first use, so that `import workflow_trace` stays cheap.
+_LAZY: dict[str, str] = {
+    "DeliveringBackend": "workflow_trace._delivery",
+    "DeliveryError": "workflow_trace._transport",
+    "Transport": "workflow_trace._transport",
+    **{cls: f"{__name__}.{scheme}" for scheme, cls in _BUILTIN.items()},
 }
 _REGISTERED: dict[str, BackendFactory] = {}
 
@@ -139,10 +146,6 @@ def available_schemes() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTERED) | set(_entry_points()))
 
 
-def _scheme_of(spec: str) -> str:
-    return spec.split(":", 1)[0].strip().lower().split("+", 1)[0]
-
-
 def create_backend(spec: str) -> Backend:
     """Build a backend from a backend string.
 
@@ -156,12 +159,10 @@ def create_backend(spec: str) -> Backend:
         raise ConfigurationError(f"a backend string must be a non-empty str, not {spec!r}")
     if "," in spec:
         return CompositeBackend(*(create_backend(part) for part in spec.split(",") if part.strip()))
-    scheme = _scheme_of(spec)
+    scheme = spec.split(":", 1)[0].strip().lower().split("+", 1)[0]
     factory: BackendFactory | None = _REGISTERED.get(scheme)
     if factory is None and scheme in _BUILTIN:
-        import pkgutil  # not at import time: configure() is the first to need it
-
-        factory = pkgutil.resolve_name(_BUILTIN[scheme])
+        factory = __getattr__(_BUILTIN[scheme]).from_url
     if factory is None:
         ep = _entry_points().get(scheme)
         if ep is not None:
@@ -179,17 +180,6 @@ def create_backend(spec: str) -> Backend:
 
 
 def __getattr__(name: str) -> Any:
-    # Backends are imported lazily so that `import workflow_trace` stays cheap.
-    lazy = {
-        "DeliveringBackend": "workflow_trace._delivery",
-        "DeliveryError": "workflow_trace._transport",
-        "Transport": "workflow_trace._transport",
-        "MemoryBackend": "workflow_trace.backends.memory",
-        "NullBackend": "workflow_trace.backends.null",
-        "OpenLineageBackend": "workflow_trace.backends.openlineage",
-        "SQLiteBackend": "workflow_trace.backends.sqlite",
-        "SuperviselyBackend": "workflow_trace.backends.supervisely",
-    }
-    if name in lazy:
-        return getattr(importlib.import_module(lazy[name]), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

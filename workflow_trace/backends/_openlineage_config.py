@@ -338,10 +338,9 @@ def load_settings() -> OpenLineageSettings:
     """
     if is_disabled():
         return OpenLineageSettings(disabled=True)
-    env = os.environ
     path = find_config_file()
     from_file = _read_config_file(path) if path is not None else {}
-    from_env = env_config(env)
+    from_env = env_config()
     merged = _deep_merge(from_env, from_file)
 
     def source_of(key: str) -> str:
@@ -351,13 +350,13 @@ def load_settings() -> OpenLineageSettings:
         return " + ".join(where) or "the OpenLineage configuration"
 
     options = _options(merged.get("workflow_trace"), source_of("workflow_trace"))
-    namespace = options.pop("namespace", None) or env.get("OPENLINEAGE_NAMESPACE") or None
+    namespace = options.pop("namespace", None) or os.environ.get("OPENLINEAGE_NAMESPACE") or None
     transport_raw = merged.get("transport")
     source = source_of("transport")
     if transport_raw is not None and not isinstance(transport_raw, Mapping):
         raise ConfigurationError(f"{source}: transport must be a mapping (type: http, url: ...)")
     kind = transport_raw.get("type") if transport_raw else None
-    url = env.get("OPENLINEAGE_URL", "").strip()
+    url = os.environ.get("OPENLINEAGE_URL", "").strip()
     transport: HttpTransportConfig | None = None
     if kind == "noop":
         return OpenLineageSettings(disabled=True, namespace=namespace, options=options)

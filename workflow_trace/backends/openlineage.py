@@ -57,13 +57,12 @@ Only :class:`OpenLineageTransport` touches the network, from the delivery layer'
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import os
 import posixpath
 import socket
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -339,33 +338,24 @@ class OpenLineageMapper:
         card = meta.get("customNodeSettings")
         if isinstance(card, Mapping) and card:
             facets[CARD_FACET] = self._facet(CARD_FACET_SCHEMA_URL, **card)
+        dataset: dict[str, Any] = {"namespace": namespace, "name": name}
+        if facets:
+            dataset["facets"] = facets
         relation = meta.get("customRelationSettings")
-        relation_facets: dict[str, Any] = {}
         if isinstance(relation, Mapping) and relation:
-            relation_facets[CARD_FACET] = self._facet(CARD_FACET_SCHEMA_URL, **relation)
-        names = [name]
-        if version is not None and self.dataset_version != "facet":
-            names = [f"{name}@{version}"] if self.dataset_version == "name" else [name, f"{name}@{version}"]
-        out: list[dict[str, Any]] = []
-        for each in names:
-            dataset: dict[str, Any] = {"namespace": namespace, "name": each}
-            if facets:
-                dataset["facets"] = dict(facets)
-            if relation_facets:
-                dataset[f"{direction}Facets"] = dict(relation_facets)
-            out.append(dataset)
-        return out
+            dataset[f"{direction}Facets"] = {CARD_FACET: self._facet(CARD_FACET_SCHEMA_URL, **relation)}
+        if version is None or self.dataset_version == "facet":
+            return [dataset]
+        versioned = {**dataset, "name": f"{name}@{version}"}  # one dataset per version
+        return [versioned] if self.dataset_version == "name" else [dataset, versioned]
 
     # -- runs -----------------------------------------------------------------------------------------
 
     def _state(self, run_id: str) -> _RunState:
-        state = self._runs.get(run_id)
-        if state is None:
-            state = self._runs[run_id] = _RunState()
-            while len(self._runs) > _MAX_RUNS:
-                self._runs.popitem(last=False)
-        else:
-            self._runs.move_to_end(run_id)
+        state = self._runs.setdefault(run_id, _RunState())
+        self._runs.move_to_end(run_id)
+        if len(self._runs) > _MAX_RUNS:  # forget the run seen least recently
+            self._runs.popitem(last=False)
         return state
 
     def _parent_facet(self, parent_run_id: str, task_id: int | None) -> dict[str, Any]:
@@ -429,55 +419,41 @@ class OpenLineageMapper:
         same events again (a retry) adds no dataset twice.
         """
         planned: list[PlannedEvent] = []
-        start = 0
-        for _run_id, group in itertools.groupby(events, key=lambda event: event.step.run_id):
-            stop = start + sum(1 for _ in group)
-            planned.extend(self._plan_group(events, start, stop))
-            start = stop
-        return planned
-
-    def _plan_group(self, events: Sequence[Event], start: int, stop: int) -> Iterator[PlannedEvent]:
-        first = events[start]
-        state = self._state(first.step.run_id)
-        state.job = self.job_name(first.step.name, first.task_id)
-        state.parent_run_id = first.step.parent_run_id
-        i = start
-        pending: dict[Direction, list[dict[str, Any]]] = {"input": [], "output": []}
-        pending_event: Event | None = None
-        while i < stop:
-            event = events[i]
-            if event.kind == "step_started":
-                if pending_event is not None:
-                    yield self._running(pending_event, pending, i)
-                    pending, pending_event = {"input": [], "output": []}, None
-                i += 1
-                inputs: list[dict[str, Any]] = []
-                while i < stop and events[i].kind == "input":
-                    for dataset in self.datasets(events[i], "input"):
-                        state.add("input", dataset)
-                        inputs.append(dataset)
-                    i += 1
-                yield PlannedEvent(self._run_event("START", event, inputs, []), i, event.step.run_id)
+        state = _RunState()
+        building: Event | None = None  # the START (its step_started) or RUNNING (its latest event) not sent yet
+        found: dict[Direction, list[dict[str, Any]]] = {"input": [], "output": []}
+        for i, event in enumerate(events):
+            step = event.step
+            new_run = i == 0 or step.run_id != events[i - 1].step.run_id
+            if building is not None and (new_run or event.kind == "step_started"
+                                         or (building.kind == "step_started" and event.kind != "input")):
+                planned.append(self._unfinished(building, found, i))
+                building, found = None, {"input": [], "output": []}
+            if new_run:
+                state = self._state(step.run_id)
+                state.job = self.job_name(step.name, event.task_id)
+                state.parent_run_id = step.parent_run_id
+            if event.kind == "step_finished":  # every input and output of the run, the ones not sent yet included
+                body = self._run_event("FAIL" if event.status == "failed" else "COMPLETE", event, state.of("input"),
+                                       state.of("output"))
+                planned.append(PlannedEvent(body, i + 1, step.run_id, finished=True))
+                building, found = None, {"input": [], "output": []}
                 continue
-            if event.kind in ("input", "output"):
+            if event.kind != "step_started":
                 direction: Direction = "input" if event.kind == "input" else "output"
                 for dataset in self.datasets(event, direction):
                     state.add(direction, dataset)
-                    pending[direction].append(dataset)
-                pending_event = event
-                i += 1
-                continue
-            # step_finished: every input and output of the run, the pending ones included.
-            event_type = "FAIL" if event.status == "failed" else "COMPLETE"
-            body = self._run_event(event_type, event, state.of("input"), state.of("output"))
-            pending, pending_event = {"input": [], "output": []}, None
-            i += 1
-            yield PlannedEvent(body, i, event.step.run_id, finished=True)
-        if pending_event is not None:
-            yield self._running(pending_event, pending, stop)
+                    found[direction].append(dataset)
+            if building is None or building.kind != "step_started":
+                building = event
+        if building is not None:
+            planned.append(self._unfinished(building, found, len(events)))
+        return planned
 
-    def _running(self, event: Event, pending: dict[Direction, list[dict[str, Any]]], end: int) -> PlannedEvent:
-        return PlannedEvent(self._run_event("RUNNING", event, pending["input"], pending["output"]), end,
+    def _unfinished(self, event: Event, found: dict[Direction, list[dict[str, Any]]], end: int) -> PlannedEvent:
+        """The START (``event`` is the run's ``step_started``) or RUNNING event of datasets not sent yet."""
+        event_type = "START" if event.kind == "step_started" else "RUNNING"
+        return PlannedEvent(self._run_event(event_type, event, found["input"], found["output"]), end,
                             event.step.run_id)
 
     def finished(self, run_id: str) -> None:
@@ -654,15 +630,6 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
     return url, options
 
 
-def _naming_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    out = {key: options[key] for key in ("job_prefix", "dot_replacement", "dataset_version") if key in options}
-    if "dot_replacement" in out:
-        out["dot_replacement"] = out["dot_replacement"] or None  # empty means "no replacement", not "drop dots"
-    if options.get("server_address"):
-        out["server_address"] = options["server_address"]
-    return out
-
-
 class OpenLineageBackend(DeliveringBackend):
     """Sends the lineage to an OpenLineage server (Marquez, DataHub, ...), in the background.
 
@@ -749,13 +716,15 @@ class OpenLineageBackend(DeliveringBackend):
                 f"or write an openlineage.yml with transport: {{type: http, url: ...}} (looked for: {looked}), "
                 "or write the URL in the backend string: openlineage+http://host:port"
             )
-        naming = _naming_options({**settings.options, **options})
+        naming = {**settings.options, **options}
         return cls(
             transport.url, namespace=options.get("namespace") or settings.namespace or DEFAULT_NAMESPACE,
             endpoint=options.get("endpoint") or transport.endpoint, api_key=transport.api_key,
             timeout=transport.timeout if transport.timeout is not None else 10.0, verify=transport.verify,
             custom_headers=transport.custom_headers, compression=options.get("compression") or transport.compression,
-            **naming,
+            server_address=naming.get("server_address") or None, dataset_version=naming.get("dataset_version", "facet"),
+            job_prefix=naming.get("job_prefix", DEFAULT_JOB_PREFIX),
+            dot_replacement=naming.get("dot_replacement") or None,  # empty: no replacement (not "drop dots")
         )
 
     @classmethod

@@ -75,29 +75,11 @@ def _optional_int(value: Any, problem: str) -> int | None:
         raise ConfigurationError(problem) from None
 
 
-def _parse_version(text: Any) -> tuple[int, int, int] | None:
-    """``"6.12.44"`` -> ``(6, 12, 44)``; anything unparsable -> ``None`` (an unknown version)."""
-    match = _VERSION_RE.match(text) if isinstance(text, str) else None
-    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
-
-
 def _warn_no_task(count: int) -> None:
     if count:
         warn(("supervisely", "no task"), "%d event(s) not sent to Supervisely: they have no task id and a "
              "workflow edge needs a task (run inside a task, or set SUPERVISELY_TASK_ID or pass task_id= to "
              "the step or to SuperviselyBackend)", count)
-
-
-def _fmt_version(version: tuple[int, int, int]) -> str:
-    return ".".join(str(part) for part in version)
-
-
-def _normalise_server(server_address: str) -> str:
-    if not isinstance(server_address, str) or not server_address.strip():
-        raise ConfigurationError("the Supervisely server address must be a non-empty str (SERVER_ADDRESS)")
-    server = server_address.strip().rstrip("/")
-    # The SDK accepts a bare host and talks HTTP to it; so do we, rather than guess HTTPS.
-    return server if server.startswith(("http://", "https://")) else "http://" + server
 
 
 class _Client(Client):
@@ -152,8 +134,12 @@ class SuperviselyTransport:
         secret = token if isinstance(token, Secret) else Secret(token.strip()) if isinstance(token, str) else None
         if secret is None or not secret.reveal().strip():
             raise ConfigurationError("the Supervisely API token must be a non-empty str (API_TOKEN)")
+        if not isinstance(server_address, str) or not server_address.strip():
+            raise ConfigurationError("the Supervisely server address must be a non-empty str (SERVER_ADDRESS)")
+        server = server_address.strip().rstrip("/")
         self.token = secret
-        self.server_address = _normalise_server(server_address)
+        # The SDK accepts a bare host and talks HTTP to it; so do we, rather than guess HTTPS.
+        self.server_address = server if server.startswith(("http://", "https://")) else "http://" + server
         self.team_id = team_id
         self._task_text = None if task_header is None else str(task_header).strip()
         self._client = _Client(self.server_address, secret, float(timeout), self._task_text)
@@ -180,7 +166,9 @@ class SuperviselyTransport:
                 raise
             # Another 4xx: an instance too old to know the method. Its version is unknown.
             return None
-        return _parse_version(answer.get("version") if isinstance(answer, Mapping) else None)
+        text = answer.get("version") if isinstance(answer, Mapping) else None
+        match = _VERSION_RE.match(text) if isinstance(text, str) else None  # "6.12.44"; anything else: unknown
+        return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
 
     def _check_instance(self, needed: tuple[int, int, int], what: str, delivered: int, asked: list[bool]) -> None:
         """Raise a *hold* :class:`DeliveryError` unless the instance is at least ``needed``.
@@ -190,17 +178,15 @@ class SuperviselyTransport:
         upgraded meanwhile (held attempts are spaced by the delivery layer).
         """
         version = self._instance_version
-        if version is not None and version >= needed:
-            return
-        if not asked[0]:
+        if (version is None or version < needed) and not asked[0]:
             asked[0] = True
             version = self._instance_version = self._fetch_version(delivered)
         if version is not None and version >= needed:
             return
-        shown = "unknown" if version is None else _fmt_version(version)
+        shown = "unknown" if version is None else ".".join(map(str, version))
         message = (f"the Supervisely instance at {self.server_address} (version {shown}) does not support "
-                   f"{what}: version {_fmt_version(needed)} or newer is needed; these events are kept in the spool "
-                   f"and sent once the instance is upgraded")
+                   f"{what}: version {'.'.join(map(str, needed))} or newer is needed; these events are kept in the "
+                   f"spool and sent once the instance is upgraded")
         warn_hold(self.key, message)
         raise DeliveryError(message, retryable=True, hold=True, delivered=delivered)
 
@@ -232,15 +218,6 @@ class SuperviselyTransport:
                 return int(entity["id"])
         return None
 
-    def _file_id(self, team_id: int, path: str, delivered: int) -> int | None:
-        # Not cached: a file overwritten at the same path (a "best.pt" saved each epoch) gets a new id.
-        answer = self._client.call("file-storage.list", {"teamId": team_id, "path": path, "recursive": True},
-                                   delivered=delivered)
-        for entry in _entities(answer):
-            if entry.get("path") == path and isinstance(entry.get("id"), int):
-                return int(entry["id"])
-        return None
-
     # -- mapping --------------------------------------------------------------------------------------
 
     def _wire_node(self, node: Node, task_id: int, team_id: int, delivered: int) -> tuple[str, int | str] | str:
@@ -264,12 +241,15 @@ class SuperviselyTransport:
             wire_type = "model_weight" if node.model_weight else "file"
             if node.id is not None:
                 return wire_type, node.id
-            assert node.path is not None  # a File has an id or a path
-            file_id = self._file_id(team_id, node.path, delivered)
-            if file_id is None:
-                return (f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
-                        f"the file's id (upload it first, or give the id or FileInfo)")
-            return wire_type, file_id
+            # Its id, from team Files; not cached: a file overwritten at the same path (a "best.pt" saved each
+            # epoch) gets a new id.
+            answer = self._client.call("file-storage.list", {"teamId": team_id, "path": node.path, "recursive": True},
+                                       delivered=delivered)
+            for entry in _entities(answer):
+                if entry.get("path") == node.path and isinstance(entry.get("id"), int):
+                    return wire_type, int(entry["id"])
+            return (f"no file at {node.path!r} in the Files of team {team_id}: a workflow file node needs "
+                    f"the file's id (upload it first, or give the id or FileInfo)")
         if isinstance(node, Folder):
             return "folder", node.path if node.path.startswith("/") else "/" + node.path
         if isinstance(node, App):
@@ -280,15 +260,6 @@ class SuperviselyTransport:
         """A task id as the SDK sends it: the ``SUPERVISELY_TASK_ID`` text for that task, else the number."""
         text = self._task_text
         return text if text is not None and text == str(task_id) else task_id
-
-    def edge_body(self, event: Event, team_id: int, node_type: str, node_id: int | str) -> dict[str, Any]:
-        """The request body of one edge, keys in the SDK's order."""
-        assert event.task_id is not None
-        body: dict[str, Any] = {"teamId": team_id, "node": {"type": "task", "id": self._task_wire(event.task_id)},
-                                "type": node_type, "id": node_id}
-        if event.meta:
-            body["meta"] = event.meta
-        return body
 
     # -- Transport ------------------------------------------------------------------------------------
 
@@ -320,7 +291,11 @@ class SuperviselyTransport:
                 warn(("supervisely", "skipped", wire), "the %s %s of task %s is not sent to Supervisely: %s",
                      event.kind, event.node.ref, event.task_id, wire)
                 continue
-            body = self.edge_body(event, team_id, *wire)
+            # The body of the edge, keys in the SDK's order.
+            body: dict[str, Any] = {"teamId": team_id, "node": {"type": "task", "id": self._task_wire(event.task_id)},
+                                    "type": wire[0], "id": wire[1]}
+            if event.meta:
+                body["meta"] = event.meta
             self._client.call(f"workflow.node.add-{event.kind}", body, delivered=index)
         _warn_no_task(no_task)
 
@@ -335,11 +310,9 @@ def _versions_query(project_id: int, filters: list[dict[str, Any]] | None, page:
     data: dict[str, Any] = {"projectId": project_id}
     if filters:
         data["filter"] = filters
-    data["sort"] = "id"
-    data["sort_order"] = "asc"
+    data.update(sort="id", sort_order="asc")
     if page is not None:
-        data["page"] = page
-        data["per_page"] = per_page
+        data.update(page=page, per_page=per_page)
     return data
 
 
@@ -398,13 +371,12 @@ class SuperviselyBackend:
         spool_path: str | os.PathLike[str] | None = None,
         **delivery_options: Any,
     ) -> None:
-        env_task = env_task_id()
         raw_task: str | None = os.environ.get("SUPERVISELY_TASK_ID", "").strip()  # the SDK's header, as it reads it
         raw_task = raw_task if raw_task and raw_task.isdigit() else None
         if team_id is None:
             raw_team = os.environ.get("TEAM_ID", "").strip()
             team_id = _optional_int(raw_team, f"TEAM_ID must be an integer (got {raw_team!r})")
-        self.task_id: int | None = task_id if task_id is not None else env_task
+        self.task_id: int | None = task_id if task_id is not None else env_task_id()
         self.transport = SuperviselyTransport(server_address, token, team_id=team_id, task_header=raw_task,
                                               timeout=timeout)
         self._token = self.transport.token
