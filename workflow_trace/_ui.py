@@ -57,21 +57,14 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "workflow-trace"
     sys_version = ""
-    _with_body = True  # False while answering a HEAD
-
-    def do_GET(self) -> None:
-        self._answer(body=True)
-
-    def do_HEAD(self) -> None:
-        self._answer(body=False)
 
     def _refuse_method(self) -> None:
         self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only: only GET and HEAD"}, {"Allow": _ALLOW})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
-    def _answer(self, *, body: bool) -> None:
-        self._with_body = body
+    def do_GET(self) -> None:
+        """Answer a GET, or a HEAD (the same answer without its body: see :meth:`_send`)."""
         if not self._host_allowed():
             # A page on another site reaching us through a rebound DNS name would send its own Host.
             self._send_json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unexpected Host header"})
@@ -105,6 +98,8 @@ class _Handler(BaseHTTPRequestHandler):
             answered = True
         if not answered:
             self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error (see the server log)"})
+
+    do_HEAD = do_GET
 
     def _graph(self, scope: str) -> None:
         version = self.server.provider.version()
@@ -153,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in {"Content-Security-Policy": self.server.csp, **_HEADERS, **(extra or {})}.items():
             self.send_header(key, value)
         self.end_headers()
-        if self._with_body and status != HTTPStatus.NOT_MODIFIED:
+        if self.command != "HEAD" and status != HTTPStatus.NOT_MODIFIED:
             self.wfile.write(payload)
 
     def _send_json(self, status: HTTPStatus, value: object, extra: dict[str, str] | None = None) -> None:
@@ -214,9 +209,5 @@ def serve(provider: GraphProvider, host: str = "127.0.0.1", port: int = 8765, *,
         print(url, flush=True)
     if open_browser:
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
-    try:
+    with server, contextlib.suppress(KeyboardInterrupt):  # leaving the block closes the server
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
