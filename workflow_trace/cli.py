@@ -105,6 +105,7 @@ _SCOPE = _arg("--scope", default="workspace", metavar="S",
               help="workspace (default), project:ID or project:PATH (the tasks that touched it), or task:ID")
 _OUTPUT = _arg("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 _FORMATS = ("text", "json", "mermaid", "dot", "html")
+_WALKS = {"up": Graph.upstream, "down": Graph.downstream, "both": Graph.lineage}  # --direction: the walk
 
 
 def _write(text: str, output: str | None = None) -> None:
@@ -124,12 +125,15 @@ def _write(text: str, output: str | None = None) -> None:
         raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int]) -> str:
+def _write_table(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int],
+                 empty: str) -> int:
+    """Write ``title`` and the table of ``rows`` (the columns in ``right`` right-aligned), or ``empty`` when
+    there are no rows; the exit code (0)."""
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-        for row in (header, *rows)
-    ) + "\n"
+    lines = ("  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row))
+             .rstrip() for row in (header, *rows))
+    _write(title + "\n".join(lines) + "\n" if rows else empty)
+    return 0
 
 
 def _task_key(text: str) -> str:
@@ -172,11 +176,8 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
             "-" if info.duration is None else format_duration(info.duration),
             str(counts[node.key, "input"]), str(counts[node.key, "output"]),
         ))
-    if not rows:
-        _write(f"no tasks recorded yet in scope {graph.scope}\n")
-        return 0
-    _write(_table(("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows, {0, 3, 6, 7}))
-    return 0
+    return _write_table("", ("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows,
+                        {0, 3, 6, 7}, f"no tasks recorded yet in scope {graph.scope}\n")
 
 
 @_command("lineage", "what a node came from and what came from it",
@@ -196,9 +197,8 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
         if isinstance(exc, LookupError):
             raise
         raise CliError(f"bad node {terminal_safe(args.node)!r}: {exc}") from None
-    walk = {"up": graph.upstream, "down": graph.downstream, "both": graph.lineage}[args.direction]
-    _write(graph.lineage_text(text, args.direction) if args.format == "text" else walk(text).export(args.format),
-           args.output)
+    _write(graph.lineage_text(text, args.direction) if args.format == "text"
+           else _WALKS[args.direction](graph, text).export(args.format), args.output)
     return 0
 
 
@@ -226,10 +226,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     key = _task_key(args.task)
     graph = load_graph(args.db)
-    if key not in graph.nodes:
-        graph.find(key)  # raises, naming the closest tasks
+    task = graph.nodes[graph.find(key)[0]]  # an unknown task: the error names the closest ones
     store = SQLiteBackend.open_existing(args.db)
-    task = graph.nodes[key]
     _write(_reproduce.report(graph, store, task))
     if args.restore:
         try:
@@ -265,9 +263,7 @@ class _StoreProvider:
         return self._graph().scoped(scope).to_dict()
 
     def lineage(self, node: str, direction: str, depth: int | None) -> dict[str, Any]:
-        graph = self._graph()
-        walk = {"up": graph.upstream, "down": graph.downstream, "both": graph.lineage}[direction]
-        return walk(node).to_dict()
+        return _WALKS[direction](self._graph(), node).to_dict()
 
 
 @_command("ui", "the interactive lineage viewer in the browser (read-only)",
@@ -357,17 +353,14 @@ def _cmd_versions_list(args: argparse.Namespace) -> int:
     store, project, folder = _local_project(args)
     versions = store.list_versions(project)
     sizes = store.local_versions().sizes(project)
-    if not versions:
-        print(f"no versions of {folder} yet")
-        return 0
     rows = [
         (str(v.id), f"v{v.version}", one_line(v.title or "-", 50), format_time(v.created_at),
          str(sizes.get(v.id, (0, 0))[0]), _size(sizes.get(v.id, (0, 0))[1]))
         for v in versions
     ]
-    _write(f"versions of {terminal_safe(str(folder))} (project:{project.id})\n"
-           + _table(("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5}))
-    return 0
+    return _write_table(f"versions of {terminal_safe(str(folder))} (project:{project.id})\n",
+                        ("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5},
+                        f"no versions of {folder} yet\n")
 
 
 def _cmd_versions_restore(args: argparse.Namespace) -> int:
@@ -530,15 +523,11 @@ def _cmd_spool(args: argparse.Namespace) -> int:
               f"{spool.path}")
         return 0
     counts = [c for c in spool.counts() if args.dest in (None, c.dest)]
-    if not counts:
-        print(f"the spool is empty ({spool.path})")
-        return 0
     rows = [(terminal_safe(c.dest), str(c.pending), str(c.dead), str(c.held),
              "-" if c.oldest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.oldest)),
              _clip_words(terminal_safe(c.last_error or "-"), None if args.verbose else 80)) for c in counts]
-    print(f"spool: {spool.path}")
-    sys.stdout.write(_table(("DESTINATION", "PENDING", "DEAD", "HELD", "OLDEST", "LAST ERROR"), rows, {1, 2, 3}))
-    return 0
+    return _write_table(f"spool: {spool.path}\n", ("DESTINATION", "PENDING", "DEAD", "HELD", "OLDEST", "LAST ERROR"),
+                        rows, {1, 2, 3}, f"the spool is empty ({spool.path})\n")
 
 
 # -- run ---------------------------------------------------------------------------------------
