@@ -63,7 +63,7 @@ import gc
 import json
 import os
 import unicodedata
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
@@ -532,7 +532,8 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[Edge
     by_key: dict[str, list[tuple[EdgeRow, _Version | None, Card | None]]] = defaultdict(list)
     merged: dict[tuple[str, str, str, int], _EdgeSum] = {}  # one edge per (source, target, relation, generation)
     for row, gen, version in zip(rows, generation_of, versions, strict=True):
-        key, time, card = row.key, row.time, _relation_card(row)
+        key, time = row.key, row.time
+        card = Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
         task_key = f"task:{row.task_id}"
         if task_key not in nodes:
             nodes[task_key] = GraphNode(key=task_key, kind="task", external_id=row.task_id)
@@ -601,10 +602,6 @@ def _version_of(node: Node) -> _Version | None:
     if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
         return (node.version_id, node.version_num)
     return None
-
-
-def _relation_card(row: EdgeRow) -> Card | None:
-    return Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
 
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -678,19 +675,14 @@ class Graph:
             UnknownNodeError: the graph has no such node (the message names the closest ones).
             ValueError: the text is not ``KIND:ID`` or ``KIND:PATH``.
         """
+        text = node.strip() if isinstance(node, str) else node.ref
         if isinstance(node, str):
-            text = node.strip()
-            keys = [text] if text in self.nodes else self._match_text(text)
+            keys = self._match_text(text)
             if keys:
                 return keys
-            parsed = parse_node_ref(text)
-        else:
-            parsed = node
-            text = node.ref
-        if isinstance(parsed, App):
-            keys = [k for k, n in self.nodes.items() if n.kind == "app"]
-        else:
-            keys = [parsed.ref] if parsed.ref in self.nodes else self._match_text(parsed.ref)
+            node = parse_node_ref(text)
+        keys = ([k for k, n in self.nodes.items() if n.kind == "app"] if isinstance(node, App)
+                else self._match_text(node.ref))
         if not keys:
             where = "the store" if self.scope.level == "workspace" else f"scope {self.scope}"
             kind = text.partition(":")[0].lower()
@@ -701,6 +693,9 @@ class Graph:
         return keys
 
     def _match_text(self, text: str) -> list[str]:
+        """The keys ``text`` names: itself, if a key, else the nodes recorded by that id or path."""
+        if text in self.nodes:
+            return [text]
         kind, sep, ident = text.partition(":")
         if not sep or not ident:
             return []
@@ -919,7 +914,7 @@ class Graph:
             max_text: Most characters to write (Mermaid's ``maxTextSize``).
         """
         boxes = {key: _mermaid_box(node) for key, node in self.nodes.items()}
-        links = [_mermaid_link(e) for e in self.edges]
+        links = [_mermaid_link(e.source, e.target, [e]) for e in self.edges]
         text = _mermaid_text(boxes, links, [])
         if len(links) <= max_edges and len(text) <= max_text:
             return text
@@ -977,8 +972,7 @@ class Graph:
             source, target = rep[edge.source], rep[edge.target]
             if source != target:
                 merged[(source, target)].append(edge)
-        links = [replace(_mermaid_link(edges[0]), source=source, target=target) if len(edges) == 1
-                 else _mermaid_fold_link(source, target, edges) for (source, target), edges in merged.items()]
+        links = [_mermaid_link(source, target, edges) for (source, target), edges in merged.items()]
         tasks = len(self.tasks)
         data = len(self.nodes) - tasks
         task_boxes = sum(1 for box in boxes.values() if box.kind == "task")
@@ -1140,34 +1134,30 @@ def _shows_runs(info: TaskInfo) -> bool:
 
 def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
     """The runs of a task as a tree; siblings with the same name folded (``load ×1,000, 1 failed``)."""
-    children: dict[str | None, list[RunInfo]] = defaultdict(list)
+    # The runs under each parent, by name (a run whose parent is not among them is a root).
+    children: dict[str | None, dict[str, list[RunInfo]]] = defaultdict(lambda: defaultdict(list))
     ids = {r.run_id for r in info.runs}
     for run in info.runs:
-        children[run.parent_run_id if run.parent_run_id in ids else None].append(run)
+        children[run.parent_run_id if run.parent_run_id in ids else None][run.name].append(run)
     lines: list[str] = []
 
     def walk(parent: str | None, depth: int) -> None:
-        groups: dict[str, list[RunInfo]] = {}
-        for run in children.get(parent, ()):
-            groups.setdefault(run.name, []).append(run)
-        for name, runs in groups.items():
+        for name, runs in children.get(parent, {}).items():
             if len(lines) >= limit:
                 return
-            indent = "    " * (depth + 1)
+            text = f"{'    ' * (depth + 1)}run {one_line(name, 60)}"
             if len(runs) == 1:
                 run = runs[0]
                 status = run.status if run.status != "failed" else f"FAILED {run.error_type or ''}".rstrip()
-                text = f"{indent}run {one_line(name, 60)} [{status}]"
+                text += f" [{status}]"
                 if run.duration is not None:
                     text += f" {format_duration(run.duration)}"
                 if run.params:
                     text += "  params: " + one_line(format_params(run.params), 100)
             else:
-                failed = sum(1 for r in runs if r.status == "failed")
-                running = sum(1 for r in runs if r.status == "running")
-                text = f"{indent}run {one_line(name, 60)} ×{len(runs):,}"
-                text += f", {failed:,} failed" if failed else ""
-                text += f", {running:,} running" if running else ""
+                statuses = Counter(r.status for r in runs)
+                counts = "".join(f", {statuses[s]:,} {s}" for s in ("failed", "running") if statuses[s])
+                text += f" ×{len(runs):,}{counts}"
             lines.append(text)
             walk(runs[0].run_id, depth + 1)  # of a folded group, the first one's children stand for all
 
@@ -1252,11 +1242,7 @@ class _MermaidLink:
     target: str
     dashed: bool
     tags: tuple[str, ...]
-    time: tuple[bool, str]  # sortable: (known, ISO time)
-
-
-def _sort_time(value: datetime | None) -> tuple[bool, str]:
-    return (value is not None, "" if value is None else value.isoformat())
+    time: str  # sortable: the ISO time of the newest edge, "" (before any other) when unknown
 
 
 def _error_text(info: TaskInfo | None) -> str:
@@ -1298,17 +1284,15 @@ def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
     return _MermaidBox(first.kind, f"{len(nodes):,} {kind}", detail, "model" if first.model_weight else first.kind)
 
 
-def _mermaid_link(edge: GraphEdge) -> _MermaidLink:
-    return _MermaidLink(edge.source, edge.target, edge.relation == "input" and edge.version_label is not None,
-                        tuple(edge.tags), _sort_time(edge.last_time))
-
-
-def _mermaid_fold_link(source: str, target: str, edges: list[GraphEdge]) -> _MermaidLink:
+def _mermaid_link(source: str, target: str, edges: Sequence[GraphEdge]) -> _MermaidLink:
+    """The link from ``source`` to ``target`` drawn for one edge, or for several folded into one."""
+    dashed = all(e.relation == "input" and e.version_label is not None for e in edges)
+    newest = max(_iso(e.last_time) or "" for e in edges)
+    if len(edges) == 1:
+        return _MermaidLink(source, target, dashed, tuple(edges[0].tags), newest)
     versions = {e.version_label for e in edges}
-    dashed = all(e.relation == "input" and e.version_label for e in edges)
     tags = [f"×{len(edges):,}"] + ([next(iter(versions))] if len(versions) == 1 and None not in versions else [])
-    return _MermaidLink(source, target, dashed, tuple(t for t in tags if t),
-                        max(_sort_time(e.last_time) for e in edges))
+    return _MermaidLink(source, target, dashed, tuple(tags), newest)
 
 
 def _mermaid_text(boxes: Mapping[str, _MermaidBox], links: Sequence[_MermaidLink], notes: Sequence[str]) -> str:
