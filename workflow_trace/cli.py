@@ -111,13 +111,11 @@ _WALKS = {"up": Graph.upstream, "down": Graph.downstream, "both": Graph.lineage}
 def _write(text: str, output: str | None = None) -> None:
     """Write ``text`` to ``output`` (a file, or stdout for ``None`` / ``-``)."""
     if output is None or output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        print(text, end="", flush=True)
         return
     path = Path(output)
     try:
-        if path.parent != Path(""):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
@@ -169,8 +167,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
         info = node.task
         if info is None:
             continue  # a task only seen as someone's input: nothing recorded about it here
-        failed = info.failed_runs
-        runs = f"{len(info.runs):,}" + (f" ({failed:,} failed)" if failed else "")
+        runs = f"{len(info.runs):,}" + (f" ({info.failed_runs:,} failed)" if info.failed_runs else "")
         rows.append((
             str(info.id), one_line(node.label, 40), info.status, runs, format_time(info.started_at),
             "-" if info.duration is None else format_duration(info.duration),
@@ -378,11 +375,6 @@ def _cmd_versions_restore(args: argparse.Namespace) -> int:
 # -- push --------------------------------------------------------------------------------------
 
 
-def _destination_key(backend: object) -> str:
-    key = getattr(getattr(backend, "transport", None), "key", None)
-    return key if isinstance(key, str) and key else repr(backend)
-
-
 @_command("push", "replay the local store to a remote backend (idempotent)",
           "Send every event of the local store, in order, to BACKEND (a backend string such as supervisely, "
           "supervisely+https://host or openlineage+http://host:5000), then wait for delivery. The store remembers "
@@ -401,7 +393,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     dest = _push_destination(args.backend, store)
     delivery = dest if isinstance(dest, DeliveringBackend) else getattr(dest, "delivery", None)
     spool = delivery.spool if isinstance(delivery, DeliveringBackend) else None
-    key = _destination_key(dest)
+    key = getattr(getattr(dest, "transport", None), "key", None)  # the transport's key, never a token
+    key = key if isinstance(key, str) and key else repr(dest)
     deadline = time.monotonic() + args.timeout
     replayed = local = 0
     stopped = False
@@ -434,20 +427,17 @@ def _cmd_push(args: argparse.Namespace) -> int:
         dest.close()  # a delivering backend keeps what is left in its durable spool
     if batch:
         store.mark_pushed(key, [e.event_id for e in batch])  # now in the spool: delivered from there
-    report: list[tuple[str, object]] = [("events in the store", total),
-                                        ("pushed before", f"{before} (not sent again)")]
+    report: dict[str, object] = {"events in the store": total, "pushed before": f"{before} (not sent again)"}
     if local:
-        report.append(("of local tasks",
-                       f"{local} (not sent: ids this store gave its tasks mean nothing on the server)"))
-    report.append(("replayed now", replayed))
+        report["of local tasks"] = f"{local} (not sent: ids this store gave its tasks mean nothing on the server)"
+    report["replayed now"] = replayed
     stats = delivery.stats() if isinstance(delivery, DeliveringBackend) else None
     pending = spool.pending_count(key) if spool is not None else 0
     if stats is not None:
         if stats.emitted < replayed:
-            report.append(("no place there", f"{replayed - stats.emitted} (step start/finish events)"))
-        report += [("delivered", stats.delivered), ("waiting in the spool", pending),
-                   ("refused by the server", stats.dead)]
-    lines = [f"pushed to {key}", *(f"  {name + ':':<22} {value}" for name, value in report)]
+            report["no place there"] = f"{replayed - stats.emitted} (step start/finish events)"
+        report |= {"delivered": stats.delivered, "waiting in the spool": pending, "refused by the server": stats.dead}
+    lines = [f"pushed to {key}", *(f"  {name + ':':<22} {value}" for name, value in report.items())]
     if stopped:
         lines.append("  stopped: the destination did not take the events in time; push again later")
     print("\n".join(lines))
@@ -567,15 +557,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         # Node titles are user text: never die on a console that cannot encode them.
         sys.stdout.reconfigure(errors="replace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
     except BrokenPipeError:
         # `workflow-trace show | head`: the reader left; exit quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except CliError as exc:
         print(f"{PROG}: error: {terminal_safe(str(exc))}", file=sys.stderr)

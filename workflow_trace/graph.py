@@ -67,7 +67,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any, Literal, Optional, TypeVar
+from typing import Any, Literal, NamedTuple, Optional, TypeVar
 
 from ._errors import WorkflowTraceError
 from ._meta import card_fields
@@ -579,8 +579,7 @@ def _data_node(key: str, records: list[tuple[EdgeRow, _Version | None, Card | No
     node = records[0][0].node
     kind: str = node.kind  # type: ignore[attr-defined]
     path = getattr(node, "path", None)
-    ids = [i for row, _, _ in records if (i := getattr(row.node, "id", None)) is not None]
-    external = ids[0] if ids else None
+    external = next((i for row, _, _ in records if (i := getattr(row.node, "id", None)) is not None), None)
     if external is None and kind == "project" and path is not None:
         external = local_projects.get(path)  # a local project: the id the store gave its folder
     cards = [(row.time, card) for row, _, card in records if card is not None]
@@ -627,7 +626,7 @@ class Graph:
         Raises:
             ValueError: not a workflow-trace graph, or a newer version of the schema.
         """
-        if data.get("format") != JSON_FORMAT:
+        if not isinstance(data, Mapping) or data.get("format") != JSON_FORMAT:
             raise ValueError(f"not a {JSON_FORMAT} document")
         if int(data.get("version", 0)) > JSON_VERSION:
             raise ValueError(f"graph schema version {data.get('version')} is newer than {JSON_VERSION}")
@@ -638,10 +637,7 @@ class Graph:
     @classmethod
     def from_json(cls, text: str) -> Graph:
         """Read the JSON text written by :meth:`to_json`."""
-        loaded = json.loads(text)
-        if not isinstance(loaded, dict):
-            raise ValueError(f"not a {JSON_FORMAT} document")
-        return cls.from_dict(loaded)
+        return cls.from_dict(json.loads(text))
 
     def subgraph(self, keys: Iterable[str], edges: Iterable[GraphEdge]) -> Graph:
         """The nodes in ``keys`` and at either end of ``edges`` (kept in this graph's order), and ``edges``."""
@@ -777,7 +773,6 @@ class Graph:
         return [(e, e.task_key, None, None) for e in edges if e.task_key != came_from]
 
     def _walk(self, start: Sequence[str], forward: bool) -> Graph:
-        keys = set(start)
         kept: set[int] = set()  # ids of the edges walked
         seen: set[tuple[str, int | None]] = set()
         queue: deque[tuple[str, int | None, str | None]] = deque((k, None, None) for k in start)
@@ -788,9 +783,8 @@ class Graph:
             seen.add((key, generation))
             for edge, nxt, next_generation, next_came_from in self._next(key, forward, generation, came_from):
                 kept.add(id(edge))
-                keys.add(nxt)
                 queue.append((nxt, next_generation, next_came_from))
-        return self.subgraph(keys, [e for e in self.edges if id(e) in kept])
+        return self.subgraph(start, [e for e in self.edges if id(e) in kept])  # (with the nodes they join)
 
     # -- exports ------------------------------------------------------------------------------
 
@@ -881,23 +875,18 @@ class Graph:
     def _tree(self, root: str, forward: bool) -> Iterator[str]:
         arrow = "->" if forward else "<-"
         seen: set[tuple[str, int | None]] = {(root, None)}
-        stack: list[tuple[int, GraphEdge, str, int | None, str | None]] = []
-
-        def push(key: str, generation: int | None, came_from: str | None, depth: int) -> None:
-            for edge, nxt, next_generation, next_came_from in reversed(self._next(key, forward, generation, came_from)):
-                stack.append((depth, edge, nxt, next_generation, next_came_from))
-
-        push(root, None, None, 0)
-        # Depth-first with an explicit stack: lineage chains can be longer than the recursion limit.
+        # Depth-first with an explicit stack (of (depth, step)): lineage chains can be longer than the recursion
+        # limit. A node's steps are pushed in reverse, so that they come off the stack in order.
+        stack = [(0, *step) for step in reversed(self._next(root, forward, None, None))]
         while stack:
             depth, edge, nxt, generation, came_from = stack.pop()
-            text = _node_text(self.nodes.get(nxt), nxt, edge)
+            text = f"{'    ' * (depth + 1)}{arrow} {_node_text(self.nodes.get(nxt), nxt, edge)}"
             if (nxt, generation) in seen:
-                yield f"{'    ' * (depth + 1)}{arrow} {text}  (see above)"
+                yield f"{text}  (see above)"
                 continue
             seen.add((nxt, generation))
-            yield f"{'    ' * (depth + 1)}{arrow} {text}"
-            push(nxt, generation, came_from, depth + 1)
+            yield text
+            stack.extend((depth + 1, *step) for step in reversed(self._next(nxt, forward, generation, came_from)))
 
     def to_mermaid(self, max_edges: int = MERMAID_MAX_EDGES, max_text: int = MERMAID_MAX_TEXT) -> str:
         """A Mermaid ``flowchart LR`` (labels escaped with Mermaid's entity codes).
@@ -1025,12 +1014,8 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
         BackendError: the file is not a readable workflow_trace store.
     """
     parsed = parse_scope(scope)
-    store = SQLiteBackend.open_existing(db)
-    try:
-        with _gc_paused():
-            graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
-    finally:
-        store.close()
+    with SQLiteBackend.open_existing(db) as store, _gc_paused():
+        graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
     graph.store = str(store.path)
     graph.server = os.environ.get("SERVER_ADDRESS") or None
     return graph.scoped(parsed)
@@ -1228,16 +1213,14 @@ _PLURALS = {"task": "tasks", "project": "projects", "dataset": "datasets", "file
             "job": "labeling jobs", "app": "app sessions"}
 
 
-@dataclass(frozen=True)
-class _MermaidBox:
+class _MermaidBox(NamedTuple):
     kind: str
     label: str
     detail: str
     css: str
 
 
-@dataclass(frozen=True)
-class _MermaidLink:
+class _MermaidLink(NamedTuple):
     source: str
     target: str
     dashed: bool
@@ -1291,7 +1274,7 @@ def _mermaid_link(source: str, target: str, edges: Sequence[GraphEdge]) -> _Merm
     if len(edges) == 1:
         return _MermaidLink(source, target, dashed, tuple(edges[0].tags), newest)
     versions = {e.version_label for e in edges}
-    tags = [f"×{len(edges):,}"] + ([next(iter(versions))] if len(versions) == 1 and None not in versions else [])
+    tags = [f"×{len(edges):,}", *(v for v in versions if v and len(versions) == 1)]  # and the version they share
     return _MermaidLink(source, target, dashed, tuple(tags), newest)
 
 
