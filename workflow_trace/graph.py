@@ -315,16 +315,13 @@ class GraphNode:
     def default_label(self) -> str:
         """A title made from the node alone (a task's name, a file's name, ``Project 42``)."""
         if self.kind == "task":
-            if self.task is not None and self.task.name:
-                return self.task.name
-            return f"Task {self.external_id}"
+            return self.task.name if self.task is not None and self.task.name else f"Task {self.external_id}"
         if self.kind == "app":
             return "App session"
         if self.path:
             base = os.path.basename(self.path.rstrip("/\\")) or self.path
             return base + "/" if self.kind == "folder" else base
-        names = {"project": "Project", "dataset": "Dataset", "file": "File", "job": "Labeling job"}
-        return f"{names.get(self.kind, self.kind.title())} {self.external_id}"
+        return f"{'Labeling job' if self.kind == 'job' else self.kind.title()} {self.external_id}"
 
     @property
     def description(self) -> str:
@@ -812,17 +809,14 @@ class Graph:
     def to_json(self) -> str:
         """The JSON text (schema in the module docstring): each node and each edge on one compact line (as
         readable in a diff as indented JSON, and several times faster to write for large graphs)."""
-        data = self.to_dict()
+        def render(key: str, value: Any) -> str:
+            if key not in ("nodes", "edges") or not value:
+                return json.dumps(value, ensure_ascii=False)
+            lines = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in value)
+            return f"[\n{lines}\n  ]"
 
-        def items(values: list[dict[str, Any]]) -> str:
-            lines = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in values)
-            return f"[\n{lines}\n  ]" if values else "[]"
-
-        head = ",\n".join(
-            f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in data.items()
-            if k not in ("nodes", "edges")
-        )
-        return f'{{\n{head},\n  "nodes": {items(data["nodes"])},\n  "edges": {items(data["edges"])}\n}}\n'
+        body = ",\n".join(f"  {json.dumps(k)}: {render(k, v)}" for k, v in self.to_dict().items())
+        return f"{{\n{body}\n}}\n"
 
     def to_html(self, title: str = "Workflow lineage") -> str:
         """The interactive viewer as one offline file (the data inlined; no request to any host)."""
@@ -977,9 +971,8 @@ class Graph:
         lines = ["digraph workflow {", "  rankdir=LR;",
                  '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];', '  edge [color="#64748b"];']
         for key, node in self.nodes.items():
-            color, bg = _KIND_COLORS.get("model" if node.model_weight else node.kind, ("#475569", "#f1f5f9"))
-            if node.failed:
-                color, bg = "#dc2626", "#fee2e2"
+            color, bg = ("#dc2626", "#fee2e2") if node.failed else _KIND_COLORS.get(
+                "model" if node.model_weight else node.kind, ("#475569", "#f1f5f9"))
             label = f"{node.label}\n{node.description}\n{key}"
             lines.append(
                 f"  {_dot(key)} [label={_dot(label)}, shape={shapes.get(node.kind, 'box')}, "
@@ -1021,7 +1014,7 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
     return graph.scoped(parsed)
 
 
-# -- helpers (format_*, one_line and terminal_safe are shared with the CLI and reproduce) ------------
+# -- helpers (format_*, one_line, terminal_safe and written_by are shared with the CLI and reproduce) ----
 
 
 @contextlib.contextmanager
@@ -1174,14 +1167,19 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
         if edge.version_label:
             text += f" @{edge.version_label}"
         if node.kind != "task" and len(node.generations) > 1:
-            gen = next((g for g in node.generations if g.generation == edge.generation), None)
-            by = f", by task:{gen.task_id}" if gen is not None and gen.task_id is not None else ""
-            text += f" · gen {edge.generation}{by}"
+            writer = written_by(node, edge.generation)
+            text += f" · gen {edge.generation}" + (f", by task:{writer}" if writer is not None else "")
     elif node.versions:
         text += f" (versions {', '.join(format_version(v) for v in node.versions)})"
     elif len(node.generations) > 1:
         text += f" ({len(node.generations)} generations)"
     return terminal_safe(text)
+
+
+def written_by(node: GraphNode | None, generation: int) -> Optional[int]:
+    """The id of the task that wrote that generation of ``node`` (``None``: unknown, or found as it was)."""
+    found = next((g for g in node.generations if g.generation == generation), None) if node else None
+    return None if found is None else found.task_id
 
 
 def one_line(text: str, limit: int) -> str:
