@@ -62,11 +62,7 @@ Subparsers = Any  # argparse._SubParsersAction, private in typeshed
 
 
 class CliError(Exception):
-    """An expected failure: printed as one line on stderr, the process exits with ``code``."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
+    """An expected failure: printed as one line on stderr, the process exits with code 2."""
 
 
 # -- shared options ----------------------------------------------------------------------------
@@ -187,15 +183,12 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
               _OUTPUT])
 def _cmd_lineage(args: argparse.Namespace) -> int:
     graph = load_graph(args.db)
-    text = args.node.strip()
     try:
-        graph.find(text)
+        graph.find(args.node)  # an unknown node is an UnknownNodeError (a LookupError), a malformed one this:
     except ValueError as exc:
-        if isinstance(exc, LookupError):
-            raise
         raise CliError(f"bad node {terminal_safe(args.node)!r}: {exc}") from None
-    _write(graph.lineage_text(text, args.direction) if args.format == "text"
-           else _WALKS[args.direction](graph, text).export(args.format), args.output)
+    _write(graph.lineage_text(args.node, args.direction) if args.format == "text"
+           else _WALKS[args.direction](graph, args.node).export(args.format), args.output)
     return 0
 
 
@@ -488,8 +481,7 @@ def _clip_words(text: str, limit: int | None) -> str:
               _arg("--spool", metavar="PATH",
                    help="the spool file (default: $WORKFLOW_TRACE_SPOOL, else spool.db next to the store)")])
 def _cmd_spool(args: argparse.Namespace) -> int:
-    store = Path(args.db) if args.db else None
-    spool = Spool(args.spool or default_spool_path(store))
+    spool = Spool(args.spool or default_spool_path(Path(args.db) if args.db else None))
     if args.action == "retry":
         print(f"{spool.retry_dead(args.dest)} dead event(s) made pending again in {spool.path}")
         return 0
@@ -567,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except CliError as exc:
         print(f"{PROG}: error: {terminal_safe(str(exc))}", file=sys.stderr)
-        return exc.code
+        return 2
     except (WorkflowTraceError, ValueError, LookupError, OSError) as exc:
         # No store, a bad scope or node, an unknown node, a file that is not a store: all one line.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
