@@ -71,12 +71,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         raw = parts.path
-        lowered = raw.lower()
-        if ".." in raw or "\\" in raw or any(code in lowered for code in ("%2e", "%2f", "%5c")):
+        if ".." in raw or "\\" in raw or any(code in raw.lower() for code in ("%2e", "%2f", "%5c")):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
             return
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        provider = self.server.provider
         answered = False
         # The command's server: a failed answer is a 500 and a WARNING (through the one containment
         # primitive, so the internal-error hooks see it), never a crash of the server.
@@ -85,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if raw == "/":
                     self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
                 elif raw == "/api/version":
-                    self._send_json(HTTPStatus.OK, {"version": provider.version()})
+                    self._send_json(HTTPStatus.OK, {"version": self.server.provider.version()})
                 elif raw == "/api/graph":
                     self._graph(query.get("scope") or "workspace")
                 elif raw == "/api/lineage":
@@ -107,14 +105,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("If-None-Match") == etag:
             self._send(HTTPStatus.NOT_MODIFIED, b"", None, extra={"ETag": etag})
             return
-        cached = self.server.graph_cache
-        if cached is not None and cached[0] == etag:
-            body = cached[1]
-        else:
+        cached = self.server.graph_cache  # (read once: another thread may replace it meanwhile)
+        if cached is None or cached[0] != etag:
             # Every new tab asks for the same graph: it is written once per store version and scope.
-            body = _json(self.server.provider.graph(scope))
-            self.server.graph_cache = (etag, body)
-        self._send(HTTPStatus.OK, body, "application/json", extra={"ETag": etag})
+            cached = self.server.graph_cache = (etag, _json(self.server.provider.graph(scope)))
+        self._send(HTTPStatus.OK, cached[1], "application/json", extra={"ETag": etag})
 
     def _lineage(self, query: dict[str, str]) -> None:
         node = query.get("node")
