@@ -158,17 +158,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_tasks(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
     counts = Counter((edge.task_key, edge.relation) for edge in graph.edges)
-    rows: list[tuple[str, ...]] = []
-    for node in sorted(graph.tasks, key=lambda n: n.external_id or 0):
-        info = node.task
-        if info is None:
-            continue  # a task only seen as someone's input: nothing recorded about it here
-        runs = f"{len(info.runs):,}" + (f" ({info.failed_runs:,} failed)" if info.failed_runs else "")
-        rows.append((
-            str(info.id), one_line(node.label, 40), info.status, runs, format_time(info.started_at),
-            "-" if info.duration is None else format_duration(info.duration),
-            str(counts[node.key, "input"]), str(counts[node.key, "output"]),
-        ))
+    # (A task only seen as someone's input has nothing recorded about it here: it is not listed.)
+    rows = [
+        (str(info.id), one_line(node.label, 40), info.status,
+         f"{len(info.runs):,}" + (f" ({info.failed_runs:,} failed)" if info.failed_runs else ""),
+         format_time(info.started_at), "-" if info.duration is None else format_duration(info.duration),
+         str(counts[node.key, "input"]), str(counts[node.key, "output"]))
+        for node in sorted(graph.tasks, key=lambda n: n.external_id or 0) if (info := node.task) is not None
+    ]
     return _write_table("", ("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows,
                         {0, 3, 6, 7}, f"no tasks recorded yet in scope {graph.scope}\n")
 
@@ -284,20 +281,19 @@ def _add_versions(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="versions_action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", parents=[common], help="a table of the project's versions")
-    listing.add_argument("project", metavar="PROJECT", help="the project folder, project:PATH or project:ID")
-    listing.set_defaults(handler=_cmd_versions_list)
     restore = actions.add_parser(
         "restore", parents=[common], help="recreate a version as a new folder next to the project",
         description="Recreate a version as a new folder '<name>, from ver. N' next to the project, checking "
         "every file's hash; prints the new folder.",
     )
-    restore.add_argument("project", metavar="PROJECT", help="the project folder, project:PATH or project:ID")
     which = restore.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", type=int, metavar="N", dest="version_num", help="the version number")
     which.add_argument("--id", type=int, metavar="ID", dest="version_id", help="the version id")
     restore.add_argument("--skip-missed", action="store_true",
                          help="restore without files whose stored copy is missing or damaged (each one is logged)")
-    restore.set_defaults(handler=_cmd_versions_restore)
+    for action, handler in ((listing, _cmd_versions_list), (restore, _cmd_versions_restore)):
+        action.add_argument("project", metavar="PROJECT", help="the project folder, project:PATH or project:ID")
+        action.set_defaults(handler=handler)
 
 
 _COMMANDS.append(_add_versions)
@@ -320,11 +316,8 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
         # The node syntax of every other command: a relative path as it was recorded (from any folder); a
         # project the graph does not know is an UnknownNodeError naming the closest ones.
         graph = load_graph(args.db)
-        for key in graph.find(f"project:{ident}"):
-            path = graph.nodes[key].path
-            found = lookup.find(Project(path=path)) if path else None
-            if found is not None:
-                break
+        folders = [graph.nodes[key].path for key in graph.find(f"project:{ident}")]
+        found = next(filter(None, (lookup.find(Project(path=p)) for p in folders if p)), None)
     if found is None:
         what = f"project {ident}" if ident.isdigit() else os.path.abspath(ident)
         raise CliError(f"unknown project: {terminal_safe(what)} has no versions in {store.path}")
