@@ -307,9 +307,7 @@ class GraphNode:
     @property
     def label(self) -> str:
         """The card title, else a default made from the node."""
-        if self.card is not None and self.card.title:
-            return self.card.title
-        return self.default_label
+        return self.card.title if self.card is not None and self.card.title else self.default_label
 
     @property
     def default_label(self) -> str:
@@ -1097,8 +1095,7 @@ def _task_line(task: GraphNode) -> str:
                 status += f": {one_line(info.error_message, 120)}"
     parts = [f"{task.key} {one_line(task.label, 80)} [{status}]"]
     if len(info.runs) > 1:
-        failed = info.failed_runs
-        parts.append(f"{len(info.runs):,} runs" + (f" ({failed:,} failed)" if failed else ""))
+        parts.append(f"{len(info.runs):,} runs" + (f" ({info.failed_runs:,} failed)" if info.failed_runs else ""))
     parts.append(f"started {format_time(info.started_at)}")
     if info.duration is not None:
         parts.append(format_duration(info.duration))
@@ -1197,8 +1194,7 @@ _MERMAID_CODES = {
 def _mermaid(text: str) -> str:
     # Mermaid reads labels as markdown/HTML: every character that could be markup becomes an entity code;
     # control characters (NUL, ESC) are dropped.
-    clean = "".join(ch for ch in one_line(text, 200) if unicodedata.category(ch)[0] != "C")
-    return "".join(_MERMAID_CODES.get(char, char) for char in clean)
+    return "".join(_MERMAID_CODES.get(ch, ch) for ch in one_line(text, 200) if unicodedata.category(ch)[0] != "C")
 
 
 # -- Mermaid -------------------------------------------------------------------------------------
