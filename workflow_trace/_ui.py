@@ -70,10 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unexpected Host header"})
             return
         parts = urlsplit(self.path)
+        # Routes match exactly: a path with "..", a backslash or an encoded dot, slash or backslash is a 404.
         raw = parts.path
-        if ".." in raw or "\\" in raw or any(code in raw.lower() for code in ("%2e", "%2f", "%5c")):
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-            return
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         answered = False
         # The command's server: a failed answer is a 500 and a WARNING (through the one containment
