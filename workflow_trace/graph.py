@@ -326,17 +326,15 @@ class GraphNode:
         """The card description, else a default (a task's status and runs, a file's path, ...)."""
         if self.card is not None and self.card.description:
             return self.card.description
-        if self.task is not None:
-            text = self.task.status
-            if self.task.failed and self.task.error_type:
-                text += f": {self.task.error_type}"
-                if self.task.error_message:
-                    text += f": {self.task.error_message}"
-            elif self.task.duration is not None:
-                text += f" in {format_duration(self.task.duration)}"
-            if len(self.task.runs) > 1:
-                failed = self.task.failed_runs
-                text += f" · {len(self.task.runs):,} runs" + (f", {failed} failed" if failed else "")
+        task = self.task
+        if task is not None:
+            text = task.status
+            if task.failed and task.error_type:
+                text += f": {task.error_type}" + (f": {task.error_message}" if task.error_message else "")
+            elif task.duration is not None:
+                text += f" in {format_duration(task.duration)}"
+            if len(task.runs) > 1:
+                text += f" · {len(task.runs):,} runs" + (f", {task.failed_runs} failed" if task.failed_runs else "")
             return text
         if self.kind == "app":
             return f"offline session of {self.key.replace('app:', 'task ', 1)}"
@@ -834,13 +832,12 @@ class Graph:
             edges = [*index["inputs"].get(task.key, ()), *index["outputs"].get(task.key, ())]
             for edge in sorted(edges, key=lambda e: (e.relation, e.data_key, e.generation)):
                 other = self.nodes.get(edge.data_key)
-                text = _node_text(other, edge.data_key, edge)
                 # An input came from the writers of the generation it read, an output was used by the readers
                 # of the generation it wrote (not by those of other generations).
                 read = edge.relation == "input"
                 others = index["writers" if read else "readers"].get((edge.data_key, edge.generation), ())
                 related = ", ".join(dict.fromkeys(e.task_key for e in others if e.task_key != task.key))
-                line = f"    {'<-' if read else '->'} {text}"
+                line = f"    {'<-' if read else '->'} {_node_text(other, edge.data_key, edge)}"
                 named = read and other is not None and len(other.generations) > 1  # the text says "by task:N"
                 lines.append(f"{line}  ({'from' if read else 'used by'} {related})" if related and not named else line)
         return "\n".join(lines) + "\n"
@@ -919,13 +916,13 @@ class Graph:
     def _mermaid_folded(self) -> tuple[dict[str, _MermaidBox], list[_MermaidLink], str]:
         """The graph folded for Mermaid (see :meth:`to_mermaid`): its boxes, links and a comment."""
         rep: dict[str, str] = {}  # node key -> the key of its box
-        members: dict[str, list[GraphNode]] = {}
+        made: dict[str, _MermaidBox] = {}  # the key of a box -> the box
 
         def assign(groups: Iterable[tuple[str, list[GraphNode]]]) -> None:
             for name, nodes in groups:
                 box = name if len(nodes) > 1 else nodes[0].key
                 rep.update((node.key, box) for node in nodes)
-                members[box] = nodes
+                made[box] = _mermaid_box(nodes[0]) if len(nodes) == 1 else _mermaid_fold_box(nodes)
 
         by_name: dict[str, list[GraphNode]] = defaultdict(list)
         for node in self.tasks:
@@ -942,12 +939,7 @@ class Graph:
                 read = frozenset() if written else frozenset(ends["input"].get(node.key, ()))
                 by_sig[(node.kind, node.model_weight, written, read)].append(node)
         assign((f"fold:data:{i}", nodes) for i, nodes in enumerate(by_sig.values()))
-        boxes: dict[str, _MermaidBox] = {}
-        for key in self.nodes:  # in the graph's order: a fold where its first member is
-            fold = rep[key]
-            if fold not in boxes:
-                group = members[fold]
-                boxes[fold] = _mermaid_box(group[0]) if len(group) == 1 else _mermaid_fold_box(group)
+        boxes = {rep[key]: made[rep[key]] for key in self.nodes}  # in the graph's order: a fold at its first member
         merged: dict[tuple[str, str], list[GraphEdge]] = defaultdict(list)
         for edge in self.edges:
             source, target = rep[edge.source], rep[edge.target]
@@ -1090,9 +1082,7 @@ def _task_line(task: GraphNode) -> str:
     if info.failed:
         status = "FAILED"
         if info.error_type:
-            status += f" {info.error_type}"
-            if info.error_message:
-                status += f": {one_line(info.error_message, 120)}"
+            status += f" {info.error_type}" + (f": {one_line(info.error_message, 120)}" if info.error_message else "")
     parts = [f"{task.key} {one_line(task.label, 80)} [{status}]"]
     if len(info.runs) > 1:
         parts.append(f"{len(info.runs):,} runs" + (f" ({info.failed_runs:,} failed)" if info.failed_runs else ""))
@@ -1152,8 +1142,7 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
     if node is None:
         return terminal_safe(key)
     if node.kind == "task":
-        status = node.task.status if node.task else "not recorded here"
-        text = f"{key} {one_line(node.label, 80)} [{status}]"
+        text = f"{key} {one_line(node.label, 80)} [{node.task.status if node.task else 'not recorded here'}]"
     else:
         text = key
         if node.card is not None and node.card.title:
