@@ -66,7 +66,7 @@ def inputs_of(graph: Graph, store: SQLiteBackend, task_key: str) -> list[Input]:
     return [Input(edge.source, edge.generation, written_by(graph.nodes.get(edge.source), edge.generation),
                   edge.version_id, edge.version_num,
                   _state(rows[edge.source], store) if edge.source in rows else "not checked")
-            for edge in graph.edges if edge.relation == "input" and edge.target == task_key]
+            for edge in graph.inputs_of(task_key) if edge.relation == "input"]
 
 
 def _runs(runs: tuple[RunInfo, ...], limit: int = 20) -> list[str]:
