@@ -63,7 +63,7 @@ import gc
 import json
 import os
 import unicodedata
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
@@ -1100,10 +1100,11 @@ def _shows_runs(info: TaskInfo) -> bool:
 def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
     """The runs of a task as a tree; siblings with the same name folded (``load ×1,000, 1 failed``)."""
     # The runs under each parent, by name (a run whose parent is not among them is a root).
-    children: dict[str | None, dict[str, list[RunInfo]]] = defaultdict(lambda: defaultdict(list))
+    children: dict[str | None, dict[str, list[RunInfo]]] = {}
     ids = {r.run_id for r in info.runs}
     for run in info.runs:
-        children[run.parent_run_id if run.parent_run_id in ids else None][run.name].append(run)
+        siblings = children.setdefault(run.parent_run_id if run.parent_run_id in ids else None, {})
+        siblings.setdefault(run.name, []).append(run)
     lines: list[str] = []
 
     def walk(parent: str | None, depth: int) -> None:
@@ -1120,8 +1121,8 @@ def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
                 if run.params:
                     text += "  params: " + one_line(format_params(run.params), 100)
             else:
-                statuses = Counter(r.status for r in runs)
-                counts = "".join(f", {statuses[s]:,} {s}" for s in ("failed", "running") if statuses[s])
+                statuses = [r.status for r in runs]
+                counts = "".join(f", {statuses.count(s):,} {s}" for s in ("failed", "running") if s in statuses)
                 text += f" ×{len(runs):,}{counts}"
             lines.append(text)
             walk(runs[0].run_id, depth + 1)  # of a folded group, the first one's children stand for all
