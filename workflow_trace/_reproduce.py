@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ._nodes import Project
 from .backends.sqlite import EdgeRow, SQLiteBackend, fingerprint
-from .graph import Graph, GraphNode, RunInfo, format_params, format_version, terminal_safe
+from .graph import Graph, GraphNode, RunInfo, format_params, format_version, terminal_safe, written_by
 
 __all__ = ["Input", "inputs_of", "report", "restore"]
 
@@ -63,16 +63,10 @@ def inputs_of(graph: Graph, store: SQLiteBackend, task_key: str) -> list[Input]:
     task_id = int(task_key.split(":", 1)[1])
     # The latest read of each node: "changed since it was read" means since then.
     rows = {row.key: row for row in store.edges() if row.task_id == task_id and row.direction == "input"}
-    out: list[Input] = []
-    for edge in (e for e in graph.edges if e.relation == "input" and e.target == task_key):
-        node = graph.nodes.get(edge.source)
-        gen = next((g for g in node.generations if g.generation == edge.generation), None) if node else None
-        read = rows.get(edge.source)
-        out.append(Input(
-            edge.source, edge.generation, gen.task_id if gen else None, edge.version_id, edge.version_num,
-            _state(read, store) if read is not None else "not checked",
-        ))
-    return out
+    return [Input(edge.source, edge.generation, written_by(graph.nodes.get(edge.source), edge.generation),
+                  edge.version_id, edge.version_num,
+                  _state(rows[edge.source], store) if edge.source in rows else "not checked")
+            for edge in graph.inputs_of(task_key) if edge.relation == "input"]
 
 
 def _runs(runs: tuple[RunInfo, ...], limit: int = 20) -> list[str]:

@@ -57,33 +57,22 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "workflow-trace"
     sys_version = ""
-    _with_body = True  # False while answering a HEAD
-
-    def do_GET(self) -> None:
-        self._answer(body=True)
-
-    def do_HEAD(self) -> None:
-        self._answer(body=False)
 
     def _refuse_method(self) -> None:
         self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only: only GET and HEAD"}, {"Allow": _ALLOW})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
-    def _answer(self, *, body: bool) -> None:
-        self._with_body = body
+    def do_GET(self) -> None:
+        """Answer a GET, or a HEAD (the same answer without its body: see :meth:`_send`)."""
         if not self._host_allowed():
             # A page on another site reaching us through a rebound DNS name would send its own Host.
             self._send_json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unexpected Host header"})
             return
         parts = urlsplit(self.path)
+        # Routes match exactly: a path with "..", a backslash or an encoded dot, slash or backslash is a 404.
         raw = parts.path
-        lowered = raw.lower()
-        if ".." in raw or "\\" in raw or any(code in lowered for code in ("%2e", "%2f", "%5c")):
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-            return
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        provider = self.server.provider
         answered = False
         # The command's server: a failed answer is a 500 and a WARNING (through the one containment
         # primitive, so the internal-error hooks see it), never a crash of the server.
@@ -92,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if raw == "/":
                     self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
                 elif raw == "/api/version":
-                    self._send_json(HTTPStatus.OK, {"version": provider.version()})
+                    self._send_json(HTTPStatus.OK, {"version": self.server.provider.version()})
                 elif raw == "/api/graph":
                     self._graph(query.get("scope") or "workspace")
                 elif raw == "/api/lineage":
@@ -106,20 +95,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not answered:
             self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error (see the server log)"})
 
+    do_HEAD = do_GET
+
     def _graph(self, scope: str) -> None:
         version = self.server.provider.version()
         etag = '"' + hashlib.sha256(f"{version}\0{scope}".encode()).hexdigest()[:32] + '"'
         if self.headers.get("If-None-Match") == etag:
             self._send(HTTPStatus.NOT_MODIFIED, b"", None, extra={"ETag": etag})
             return
-        cached = self.server.graph_cache
-        if cached is not None and cached[0] == etag:
-            body = cached[1]
-        else:
+        cached = self.server.graph_cache  # (read once: another thread may replace it meanwhile)
+        if cached is None or cached[0] != etag:
             # Every new tab asks for the same graph: it is written once per store version and scope.
-            body = _json(self.server.provider.graph(scope))
-            self.server.graph_cache = (etag, body)
-        self._send(HTTPStatus.OK, body, "application/json", extra={"ETag": etag})
+            cached = self.server.graph_cache = (etag, _json(self.server.provider.graph(scope)))
+        self._send(HTTPStatus.OK, cached[1], "application/json", extra={"ETag": etag})
 
     def _lineage(self, query: dict[str, str]) -> None:
         node = query.get("node")
@@ -153,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in {"Content-Security-Policy": self.server.csp, **_HEADERS, **(extra or {})}.items():
             self.send_header(key, value)
         self.end_headers()
-        if self._with_body and status != HTTPStatus.NOT_MODIFIED:
+        if self.command != "HEAD" and status != HTTPStatus.NOT_MODIFIED:
             self.wfile.write(payload)
 
     def _send_json(self, status: HTTPStatus, value: object, extra: dict[str, str] | None = None) -> None:
@@ -214,9 +202,5 @@ def serve(provider: GraphProvider, host: str = "127.0.0.1", port: int = 8765, *,
         print(url, flush=True)
     if open_browser:
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
-    try:
+    with server, contextlib.suppress(KeyboardInterrupt):  # leaving the block closes the server
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()

@@ -62,11 +62,7 @@ Subparsers = Any  # argparse._SubParsersAction, private in typeshed
 
 
 class CliError(Exception):
-    """An expected failure: printed as one line on stderr, the process exits with ``code``."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
+    """An expected failure: printed as one line on stderr, the process exits with code 2."""
 
 
 # -- shared options ----------------------------------------------------------------------------
@@ -105,18 +101,17 @@ _SCOPE = _arg("--scope", default="workspace", metavar="S",
               help="workspace (default), project:ID or project:PATH (the tasks that touched it), or task:ID")
 _OUTPUT = _arg("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 _FORMATS = ("text", "json", "mermaid", "dot", "html")
+_WALKS = {"up": Graph.upstream, "down": Graph.downstream, "both": Graph.lineage}  # --direction: the walk
 
 
 def _write(text: str, output: str | None = None) -> None:
     """Write ``text`` to ``output`` (a file, or stdout for ``None`` / ``-``)."""
     if output is None or output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        print(text, end="", flush=True)
         return
     path = Path(output)
     try:
-        if path.parent != Path(""):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
@@ -124,12 +119,15 @@ def _write(text: str, output: str | None = None) -> None:
         raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int]) -> str:
+def _write_table(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int],
+                 empty: str) -> int:
+    """Write ``title`` and the table of ``rows`` (the columns in ``right`` right-aligned), or ``empty`` when
+    there are no rows; the exit code (0)."""
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-        for row in (header, *rows)
-    ) + "\n"
+    lines = ("  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row))
+             .rstrip() for row in (header, *rows))
+    _write(title + "\n".join(lines) + "\n" if rows else empty)
+    return 0
 
 
 def _task_key(text: str) -> str:
@@ -160,23 +158,16 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_tasks(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
     counts = Counter((edge.task_key, edge.relation) for edge in graph.edges)
-    rows: list[tuple[str, ...]] = []
-    for node in sorted(graph.tasks, key=lambda n: n.external_id or 0):
-        info = node.task
-        if info is None:
-            continue  # a task only seen as someone's input: nothing recorded about it here
-        failed = info.failed_runs
-        runs = f"{len(info.runs):,}" + (f" ({failed:,} failed)" if failed else "")
-        rows.append((
-            str(info.id), one_line(node.label, 40), info.status, runs, format_time(info.started_at),
-            "-" if info.duration is None else format_duration(info.duration),
-            str(counts[node.key, "input"]), str(counts[node.key, "output"]),
-        ))
-    if not rows:
-        _write(f"no tasks recorded yet in scope {graph.scope}\n")
-        return 0
-    _write(_table(("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows, {0, 3, 6, 7}))
-    return 0
+    # (A task only seen as someone's input has nothing recorded about it here: it is not listed.)
+    rows = [
+        (str(info.id), one_line(node.label, 40), info.status,
+         f"{len(info.runs):,}" + (f" ({info.failed_runs:,} failed)" if info.failed_runs else ""),
+         format_time(info.started_at), "-" if info.duration is None else format_duration(info.duration),
+         str(counts[node.key, "input"]), str(counts[node.key, "output"]))
+        for node in sorted(graph.tasks, key=lambda n: n.external_id or 0) if (info := node.task) is not None
+    ]
+    return _write_table("", ("ID", "NAME", "STATUS", "RUNS", "START", "DURATION", "INPUTS", "OUTPUTS"), rows,
+                        {0, 3, 6, 7}, f"no tasks recorded yet in scope {graph.scope}\n")
 
 
 @_command("lineage", "what a node came from and what came from it",
@@ -189,16 +180,12 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
               _OUTPUT])
 def _cmd_lineage(args: argparse.Namespace) -> int:
     graph = load_graph(args.db)
-    text = args.node.strip()
     try:
-        graph.find(text)
+        graph.find(args.node)  # an unknown node is an UnknownNodeError (a LookupError), a malformed one this:
     except ValueError as exc:
-        if isinstance(exc, LookupError):
-            raise
         raise CliError(f"bad node {terminal_safe(args.node)!r}: {exc}") from None
-    walk = {"up": graph.upstream, "down": graph.downstream, "both": graph.lineage}[args.direction]
-    _write(graph.lineage_text(text, args.direction) if args.format == "text" else walk(text).export(args.format),
-           args.output)
+    _write(graph.lineage_text(args.node, args.direction) if args.format == "text"
+           else _WALKS[args.direction](graph, args.node).export(args.format), args.output)
     return 0
 
 
@@ -226,10 +213,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     key = _task_key(args.task)
     graph = load_graph(args.db)
-    if key not in graph.nodes:
-        graph.find(key)  # raises, naming the closest tasks
+    task = graph.nodes[graph.find(key)[0]]  # an unknown task: the error names the closest ones
     store = SQLiteBackend.open_existing(args.db)
-    task = graph.nodes[key]
     _write(_reproduce.report(graph, store, task))
     if args.restore:
         try:
@@ -265,9 +250,7 @@ class _StoreProvider:
         return self._graph().scoped(scope).to_dict()
 
     def lineage(self, node: str, direction: str, depth: int | None) -> dict[str, Any]:
-        graph = self._graph()
-        walk = {"up": graph.upstream, "down": graph.downstream, "both": graph.lineage}[direction]
-        return walk(node).to_dict()
+        return _WALKS[direction](self._graph(), node).to_dict()
 
 
 @_command("ui", "the interactive lineage viewer in the browser (read-only)",
@@ -298,20 +281,19 @@ def _add_versions(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="versions_action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", parents=[common], help="a table of the project's versions")
-    listing.add_argument("project", metavar="PROJECT", help="the project folder, project:PATH or project:ID")
-    listing.set_defaults(handler=_cmd_versions_list)
     restore = actions.add_parser(
         "restore", parents=[common], help="recreate a version as a new folder next to the project",
         description="Recreate a version as a new folder '<name>, from ver. N' next to the project, checking "
         "every file's hash; prints the new folder.",
     )
-    restore.add_argument("project", metavar="PROJECT", help="the project folder, project:PATH or project:ID")
     which = restore.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", type=int, metavar="N", dest="version_num", help="the version number")
     which.add_argument("--id", type=int, metavar="ID", dest="version_id", help="the version id")
     restore.add_argument("--skip-missed", action="store_true",
                          help="restore without files whose stored copy is missing or damaged (each one is logged)")
-    restore.set_defaults(handler=_cmd_versions_restore)
+    for action, handler in ((listing, _cmd_versions_list), (restore, _cmd_versions_restore)):
+        action.add_argument("project", metavar="PROJECT", help="the project folder, project:PATH or project:ID")
+        action.set_defaults(handler=handler)
 
 
 _COMMANDS.append(_add_versions)
@@ -334,11 +316,8 @@ def _local_project(args: argparse.Namespace) -> tuple[SQLiteBackend, Project, Pa
         # The node syntax of every other command: a relative path as it was recorded (from any folder); a
         # project the graph does not know is an UnknownNodeError naming the closest ones.
         graph = load_graph(args.db)
-        for key in graph.find(f"project:{ident}"):
-            path = graph.nodes[key].path
-            found = lookup.find(Project(path=path)) if path else None
-            if found is not None:
-                break
+        folders = [graph.nodes[key].path for key in graph.find(f"project:{ident}")]
+        found = next(filter(None, (lookup.find(Project(path=p)) for p in folders if p)), None)
     if found is None:
         what = f"project {ident}" if ident.isdigit() else os.path.abspath(ident)
         raise CliError(f"unknown project: {terminal_safe(what)} has no versions in {store.path}")
@@ -357,17 +336,14 @@ def _cmd_versions_list(args: argparse.Namespace) -> int:
     store, project, folder = _local_project(args)
     versions = store.list_versions(project)
     sizes = store.local_versions().sizes(project)
-    if not versions:
-        print(f"no versions of {folder} yet")
-        return 0
     rows = [
         (str(v.id), f"v{v.version}", one_line(v.title or "-", 50), format_time(v.created_at),
          str(sizes.get(v.id, (0, 0))[0]), _size(sizes.get(v.id, (0, 0))[1]))
         for v in versions
     ]
-    _write(f"versions of {terminal_safe(str(folder))} (project:{project.id})\n"
-           + _table(("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5}))
-    return 0
+    return _write_table(f"versions of {terminal_safe(str(folder))} (project:{project.id})\n",
+                        ("ID", "VERSION", "TITLE", "CREATED", "FILES", "SIZE"), rows, {0, 4, 5},
+                        f"no versions of {folder} yet\n")
 
 
 def _cmd_versions_restore(args: argparse.Namespace) -> int:
@@ -383,11 +359,6 @@ def _cmd_versions_restore(args: argparse.Namespace) -> int:
 
 
 # -- push --------------------------------------------------------------------------------------
-
-
-def _destination_key(backend: object) -> str:
-    key = getattr(getattr(backend, "transport", None), "key", None)
-    return key if isinstance(key, str) and key else repr(backend)
 
 
 @_command("push", "replay the local store to a remote backend (idempotent)",
@@ -408,7 +379,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     dest = _push_destination(args.backend, store)
     delivery = dest if isinstance(dest, DeliveringBackend) else getattr(dest, "delivery", None)
     spool = delivery.spool if isinstance(delivery, DeliveringBackend) else None
-    key = _destination_key(dest)
+    key = getattr(getattr(dest, "transport", None), "key", None)  # the transport's key, never a token
+    key = key if isinstance(key, str) and key else repr(dest)
     deadline = time.monotonic() + args.timeout
     replayed = local = 0
     stopped = False
@@ -441,20 +413,17 @@ def _cmd_push(args: argparse.Namespace) -> int:
         dest.close()  # a delivering backend keeps what is left in its durable spool
     if batch:
         store.mark_pushed(key, [e.event_id for e in batch])  # now in the spool: delivered from there
-    report: list[tuple[str, object]] = [("events in the store", total),
-                                        ("pushed before", f"{before} (not sent again)")]
+    report: dict[str, object] = {"events in the store": total, "pushed before": f"{before} (not sent again)"}
     if local:
-        report.append(("of local tasks",
-                       f"{local} (not sent: ids this store gave its tasks mean nothing on the server)"))
-    report.append(("replayed now", replayed))
+        report["of local tasks"] = f"{local} (not sent: ids this store gave its tasks mean nothing on the server)"
+    report["replayed now"] = replayed
     stats = delivery.stats() if isinstance(delivery, DeliveringBackend) else None
     pending = spool.pending_count(key) if spool is not None else 0
     if stats is not None:
         if stats.emitted < replayed:
-            report.append(("no place there", f"{replayed - stats.emitted} (step start/finish events)"))
-        report += [("delivered", stats.delivered), ("waiting in the spool", pending),
-                   ("refused by the server", stats.dead)]
-    lines = [f"pushed to {key}", *(f"  {name + ':':<22} {value}" for name, value in report)]
+            report["no place there"] = f"{replayed - stats.emitted} (step start/finish events)"
+        report |= {"delivered": stats.delivered, "waiting in the spool": pending, "refused by the server": stats.dead}
+    lines = [f"pushed to {key}", *(f"  {name + ':':<22} {value}" for name, value in report.items())]
     if stopped:
         lines.append("  stopped: the destination did not take the events in time; push again later")
     print("\n".join(lines))
@@ -505,8 +474,7 @@ def _clip_words(text: str, limit: int | None) -> str:
               _arg("--spool", metavar="PATH",
                    help="the spool file (default: $WORKFLOW_TRACE_SPOOL, else spool.db next to the store)")])
 def _cmd_spool(args: argparse.Namespace) -> int:
-    store = Path(args.db) if args.db else None
-    spool = Spool(args.spool or default_spool_path(store))
+    spool = Spool(args.spool or default_spool_path(Path(args.db) if args.db else None))
     if args.action == "retry":
         print(f"{spool.retry_dead(args.dest)} dead event(s) made pending again in {spool.path}")
         return 0
@@ -530,15 +498,11 @@ def _cmd_spool(args: argparse.Namespace) -> int:
               f"{spool.path}")
         return 0
     counts = [c for c in spool.counts() if args.dest in (None, c.dest)]
-    if not counts:
-        print(f"the spool is empty ({spool.path})")
-        return 0
     rows = [(terminal_safe(c.dest), str(c.pending), str(c.dead), str(c.held),
              "-" if c.oldest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.oldest)),
              _clip_words(terminal_safe(c.last_error or "-"), None if args.verbose else 80)) for c in counts]
-    print(f"spool: {spool.path}")
-    sys.stdout.write(_table(("DESTINATION", "PENDING", "DEAD", "HELD", "OLDEST", "LAST ERROR"), rows, {1, 2, 3}))
-    return 0
+    return _write_table(f"spool: {spool.path}\n", ("DESTINATION", "PENDING", "DEAD", "HELD", "OLDEST", "LAST ERROR"),
+                        rows, {1, 2, 3}, f"the spool is empty ({spool.path})\n")
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -578,19 +542,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         # Node titles are user text: never die on a console that cannot encode them.
         sys.stdout.reconfigure(errors="replace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
     except BrokenPipeError:
         # `workflow-trace show | head`: the reader left; exit quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except CliError as exc:
         print(f"{PROG}: error: {terminal_safe(str(exc))}", file=sys.stderr)
-        return exc.code
+        return 2
     except (WorkflowTraceError, ValueError, LookupError, OSError) as exc:
         # No store, a bad scope or node, an unknown node, a file that is not a store: all one line.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

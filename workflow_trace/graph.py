@@ -67,7 +67,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any, Literal, Optional, TypeVar
+from typing import Any, Literal, NamedTuple, Optional, TypeVar
 
 from ._errors import WorkflowTraceError
 from ._meta import card_fields
@@ -307,41 +307,34 @@ class GraphNode:
     @property
     def label(self) -> str:
         """The card title, else a default made from the node."""
-        if self.card is not None and self.card.title:
-            return self.card.title
-        return self.default_label
+        return self.card.title if self.card is not None and self.card.title else self.default_label
 
     @property
     def default_label(self) -> str:
         """A title made from the node alone (a task's name, a file's name, ``Project 42``)."""
         if self.kind == "task":
-            if self.task is not None and self.task.name:
-                return self.task.name
-            return f"Task {self.external_id}"
+            return self.task.name if self.task is not None and self.task.name else f"Task {self.external_id}"
         if self.kind == "app":
             return "App session"
         if self.path:
             base = os.path.basename(self.path.rstrip("/\\")) or self.path
             return base + "/" if self.kind == "folder" else base
-        names = {"project": "Project", "dataset": "Dataset", "file": "File", "job": "Labeling job"}
-        return f"{names.get(self.kind, self.kind.title())} {self.external_id}"
+        return f"{'Labeling job' if self.kind == 'job' else self.kind.title()} {self.external_id}"
 
     @property
     def description(self) -> str:
         """The card description, else a default (a task's status and runs, a file's path, ...)."""
         if self.card is not None and self.card.description:
             return self.card.description
-        if self.task is not None:
-            text = self.task.status
-            if self.task.failed and self.task.error_type:
-                text += f": {self.task.error_type}"
-                if self.task.error_message:
-                    text += f": {self.task.error_message}"
-            elif self.task.duration is not None:
-                text += f" in {format_duration(self.task.duration)}"
-            if len(self.task.runs) > 1:
-                failed = self.task.failed_runs
-                text += f" · {len(self.task.runs):,} runs" + (f", {failed} failed" if failed else "")
+        task = self.task
+        if task is not None:
+            text = task.status
+            if task.failed and task.error_type:
+                text += f": {task.error_type}" + (f": {task.error_message}" if task.error_message else "")
+            elif task.duration is not None:
+                text += f" in {format_duration(task.duration)}"
+            if len(task.runs) > 1:
+                text += f" · {len(task.runs):,} runs" + (f", {task.failed_runs} failed" if task.failed_runs else "")
             return text
         if self.kind == "app":
             return f"offline session of {self.key.replace('app:', 'task ', 1)}"
@@ -532,7 +525,8 @@ def _build(tasks: Iterable[TaskRow], runs: Iterable[RunRow], rows: Sequence[Edge
     by_key: dict[str, list[tuple[EdgeRow, _Version | None, Card | None]]] = defaultdict(list)
     merged: dict[tuple[str, str, str, int], _EdgeSum] = {}  # one edge per (source, target, relation, generation)
     for row, gen, version in zip(rows, generation_of, versions, strict=True):
-        key, time, card = row.key, row.time, _relation_card(row)
+        key, time = row.key, row.time
+        card = Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
         task_key = f"task:{row.task_id}"
         if task_key not in nodes:
             nodes[task_key] = GraphNode(key=task_key, kind="task", external_id=row.task_id)
@@ -578,8 +572,7 @@ def _data_node(key: str, records: list[tuple[EdgeRow, _Version | None, Card | No
     node = records[0][0].node
     kind: str = node.kind  # type: ignore[attr-defined]
     path = getattr(node, "path", None)
-    ids = [i for row, _, _ in records if (i := getattr(row.node, "id", None)) is not None]
-    external = ids[0] if ids else None
+    external = next((i for row, _, _ in records if (i := getattr(row.node, "id", None)) is not None), None)
     if external is None and kind == "project" and path is not None:
         external = local_projects.get(path)  # a local project: the id the store gave its folder
     cards = [(row.time, card) for row, _, card in records if card is not None]
@@ -601,10 +594,6 @@ def _version_of(node: Node) -> _Version | None:
     if isinstance(node, Project) and (node.version_id is not None or node.version_num is not None):
         return (node.version_id, node.version_num)
     return None
-
-
-def _relation_card(row: EdgeRow) -> Card | None:
-    return Card.from_wire(row.meta.get("customRelationSettings")) if row.meta else None
 
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -630,7 +619,7 @@ class Graph:
         Raises:
             ValueError: not a workflow-trace graph, or a newer version of the schema.
         """
-        if data.get("format") != JSON_FORMAT:
+        if not isinstance(data, Mapping) or data.get("format") != JSON_FORMAT:
             raise ValueError(f"not a {JSON_FORMAT} document")
         if int(data.get("version", 0)) > JSON_VERSION:
             raise ValueError(f"graph schema version {data.get('version')} is newer than {JSON_VERSION}")
@@ -641,10 +630,7 @@ class Graph:
     @classmethod
     def from_json(cls, text: str) -> Graph:
         """Read the JSON text written by :meth:`to_json`."""
-        loaded = json.loads(text)
-        if not isinstance(loaded, dict):
-            raise ValueError(f"not a {JSON_FORMAT} document")
-        return cls.from_dict(loaded)
+        return cls.from_dict(json.loads(text))
 
     def subgraph(self, keys: Iterable[str], edges: Iterable[GraphEdge]) -> Graph:
         """The nodes in ``keys`` and at either end of ``edges`` (kept in this graph's order), and ``edges``."""
@@ -678,19 +664,14 @@ class Graph:
             UnknownNodeError: the graph has no such node (the message names the closest ones).
             ValueError: the text is not ``KIND:ID`` or ``KIND:PATH``.
         """
+        text = node.strip() if isinstance(node, str) else node.ref
         if isinstance(node, str):
-            text = node.strip()
-            keys = [text] if text in self.nodes else self._match_text(text)
+            keys = self._match_text(text)
             if keys:
                 return keys
-            parsed = parse_node_ref(text)
-        else:
-            parsed = node
-            text = node.ref
-        if isinstance(parsed, App):
-            keys = [k for k, n in self.nodes.items() if n.kind == "app"]
-        else:
-            keys = [parsed.ref] if parsed.ref in self.nodes else self._match_text(parsed.ref)
+            node = parse_node_ref(text)
+        keys = ([k for k, n in self.nodes.items() if n.kind == "app"] if isinstance(node, App)
+                else self._match_text(node.ref))
         if not keys:
             where = "the store" if self.scope.level == "workspace" else f"scope {self.scope}"
             kind = text.partition(":")[0].lower()
@@ -701,6 +682,9 @@ class Graph:
         return keys
 
     def _match_text(self, text: str) -> list[str]:
+        """The keys ``text`` names: itself, if a key, else the nodes recorded by that id or path."""
+        if text in self.nodes:
+            return [text]
         kind, sep, ident = text.partition(":")
         if not sep or not ident:
             return []
@@ -782,7 +766,6 @@ class Graph:
         return [(e, e.task_key, None, None) for e in edges if e.task_key != came_from]
 
     def _walk(self, start: Sequence[str], forward: bool) -> Graph:
-        keys = set(start)
         kept: set[int] = set()  # ids of the edges walked
         seen: set[tuple[str, int | None]] = set()
         queue: deque[tuple[str, int | None, str | None]] = deque((k, None, None) for k in start)
@@ -793,9 +776,8 @@ class Graph:
             seen.add((key, generation))
             for edge, nxt, next_generation, next_came_from in self._next(key, forward, generation, came_from):
                 kept.add(id(edge))
-                keys.add(nxt)
                 queue.append((nxt, next_generation, next_came_from))
-        return self.subgraph(keys, [e for e in self.edges if id(e) in kept])
+        return self.subgraph(start, [e for e in self.edges if id(e) in kept])  # (with the nodes they join)
 
     # -- exports ------------------------------------------------------------------------------
 
@@ -823,17 +805,14 @@ class Graph:
     def to_json(self) -> str:
         """The JSON text (schema in the module docstring): each node and each edge on one compact line (as
         readable in a diff as indented JSON, and several times faster to write for large graphs)."""
-        data = self.to_dict()
+        def render(key: str, value: Any) -> str:
+            if key not in ("nodes", "edges") or not value:
+                return json.dumps(value, ensure_ascii=False)
+            lines = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in value)
+            return f"[\n{lines}\n  ]"
 
-        def items(values: list[dict[str, Any]]) -> str:
-            lines = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in values)
-            return f"[\n{lines}\n  ]" if values else "[]"
-
-        head = ",\n".join(
-            f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in data.items()
-            if k not in ("nodes", "edges")
-        )
-        return f'{{\n{head},\n  "nodes": {items(data["nodes"])},\n  "edges": {items(data["edges"])}\n}}\n'
+        body = ",\n".join(f"  {json.dumps(k)}: {render(k, v)}" for k, v in self.to_dict().items())
+        return f"{{\n{body}\n}}\n"
 
     def to_html(self, title: str = "Workflow lineage") -> str:
         """The interactive viewer as one offline file (the data inlined; no request to any host)."""
@@ -853,13 +832,12 @@ class Graph:
             edges = [*index["inputs"].get(task.key, ()), *index["outputs"].get(task.key, ())]
             for edge in sorted(edges, key=lambda e: (e.relation, e.data_key, e.generation)):
                 other = self.nodes.get(edge.data_key)
-                text = _node_text(other, edge.data_key, edge)
                 # An input came from the writers of the generation it read, an output was used by the readers
                 # of the generation it wrote (not by those of other generations).
                 read = edge.relation == "input"
                 others = index["writers" if read else "readers"].get((edge.data_key, edge.generation), ())
                 related = ", ".join(dict.fromkeys(e.task_key for e in others if e.task_key != task.key))
-                line = f"    {'<-' if read else '->'} {text}"
+                line = f"    {'<-' if read else '->'} {_node_text(other, edge.data_key, edge)}"
                 named = read and other is not None and len(other.generations) > 1  # the text says "by task:N"
                 lines.append(f"{line}  ({'from' if read else 'used by'} {related})" if related and not named else line)
         return "\n".join(lines) + "\n"
@@ -886,23 +864,18 @@ class Graph:
     def _tree(self, root: str, forward: bool) -> Iterator[str]:
         arrow = "->" if forward else "<-"
         seen: set[tuple[str, int | None]] = {(root, None)}
-        stack: list[tuple[int, GraphEdge, str, int | None, str | None]] = []
-
-        def push(key: str, generation: int | None, came_from: str | None, depth: int) -> None:
-            for edge, nxt, next_generation, next_came_from in reversed(self._next(key, forward, generation, came_from)):
-                stack.append((depth, edge, nxt, next_generation, next_came_from))
-
-        push(root, None, None, 0)
-        # Depth-first with an explicit stack: lineage chains can be longer than the recursion limit.
+        # Depth-first with an explicit stack (of (depth, step)): lineage chains can be longer than the recursion
+        # limit. A node's steps are pushed in reverse, so that they come off the stack in order.
+        stack = [(0, *step) for step in reversed(self._next(root, forward, None, None))]
         while stack:
             depth, edge, nxt, generation, came_from = stack.pop()
-            text = _node_text(self.nodes.get(nxt), nxt, edge)
+            text = f"{'    ' * (depth + 1)}{arrow} {_node_text(self.nodes.get(nxt), nxt, edge)}"
             if (nxt, generation) in seen:
-                yield f"{'    ' * (depth + 1)}{arrow} {text}  (see above)"
+                yield f"{text}  (see above)"
                 continue
             seen.add((nxt, generation))
-            yield f"{'    ' * (depth + 1)}{arrow} {text}"
-            push(nxt, generation, came_from, depth + 1)
+            yield text
+            stack.extend((depth + 1, *step) for step in reversed(self._next(nxt, forward, generation, came_from)))
 
     def to_mermaid(self, max_edges: int = MERMAID_MAX_EDGES, max_text: int = MERMAID_MAX_TEXT) -> str:
         """A Mermaid ``flowchart LR`` (labels escaped with Mermaid's entity codes).
@@ -919,7 +892,7 @@ class Graph:
             max_text: Most characters to write (Mermaid's ``maxTextSize``).
         """
         boxes = {key: _mermaid_box(node) for key, node in self.nodes.items()}
-        links = [_mermaid_link(e) for e in self.edges]
+        links = [_mermaid_link(e.source, e.target, [e]) for e in self.edges]
         text = _mermaid_text(boxes, links, [])
         if len(links) <= max_edges and len(text) <= max_text:
             return text
@@ -943,13 +916,13 @@ class Graph:
     def _mermaid_folded(self) -> tuple[dict[str, _MermaidBox], list[_MermaidLink], str]:
         """The graph folded for Mermaid (see :meth:`to_mermaid`): its boxes, links and a comment."""
         rep: dict[str, str] = {}  # node key -> the key of its box
-        members: dict[str, list[GraphNode]] = {}
+        made: dict[str, _MermaidBox] = {}  # the key of a box -> the box
 
         def assign(groups: Iterable[tuple[str, list[GraphNode]]]) -> None:
             for name, nodes in groups:
                 box = name if len(nodes) > 1 else nodes[0].key
                 rep.update((node.key, box) for node in nodes)
-                members[box] = nodes
+                made[box] = _mermaid_box(nodes[0]) if len(nodes) == 1 else _mermaid_fold_box(nodes)
 
         by_name: dict[str, list[GraphNode]] = defaultdict(list)
         for node in self.tasks:
@@ -966,19 +939,13 @@ class Graph:
                 read = frozenset() if written else frozenset(ends["input"].get(node.key, ()))
                 by_sig[(node.kind, node.model_weight, written, read)].append(node)
         assign((f"fold:data:{i}", nodes) for i, nodes in enumerate(by_sig.values()))
-        boxes: dict[str, _MermaidBox] = {}
-        for key in self.nodes:  # in the graph's order: a fold where its first member is
-            fold = rep[key]
-            if fold not in boxes:
-                group = members[fold]
-                boxes[fold] = _mermaid_box(group[0]) if len(group) == 1 else _mermaid_fold_box(group)
+        boxes = {rep[key]: made[rep[key]] for key in self.nodes}  # in the graph's order: a fold at its first member
         merged: dict[tuple[str, str], list[GraphEdge]] = defaultdict(list)
         for edge in self.edges:
             source, target = rep[edge.source], rep[edge.target]
             if source != target:
                 merged[(source, target)].append(edge)
-        links = [replace(_mermaid_link(edges[0]), source=source, target=target) if len(edges) == 1
-                 else _mermaid_fold_link(source, target, edges) for (source, target), edges in merged.items()]
+        links = [_mermaid_link(source, target, edges) for (source, target), edges in merged.items()]
         tasks = len(self.tasks)
         data = len(self.nodes) - tasks
         task_boxes = sum(1 for box in boxes.values() if box.kind == "task")
@@ -994,9 +961,8 @@ class Graph:
         lines = ["digraph workflow {", "  rankdir=LR;",
                  '  node [style="rounded,filled", fontname="Helvetica", fontsize=11];', '  edge [color="#64748b"];']
         for key, node in self.nodes.items():
-            color, bg = _KIND_COLORS.get("model" if node.model_weight else node.kind, ("#475569", "#f1f5f9"))
-            if node.failed:
-                color, bg = "#dc2626", "#fee2e2"
+            color, bg = ("#dc2626", "#fee2e2") if node.failed else _KIND_COLORS.get(
+                "model" if node.model_weight else node.kind, ("#475569", "#f1f5f9"))
             label = f"{node.label}\n{node.description}\n{key}"
             lines.append(
                 f"  {_dot(key)} [label={_dot(label)}, shape={shapes.get(node.kind, 'box')}, "
@@ -1031,18 +997,14 @@ def load_graph(db: str | os.PathLike[str] | None = None, scope: str | Scope | No
         BackendError: the file is not a readable workflow_trace store.
     """
     parsed = parse_scope(scope)
-    store = SQLiteBackend.open_existing(db)
-    try:
-        with _gc_paused():
-            graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
-    finally:
-        store.close()
+    with SQLiteBackend.open_existing(db) as store, _gc_paused():
+        graph = _build(store.tasks(), store.runs(), store.edges(), store.local_project_ids())
     graph.store = str(store.path)
     graph.server = os.environ.get("SERVER_ADDRESS") or None
     return graph.scoped(parsed)
 
 
-# -- helpers (format_*, one_line and terminal_safe are shared with the CLI and reproduce) ------------
+# -- helpers (format_*, one_line, terminal_safe and written_by are shared with the CLI and reproduce) ----
 
 
 @contextlib.contextmanager
@@ -1120,13 +1082,10 @@ def _task_line(task: GraphNode) -> str:
     if info.failed:
         status = "FAILED"
         if info.error_type:
-            status += f" {info.error_type}"
-            if info.error_message:
-                status += f": {one_line(info.error_message, 120)}"
+            status += f" {info.error_type}" + (f": {one_line(info.error_message, 120)}" if info.error_message else "")
     parts = [f"{task.key} {one_line(task.label, 80)} [{status}]"]
     if len(info.runs) > 1:
-        failed = info.failed_runs
-        parts.append(f"{len(info.runs):,} runs" + (f" ({failed:,} failed)" if failed else ""))
+        parts.append(f"{len(info.runs):,} runs" + (f" ({info.failed_runs:,} failed)" if info.failed_runs else ""))
     parts.append(f"started {format_time(info.started_at)}")
     if info.duration is not None:
         parts.append(format_duration(info.duration))
@@ -1140,34 +1099,31 @@ def _shows_runs(info: TaskInfo) -> bool:
 
 def _run_lines(info: TaskInfo, limit: int = 40) -> list[str]:
     """The runs of a task as a tree; siblings with the same name folded (``load ×1,000, 1 failed``)."""
-    children: dict[str | None, list[RunInfo]] = defaultdict(list)
+    # The runs under each parent, by name (a run whose parent is not among them is a root).
+    children: dict[str | None, dict[str, list[RunInfo]]] = {}
     ids = {r.run_id for r in info.runs}
     for run in info.runs:
-        children[run.parent_run_id if run.parent_run_id in ids else None].append(run)
+        siblings = children.setdefault(run.parent_run_id if run.parent_run_id in ids else None, {})
+        siblings.setdefault(run.name, []).append(run)
     lines: list[str] = []
 
     def walk(parent: str | None, depth: int) -> None:
-        groups: dict[str, list[RunInfo]] = {}
-        for run in children.get(parent, ()):
-            groups.setdefault(run.name, []).append(run)
-        for name, runs in groups.items():
+        for name, runs in children.get(parent, {}).items():
             if len(lines) >= limit:
                 return
-            indent = "    " * (depth + 1)
+            text = f"{'    ' * (depth + 1)}run {one_line(name, 60)}"
             if len(runs) == 1:
                 run = runs[0]
                 status = run.status if run.status != "failed" else f"FAILED {run.error_type or ''}".rstrip()
-                text = f"{indent}run {one_line(name, 60)} [{status}]"
+                text += f" [{status}]"
                 if run.duration is not None:
                     text += f" {format_duration(run.duration)}"
                 if run.params:
                     text += "  params: " + one_line(format_params(run.params), 100)
             else:
-                failed = sum(1 for r in runs if r.status == "failed")
-                running = sum(1 for r in runs if r.status == "running")
-                text = f"{indent}run {one_line(name, 60)} ×{len(runs):,}"
-                text += f", {failed:,} failed" if failed else ""
-                text += f", {running:,} running" if running else ""
+                statuses = [r.status for r in runs]
+                counts = "".join(f", {statuses.count(s):,} {s}" for s in ("failed", "running") if s in statuses)
+                text += f" ×{len(runs):,}{counts}"
             lines.append(text)
             walk(runs[0].run_id, depth + 1)  # of a folded group, the first one's children stand for all
 
@@ -1187,8 +1143,7 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
     if node is None:
         return terminal_safe(key)
     if node.kind == "task":
-        status = node.task.status if node.task else "not recorded here"
-        text = f"{key} {one_line(node.label, 80)} [{status}]"
+        text = f"{key} {one_line(node.label, 80)} [{node.task.status if node.task else 'not recorded here'}]"
     else:
         text = key
         if node.card is not None and node.card.title:
@@ -1199,14 +1154,19 @@ def _node_text(node: GraphNode | None, key: str, edge: GraphEdge | None = None) 
         if edge.version_label:
             text += f" @{edge.version_label}"
         if node.kind != "task" and len(node.generations) > 1:
-            gen = next((g for g in node.generations if g.generation == edge.generation), None)
-            by = f", by task:{gen.task_id}" if gen is not None and gen.task_id is not None else ""
-            text += f" · gen {edge.generation}{by}"
+            writer = written_by(node, edge.generation)
+            text += f" · gen {edge.generation}" + (f", by task:{writer}" if writer is not None else "")
     elif node.versions:
         text += f" (versions {', '.join(format_version(v) for v in node.versions)})"
     elif len(node.generations) > 1:
         text += f" ({len(node.generations)} generations)"
     return terminal_safe(text)
+
+
+def written_by(node: GraphNode | None, generation: int) -> Optional[int]:
+    """The id of the task that wrote that generation of ``node`` (``None``: unknown, or found as it was)."""
+    found = next((g for g in node.generations if g.generation == generation), None) if node else None
+    return None if found is None else found.task_id
 
 
 def one_line(text: str, limit: int) -> str:
@@ -1224,8 +1184,7 @@ _MERMAID_CODES = {
 def _mermaid(text: str) -> str:
     # Mermaid reads labels as markdown/HTML: every character that could be markup becomes an entity code;
     # control characters (NUL, ESC) are dropped.
-    clean = "".join(ch for ch in one_line(text, 200) if unicodedata.category(ch)[0] != "C")
-    return "".join(_MERMAID_CODES.get(char, char) for char in clean)
+    return "".join(_MERMAID_CODES.get(ch, ch) for ch in one_line(text, 200) if unicodedata.category(ch)[0] != "C")
 
 
 # -- Mermaid -------------------------------------------------------------------------------------
@@ -1238,25 +1197,19 @@ _PLURALS = {"task": "tasks", "project": "projects", "dataset": "datasets", "file
             "job": "labeling jobs", "app": "app sessions"}
 
 
-@dataclass(frozen=True)
-class _MermaidBox:
+class _MermaidBox(NamedTuple):
     kind: str
     label: str
     detail: str
     css: str
 
 
-@dataclass(frozen=True)
-class _MermaidLink:
+class _MermaidLink(NamedTuple):
     source: str
     target: str
     dashed: bool
     tags: tuple[str, ...]
-    time: tuple[bool, str]  # sortable: (known, ISO time)
-
-
-def _sort_time(value: datetime | None) -> tuple[bool, str]:
-    return (value is not None, "" if value is None else value.isoformat())
+    time: str  # sortable: the ISO time of the newest edge, "" (before any other) when unknown
 
 
 def _error_text(info: TaskInfo | None) -> str:
@@ -1298,17 +1251,15 @@ def _mermaid_fold_box(nodes: list[GraphNode]) -> _MermaidBox:
     return _MermaidBox(first.kind, f"{len(nodes):,} {kind}", detail, "model" if first.model_weight else first.kind)
 
 
-def _mermaid_link(edge: GraphEdge) -> _MermaidLink:
-    return _MermaidLink(edge.source, edge.target, edge.relation == "input" and edge.version_label is not None,
-                        tuple(edge.tags), _sort_time(edge.last_time))
-
-
-def _mermaid_fold_link(source: str, target: str, edges: list[GraphEdge]) -> _MermaidLink:
+def _mermaid_link(source: str, target: str, edges: Sequence[GraphEdge]) -> _MermaidLink:
+    """The link from ``source`` to ``target`` drawn for one edge, or for several folded into one."""
+    dashed = all(e.relation == "input" and e.version_label is not None for e in edges)
+    newest = max(_iso(e.last_time) or "" for e in edges)
+    if len(edges) == 1:
+        return _MermaidLink(source, target, dashed, tuple(edges[0].tags), newest)
     versions = {e.version_label for e in edges}
-    dashed = all(e.relation == "input" and e.version_label for e in edges)
-    tags = [f"×{len(edges):,}"] + ([next(iter(versions))] if len(versions) == 1 and None not in versions else [])
-    return _MermaidLink(source, target, dashed, tuple(t for t in tags if t),
-                        max(_sort_time(e.last_time) for e in edges))
+    tags = [f"×{len(edges):,}", *(v for v in versions if v and len(versions) == 1)]  # and the version they share
+    return _MermaidLink(source, target, dashed, tuple(tags), newest)
 
 
 def _mermaid_text(boxes: Mapping[str, _MermaidBox], links: Sequence[_MermaidLink], notes: Sequence[str]) -> str:

@@ -68,17 +68,16 @@ def render_page(data: dict[str, Any] | None, *, live: bool, title: str = "Workfl
     """
     if data is None and not live:
         raise ValueError("an offline viewer page needs the graph data")
-    css, js = _asset("viewer.css"), _asset("viewer.js")
-    for name, text, closing in (("viewer.css", css, "</style"), ("viewer.js", js, "</script")):
-        if closing in text.lower():  # would end the inline block early (and change its hash)
-            raise ValueError(f"{name} contains {closing!r}")
     values = {
         "csp": html.escape(content_security_policy(live=live), quote=True),
         "title": html.escape(title, quote=True),
-        "css": css,
-        "js": js,
+        "css": _asset("viewer.css"),
+        "js": _asset("viewer.js"),
         "config": _json_for_script({"live": live, "title": title}),
         "data": _json_for_script(data),
     }
+    for name, closing in (("css", "</style"), ("js", "</script")):
+        if closing in values[name].lower():  # would end the inline block early (and change its hash)
+            raise ValueError(f"viewer.{name} contains {closing!r}")
     # One pass, so that nothing inserted (user text in the data) is ever read as a placeholder.
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _asset("viewer.html"))
