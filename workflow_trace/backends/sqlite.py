@@ -341,10 +341,6 @@ def _json(text: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _is_local_path_kind(kind: str) -> bool:
-    return kind in ("file", "folder", "project")
-
-
 def _resolve(path: str, cwd: str | None) -> str:
     """A recorded path as an absolute one: relative paths against the directory they were recorded in."""
     if cwd is None or os.path.isabs(path) or path.startswith("/"):
@@ -444,39 +440,77 @@ def migrate(conn: sqlite3.Connection, path: Path | str) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+#: A task's row, with the pid, host and command of the process that stored it first (``task_id, name, origin,
+#: started_at, process_id, process_id``).
+_INSERT_TASK = (
+    "INSERT OR IGNORE INTO tasks (id, name, origin, started_at, status, process_id, pid, host, command) "
+    "SELECT ?, ?, ?, ?, 'running', ?, p.pid, p.host, p.command FROM (SELECT 1) LEFT JOIN processes p ON p.id = ?"
+)
+#: What one batch changes in a task: the lists of ``_Batch.deltas``, the named parameters of :data:`_UPDATE_TASK`.
+_DELTA = ("runs", "running", "failed", "started", "finished", "err_type", "err_message")
+
+#: Adds a batch's changes (:data:`_DELTA`) to a task's counts, times and status.
+_UPDATE_TASK = """UPDATE tasks SET
+        runs = runs + :runs,
+        running_roots = max(0, running_roots + :running),
+        failed_roots = max(0, failed_roots + :failed),
+        started_at = CASE WHEN :started IS NOT NULL AND (started_at IS NULL OR started_at > :started)
+                          THEN :started ELSE started_at END,
+        finished_at = CASE WHEN running_roots + :running > 0 THEN NULL
+                           WHEN :finished IS NULL THEN finished_at
+                           WHEN finished_at IS NULL OR finished_at < :finished THEN :finished
+                           ELSE finished_at END,
+        status = CASE WHEN failed_roots + :failed > 0 THEN 'failed'
+                      WHEN running_roots + :running > 0 THEN 'running' ELSE 'ok' END,
+        error_type = CASE WHEN failed_roots + :failed <= 0 THEN NULL
+                          ELSE coalesce(error_type, :err_type) END,
+        error_message = CASE WHEN failed_roots + :failed <= 0 THEN NULL
+                             ELSE coalesce(error_message, :err_message) END
+    WHERE id = :task"""
+
+
 class _Batch:
-    """The rows of one ingest, written with one statement per table."""
+    """The rows of one ingest, written with one statement per table (new tasks first)."""
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
         self.ids: set[str] = set()
+        self.tasks: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.steps: list[Sequence[Any]] = []
         self.restarts: list[tuple[str, str]] = []
         self.finishes: list[tuple[Any, ...]] = []
         self.edges: list[tuple[Any, ...]] = []
+        self.cards: list[tuple[Any, ...]] = []
         self.started: list[str] = []
         self.maybe_known: set[str] = set()
         self.open: dict[str, list[Any]] = {}  # run id -> its row in steps, for runs started in this batch
+        self.deltas: dict[int, list[Any]] = {}  # task id -> its changes (see _DELTA)
+
+    def delta(self, task_id: int, started: str | None = None) -> list[Any]:
+        return self.deltas.setdefault(task_id, [0, 0, 0, started, None, None, None])
+
+    def write_tasks(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(_INSERT_TASK, self.tasks)
+        self.tasks.clear()
 
     def write(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            self.events,
-        )
-        conn.executemany(
-            "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params, "
-            "finished_at, status, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.steps,
-        )
-        conn.executemany("UPDATE steps SET started_at = ? WHERE run_id = ?", self.restarts)
-        conn.executemany(
-            "UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
-            "params = coalesce(?, params) WHERE run_id = ?", self.finishes,
-        )
-        conn.executemany(
-            "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.edges,
-        )
+        self.write_tasks(conn)
+        for sql, rows in (
+            ("INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             self.events),
+            ("INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params, "
+             "finished_at, status, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.steps),
+            ("UPDATE steps SET started_at = ? WHERE run_id = ?", self.restarts),
+            ("UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
+             "params = coalesce(?, params) WHERE run_id = ?", self.finishes),
+            ("INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.edges),
+            # The main node's card: the last action wins (as on the instance).
+            ("UPDATE tasks SET node_meta = ?, node_meta_time = ? "
+             "WHERE id = ? AND (node_meta_time IS NULL OR node_meta_time <= ?)", self.cards),
+        ):
+            conn.executemany(sql, rows)
 
 
 #: A node's identity: the JSON of its key (``json.dumps(key, separators=(",", ":"), ensure_ascii=False)``).
@@ -566,14 +600,14 @@ class _Ingest:
         prefix = str(header.get("prefix") or "")
         process_id = self._process(conn, header, own)
         rows = _parse_lines(lines, self.backend.path)
-        tasks: dict[int, list[Any]] = {}
         batch = _Batch(int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]))
         self._resolve_nodes(conn, [row for _raw, row in rows if not isinstance(row[1], str)])  # not replayed
         for raw, row in rows:
             kind, ident, timestamp, task_id, run_id = row[0], row[1], row[2], row[3], row[4]
             when = iso(timestamp)
             if kind == TASK:  # a local task id was allocated: its row, before any of its events
-                self._local_task(conn, int(task_id), row[5], when, process_id)
+                batch.tasks.append((int(task_id), row[5], "local", when, process_id, process_id))
+                self.tasks.add(int(task_id))
                 continue
             eid = ident if isinstance(ident, str) else event_id(prefix, ident)
             if isinstance(ident, str) and (eid in batch.ids or conn.execute(
@@ -581,18 +615,19 @@ class _Ingest:
             ).fetchone()):
                 continue  # a replayed event: stored once
             batch.ids.add(eid)
-            task_id = self._task(conn, task_id, row, when, process_id, tasks)
+            task_id = self._task(conn, task_id, row, when, process_id, batch)
             batch.seq += 1
             batch.events.append((batch.seq, eid, KINDS[kind], when, task_id, run_id, raw))
             if kind == STARTED:
-                self._started(conn, row, task_id, when, tasks, batch)
+                self._started(conn, row, task_id, when, batch)
             elif kind == FINISHED:
-                self._finished(conn, row, task_id, when, tasks, batch)
+                self._finished(conn, row, task_id, when, batch)
             else:
-                self._edge(conn, row, kind, task_id, when, batch.seq, own, batch)
+                self._edge(conn, row, kind, task_id, when, own, batch)
         batch.write(conn)
-        self._adopt(conn, batch.started, tasks)
-        self._update_tasks(conn, tasks)
+        self._adopt(conn, batch)
+        conn.executemany(_UPDATE_TASK, [{"task": task, **dict(zip(_DELTA, delta, strict=True))}
+                                        for task, delta in batch.deltas.items()])
 
     def _process(self, conn: sqlite3.Connection, header: dict[str, Any], own: bool) -> int | None:
         owner = header.get("owner")
@@ -636,61 +671,42 @@ class _Ingest:
         )
 
     def _task(self, conn: sqlite3.Connection, task_id: Any, row: list[Any], when: str, process_id: int | None,
-              tasks: dict[int, list[Any]]) -> int | None:
+              batch: _Batch) -> int | None:
         if task_id is None:
             # No task id (a backend that owns none allocated it): the run, or its parent, decides.
             for run_id in (row[4], row[6]):
-                if run_id is None:
-                    continue
-                known = self.runs.get(run_id)
-                if known is None:
-                    found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (run_id,)).fetchone()
-                    known = (found[0], bool(found[1])) if found else None
+                known = None if run_id is None else self._run(conn, run_id)
                 if known is not None and known[0] is not None:
                     return int(known[0])
-            tid: int = int(self._insert_task(conn, None, row[5], "local", when, process_id).lastrowid or 0)
+            batch.write_tasks(conn)  # the ids of earlier lines first: SQLite picks this one above them
+            cur = conn.execute(_INSERT_TASK, (None, row[5], "local", when, process_id, process_id))
+            tid = int(cur.lastrowid or 0)
             self.tasks.add(tid)
             self.runs[row[4]] = (tid, True)
             return tid
         tid = int(task_id)
-        if tid in self.tasks:
-            return tid
-        if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (tid,)).fetchone() is None:
-            local = conn.execute("SELECT 1 FROM task_blocks WHERE ? BETWEEN first AND last", (tid,)).fetchone()
-            self._insert_task(conn, tid, row[5], "external" if local is None else "local", when, process_id)
-        self.tasks.add(int(tid))
-        return int(tid)
+        if tid not in self.tasks:
+            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (tid,)).fetchone() is None:
+                local = conn.execute("SELECT 1 FROM task_blocks WHERE ? BETWEEN first AND last", (tid,)).fetchone()
+                batch.tasks.append((tid, row[5], "external" if local is None else "local", when, process_id,
+                                    process_id))
+            self.tasks.add(tid)
+        return tid
 
-    def _local_task(self, conn: sqlite3.Connection, task_id: int, name: str, when: str,
-                    process_id: int | None) -> None:
-        """The row of a task id this store reserved (its ``TASK`` line comes before any of its events)."""
-        self._insert_task(conn, task_id, name, "local", when, process_id)
-        self.tasks.add(task_id)
-
-    @staticmethod
-    def _insert_task(conn: sqlite3.Connection, task_id: int | None, name: str, origin: str, when: str,
-                     process_id: int | None) -> Any:
-        """A running task's row, with the pid, host and command of the process that stored it first."""
-        return conn.execute(
-            "INSERT OR IGNORE INTO tasks (id, name, origin, started_at, status, process_id, pid, host, command) "
-            "SELECT ?, ?, ?, ?, 'running', ?, p.pid, p.host, p.command "
-            "FROM (SELECT 1) LEFT JOIN processes p ON p.id = ?",
-            (task_id, name, origin, when, process_id, process_id),
-        )
+    def _run(self, conn: sqlite3.Connection, run_id: str) -> tuple[int | None, bool] | None:
+        """``(task id, root)`` of a run started before (this batch or stored), else ``None``."""
+        known = self.runs.get(run_id)
+        if known is None:
+            found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+            known = None if found is None else (found[0], bool(found[1]))
+        return known
 
     def _root(self, conn: sqlite3.Connection, parent: str | None, task_id: int | None) -> bool:
-        if parent is None:
-            return True
-        known = self.runs.get(parent)
-        if known is None:
-            found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (parent,)).fetchone()
-            if found is None:
-                return True
-            known = (found[0], bool(found[1]))
-        return known[0] != task_id
+        known = None if parent is None else self._run(conn, parent)
+        return known is None or known[0] != task_id
 
     def _started(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
-                 tasks: dict[int, list[Any]], batch: _Batch) -> None:
+                 batch: _Batch) -> None:
         run_id, name, parent, params = row[4], row[5], row[6], row[7]
         root = self._root(conn, parent, task_id)
         if len(self.runs) > 100_000:
@@ -706,14 +722,15 @@ class _Ingest:
         batch.started.append(run_id)
         if task_id is None:
             return
-        delta = tasks.setdefault(task_id, [0, 0, 0, when, None, None, None])
+        delta = batch.delta(task_id, when)
         delta[0] += 1
         if root:
             delta[1] += 1
             delta[3] = min(delta[3], when) if delta[3] else when
 
-    def _adopt(self, conn: sqlite3.Connection, started: list[str], tasks: dict[int, list[Any]]) -> None:
+    def _adopt(self, conn: sqlite3.Connection, batch: _Batch) -> None:
         """A child run stored before its parent (another process's journal) is not a root after all."""
+        started = batch.started
         for i in range(0, len(started), 500):
             chunk = started[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -728,42 +745,42 @@ class _Ingest:
                     continue
                 conn.execute("UPDATE steps SET root = 0 WHERE run_id = ?", (child,))
                 self.runs[child] = (child_task, False)
-                delta = tasks.setdefault(child_task, [0, 0, 0, None, None, None, None])
+                delta = batch.delta(child_task)
                 delta[1] -= status == "running"
                 delta[2] -= status == "failed"
 
     def _finished(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
-                  tasks: dict[int, list[Any]], batch: _Batch) -> None:
+                  batch: _Batch) -> None:
         run_id, name, parent = row[4], row[5], row[6]
         status, err_type, err_message, params = row[7], row[8], row[9], row[10]
         params_json = None if params is None else json.dumps(params)
-        known = self.runs.get(run_id)
         was_running = True
         step = batch.open.pop(run_id, None)
-        if step is not None:
+        if step is not None:  # started in this batch: its row gets the end
             step[7:11] = [when, status, err_type, err_message]
             step[6] = params_json or step[6]
-            root = bool(step[4])
-        elif known is None:
-            found = conn.execute("SELECT task_id, root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
-            known = (found[0], bool(found[1])) if found else None
-            was_running = found is not None and found[2] == "running"
+            known: tuple[int | None, bool] | None = (step[1], bool(step[4]))
+        else:
+            known = self.runs.get(run_id)
+            if known is None:
+                found = conn.execute("SELECT task_id, root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+                known = (found[0], bool(found[1])) if found else None
+                was_running = found is not None and found[2] == "running"
+            batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
         if known is None:  # its start was never stored (another journal, or lost): the run ends here
             root = self._root(conn, parent, task_id)
             batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json, None, "running", None,
                                 None))
             batch.maybe_known.add(run_id)
             if task_id is not None:
-                tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])[0] += 1
+                batch.delta(task_id)[0] += 1
             was_running = False
         else:
             root = known[1]
-        if step is None:
-            batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
         self.runs.pop(run_id, None)
         if task_id is None or not root:
             return
-        delta = tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])
+        delta = batch.delta(task_id)
         if was_running:
             delta[1] -= 1
         if status == "failed":
@@ -773,7 +790,7 @@ class _Ingest:
         delta[4] = max(delta[4], when) if delta[4] else when
 
     def _edge(self, conn: sqlite3.Connection, row: list[Any], kind: int, task_id: int | None, when: str,
-              seq: int | None, own: bool, batch: _Batch) -> None:
+              own: bool, batch: _Batch) -> None:
         found = row[10] if len(row) > 10 else self._node_key(row)
         if found is None:
             return
@@ -781,18 +798,13 @@ class _Ingest:
         meta, cwd = row[8], row[9]
         node_id = self._node(conn, key, fields, row)
         stat = None
-        if own and kind == INPUT and path is not None and _is_local_path_kind(fields["kind"]):
+        if own and kind == INPUT and path is not None and fields["kind"] in ("file", "folder", "project"):
             stat = self._fingerprint(path)
-        batch.edges.append((seq, KINDS[kind], task_id, row[4], node_id, json.dumps(meta) if meta else None, when,
-                            cwd, None if stat is None else json.dumps(stat)))
-        node_settings = (meta or {}).get("customNodeSettings") if isinstance(meta, dict) else None
+        batch.edges.append((batch.seq, KINDS[kind], task_id, row[4], node_id, json.dumps(meta) if meta else None,
+                            when, cwd, None if stat is None else json.dumps(stat)))
+        node_settings = meta.get("customNodeSettings") if isinstance(meta, dict) else None
         if node_settings and task_id is not None:
-            # The main node's card: the last action wins (as on the instance).
-            conn.execute(
-                "UPDATE tasks SET node_meta = ?, node_meta_time = ? "
-                "WHERE id = ? AND (node_meta_time IS NULL OR node_meta_time <= ?)",
-                (json.dumps(node_settings), when, task_id, when),
-            )
+            batch.cards.append((json.dumps(node_settings), when, task_id, when))
 
     def _fingerprint(self, path: str) -> dict[str, Any] | None:
         now = time.monotonic()
@@ -822,7 +834,7 @@ class _Ingest:
         new: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         nodes = self.nodes
         for row in rows:
-            if row[0] not in (INPUT, OUTPUT):
+            if row[0] != INPUT and row[0] != OUTPUT:
                 continue
             found = self._node_key(row)
             row.append(found)  # row[10]: read back by _edge (the key is made once per line)
@@ -840,10 +852,10 @@ class _Ingest:
             return
         if len(nodes) + len(new) > 100_000:
             nodes.clear()
-        values = list(new.values())
+        identities = [v[0] for v in new.values()]
         known: dict[str, tuple[int, int]] = {}
-        for i in range(0, len(values), 500):
-            chunk = [v[0] for v in values[i : i + 500]]
+        for i in range(0, len(identities), 500):
+            chunk = identities[i : i + 500]
             for identity, node_id, weight in conn.execute(
                 f"SELECT identity, id, model_weight FROM nodes WHERE identity IN ({','.join('?' * len(chunk))})",
                 chunk,
@@ -851,17 +863,16 @@ class _Ingest:
                 known[identity] = (int(node_id), int(weight))
         next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM nodes").fetchone()[0])
         insert = []
-        for v in values:
+        for key, v in new.items():
             if v[0] not in known:
                 next_id += 1
                 known[v[0]] = (next_id, v[7])
                 insert.append((next_id, *v))
+            nodes[key] = known[v[0]]
         conn.executemany(
             "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
             "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", insert,
         )
-        for key, v in new.items():
-            nodes[key] = known[v[0]]
 
     def _node(self, conn: sqlite3.Connection, key: tuple[Any, ...], fields: dict[str, Any], row: list[Any]) -> int:
         """The id of the node of ``row`` (its model-weight flag raised if this line sets it)."""
@@ -872,31 +883,6 @@ class _Ingest:
             conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
             self.nodes[key] = (node_id, 1)
         return node_id
-
-    @staticmethod
-    def _update_tasks(conn: sqlite3.Connection, tasks: dict[int, list[Any]]) -> None:
-        for task_id, (runs, running, failed, started, finished, err_type, err_message) in tasks.items():
-            conn.execute(
-                """UPDATE tasks SET
-                    runs = runs + :runs,
-                    running_roots = max(0, running_roots + :running),
-                    failed_roots = max(0, failed_roots + :failed),
-                    started_at = CASE WHEN :started IS NOT NULL AND (started_at IS NULL OR started_at > :started)
-                                      THEN :started ELSE started_at END,
-                    finished_at = CASE WHEN running_roots + :running > 0 THEN NULL
-                                       WHEN :finished IS NULL THEN finished_at
-                                       WHEN finished_at IS NULL OR finished_at < :finished THEN :finished
-                                       ELSE finished_at END,
-                    status = CASE WHEN failed_roots + :failed > 0 THEN 'failed'
-                                  WHEN running_roots + :running > 0 THEN 'running' ELSE 'ok' END,
-                    error_type = CASE WHEN failed_roots + :failed <= 0 THEN NULL
-                                      ELSE coalesce(error_type, :err_type) END,
-                    error_message = CASE WHEN failed_roots + :failed <= 0 THEN NULL
-                                         ELSE coalesce(error_message, :err_message) END
-                WHERE id = :task""",
-                {"runs": runs, "running": running, "failed": failed, "started": started, "finished": finished,
-                 "err_type": err_type, "err_message": err_message, "task": task_id},
-            )
 
     def reserve_block(self, size: int, owner: str) -> tuple[int, int]:
         conn = self.connection()
