@@ -12,7 +12,7 @@ process that uses the store stores them (and readers show them at once, merged i
 ``flush()`` means stored. Task ids are reserved in blocks by the writer, so a new local task costs no
 I/O on the call path either.
 
-What it keeps (schema version 5, ``PRAGMA user_version``; ``application_id`` ``WFTR``; each version
+What it keeps (schema version 4, ``PRAGMA user_version``; ``application_id`` ``WFTR``; each version
 appends to :data:`MIGRATIONS`):
 
 - ``events``: append-only, every event (``event_id`` UNIQUE: a replayed event is stored once).
@@ -223,13 +223,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             failed_roots = (SELECT count(*) FROM steps WHERE steps.task_id = tasks.id AND root
                             AND status = 'failed')""",
         f"PRAGMA application_id = {STORE_APP_ID}",
-    ),
-    # 5: no index that no query reads (each was written with every edge or run; steps_by_task served 4's
-    # counts only).
-    (
-        "DROP INDEX IF EXISTS edges_by_task",
-        "DROP INDEX IF EXISTS edges_by_node",
-        "DROP INDEX IF EXISTS steps_by_task",
     ),
 )
 
