@@ -37,6 +37,7 @@ older store is migrated in a memory copy until a writer migrates the file itself
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -44,7 +45,7 @@ import sqlite3
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +104,8 @@ BUSY_TIMEOUT = 30.0
 #: ids stay dense across processes), and the most (later blocks grow fourfold; one is kept reserved ahead).
 FIRST_BLOCK = 1
 MAX_BLOCK = 1024
+#: WAL pages after which the writer's commit checkpoints the store (SQLite's default: 1,000).
+CHECKPOINT_PAGES = 4000
 
 #: Schema migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -549,6 +552,28 @@ def flush_writers(path: Path, timeout: float = 30.0) -> None:
             backend.flush(timeout)
 
 
+def _open_store(path: Path) -> sqlite3.Connection:
+    """A connection that writes the store, migrated first (the file is created when missing)."""
+    conn = connect(path, BUSY_TIMEOUT)
+    try:
+        migrate(conn, path)
+        # Checkpoints (pages copied into the file, two fsyncs) every 16 MB of WAL, not every 4 MB: a page
+        # changed again meanwhile is copied once. Commits are as durable as before.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _top_task_id(conn: sqlite3.Connection) -> int:
+    """The highest task id stored, reserved, or handed out by AUTOINCREMENT."""
+    return int(conn.execute(
+        "SELECT max((SELECT coalesce(max(id), 0) FROM tasks), (SELECT coalesce(max(last), 0) FROM task_blocks), "
+        "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'tasks'))"
+    ).fetchone()[0])
+
+
 class _Ingest:
     """The writer thread's side of one store: its connection and caches (used by that thread only)."""
 
@@ -572,13 +597,7 @@ class _Ingest:
                 if info.application_id not in (0, STORE_APP_ID) or info.user_version > SCHEMA_VERSION:
                     check_store_file(path)  # raises, naming what the file is
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(path, BUSY_TIMEOUT)
-            try:
-                migrate(conn, path)
-            except BaseException:
-                conn.close()
-                raise
-            self.conn = conn
+            self.conn = _open_store(path)
         return self.conn
 
     def forget(self) -> None:
@@ -633,17 +652,12 @@ class _Ingest:
         owner = header.get("owner")
         if not isinstance(owner, str):
             return None
-        cached = self.processes.get(owner)
-        if cached is not None:
-            if own and not self.own_code_done:
-                self._code_version(conn, cached, header)
-            return cached
-        row = conn.execute("SELECT id FROM processes WHERE owner = ?", (owner,)).fetchone()
-        if row is None:
+        process_id = self.processes.get(owner)
+        if process_id is None:
             argv = [str(a) for a in header.get("command") or header.get("argv") or []]
             started = header.get("started")
-            cur = conn.execute(
-                "INSERT INTO processes (owner, pid, host, started_at, command, cwd, python)"
+            conn.execute(
+                "INSERT OR IGNORE INTO processes (owner, pid, host, started_at, command, cwd, python)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     owner, header.get("pid"), header.get("host"),
@@ -651,24 +665,18 @@ class _Ingest:
                     shlex.join(mask_argv(argv))[:2000] if argv else None, header.get("cwd"), header.get("python"),
                 ),
             )
-            process_id = int(cur.lastrowid or 0)
-        else:
-            process_id = int(row[0])
-        self.processes[owner] = process_id
+            row = conn.execute("SELECT id FROM processes WHERE owner = ?", (owner,)).fetchone()
+            process_id = self.processes[owner] = int(row[0])
         if own and not self.own_code_done:
-            self._code_version(conn, process_id, header)
+            # This process's own code version, read once (only the writer thread does it, never the call path).
+            self.own_code_done = True
+            version = code_version(str((header.get("argv") or [""])[0]), header.get("cwd"))
+            conn.execute(
+                "UPDATE processes SET git_commit = ?, git_dirty = ?, git_root = ? WHERE id = ?",
+                (version.git_commit, None if version.git_dirty is None else int(version.git_dirty),
+                 version.git_root, process_id),
+            )
         return process_id
-
-    def _code_version(self, conn: sqlite3.Connection, process_id: int, header: dict[str, Any]) -> None:
-        # This process's own code version, read once (only the writer thread does it, never the call path).
-        self.own_code_done = True
-        argv = header.get("argv") or [""]
-        version = code_version(str(argv[0]) if argv else "", header.get("cwd"))
-        conn.execute(
-            "UPDATE processes SET git_commit = ?, git_dirty = ?, git_root = ? WHERE id = ?",
-            (version.git_commit, None if version.git_dirty is None else int(version.git_dirty), version.git_root,
-             process_id),
-        )
 
     def _task(self, conn: sqlite3.Connection, task_id: Any, row: list[Any], when: str, process_id: int | None,
               batch: _Batch) -> int | None:
@@ -887,19 +895,13 @@ class _Ingest:
     def reserve_block(self, size: int, owner: str) -> tuple[int, int]:
         conn = self.connection()
         with write_transaction(conn):
-            top = max(
-                conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0],
-                conn.execute("SELECT coalesce(max(last), 0) FROM task_blocks").fetchone()[0],
-                conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'tasks'").fetchone()[0],
-            )
+            top = _top_task_id(conn)
             first, last = top + 1, top + size
             conn.execute(
                 "INSERT INTO task_blocks (first, last, owner, reserved_at) VALUES (?, ?, ?, datetime('now'))",
                 (first, last, owner),
             )
-            if conn.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'tasks'").fetchone():
-                conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (last,))
-            else:
+            if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (last,)).rowcount:
                 conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?)", (last,))
         return first, last
 
@@ -916,19 +918,23 @@ class SQLiteBackend:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path: Path = default_store_path() if path is None else Path(os.path.abspath(os.fspath(path)))
-        self._state = _Ingest(self)
+        self._fresh()
         self._writer = JournalWriter(
-            journal_dir(self.path), self._ingest_own, self._recover,
+            journal_dir(self.path), functools.partial(self._store, own=True), self._recover,
             header={"kind": "store"}, name=f"the local store {self.path}",
         )
+        self._readonly = False  # opened for reading (never writes, not even a new empty store)
+        at_fork(self._fresh)
+        at_exit(self._release_at_exit, order=55)
+        _LIVE[id(self)] = self
+
+    def _fresh(self) -> None:
+        """A new writer state and no task ids (at start, and in a forked child: the parent's ids are the parent's)."""
+        self._state = _Ingest(self)
         self._free_ids: list[int] = []
         self._block = FIRST_BLOCK
         self._allocated = 0  # ahead-of-time reservation starts with the second task (one-task scripts: no gaps)
         self._reserving = False
-        self._readonly = False  # opened for reading (never writes, not even a new empty store)
-        at_fork(self._after_fork)
-        at_exit(self._release_at_exit, order=55)
-        _LIVE[id(self)] = self
 
     @classmethod
     def from_url(cls, spec: str) -> SQLiteBackend:
@@ -1060,11 +1066,7 @@ class SQLiteBackend:
             low -= 1
         conn = self._state.conn
         with write_transaction(conn):
-            top = max(
-                conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0],
-                conn.execute("SELECT coalesce(max(last), 0) FROM task_blocks").fetchone()[0],
-            )
-            if top != high or conn.execute("SELECT 1 FROM tasks WHERE id >= ?", (low,)).fetchone():
+            if _top_task_id(conn) != high or conn.execute("SELECT 1 FROM tasks WHERE id >= ?", (low,)).fetchone():
                 return
             conn.execute("UPDATE task_blocks SET last = ? WHERE last >= ?", (low - 1, low))
             conn.execute("DELETE FROM task_blocks WHERE first > last")
@@ -1075,17 +1077,7 @@ class SQLiteBackend:
             with contained("giving back unused task ids", allow_raise=False):
                 self._writer.call(self._release_unused, 5.0, after_stored=True)
 
-    def _after_fork(self) -> None:
-        self._free_ids = []  # the parent's reserved ids are the parent's
-        self._reserving = False
-        self._allocated = 0
-        self._block = FIRST_BLOCK
-        self._state = _Ingest(self)
-
     # -- the writer thread ----------------------------------------------------------------------------
-
-    def _ingest_own(self, lines: list[bytes], header: dict[str, Any], checkpoint: Checkpoint) -> None:
-        self._store(lines, header, checkpoint, own=True)
 
     def _store(self, lines: list[bytes], header: dict[str, Any], checkpoint: Checkpoint, *, own: bool) -> None:
         state = self._state
@@ -1275,16 +1267,11 @@ class SQLiteBackend:
         if not event_ids:
             return
         try:
-            conn = connect(self.path, BUSY_TIMEOUT)
-            try:
-                migrate(conn, self.path)
-                with write_transaction(conn):
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, datetime('now'))",
-                        [(dest, e) for e in event_ids],
-                    )
-            finally:
-                conn.close()
+            with closing(_open_store(self.path)) as conn, write_transaction(conn):
+                conn.executemany(
+                    "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, datetime('now'))",
+                    [(dest, e) for e in event_ids],
+                )
         except sqlite3.Error as exc:
             raise BackendError(f"{self.path}: cannot record pushed events: {exc}") from exc
 
@@ -1321,11 +1308,7 @@ class SQLiteBackend:
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(self.path, BUSY_TIMEOUT)
-            try:
-                migrate(conn, self.path)
-            finally:
-                conn.close()
+            _open_store(self.path).close()
         except (sqlite3.Error, OSError) as exc:
             raise BackendError(f"cannot open the store {self.path}: {exc}") from None
         return LocalVersions(self.path, timeout=BUSY_TIMEOUT)
