@@ -316,8 +316,7 @@ class EdgeRow:
 
 
 def _path_from_url(spec: str) -> Path | None:
-    text = spec.strip()
-    scheme, sep, rest = text.partition(":")
+    scheme, sep, rest = spec.strip().partition(":")
     if scheme.lower() != "sqlite":
         raise ValueError(f"a sqlite backend string starts with 'sqlite:' (got {spec!r})")
     if not sep or rest in ("", "//"):
@@ -403,14 +402,11 @@ def check_store_file(path: Path) -> None:
     found: set[str] | None = None
     if live or app_id == 0:
         try:
-            conn = open_readonly(path, immutable=not live)
-            try:
+            with closing(open_readonly(path, immutable=not live)) as conn:
                 if live:
                     user_version = conn.execute("PRAGMA user_version").fetchone()[0]
                     app_id = conn.execute("PRAGMA application_id").fetchone()[0] & 0xFFFFFFFF
                 found = tables(conn)
-            finally:
-                conn.close()
         except sqlite3.DatabaseError as exc:
             raise NotAStoreError(f"{path} is not a usable lineage store: {exc}") from None
     if user_version > SCHEMA_VERSION:
@@ -602,10 +598,8 @@ class _Ingest:
 
     def forget(self) -> None:
         """Caches may name rows of a rolled-back transaction: start afresh."""
-        self.nodes.clear()
-        self.runs.clear()
-        self.tasks.clear()
-        self.processes.clear()
+        for cache in (self.nodes, self.runs, self.tasks, self.processes):
+            cache.clear()
 
     # -- journals ---------------------------------------------------------------------------------
 
@@ -762,30 +756,27 @@ class _Ingest:
         run_id, name, parent = row[4], row[5], row[6]
         status, err_type, err_message, params = row[7], row[8], row[9], row[10]
         params_json = None if params is None else json.dumps(params)
-        was_running = True
         step = batch.open.pop(run_id, None)
+        known = self.runs.pop(run_id, None)
+        was_running = True
         if step is not None:  # started in this batch: its row gets the end
-            step[7:11] = [when, status, err_type, err_message]
-            step[6] = params_json or step[6]
-            known: tuple[int | None, bool] | None = (step[1], bool(step[4]))
-        else:
-            known = self.runs.get(run_id)
-            if known is None:
-                found = conn.execute("SELECT task_id, root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
-                known = (found[0], bool(found[1])) if found else None
-                was_running = found is not None and found[2] == "running"
-            batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
-        if known is None:  # its start was never stored (another journal, or lost): the run ends here
-            root = self._root(conn, parent, task_id)
-            batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json, None, "running", None,
-                                None))
-            batch.maybe_known.add(run_id)
-            if task_id is not None:
-                batch.delta(task_id)[0] += 1
-            was_running = False
-        else:
+            step[6:11] = [params_json or step[6], when, status, err_type, err_message]
+            root = bool(step[4])
+        elif known is not None:
             root = known[1]
-        self.runs.pop(run_id, None)
+        else:
+            found = conn.execute("SELECT root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+            if found is None:  # its start was never stored (another journal, or lost): the run ends here
+                root, was_running = self._root(conn, parent, task_id), False
+                batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json, None, "running",
+                                    None, None))
+                batch.maybe_known.add(run_id)
+                if task_id is not None:
+                    batch.delta(task_id)[0] += 1
+            else:
+                root, was_running = bool(found[0]), found[1] == "running"
+        if step is None:
+            batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
         if task_id is None or not root:
             return
         delta = batch.delta(task_id)
@@ -803,8 +794,13 @@ class _Ingest:
         if found is None:
             return
         key, fields, path = found
+        if key not in self.nodes:  # not resolved with its batch (a replayed event, or the cache was cleared)
+            self._resolve_nodes(conn, [row])
+        node_id, known_weight = self.nodes[key]
+        if fields.get("model_weight") and not known_weight:  # this line raises the node's model-weight flag
+            conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
+            self.nodes[key] = (node_id, 1)
         meta, cwd = row[8], row[9]
-        node_id = self._node(conn, key, fields, row)
         stat = None
         if own and kind == INPUT and path is not None and fields["kind"] in ("file", "folder", "project"):
             stat = self._fingerprint(path)
@@ -881,16 +877,6 @@ class _Ingest:
             "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
             "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", insert,
         )
-
-    def _node(self, conn: sqlite3.Connection, key: tuple[Any, ...], fields: dict[str, Any], row: list[Any]) -> int:
-        """The id of the node of ``row`` (its model-weight flag raised if this line sets it)."""
-        if key not in self.nodes:  # not resolved with its batch (a replayed event, or the cache was cleared)
-            self._resolve_nodes(conn, [row])
-        node_id, known_weight = self.nodes[key]
-        if fields.get("model_weight") and not known_weight:
-            conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
-            self.nodes[key] = (node_id, 1)
-        return node_id
 
     def reserve_block(self, size: int, owner: str) -> tuple[int, int]:
         conn = self.connection()
@@ -1285,9 +1271,7 @@ class SQLiteBackend:
 
     def local_project_ids(self) -> dict[str, int]:
         """The ids this store gave local project folders (``project:1`` names the folder in every command)."""
-        with self._reading() as conn:
-            if "version_projects" not in tables(conn):
-                return {}
+        with self._reading() as conn:  # at the current schema (a memory copy migrated if need be)
             return {str(path): int(pid) for pid, path in conn.execute("SELECT id, path FROM version_projects")}
 
     def counts(self) -> dict[str, int]:
