@@ -512,8 +512,13 @@ class _Batch:
             conn.executemany(sql, rows)
 
 
-#: A node's identity: the JSON of its key (``json.dumps(key, separators=(",", ":"), ensure_ascii=False)``).
-_identity = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_value = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _identity(key: tuple[Any, ...]) -> str:
+    """A node's identity: the JSON of its key (``json.dumps(list(key), separators=(",", ":"),
+    ensure_ascii=False)``), written part by part (twice as fast: a new node's identity is made per line)."""
+    return "[" + ",".join(["null" if v is None else str(v) if type(v) is int else _json_value(v) for v in key]) + "]"
 
 
 def _parse_lines(lines: list[bytes], where: Path) -> list[tuple[str, list[Any]]]:
@@ -850,7 +855,7 @@ class _Ingest:
             ref = kind if ident is None else f"{kind}:{ident}"
             if kind == "project" and ext_id is None and path is None:
                 ref = f"project:version-{version_id}"
-            new[key] = (_identity(list(key)), kind, ref, ext_id, path, version_id, version_num,
+            new[key] = (_identity(key), kind, ref, ext_id, path, version_id, version_num,
                         int(bool(fields.get("model_weight"))), fields.get("path"))
         if not new:
             return
