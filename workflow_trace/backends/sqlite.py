@@ -686,8 +686,7 @@ class _Ingest:
                 if known is not None and known[0] is not None:
                     return int(known[0])
             batch.write_tasks(conn)  # the ids of earlier lines first: SQLite picks this one above them
-            cur = conn.execute(_INSERT_TASK, (None, row[5], "local", when, process_id, process_id))
-            tid = int(cur.lastrowid or 0)
+            tid = int(conn.execute(_INSERT_TASK, (None, row[5], "local", when, process_id, process_id)).lastrowid or 0)
             self.tasks.add(tid)
             self.runs[row[4]] = (tid, True)
             return tid
@@ -1154,10 +1153,8 @@ class SQLiteBackend:
         orphans = list(find_orphans(directory)) if directory.is_dir() else []
         if version == SCHEMA_VERSION and not orphans:
             return conn
-        try:
+        with closing(conn):
             mem = memory_copy(conn)
-        finally:
-            conn.close()
         migrate(mem, self.path)
         state = _Ingest(self)
         for orphan in orphans:
@@ -1234,15 +1231,12 @@ class SQLiteBackend:
         last = 0
         while True:
             with self._reading() as conn:
-                query = (
+                rows = conn.execute(
                     "SELECT e.seq, e.body, e.event_id, t.origin FROM events e "
-                    "LEFT JOIN tasks t ON t.id = e.task_id WHERE e.seq > ? "
-                )
-                args: tuple[Any, ...] = (last,)
-                if dest is not None:
-                    query += "AND NOT EXISTS (SELECT 1 FROM pushed p WHERE p.dest = ? AND p.event_id = e.event_id) "
-                    args = (last, dest)
-                rows = conn.execute(query + "ORDER BY e.seq LIMIT 1000", args).fetchall()
+                    "LEFT JOIN tasks t ON t.id = e.task_id WHERE e.seq > ? AND (? IS NULL OR NOT EXISTS "
+                    "(SELECT 1 FROM pushed p WHERE p.dest = ? AND p.event_id = e.event_id)) ORDER BY e.seq LIMIT 1000",
+                    (last, dest, dest),
+                ).fetchall()
             if not rows:
                 return
             for seq, body, eid, origin in rows:
