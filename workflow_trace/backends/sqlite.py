@@ -467,6 +467,22 @@ _UPDATE_TASK = """UPDATE tasks SET
                              ELSE coalesce(error_message, :err_message) END
     WHERE id = :task"""
 
+#: Values bound to one statement at most (SQLite's limit before 3.32).
+_MAX_VALUES = 999
+
+
+def _insert(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``insert`` (``INSERT INTO table (columns)``) of ``rows``, many rows per statement: SQLite runs a
+    statement without the GIL, and a writer that hands the GIL over once per row gets it back only after
+    the threads that record are through their switch interval (almost nothing is stored while they run)."""
+    if not rows:
+        return
+    one = "(" + ",".join("?" * len(rows[0])) + ")"
+    per = _MAX_VALUES // len(rows[0])
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        conn.execute(f"{insert} VALUES {','.join([one] * len(chunk))}", [v for row in chunk for v in row])
+
 
 class _Batch:
     """The rows of one ingest, written with one statement per table (new tasks first)."""
@@ -495,16 +511,15 @@ class _Batch:
 
     def write(self, conn: sqlite3.Connection) -> None:
         self.write_tasks(conn)
+        _insert(conn, "INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body)", self.events)
+        _insert(conn, "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params, "
+                "finished_at, status, error_type, error_message)", self.steps)
+        _insert(conn, "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat)",
+                self.edges)
         for sql, rows in (
-            ("INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-             self.events),
-            ("INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params, "
-             "finished_at, status, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.steps),
             ("UPDATE steps SET started_at = ? WHERE run_id = ?", self.restarts),
             ("UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
              "params = coalesce(?, params) WHERE run_id = ?", self.finishes),
-            ("INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.edges),
             # The main node's card: the last action wins (as on the instance).
             ("UPDATE tasks SET node_meta = ?, node_meta_time = ? "
              "WHERE id = ? AND (node_meta_time IS NULL OR node_meta_time <= ?)", self.cards),
@@ -736,15 +751,13 @@ class _Ingest:
 
     def _adopt(self, conn: sqlite3.Connection, batch: _Batch) -> None:
         """A child run stored before its parent (another process's journal) is not a root after all."""
-        started = batch.started
-        for i in range(0, len(started), 500):
-            chunk = started[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for i in range(0, len(batch.started), 500):
+            chunk = batch.started[i : i + 500]
             # by parent_run_id alone: with (task_id, root) too the planner picks the task index and scans
             # the task's every run (quadratic for a loader with 10,000 runs)
             found = conn.execute(
                 f"SELECT s.run_id, s.status, s.task_id, s.root, p.task_id FROM steps s JOIN steps p "
-                f"ON p.run_id = s.parent_run_id WHERE s.parent_run_id IN ({marks})", chunk,
+                f"ON p.run_id = s.parent_run_id WHERE s.parent_run_id IN ({','.join('?' * len(chunk))})", chunk,
             ).fetchall()
             for child, status, child_task, child_root, parent_task in found:
                 if not child_root or child_task != parent_task or child_task is None:
@@ -877,23 +890,8 @@ class _Ingest:
                 known[v[0]] = (next_id, v[7])
                 insert.append((next_id, *v))
             nodes[key] = known[v[0]]
-        conn.executemany(
-            "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
-            "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", insert,
-        )
-
-    def reserve_block(self, size: int, owner: str) -> tuple[int, int]:
-        conn = self.connection()
-        with write_transaction(conn):
-            top = _top_task_id(conn)
-            first, last = top + 1, top + size
-            conn.execute(
-                "INSERT INTO task_blocks (first, last, owner, reserved_at) VALUES (?, ?, ?, datetime('now'))",
-                (first, last, owner),
-            )
-            if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (last,)).rowcount:
-                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?)", (last,))
-        return first, last
+        _insert(conn, "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, "
+                "model_weight, recorded_path)", insert)
 
 
 class SQLiteBackend:
@@ -1038,7 +1036,16 @@ class SQLiteBackend:
         """Reserve the next block of task ids (in the writer thread); blocks grow fourfold, up to
         :data:`MAX_BLOCK`."""
         try:
-            first, last = self._state.reserve_block(self._block, self._writer.owner)
+            conn = self._state.connection()
+            with write_transaction(conn):
+                first = _top_task_id(conn) + 1
+                last = first + self._block - 1
+                conn.execute(
+                    "INSERT INTO task_blocks (first, last, owner, reserved_at) VALUES (?, ?, ?, datetime('now'))",
+                    (first, last, self._writer.owner),
+                )
+                if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (last,)).rowcount:
+                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?)", (last,))
             self._free_ids[:0] = range(last, first - 1, -1)  # popped from the end: lowest first
             self._block = min(self._block * 4, MAX_BLOCK)
         finally:
@@ -1047,14 +1054,13 @@ class SQLiteBackend:
     def _release_unused(self) -> None:
         """Give back the reserved ids this process did not use, when nobody reserved after them (in the
         writer thread, at close, once its journal is stored): runs one after the other keep dense ids."""
-        free = set(self._free_ids)
+        free, conn = set(self._free_ids), self._state.conn
         self._free_ids.clear()
-        if not free or self._state.conn is None:
+        if not free or conn is None:
             return
         high = low = max(free)
         while low - 1 in free:  # only the run of our ids at the top: the blocks below may hold others'
             low -= 1
-        conn = self._state.conn
         with write_transaction(conn):
             if _top_task_id(conn) != high or conn.execute("SELECT 1 FROM tasks WHERE id >= ?", (low,)).fetchone():
                 return
