@@ -472,9 +472,9 @@ _MAX_VALUES = 999
 
 
 def _insert(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]]) -> None:
-    """``insert`` (``INSERT INTO table (columns)``) of ``rows``, many rows per statement: SQLite runs a
-    statement without the GIL, and a writer that hands the GIL over once per row gets it back only after
-    the threads that record are through their switch interval (almost nothing is stored while they run)."""
+    """``insert`` (``INSERT INTO table (columns)``) of ``rows``, many rows per statement: SQLite runs each
+    statement with the GIL let go, and with a statement per row the writer thread let it go per row and got
+    it back only at the recording thread's next switch interval (it stored almost nothing while calls ran)."""
     if not rows:
         return
     one = "(" + ",".join("?" * len(rows[0])) + ")"
@@ -485,7 +485,7 @@ def _insert(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]]
 
 
 class _Batch:
-    """The rows of one ingest, written with one statement per table (new tasks first)."""
+    """The rows of one ingest, written with a few statements per table (new tasks first)."""
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
@@ -624,7 +624,7 @@ class _Ingest:
     # -- journals ---------------------------------------------------------------------------------
 
     def ingest(self, conn: sqlite3.Connection, lines: list[bytes], header: dict[str, Any], own: bool) -> None:
-        """Store journal lines (call inside a write transaction): one parse per batch, one statement per table.
+        """Store journal lines (call inside a write transaction): one parse per batch, a few statements per table.
 
         Lines of this process's (or a dead process's) journal are stored exactly once (the journal position
         is stored in the same transaction), so they are inserted without a look-up; a replayed event (its
