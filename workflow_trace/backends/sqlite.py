@@ -37,6 +37,7 @@ older store is migrated in a memory copy until a writer migrates the file itself
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -44,7 +45,7 @@ import sqlite3
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +104,8 @@ BUSY_TIMEOUT = 30.0
 #: ids stay dense across processes), and the most (later blocks grow fourfold; one is kept reserved ahead).
 FIRST_BLOCK = 1
 MAX_BLOCK = 1024
+#: WAL pages after which the writer's commit checkpoints the store (SQLite's default: 1,000).
+CHECKPOINT_PAGES = 4000
 
 #: Schema migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -313,8 +316,7 @@ class EdgeRow:
 
 
 def _path_from_url(spec: str) -> Path | None:
-    text = spec.strip()
-    scheme, sep, rest = text.partition(":")
+    scheme, sep, rest = spec.strip().partition(":")
     if scheme.lower() != "sqlite":
         raise ValueError(f"a sqlite backend string starts with 'sqlite:' (got {spec!r})")
     if not sep or rest in ("", "//"):
@@ -339,10 +341,6 @@ def _json(text: str | None) -> dict[str, Any] | None:
         return None
     value = json.loads(text)
     return value if isinstance(value, dict) else None
-
-
-def _is_local_path_kind(kind: str) -> bool:
-    return kind in ("file", "folder", "project")
 
 
 def _resolve(path: str, cwd: str | None) -> str:
@@ -404,14 +402,11 @@ def check_store_file(path: Path) -> None:
     found: set[str] | None = None
     if live or app_id == 0:
         try:
-            conn = open_readonly(path, immutable=not live)
-            try:
+            with closing(open_readonly(path, immutable=not live)) as conn:
                 if live:
                     user_version = conn.execute("PRAGMA user_version").fetchone()[0]
                     app_id = conn.execute("PRAGMA application_id").fetchone()[0] & 0xFFFFFFFF
                 found = tables(conn)
-            finally:
-                conn.close()
         except sqlite3.DatabaseError as exc:
             raise NotAStoreError(f"{path} is not a usable lineage store: {exc}") from None
     if user_version > SCHEMA_VERSION:
@@ -444,43 +439,101 @@ def migrate(conn: sqlite3.Connection, path: Path | str) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+#: A task's row, with the pid, host and command of the process that stored it first (``task_id, name, origin,
+#: started_at, process_id, process_id``).
+_INSERT_TASK = (
+    "INSERT OR IGNORE INTO tasks (id, name, origin, started_at, status, process_id, pid, host, command) "
+    "SELECT ?, ?, ?, ?, 'running', ?, p.pid, p.host, p.command FROM (SELECT 1) LEFT JOIN processes p ON p.id = ?"
+)
+#: What one batch changes in a task: the lists of ``_Batch.deltas``, the named parameters of :data:`_UPDATE_TASK`.
+_DELTA = ("runs", "running", "failed", "started", "finished", "err_type", "err_message")
+
+#: Adds a batch's changes (:data:`_DELTA`) to a task's counts, times and status.
+_UPDATE_TASK = """UPDATE tasks SET
+        runs = runs + :runs,
+        running_roots = max(0, running_roots + :running),
+        failed_roots = max(0, failed_roots + :failed),
+        started_at = CASE WHEN :started IS NOT NULL AND (started_at IS NULL OR started_at > :started)
+                          THEN :started ELSE started_at END,
+        finished_at = CASE WHEN running_roots + :running > 0 THEN NULL
+                           WHEN :finished IS NULL THEN finished_at
+                           WHEN finished_at IS NULL OR finished_at < :finished THEN :finished
+                           ELSE finished_at END,
+        status = CASE WHEN failed_roots + :failed > 0 THEN 'failed'
+                      WHEN running_roots + :running > 0 THEN 'running' ELSE 'ok' END,
+        error_type = CASE WHEN failed_roots + :failed <= 0 THEN NULL
+                          ELSE coalesce(error_type, :err_type) END,
+        error_message = CASE WHEN failed_roots + :failed <= 0 THEN NULL
+                             ELSE coalesce(error_message, :err_message) END
+    WHERE id = :task"""
+
+#: Values bound to one statement at most (SQLite's limit before 3.32).
+_MAX_VALUES = 999
+
+
+def _insert(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``insert`` (``INSERT INTO table (columns)``) of ``rows``, many rows per statement: SQLite runs each
+    statement with the GIL let go, and with a statement per row the writer thread let it go per row and got
+    it back only at the recording thread's next switch interval (it stored almost nothing while calls ran)."""
+    if not rows:
+        return
+    one = "(" + ",".join("?" * len(rows[0])) + ")"
+    per = _MAX_VALUES // len(rows[0])
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        conn.execute(f"{insert} VALUES {','.join([one] * len(chunk))}", [v for row in chunk for v in row])
+
+
 class _Batch:
-    """The rows of one ingest, written with one statement per table."""
+    """The rows of one ingest, written with a few statements per table (new tasks first)."""
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
         self.ids: set[str] = set()
+        self.tasks: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.steps: list[Sequence[Any]] = []
         self.restarts: list[tuple[str, str]] = []
         self.finishes: list[tuple[Any, ...]] = []
         self.edges: list[tuple[Any, ...]] = []
+        self.cards: list[tuple[Any, ...]] = []
         self.started: list[str] = []
         self.maybe_known: set[str] = set()
         self.open: dict[str, list[Any]] = {}  # run id -> its row in steps, for runs started in this batch
+        self.deltas: dict[int, list[Any]] = {}  # task id -> its changes (see _DELTA)
+
+    def delta(self, task_id: int, started: str | None = None) -> list[Any]:
+        return self.deltas.setdefault(task_id, [0, 0, 0, started, None, None, None])
+
+    def write_tasks(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(_INSERT_TASK, self.tasks)
+        self.tasks.clear()
 
     def write(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            self.events,
-        )
-        conn.executemany(
-            "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params, "
-            "finished_at, status, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.steps,
-        )
-        conn.executemany("UPDATE steps SET started_at = ? WHERE run_id = ?", self.restarts)
-        conn.executemany(
-            "UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
-            "params = coalesce(?, params) WHERE run_id = ?", self.finishes,
-        )
-        conn.executemany(
-            "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.edges,
-        )
+        self.write_tasks(conn)
+        _insert(conn, "INSERT INTO events (seq, event_id, kind, time, task_id, run_id, body)", self.events)
+        _insert(conn, "INSERT OR IGNORE INTO steps (run_id, task_id, name, parent_run_id, root, started_at, params, "
+                "finished_at, status, error_type, error_message)", self.steps)
+        _insert(conn, "INSERT INTO edges (event_seq, direction, task_id, run_id, node_id, meta, time, cwd, stat)",
+                self.edges)
+        for sql, rows in (
+            ("UPDATE steps SET started_at = ? WHERE run_id = ?", self.restarts),
+            ("UPDATE steps SET finished_at = ?, status = ?, error_type = ?, error_message = ?, "
+             "params = coalesce(?, params) WHERE run_id = ?", self.finishes),
+            # The main node's card: the last action wins (as on the instance).
+            ("UPDATE tasks SET node_meta = ?, node_meta_time = ? "
+             "WHERE id = ? AND (node_meta_time IS NULL OR node_meta_time <= ?)", self.cards),
+        ):
+            conn.executemany(sql, rows)
 
 
-#: A node's identity: the JSON of its key (``json.dumps(key, separators=(",", ":"), ensure_ascii=False)``).
-_identity = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_value = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _identity(key: tuple[Any, ...]) -> str:
+    """A node's identity: the JSON of its key (``json.dumps(list(key), separators=(",", ":"),
+    ensure_ascii=False)``), written part by part (twice as fast: a new node's identity is made per line)."""
+    return "[" + ",".join(["null" if v is None else str(v) if type(v) is int else _json_value(v) for v in key]) + "]"
 
 
 def _parse_lines(lines: list[bytes], where: Path) -> list[tuple[str, list[Any]]]:
@@ -515,6 +568,28 @@ def flush_writers(path: Path, timeout: float = 30.0) -> None:
             backend.flush(timeout)
 
 
+def _open_store(path: Path) -> sqlite3.Connection:
+    """A connection that writes the store, migrated first (the file is created when missing)."""
+    conn = connect(path, BUSY_TIMEOUT)
+    try:
+        migrate(conn, path)
+        # Checkpoints (pages copied into the file, two fsyncs) every 16 MB of WAL, not every 4 MB: a page
+        # changed again meanwhile is copied once. Commits are as durable as before.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _top_task_id(conn: sqlite3.Connection) -> int:
+    """The highest task id stored, reserved, or handed out by AUTOINCREMENT."""
+    return int(conn.execute(
+        "SELECT max((SELECT coalesce(max(id), 0) FROM tasks), (SELECT coalesce(max(last), 0) FROM task_blocks), "
+        "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'tasks'))"
+    ).fetchone()[0])
+
+
 class _Ingest:
     """The writer thread's side of one store: its connection and caches (used by that thread only)."""
 
@@ -538,26 +613,18 @@ class _Ingest:
                 if info.application_id not in (0, STORE_APP_ID) or info.user_version > SCHEMA_VERSION:
                     check_store_file(path)  # raises, naming what the file is
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(path, BUSY_TIMEOUT)
-            try:
-                migrate(conn, path)
-            except BaseException:
-                conn.close()
-                raise
-            self.conn = conn
+            self.conn = _open_store(path)
         return self.conn
 
     def forget(self) -> None:
         """Caches may name rows of a rolled-back transaction: start afresh."""
-        self.nodes.clear()
-        self.runs.clear()
-        self.tasks.clear()
-        self.processes.clear()
+        for cache in (self.nodes, self.runs, self.tasks, self.processes):
+            cache.clear()
 
     # -- journals ---------------------------------------------------------------------------------
 
     def ingest(self, conn: sqlite3.Connection, lines: list[bytes], header: dict[str, Any], own: bool) -> None:
-        """Store journal lines (call inside a write transaction): one parse per batch, one statement per table.
+        """Store journal lines (call inside a write transaction): one parse per batch, a few statements per table.
 
         Lines of this process's (or a dead process's) journal are stored exactly once (the journal position
         is stored in the same transaction), so they are inserted without a look-up; a replayed event (its
@@ -566,14 +633,14 @@ class _Ingest:
         prefix = str(header.get("prefix") or "")
         process_id = self._process(conn, header, own)
         rows = _parse_lines(lines, self.backend.path)
-        tasks: dict[int, list[Any]] = {}
         batch = _Batch(int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]))
         self._resolve_nodes(conn, [row for _raw, row in rows if not isinstance(row[1], str)])  # not replayed
         for raw, row in rows:
             kind, ident, timestamp, task_id, run_id = row[0], row[1], row[2], row[3], row[4]
             when = iso(timestamp)
             if kind == TASK:  # a local task id was allocated: its row, before any of its events
-                self._local_task(conn, int(task_id), row[5], when, process_id)
+                batch.tasks.append((int(task_id), row[5], "local", when, process_id, process_id))
+                self.tasks.add(int(task_id))
                 continue
             eid = ident if isinstance(ident, str) else event_id(prefix, ident)
             if isinstance(ident, str) and (eid in batch.ids or conn.execute(
@@ -581,34 +648,30 @@ class _Ingest:
             ).fetchone()):
                 continue  # a replayed event: stored once
             batch.ids.add(eid)
-            task_id = self._task(conn, task_id, row, when, process_id, tasks)
+            task_id = self._task(conn, task_id, row, when, process_id, batch)
             batch.seq += 1
             batch.events.append((batch.seq, eid, KINDS[kind], when, task_id, run_id, raw))
             if kind == STARTED:
-                self._started(conn, row, task_id, when, tasks, batch)
+                self._started(conn, row, task_id, when, batch)
             elif kind == FINISHED:
-                self._finished(conn, row, task_id, when, tasks, batch)
+                self._finished(conn, row, task_id, when, batch)
             else:
-                self._edge(conn, row, kind, task_id, when, batch.seq, own, batch)
+                self._edge(conn, row, kind, task_id, when, own, batch)
         batch.write(conn)
-        self._adopt(conn, batch.started, tasks)
-        self._update_tasks(conn, tasks)
+        self._adopt(conn, batch)
+        conn.executemany(_UPDATE_TASK, [{"task": task, **dict(zip(_DELTA, delta, strict=True))}
+                                        for task, delta in batch.deltas.items()])
 
     def _process(self, conn: sqlite3.Connection, header: dict[str, Any], own: bool) -> int | None:
         owner = header.get("owner")
         if not isinstance(owner, str):
             return None
-        cached = self.processes.get(owner)
-        if cached is not None:
-            if own and not self.own_code_done:
-                self._code_version(conn, cached, header)
-            return cached
-        row = conn.execute("SELECT id FROM processes WHERE owner = ?", (owner,)).fetchone()
-        if row is None:
+        process_id = self.processes.get(owner)
+        if process_id is None:
             argv = [str(a) for a in header.get("command") or header.get("argv") or []]
             started = header.get("started")
-            cur = conn.execute(
-                "INSERT INTO processes (owner, pid, host, started_at, command, cwd, python)"
+            conn.execute(
+                "INSERT OR IGNORE INTO processes (owner, pid, host, started_at, command, cwd, python)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     owner, header.get("pid"), header.get("host"),
@@ -616,81 +679,55 @@ class _Ingest:
                     shlex.join(mask_argv(argv))[:2000] if argv else None, header.get("cwd"), header.get("python"),
                 ),
             )
-            process_id = int(cur.lastrowid or 0)
-        else:
-            process_id = int(row[0])
-        self.processes[owner] = process_id
+            row = conn.execute("SELECT id FROM processes WHERE owner = ?", (owner,)).fetchone()
+            process_id = self.processes[owner] = int(row[0])
         if own and not self.own_code_done:
-            self._code_version(conn, process_id, header)
+            # This process's own code version, read once (only the writer thread does it, never the call path).
+            self.own_code_done = True
+            version = code_version(str((header.get("argv") or [""])[0]), header.get("cwd"))
+            conn.execute(
+                "UPDATE processes SET git_commit = ?, git_dirty = ?, git_root = ? WHERE id = ?",
+                (version.git_commit, None if version.git_dirty is None else int(version.git_dirty),
+                 version.git_root, process_id),
+            )
         return process_id
 
-    def _code_version(self, conn: sqlite3.Connection, process_id: int, header: dict[str, Any]) -> None:
-        # This process's own code version, read once (only the writer thread does it, never the call path).
-        self.own_code_done = True
-        argv = header.get("argv") or [""]
-        version = code_version(str(argv[0]) if argv else "", header.get("cwd"))
-        conn.execute(
-            "UPDATE processes SET git_commit = ?, git_dirty = ?, git_root = ? WHERE id = ?",
-            (version.git_commit, None if version.git_dirty is None else int(version.git_dirty), version.git_root,
-             process_id),
-        )
-
     def _task(self, conn: sqlite3.Connection, task_id: Any, row: list[Any], when: str, process_id: int | None,
-              tasks: dict[int, list[Any]]) -> int | None:
+              batch: _Batch) -> int | None:
         if task_id is None:
             # No task id (a backend that owns none allocated it): the run, or its parent, decides.
             for run_id in (row[4], row[6]):
-                if run_id is None:
-                    continue
-                known = self.runs.get(run_id)
-                if known is None:
-                    found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (run_id,)).fetchone()
-                    known = (found[0], bool(found[1])) if found else None
+                known = None if run_id is None else self._run(conn, run_id)
                 if known is not None and known[0] is not None:
                     return int(known[0])
-            tid: int = int(self._insert_task(conn, None, row[5], "local", when, process_id).lastrowid or 0)
+            batch.write_tasks(conn)  # the ids of earlier lines first: SQLite picks this one above them
+            tid = int(conn.execute(_INSERT_TASK, (None, row[5], "local", when, process_id, process_id)).lastrowid or 0)
             self.tasks.add(tid)
             self.runs[row[4]] = (tid, True)
             return tid
         tid = int(task_id)
-        if tid in self.tasks:
-            return tid
-        if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (tid,)).fetchone() is None:
-            local = conn.execute("SELECT 1 FROM task_blocks WHERE ? BETWEEN first AND last", (tid,)).fetchone()
-            self._insert_task(conn, tid, row[5], "external" if local is None else "local", when, process_id)
-        self.tasks.add(int(tid))
-        return int(tid)
+        if tid not in self.tasks:
+            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (tid,)).fetchone() is None:
+                local = conn.execute("SELECT 1 FROM task_blocks WHERE ? BETWEEN first AND last", (tid,)).fetchone()
+                batch.tasks.append((tid, row[5], "external" if local is None else "local", when, process_id,
+                                    process_id))
+            self.tasks.add(tid)
+        return tid
 
-    def _local_task(self, conn: sqlite3.Connection, task_id: int, name: str, when: str,
-                    process_id: int | None) -> None:
-        """The row of a task id this store reserved (its ``TASK`` line comes before any of its events)."""
-        self._insert_task(conn, task_id, name, "local", when, process_id)
-        self.tasks.add(task_id)
-
-    @staticmethod
-    def _insert_task(conn: sqlite3.Connection, task_id: int | None, name: str, origin: str, when: str,
-                     process_id: int | None) -> Any:
-        """A running task's row, with the pid, host and command of the process that stored it first."""
-        return conn.execute(
-            "INSERT OR IGNORE INTO tasks (id, name, origin, started_at, status, process_id, pid, host, command) "
-            "SELECT ?, ?, ?, ?, 'running', ?, p.pid, p.host, p.command "
-            "FROM (SELECT 1) LEFT JOIN processes p ON p.id = ?",
-            (task_id, name, origin, when, process_id, process_id),
-        )
+    def _run(self, conn: sqlite3.Connection, run_id: str) -> tuple[int | None, bool] | None:
+        """``(task id, root)`` of a run started before (this batch or stored), else ``None``."""
+        known = self.runs.get(run_id)
+        if known is None:
+            found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+            known = None if found is None else (found[0], bool(found[1]))
+        return known
 
     def _root(self, conn: sqlite3.Connection, parent: str | None, task_id: int | None) -> bool:
-        if parent is None:
-            return True
-        known = self.runs.get(parent)
-        if known is None:
-            found = conn.execute("SELECT task_id, root FROM steps WHERE run_id = ?", (parent,)).fetchone()
-            if found is None:
-                return True
-            known = (found[0], bool(found[1]))
-        return known[0] != task_id
+        known = None if parent is None else self._run(conn, parent)
+        return known is None or known[0] != task_id
 
     def _started(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
-                 tasks: dict[int, list[Any]], batch: _Batch) -> None:
+                 batch: _Batch) -> None:
         run_id, name, parent, params = row[4], row[5], row[6], row[7]
         root = self._root(conn, parent, task_id)
         if len(self.runs) > 100_000:
@@ -706,64 +743,60 @@ class _Ingest:
         batch.started.append(run_id)
         if task_id is None:
             return
-        delta = tasks.setdefault(task_id, [0, 0, 0, when, None, None, None])
+        delta = batch.delta(task_id, when)
         delta[0] += 1
         if root:
             delta[1] += 1
             delta[3] = min(delta[3], when) if delta[3] else when
 
-    def _adopt(self, conn: sqlite3.Connection, started: list[str], tasks: dict[int, list[Any]]) -> None:
+    def _adopt(self, conn: sqlite3.Connection, batch: _Batch) -> None:
         """A child run stored before its parent (another process's journal) is not a root after all."""
-        for i in range(0, len(started), 500):
-            chunk = started[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for i in range(0, len(batch.started), 500):
+            chunk = batch.started[i : i + 500]
             # by parent_run_id alone: with (task_id, root) too the planner picks the task index and scans
             # the task's every run (quadratic for a loader with 10,000 runs)
             found = conn.execute(
                 f"SELECT s.run_id, s.status, s.task_id, s.root, p.task_id FROM steps s JOIN steps p "
-                f"ON p.run_id = s.parent_run_id WHERE s.parent_run_id IN ({marks})", chunk,
+                f"ON p.run_id = s.parent_run_id WHERE s.parent_run_id IN ({','.join('?' * len(chunk))})", chunk,
             ).fetchall()
             for child, status, child_task, child_root, parent_task in found:
                 if not child_root or child_task != parent_task or child_task is None:
                     continue
                 conn.execute("UPDATE steps SET root = 0 WHERE run_id = ?", (child,))
                 self.runs[child] = (child_task, False)
-                delta = tasks.setdefault(child_task, [0, 0, 0, None, None, None, None])
+                delta = batch.delta(child_task)
                 delta[1] -= status == "running"
                 delta[2] -= status == "failed"
 
     def _finished(self, conn: sqlite3.Connection, row: list[Any], task_id: int | None, when: str,
-                  tasks: dict[int, list[Any]], batch: _Batch) -> None:
+                  batch: _Batch) -> None:
         run_id, name, parent = row[4], row[5], row[6]
         status, err_type, err_message, params = row[7], row[8], row[9], row[10]
         params_json = None if params is None else json.dumps(params)
-        known = self.runs.get(run_id)
-        was_running = True
         step = batch.open.pop(run_id, None)
-        if step is not None:
-            step[7:11] = [when, status, err_type, err_message]
-            step[6] = params_json or step[6]
+        known = self.runs.pop(run_id, None)
+        was_running = True
+        if step is not None:  # started in this batch: its row gets the end
+            step[6:11] = [params_json or step[6], when, status, err_type, err_message]
             root = bool(step[4])
-        elif known is None:
-            found = conn.execute("SELECT task_id, root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
-            known = (found[0], bool(found[1])) if found else None
-            was_running = found is not None and found[2] == "running"
-        if known is None:  # its start was never stored (another journal, or lost): the run ends here
-            root = self._root(conn, parent, task_id)
-            batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json, None, "running", None,
-                                None))
-            batch.maybe_known.add(run_id)
-            if task_id is not None:
-                tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])[0] += 1
-            was_running = False
-        else:
+        elif known is not None:
             root = known[1]
+        else:
+            found = conn.execute("SELECT root, status FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+            if found is None:  # its start was never stored (another journal, or lost): the run ends here
+                root, was_running = self._root(conn, parent, task_id), False
+                batch.steps.append((run_id, task_id, name, parent, int(root), None, params_json, None, "running",
+                                    None, None))
+                batch.maybe_known.add(run_id)
+                if task_id is not None:
+                    batch.delta(task_id)[0] += 1
+            else:
+                root, was_running = bool(found[0]), found[1] == "running"
         if step is None:
             batch.finishes.append((when, status, err_type, err_message, params_json, run_id))
-        self.runs.pop(run_id, None)
         if task_id is None or not root:
             return
-        delta = tasks.setdefault(task_id, [0, 0, 0, None, None, None, None])
+        delta = batch.delta(task_id)
         if was_running:
             delta[1] -= 1
         if status == "failed":
@@ -773,26 +806,26 @@ class _Ingest:
         delta[4] = max(delta[4], when) if delta[4] else when
 
     def _edge(self, conn: sqlite3.Connection, row: list[Any], kind: int, task_id: int | None, when: str,
-              seq: int | None, own: bool, batch: _Batch) -> None:
+              own: bool, batch: _Batch) -> None:
         found = row[10] if len(row) > 10 else self._node_key(row)
         if found is None:
             return
         key, fields, path = found
+        if key not in self.nodes:  # not resolved with its batch (a replayed event, or the cache was cleared)
+            self._resolve_nodes(conn, [row])
+        node_id, known_weight = self.nodes[key]
+        if fields.get("model_weight") and not known_weight:  # this line raises the node's model-weight flag
+            conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
+            self.nodes[key] = (node_id, 1)
         meta, cwd = row[8], row[9]
-        node_id = self._node(conn, key, fields, row)
         stat = None
-        if own and kind == INPUT and path is not None and _is_local_path_kind(fields["kind"]):
+        if own and kind == INPUT and path is not None and fields["kind"] in ("file", "folder", "project"):
             stat = self._fingerprint(path)
-        batch.edges.append((seq, KINDS[kind], task_id, row[4], node_id, json.dumps(meta) if meta else None, when,
-                            cwd, None if stat is None else json.dumps(stat)))
-        node_settings = (meta or {}).get("customNodeSettings") if isinstance(meta, dict) else None
+        batch.edges.append((batch.seq, KINDS[kind], task_id, row[4], node_id, json.dumps(meta) if meta else None,
+                            when, cwd, None if stat is None else json.dumps(stat)))
+        node_settings = meta.get("customNodeSettings") if isinstance(meta, dict) else None
         if node_settings and task_id is not None:
-            # The main node's card: the last action wins (as on the instance).
-            conn.execute(
-                "UPDATE tasks SET node_meta = ?, node_meta_time = ? "
-                "WHERE id = ? AND (node_meta_time IS NULL OR node_meta_time <= ?)",
-                (json.dumps(node_settings), when, task_id, when),
-            )
+            batch.cards.append((json.dumps(node_settings), when, task_id, when))
 
     def _fingerprint(self, path: str) -> dict[str, Any] | None:
         now = time.monotonic()
@@ -822,7 +855,7 @@ class _Ingest:
         new: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         nodes = self.nodes
         for row in rows:
-            if row[0] not in (INPUT, OUTPUT):
+            if row[0] != INPUT and row[0] != OUTPUT:
                 continue
             found = self._node_key(row)
             row.append(found)  # row[10]: read back by _edge (the key is made once per line)
@@ -834,16 +867,16 @@ class _Ingest:
             ref = kind if ident is None else f"{kind}:{ident}"
             if kind == "project" and ext_id is None and path is None:
                 ref = f"project:version-{version_id}"
-            new[key] = (_identity(list(key)), kind, ref, ext_id, path, version_id, version_num,
+            new[key] = (_identity(key), kind, ref, ext_id, path, version_id, version_num,
                         int(bool(fields.get("model_weight"))), fields.get("path"))
         if not new:
             return
         if len(nodes) + len(new) > 100_000:
             nodes.clear()
-        values = list(new.values())
+        identities = [v[0] for v in new.values()]
         known: dict[str, tuple[int, int]] = {}
-        for i in range(0, len(values), 500):
-            chunk = [v[0] for v in values[i : i + 500]]
+        for i in range(0, len(identities), 500):
+            chunk = identities[i : i + 500]
             for identity, node_id, weight in conn.execute(
                 f"SELECT identity, id, model_weight FROM nodes WHERE identity IN ({','.join('?' * len(chunk))})",
                 chunk,
@@ -851,71 +884,14 @@ class _Ingest:
                 known[identity] = (int(node_id), int(weight))
         next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM nodes").fetchone()[0])
         insert = []
-        for v in values:
+        for key, v in new.items():
             if v[0] not in known:
                 next_id += 1
                 known[v[0]] = (next_id, v[7])
                 insert.append((next_id, *v))
-        conn.executemany(
-            "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, model_weight, "
-            "recorded_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", insert,
-        )
-        for key, v in new.items():
             nodes[key] = known[v[0]]
-
-    def _node(self, conn: sqlite3.Connection, key: tuple[Any, ...], fields: dict[str, Any], row: list[Any]) -> int:
-        """The id of the node of ``row`` (its model-weight flag raised if this line sets it)."""
-        if key not in self.nodes:  # not resolved with its batch (a replayed event, or the cache was cleared)
-            self._resolve_nodes(conn, [row])
-        node_id, known_weight = self.nodes[key]
-        if fields.get("model_weight") and not known_weight:
-            conn.execute("UPDATE nodes SET model_weight = 1 WHERE id = ?", (node_id,))
-            self.nodes[key] = (node_id, 1)
-        return node_id
-
-    @staticmethod
-    def _update_tasks(conn: sqlite3.Connection, tasks: dict[int, list[Any]]) -> None:
-        for task_id, (runs, running, failed, started, finished, err_type, err_message) in tasks.items():
-            conn.execute(
-                """UPDATE tasks SET
-                    runs = runs + :runs,
-                    running_roots = max(0, running_roots + :running),
-                    failed_roots = max(0, failed_roots + :failed),
-                    started_at = CASE WHEN :started IS NOT NULL AND (started_at IS NULL OR started_at > :started)
-                                      THEN :started ELSE started_at END,
-                    finished_at = CASE WHEN running_roots + :running > 0 THEN NULL
-                                       WHEN :finished IS NULL THEN finished_at
-                                       WHEN finished_at IS NULL OR finished_at < :finished THEN :finished
-                                       ELSE finished_at END,
-                    status = CASE WHEN failed_roots + :failed > 0 THEN 'failed'
-                                  WHEN running_roots + :running > 0 THEN 'running' ELSE 'ok' END,
-                    error_type = CASE WHEN failed_roots + :failed <= 0 THEN NULL
-                                      ELSE coalesce(error_type, :err_type) END,
-                    error_message = CASE WHEN failed_roots + :failed <= 0 THEN NULL
-                                         ELSE coalesce(error_message, :err_message) END
-                WHERE id = :task""",
-                {"runs": runs, "running": running, "failed": failed, "started": started, "finished": finished,
-                 "err_type": err_type, "err_message": err_message, "task": task_id},
-            )
-
-    def reserve_block(self, size: int, owner: str) -> tuple[int, int]:
-        conn = self.connection()
-        with write_transaction(conn):
-            top = max(
-                conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0],
-                conn.execute("SELECT coalesce(max(last), 0) FROM task_blocks").fetchone()[0],
-                conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'tasks'").fetchone()[0],
-            )
-            first, last = top + 1, top + size
-            conn.execute(
-                "INSERT INTO task_blocks (first, last, owner, reserved_at) VALUES (?, ?, ?, datetime('now'))",
-                (first, last, owner),
-            )
-            if conn.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'tasks'").fetchone():
-                conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (last,))
-            else:
-                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?)", (last,))
-        return first, last
+        _insert(conn, "INSERT INTO nodes (id, identity, kind, ref, ext_id, path, version_id, version_num, "
+                "model_weight, recorded_path)", insert)
 
 
 class SQLiteBackend:
@@ -930,19 +906,23 @@ class SQLiteBackend:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path: Path = default_store_path() if path is None else Path(os.path.abspath(os.fspath(path)))
-        self._state = _Ingest(self)
+        self._fresh()
         self._writer = JournalWriter(
-            journal_dir(self.path), self._ingest_own, self._recover,
+            journal_dir(self.path), functools.partial(self._store, own=True), self._recover,
             header={"kind": "store"}, name=f"the local store {self.path}",
         )
+        self._readonly = False  # opened for reading (never writes, not even a new empty store)
+        at_fork(self._fresh)
+        at_exit(self._release_at_exit, order=55)
+        _LIVE[id(self)] = self
+
+    def _fresh(self) -> None:
+        """A new writer state and no task ids (at start, and in a forked child: the parent's ids are the parent's)."""
+        self._state = _Ingest(self)
         self._free_ids: list[int] = []
         self._block = FIRST_BLOCK
         self._allocated = 0  # ahead-of-time reservation starts with the second task (one-task scripts: no gaps)
         self._reserving = False
-        self._readonly = False  # opened for reading (never writes, not even a new empty store)
-        at_fork(self._after_fork)
-        at_exit(self._release_at_exit, order=55)
-        _LIVE[id(self)] = self
 
     @classmethod
     def from_url(cls, spec: str) -> SQLiteBackend:
@@ -1056,7 +1036,16 @@ class SQLiteBackend:
         """Reserve the next block of task ids (in the writer thread); blocks grow fourfold, up to
         :data:`MAX_BLOCK`."""
         try:
-            first, last = self._state.reserve_block(self._block, self._writer.owner)
+            conn = self._state.connection()
+            with write_transaction(conn):
+                first = _top_task_id(conn) + 1
+                last = first + self._block - 1
+                conn.execute(
+                    "INSERT INTO task_blocks (first, last, owner, reserved_at) VALUES (?, ?, ?, datetime('now'))",
+                    (first, last, self._writer.owner),
+                )
+                if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'tasks'", (last,)).rowcount:
+                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?)", (last,))
             self._free_ids[:0] = range(last, first - 1, -1)  # popped from the end: lowest first
             self._block = min(self._block * 4, MAX_BLOCK)
         finally:
@@ -1065,20 +1054,15 @@ class SQLiteBackend:
     def _release_unused(self) -> None:
         """Give back the reserved ids this process did not use, when nobody reserved after them (in the
         writer thread, at close, once its journal is stored): runs one after the other keep dense ids."""
-        free = set(self._free_ids)
+        free, conn = set(self._free_ids), self._state.conn
         self._free_ids.clear()
-        if not free or self._state.conn is None:
+        if not free or conn is None:
             return
         high = low = max(free)
         while low - 1 in free:  # only the run of our ids at the top: the blocks below may hold others'
             low -= 1
-        conn = self._state.conn
         with write_transaction(conn):
-            top = max(
-                conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0],
-                conn.execute("SELECT coalesce(max(last), 0) FROM task_blocks").fetchone()[0],
-            )
-            if top != high or conn.execute("SELECT 1 FROM tasks WHERE id >= ?", (low,)).fetchone():
+            if _top_task_id(conn) != high or conn.execute("SELECT 1 FROM tasks WHERE id >= ?", (low,)).fetchone():
                 return
             conn.execute("UPDATE task_blocks SET last = ? WHERE last >= ?", (low - 1, low))
             conn.execute("DELETE FROM task_blocks WHERE first > last")
@@ -1089,17 +1073,7 @@ class SQLiteBackend:
             with contained("giving back unused task ids", allow_raise=False):
                 self._writer.call(self._release_unused, 5.0, after_stored=True)
 
-    def _after_fork(self) -> None:
-        self._free_ids = []  # the parent's reserved ids are the parent's
-        self._reserving = False
-        self._allocated = 0
-        self._block = FIRST_BLOCK
-        self._state = _Ingest(self)
-
     # -- the writer thread ----------------------------------------------------------------------------
-
-    def _ingest_own(self, lines: list[bytes], header: dict[str, Any], checkpoint: Checkpoint) -> None:
-        self._store(lines, header, checkpoint, own=True)
 
     def _store(self, lines: list[bytes], header: dict[str, Any], checkpoint: Checkpoint, *, own: bool) -> None:
         state = self._state
@@ -1185,10 +1159,8 @@ class SQLiteBackend:
         orphans = list(find_orphans(directory)) if directory.is_dir() else []
         if version == SCHEMA_VERSION and not orphans:
             return conn
-        try:
+        with closing(conn):
             mem = memory_copy(conn)
-        finally:
-            conn.close()
         migrate(mem, self.path)
         state = _Ingest(self)
         for orphan in orphans:
@@ -1265,15 +1237,12 @@ class SQLiteBackend:
         last = 0
         while True:
             with self._reading() as conn:
-                query = (
+                rows = conn.execute(
                     "SELECT e.seq, e.body, e.event_id, t.origin FROM events e "
-                    "LEFT JOIN tasks t ON t.id = e.task_id WHERE e.seq > ? "
-                )
-                args: tuple[Any, ...] = (last,)
-                if dest is not None:
-                    query += "AND NOT EXISTS (SELECT 1 FROM pushed p WHERE p.dest = ? AND p.event_id = e.event_id) "
-                    args = (last, dest)
-                rows = conn.execute(query + "ORDER BY e.seq LIMIT 1000", args).fetchall()
+                    "LEFT JOIN tasks t ON t.id = e.task_id WHERE e.seq > ? AND (? IS NULL OR NOT EXISTS "
+                    "(SELECT 1 FROM pushed p WHERE p.dest = ? AND p.event_id = e.event_id)) ORDER BY e.seq LIMIT 1000",
+                    (last, dest, dest),
+                ).fetchall()
             if not rows:
                 return
             for seq, body, eid, origin in rows:
@@ -1289,16 +1258,11 @@ class SQLiteBackend:
         if not event_ids:
             return
         try:
-            conn = connect(self.path, BUSY_TIMEOUT)
-            try:
-                migrate(conn, self.path)
-                with write_transaction(conn):
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, datetime('now'))",
-                        [(dest, e) for e in event_ids],
-                    )
-            finally:
-                conn.close()
+            with closing(_open_store(self.path)) as conn, write_transaction(conn):
+                conn.executemany(
+                    "INSERT OR IGNORE INTO pushed (dest, event_id, pushed_at) VALUES (?, ?, datetime('now'))",
+                    [(dest, e) for e in event_ids],
+                )
         except sqlite3.Error as exc:
             raise BackendError(f"{self.path}: cannot record pushed events: {exc}") from exc
 
@@ -1312,9 +1276,7 @@ class SQLiteBackend:
 
     def local_project_ids(self) -> dict[str, int]:
         """The ids this store gave local project folders (``project:1`` names the folder in every command)."""
-        with self._reading() as conn:
-            if "version_projects" not in tables(conn):
-                return {}
+        with self._reading() as conn:  # at the current schema (a memory copy migrated if need be)
             return {str(path): int(pid) for pid, path in conn.execute("SELECT id, path FROM version_projects")}
 
     def counts(self) -> dict[str, int]:
@@ -1335,11 +1297,7 @@ class SQLiteBackend:
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(self.path, BUSY_TIMEOUT)
-            try:
-                migrate(conn, self.path)
-            finally:
-                conn.close()
+            _open_store(self.path).close()
         except (sqlite3.Error, OSError) as exc:
             raise BackendError(f"cannot open the store {self.path}: {exc}") from None
         return LocalVersions(self.path, timeout=BUSY_TIMEOUT)
