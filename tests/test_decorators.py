@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Union
 
 import pytest
 
@@ -168,6 +168,22 @@ def test_auto_detection_by_annotation(memory: MemoryBackend) -> None:
     run(ProjectInfo(4))
     run2([ProjectInfo(5), ProjectInfo(6)])
     assert [Project(id=4), Project(id=5), Project(id=6)] == memory.inputs
+
+
+def test_auto_detection_by_a_typing_form_of_the_annotation(memory: MemoryBackend) -> None:
+    """Annotations evaluated at definition (no ``from __future__ import annotations``), in typing forms."""
+
+    def load(x, y=None):  # type: ignore[no-untyped-def]
+        pass
+
+    def save(x, y=None):  # type: ignore[no-untyped-def]
+        pass
+
+    load.__annotations__ = {"x": Optional[Dataset], "y": int}
+    save.__annotations__ = {"x": list[File], "y": Union[int, None]}
+    wt.consumes_dataset(load)(7)
+    wt.consumes_file(save)(["/a.bin"])
+    assert [Dataset(id=7), File(path="/a.bin")] == memory.inputs
 
 
 def test_plural_parameter_gives_one_node_per_item(memory: MemoryBackend) -> None:

@@ -28,7 +28,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast, get_args, overload
 
 import wrapt
 
@@ -225,7 +225,9 @@ class _Tracer:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or (i == 0 and p.name in _SKIP):
                 continue
             ann = p.annotation
-            ann_text = ann if isinstance(ann, str) else getattr(ann, "__name__", None) or repr(ann)
+            # A class by its name; a typing form (Optional[Dataset], list[Dataset]) by its repr, which names its args.
+            named = isinstance(ann, type) and not get_args(ann)
+            ann_text = ann if isinstance(ann, str) else ann.__name__ if named else repr(ann)
             if p.name in names or (ann is not _EMPTY and pattern.search(str(ann_text))):
                 found.append(p.name)
         kind = cls.__name__.lower()
