@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Callable, Optional, Union
 
 import pytest
@@ -442,3 +443,84 @@ def test_unresolvable_path_raises_in_strict_mode(memory: MemoryBackend) -> None:
 
     with pytest.raises(wt.ExtractionError, match="project"):
         train({})
+
+
+# -- one-shot iterators: read for the nodes, and still every item for the user's code -------------------
+
+
+@pytest.mark.parametrize("in_step", [False, True])
+def test_a_generator_argument_is_recorded_and_still_reaches_the_function_whole(
+    memory: MemoryBackend, in_step: bool
+) -> None:
+    """A generator (or map()) passed to a parameter a decorator reads gives one node per item, and the
+    function still gets every item (it used to get it used up: an empty list, or StopIteration)."""
+
+    @wt.consumes_dataset
+    def merge(dataset_ids: Any, tag: str = "") -> list[int]:
+        return list(dataset_ids)
+
+    @wt.consumes_dataset
+    def first(dataset_ids: Any) -> int:
+        return int(next(dataset_ids))
+
+    with wt.workflow_step("s") if in_step else contextlib.nullcontext():
+        assert merge(i for i in [1, 2, 3]) == [1, 2, 3]
+        assert merge(dataset_ids=map(int, ["4", "5"]), tag="kw") == [4, 5]
+        assert first(iter([6, 7])) == 6
+        assert merge(i for i in [1, 2, 3]) == [1, 2, 3]  # in a step, recorded already: still whole
+    again = [] if in_step else [1, 2, 3]  # outside a step each call is its own run
+    assert [Dataset(id=i) for i in [*range(1, 8), *again]] == memory.inputs
+
+
+@pytest.mark.parametrize("in_step", [False, True])
+def test_a_returned_generator_is_recorded_and_reaches_the_caller_whole(memory: MemoryBackend, in_step: bool) -> None:
+    """A produces_* reading a returned generator records one node per item; the caller gets every item."""
+
+    @wt.produces_dataset
+    def create(n: int) -> Any:
+        return (10 + i for i in range(n))
+
+    with wt.workflow_step("s") if in_step else contextlib.nullcontext():
+        assert list(create(2)) == [10, 11]
+        assert list(create(2)) == [10, 11]  # the same nodes again (nothing new to record): still whole
+        assert next(create(3)) == 10
+    ids = [10, 11, 12] if in_step else [10, 11, 10, 11, 10, 11, 12]  # outside a step each call is its own run
+    assert [Dataset(id=i) for i in ids] == memory.outputs
+
+
+def test_a_generator_argument_of_an_async_function_reaches_it_whole(memory: MemoryBackend) -> None:
+    @wt.consumes_dataset
+    @wt.produces_dataset
+    async def copy(dataset_ids: Any) -> Any:
+        return (i + 100 for i in dataset_ids)
+
+    assert list(asyncio.run(copy(i for i in [1, 2]))) == [101, 102]
+    assert [Dataset(id=1), Dataset(id=2)] == memory.inputs
+    assert [Dataset(id=101), Dataset(id=102)] == memory.outputs
+
+
+def test_an_error_raised_while_a_returned_generator_is_read_is_the_calls_own(memory: MemoryBackend) -> None:
+    """The generator is read when the function returns: what it raises then is raised from the call, unchanged,
+    and the run is recorded as failed (as if the function had raised it)."""
+    boom = ValueError("boom")
+
+    def items() -> Any:
+        yield 1
+        raise boom
+
+    @wt.consumes_dataset
+    def merge(dataset_ids: Any) -> list[int]:
+        return list(dataset_ids)
+
+    @wt.produces_dataset
+    def create() -> Any:
+        return items()
+
+    with pytest.raises(ValueError) as raised:
+        create()
+    assert raised.value is boom
+    with pytest.raises(ValueError) as raised:
+        merge(items())
+    assert raised.value is boom
+    assert [e.status for e in memory.events if e.kind == "step_finished"] == ["failed"]
+    assert memory.outputs == []

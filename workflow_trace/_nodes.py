@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
@@ -277,6 +277,32 @@ def _scalar_key(cls: type[Node], value: Any, model_weight: bool, culprit: str) -
             model_weight and cls is File)
 
 
+class Replay(Iterator[Any]):
+    """A one-shot iterator that a decorator read, as the decorated code gets it: an iterator over the same items.
+
+    A generator (or ``map()``, ``iter(...)``) passed to a parameter that a decorator reads, or returned to a
+    ``produces_*``, is read once into :attr:`items` (the nodes come from them) and handed on as a ``Replay``,
+    so the function, or its caller, still iterates over every item. It is an iterator, not the generator:
+    ``send()`` and ``throw()`` are not there. Iterators of other modules (a file, a database cursor) are read
+    as before, item by item.
+    """
+
+    __slots__ = ("_next", "items")
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items = tuple(items)
+        self._next = iter(self.items).__next__
+
+    def __next__(self) -> Any:
+        return self._next()
+
+    @staticmethod
+    def of(value: Any) -> Any:
+        """``value``, or its ``Replay`` when it is a one-shot iterator of the standard library."""
+        one_shot = isinstance(value, Iterator) and type(value).__module__ in ("builtins", "itertools")
+        return Replay(value) if one_shot else value
+
+
 def coerce_keys(
     cls: type[Node], value: Any, *, model_weight: bool = False, culprit: str = "workflow_trace"
 ) -> list[NodeKey]:
@@ -305,7 +331,7 @@ def coerce_keys(
         node = _from_object(cls, value, value.id, getattr(value, "path", None), culprit)
     elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
         keys: list[NodeKey] = []
-        for item in value:
+        for item in value.items if type(value) is Replay else value:
             keys.extend(coerce_keys(cls, item, model_weight=model_weight, culprit=culprit))
         return keys
     else:

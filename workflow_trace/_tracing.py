@@ -37,7 +37,7 @@ from ._context import contained, report, suppressed
 from ._errors import ConfigurationError, DecorationError, ExtractionError, NodeCoercionError
 from ._events import INPUT, OUTPUT, Record
 from ._meta import Meta, MetaLike, to_meta
-from ._nodes import App, Dataset, File, Folder, Job, Node, NodeKey, Project, Task, coerce_keys, coerce_nodes
+from ._nodes import App, Dataset, File, Folder, Job, Node, NodeKey, Project, Replay, Task, coerce_keys, coerce_nodes
 from ._step import (
     Step,
     _current,
@@ -159,6 +159,8 @@ class _Tracer:
         #: function without its own step (see :meth:`__call__`); else ``None``.
         self.fast: tuple[tuple[_Spec, int], ...] | None = None
         self.arity = 0
+        self.readers: tuple[_Spec, ...] = ()  # the inputs read from a parameter as it was passed
+        self.reads_result = False  # whether an output is the return value as it is
         self.c_in = contained(f"{self.qualname}: recording inputs")
         self.c_out = contained(f"{self.qualname}: recording outputs")
         self.c_out_failed = contained(f"{self.qualname}: recording outputs", allow_raise=False)
@@ -172,6 +174,8 @@ class _Tracer:
         self._plan()
 
     def _plan(self) -> None:
+        self.readers = tuple(s for s in self.inputs if s.getter is None and s.name is not None)
+        self.reads_result = any(s.getter is None and s.name is None for s in self.outputs)
         plain = all(s.direct and s.index is not None for s in self.inputs) and all(s.direct for s in self.outputs)
         self.fast = None
         if plain and self.sync and self._step is None:
@@ -263,6 +267,19 @@ class _Tracer:
                 return args[index]
         return _MISSING if spec.default is _EMPTY else spec.default
 
+    def replayed(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments, each one-shot iterator an input reads as its :class:`Replay` (read here, once)."""
+        for spec in self.readers:
+            value = self.arg(spec, instance, args, kwargs)
+            if (replay := Replay.of(value)) is value:
+                continue
+            if spec.name in kwargs:
+                kwargs = {**kwargs, spec.name: replay}
+            elif spec.index is not None and 0 <= (i := spec.index - (instance is not None)) < len(args):
+                args = (*args[:i], replay, *args[i + 1:])
+        return args, kwargs
+
     def bound(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         full = args if instance is None else (instance, *args)
         try:
@@ -348,12 +365,15 @@ class _Tracer:
                     if type(result) not in _PLAIN or (spec, result) not in seen:
                         st = _runtime.state
                         if step.active and (st.enabled if st.ready else st.resolve().enabled) and not suppressed.get():
+                            result = Replay.of(result) if self.reads_result else result
                             self.record(step, self.outputs, instance, args, kwargs, result)
                         break
                 return result
         st = _runtime.state
         if not (st.enabled if st.ready else st.resolve().enabled) or suppressed.get():
             return wrapped(*args, **kwargs)
+        if self.readers:
+            args, kwargs = self.replayed(instance, args, kwargs)
         if not self.sync:
             if self.is_async:
                 return self._call_async(wrapped, instance, args, kwargs)
@@ -376,6 +396,8 @@ class _Tracer:
             self.record(step, self.inputs, instance, args, kwargs)
             break
         result = wrapped(*args, **kwargs)
+        if self.reads_result:
+            result = Replay.of(result)
         for spec in self.outputs:
             if spec.direct and type(result) in _PLAIN and (spec, result) in seen:
                 continue
@@ -421,6 +443,7 @@ class _Tracer:
         try:
             _current.set(step)
             result = wrapped(*args, **kwargs)
+            result = Replay.of(result) if self.reads_result else result
         except BaseException as exc:
             _current.set(parent)
             self._finish(step, instance, args, kwargs, None, exc)
@@ -436,6 +459,7 @@ class _Tracer:
             if parent.active:
                 self.record(parent, self.inputs, instance, args, kwargs)
             result = await wrapped(*args, **kwargs)
+            result = Replay.of(result) if self.reads_result else result
             if parent.active:
                 self.record(parent, self.outputs, instance, args, kwargs, result)
             return result
@@ -443,6 +467,7 @@ class _Tracer:
         try:
             _current.set(step)
             result = await wrapped(*args, **kwargs)
+            result = Replay.of(result) if self.reads_result else result
         except BaseException as exc:
             _current.set(parent)
             self._finish(step, instance, args, kwargs, None, exc)
