@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -15,6 +16,7 @@ from _sdk_objects import WorkflowSettings as SdkSettings
 import workflow_trace as wt
 from workflow_trace import App, Dataset, File, Folder, Job, Project, Task, workflow
 from workflow_trace.backends.memory import MemoryBackend
+from workflow_trace.graph import load_graph
 
 
 class FileInfo(NamedTuple):
@@ -98,6 +100,26 @@ def test_calls_inside_a_step_join_it(memory: MemoryBackend) -> None:
         workflow.add_input_project(1)
     assert [Project(id=1)] == step.inputs
     assert {8} == {e.task_id for e in memory.events}
+
+
+@pytest.mark.parametrize("in_step", [False, True])
+def test_every_call_is_recorded_as_the_sdk_posts_every_call(memory: MemoryBackend, tmp_path: Path, in_step: bool
+                                                            ) -> None:
+    """The same call twice is two inputs (the SDK posts both); the step lists the node once; the local store
+    keeps one edge with a count of 2."""
+    with wt.workflow_step("s") if in_step else contextlib.nullcontext() as step:
+        workflow.add_input_dataset(456)
+        workflow.add_input_dataset(456)
+        workflow.add_input_dataset(456, meta={})  # an empty card is no card: the same call again
+    assert [Dataset(id=456)] * 3 == memory.inputs
+    if step is not None:
+        assert [Dataset(id=456)] == step.inputs
+    wt.configure(f"sqlite://{tmp_path / 'wf.db'}")
+    workflow.add_input_dataset(456)
+    workflow.add_input_dataset(456)
+    wt.reset()
+    edges = load_graph(tmp_path / "wf.db").edges
+    assert [("dataset:456", 2)] == [(e.data_key, e.count) for e in edges]
 
 
 def test_explicit_task_id(memory: MemoryBackend) -> None:

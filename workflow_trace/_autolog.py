@@ -403,7 +403,7 @@ def _record_edge(direction: Direction, kind: type[Node], value: Any, label: str,
         if not nodes:
             return
         value = nodes
-    _record(1 if direction == "input" else 2, kind, value, None, meta, f"autolog: {label}",
+    _record(1 if direction == "input" else 2, kind, value, None, meta, f"autolog: {label}", again=False,
             model_weight=model_weight, **update)
 
 

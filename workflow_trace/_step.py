@@ -171,9 +171,10 @@ class Step(RunRef):
         return []
 
     def collect(self, records: list[Record], kind: int, nodes: Iterable[Node | NodeKey], meta: Meta | None,
-                task_id: int | None = -1, added: list[NodeKey] | None = None) -> None:
-        """Append records for the nodes (or node keys) this run has not recorded yet (same direction and card);
-        the keys recorded are appended to :attr:`inputs` / :attr:`outputs` (and to ``added``).
+                task_id: int | None = -1, added: list[NodeKey] | None = None, again: bool = False) -> None:
+        """Append records for the nodes (or node keys) this run has not recorded yet (same direction and card),
+        or for all of them ``again`` (the SDK's calls: each one is sent); the keys new to the run are appended
+        to :attr:`inputs` / :attr:`outputs` (and to ``added``).
 
         Relative local paths carry the working directory, so the store knows what they meant.
         """
@@ -189,9 +190,11 @@ class Step(RunRef):
                 target.append(key)
                 if added is not None:
                     added.append(key)
-                path = key[4]
-                cwd = None if path is None or path[:1] == "/" else os.getcwd()
-                records.append((kind, _next_seq(), _now(), task, self, key, meta, cwd))
+            elif not again:
+                continue
+            path = key[4]
+            cwd = None if path is None or path[:1] == "/" else os.getcwd()
+            records.append((kind, _next_seq(), _now(), task, self, key, meta, cwd))
 
     def start_record(self) -> Record:
         return (STARTED, _next_seq(), _now(), self.task_id, self, None, None, self.params)

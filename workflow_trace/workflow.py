@@ -38,7 +38,9 @@ _INPUT, _OUTPUT = 1, 2
 
 
 def _record(kind: int, cls: type[Node], value: Any, task_id: int | None, meta: MetaLike,
-            method: str, **update: Any) -> None:
+            method: str, again: bool = True, **update: Any) -> None:
+    """Record the edges of one call. ``again``: as the SDK does, even those this step recorded already
+    (autolog, which sees the SDK's calls inside one another, records each once)."""
     if not _runtime.is_enabled() or suppressed.get():
         return
     with contained(f"workflow.{method}"):
@@ -56,7 +58,7 @@ def _record(kind: int, cls: type[Node], value: Any, task_id: int | None, meta: M
             return
         records: list[Record] = []
         # An explicit task id other than the step's: these edges are recorded for that task.
-        step.collect(records, kind, nodes, card, task_id if task_id is not None else step.task_id)
+        step.collect(records, kind, nodes, card, task_id if task_id is not None else step.task_id, again=again)
         if records:
             _runtime.write(records)
 
