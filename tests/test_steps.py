@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Iterator
 from typing import ClassVar
@@ -290,3 +291,19 @@ def test_generator_step_does_not_leak_into_the_consumer(memory: MemoryBackend) -
         assert wt.current_step() is None
     assert [Dataset(id=3)] == memory.inputs
     assert memory.events[-1].status == "ok"
+
+
+def test_the_signatures_are_the_documented_ones(memory: MemoryBackend) -> None:
+    """DESIGN.md 4: ``workflow_step(name=None, *, inputs=(), outputs=(), task_id=None, version_inputs=False,
+    meta=None, params=None)`` (not the ``**kwargs`` of the ``__new__`` that makes bare ``@workflow_step``
+    work) and ``step.add_input(node_or_value, kind=None, meta=None)``."""
+    sig = inspect.signature(wt.workflow_step)
+    assert ["name", "inputs", "outputs", "task_id", "version_inputs", "meta", "params"] == list(sig.parameters)
+    assert [None, (), (), None, False, None, None] == [p.default for p in sig.parameters.values()]
+    assert [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY] == list(sig.parameters)[1:]
+    with wt.workflow_step("s") as step:
+        assert ["node_or_value", "kind", "meta"] == list(inspect.signature(step.add_input).parameters)
+        step.add_input(node_or_value=Project(id=1))
+        step.add_output(node_or_value=5, kind="dataset")
+    assert [Project(id=1)] == memory.inputs
+    assert [Dataset(id=5)] == memory.outputs

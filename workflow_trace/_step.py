@@ -116,19 +116,21 @@ class Step(RunRef):
         )
 
     # -- public API -------------------------------------------------------------------------------------
-    def add_input(self, value: Any, kind: str | type[Node] | None = None, meta: MetaLike = None) -> list[Node]:
-        """Record ``value`` (a node, or a value coerced with ``kind``) as an input of this step.
+    def add_input(self, node_or_value: Any, kind: str | type[Node] | None = None,
+                  meta: MetaLike = None) -> list[Node]:
+        """Record ``node_or_value`` (a node, or a value coerced with ``kind``) as an input of this step.
 
         Never raises outside strict mode (a bad value is logged at WARNING). Returns the nodes recorded.
         """
-        return self._add(INPUT, value, kind, meta)
+        return self._add(INPUT, node_or_value, kind, meta)
 
-    def add_output(self, value: Any, kind: str | type[Node] | None = None, meta: MetaLike = None) -> list[Node]:
-        """Record ``value`` (a node, or a value coerced with ``kind``) as an output of this step.
+    def add_output(self, node_or_value: Any, kind: str | type[Node] | None = None,
+                   meta: MetaLike = None) -> list[Node]:
+        """Record ``node_or_value`` (a node, or a value coerced with ``kind``) as an output of this step.
 
         Never raises outside strict mode (a bad value is logged at WARNING). Returns the nodes recorded.
         """
-        return self._add(OUTPUT, value, kind, meta)
+        return self._add(OUTPUT, node_or_value, kind, meta)
 
     def log_params(self, **params: Any) -> None:
         """Add parameters to this run (hyperparameters, options); recorded when the run ends.

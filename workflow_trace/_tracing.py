@@ -913,3 +913,9 @@ class workflow_step:
         return trace_function(func, step=self)
 
 
+
+
+# inspect.signature(workflow_step) would show __new__'s (name=None, **kwargs): it shows __init__'s parameters.
+_init = inspect.signature(workflow_step.__init__)
+workflow_step.__signature__ = _init.replace(  # type: ignore[attr-defined]
+    parameters=list(_init.parameters.values())[1:], return_annotation=inspect.Signature.empty)
