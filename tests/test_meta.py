@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from _sdk_objects import WorkflowMeta as SdkMeta
 from _sdk_objects import WorkflowSettings as SdkSettings
+from pydantic import ValidationError
 
 import workflow_trace as wt
 from workflow_trace import WorkflowMeta, WorkflowSettings
@@ -204,3 +205,26 @@ class TestLinkProblem:
     def test_safe(self, url: str) -> None:
         """Paths on the instance, absolute or relative."""
         assert link_problem(url) is None
+
+
+def test_the_fields_may_be_given_positionally_in_the_documented_order() -> None:
+    """DESIGN.md 2: ``WorkflowSettings(title, description, icon, icon_color, icon_bg_color, url, url_title)``
+    and ``WorkflowMeta(relation_settings=None, node_settings=None)``."""
+    settings = WorkflowSettings("T", "D", "archive", "#fff", "#000", "/files/1", "Open")
+    assert WorkflowSettings(title="T", description="D", icon="archive", icon_color="#fff", icon_bg_color="#000",
+                            url="/files/1", url_title="Open") == settings
+    assert {"customRelationSettings": {"title": "<h4>a</h4>"}, "customNodeSettings": {"title": "<h4>b</h4>"}} == (
+        WorkflowMeta(WorkflowSettings("a"), WorkflowSettings("b")).to_wire())
+    with pytest.raises(TypeError, match="at most 2 arguments"):
+        WorkflowMeta(None, None, None)
+    with pytest.raises(ValidationError, match="url"):  # validated as with keywords
+        WorkflowSettings("T", None, None, None, None, "javascript:alert(1)", "x")
+
+
+def test_a_workflow_meta_takes_the_sdks_workflow_settings() -> None:
+    """DESIGN.md 6: wherever a meta is accepted the SDK's WorkflowSettings are too, inside our WorkflowMeta."""
+    sdk = SdkSettings(title="Train", icon="archive", icon_color="#333", icon_bg_color="#fff", url="/files/7",
+                      url_title="Open")
+    meta = WorkflowMeta(relation_settings=sdk, node_settings=SdkSettings(title="node"))
+    assert {"customRelationSettings": sdk.as_dict, "customNodeSettings": {"title": "<h4>node</h4>"}} == (
+        meta.to_wire())

@@ -97,10 +97,25 @@ def _settings_wire(fields: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class WorkflowSettings(BaseModel):
-    """The look of one card: title, description, icon and main link (see the module docstring)."""
+class _Positional(BaseModel):
+    """A frozen model whose fields may also be given positionally, in their documented order."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    def __init__(self, *args: Any, **fields: Any) -> None:
+        names = list(type(self).model_fields)
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} arguments ({', '.join(names)})")
+        super().__init__(**dict(zip(names, args, strict=False)), **fields)  # fewer arguments than fields: the rest
+
+
+class WorkflowSettings(_Positional):
+    """The look of one card: title, description, icon and main link (see the module docstring).
+
+    Positional arguments are taken in this order: ``WorkflowSettings(title, description, icon, icon_color,
+    icon_bg_color, url, url_title)`` (the SDK's own class puts ``description`` last: pass keywords when
+    porting code that gives more than a title positionally).
+    """
 
     title: Optional[str] = None
     description: Optional[str] = None
@@ -150,13 +165,21 @@ class WorkflowSettings(BaseModel):
         return _settings_wire(self.__dict__)
 
 
-class WorkflowMeta(BaseModel):
-    """Settings of the two cards one workflow call touches: the relation (input/output) and the node."""
+class WorkflowMeta(_Positional):
+    """Settings of the two cards one workflow call touches: the relation (input/output) and the node.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    Each may be a :class:`WorkflowSettings`, a dict of its fields or the SDK's own ``WorkflowSettings``.
+    """
 
     relation_settings: Optional[WorkflowSettings] = None
     node_settings: Optional[WorkflowSettings] = None
+
+    @field_validator("relation_settings", "node_settings", mode="before")
+    @classmethod
+    def _sdk_settings(cls, value: Any) -> Any:
+        if value is None or isinstance(value, (WorkflowSettings, Mapping)):
+            return value
+        return {name: getattr(value, name) for name in _FIELDS if getattr(value, name, None) is not None}
 
     def to_wire(self) -> dict[str, Any]:
         """The SDK's JSON form; cards whose settings are empty are left out."""
