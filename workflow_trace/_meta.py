@@ -106,7 +106,7 @@ class _Positional(BaseModel):
         names = list(type(self).model_fields)
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__} takes at most {len(names)} arguments ({', '.join(names)})")
-        super().__init__(**dict(zip(names, args, strict=False)), **fields)  # fewer arguments than fields: the rest
+        super().__init__(**dict(zip(names, args, strict=False)), **fields)  # the fields not given keep their defaults
 
 
 class WorkflowSettings(_Positional):
