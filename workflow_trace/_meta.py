@@ -106,7 +106,8 @@ class _Positional(BaseModel):
         names = list(type(self).model_fields)
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__} takes at most {len(names)} arguments ({', '.join(names)})")
-        super().__init__(**dict(zip(names, args, strict=False)), **fields)  # the fields not given keep their defaults
+        # zip stops at the last argument: the fields not given keep their defaults
+        super().__init__(**dict(zip(names, args, strict=False)), **fields)
 
 
 class WorkflowSettings(_Positional):
