@@ -640,6 +640,47 @@ def test_store_path_is_a_directory_warns_and_flush_is_false(
     assert (False, True) == (flushed, bool(named))
 
 
+BROKEN_STORE = """
+import logging, sys
+import workflow_trace as wt
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+wt.configure("sqlite://" + sys.argv[1])
+
+@wt.consumes_dataset
+def load(dataset_id):
+    return dataset_id
+
+print("RESULT", load(3), flush=True)
+print("FLUSH", wt.flush(), flush=True)  # no timeout: the default deadline is 30 s
+wt.reset()  # closes the store: it used to wait that deadline too
+print("RESET", flush=True)
+wt.configure("memory")
+print("RESULT", load(4), flush=True)
+"""
+
+
+@pytest.mark.parametrize("broken", ["not-sqlite", "a-directory"])
+def test_a_store_that_cannot_be_written_never_makes_flush_or_reset_wait_the_deadline(
+    tmp_path: Path, broken: str
+) -> None:
+    """A store file that is not SQLite, or a directory: once the writer has tried again after flush() was
+    called and failed again, flush() is False at once and reset()/configure() return; the events stay in the
+    journal and the WARNINGs are counted, not repeated. (The child's timeout only guards against a hang: it
+    used to take 60 s, 30 in flush() and 30 in reset(), while the writer retried every 50 ms.)"""
+    db = tmp_path / "workflow.db"
+    if broken == "a-directory":
+        db.mkdir()
+    else:
+        db.write_bytes(os.urandom(8192))
+    proc = run_py(BROKEN_STORE, str(db), timeout=25)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("WARNING")]
+    print("stdout:", proc.stdout.strip(), "\nwarnings:", *warnings, sep="\n  ")
+    assert ["RESULT 3", "FLUSH False", "RESET", "RESULT 4"] == proc.stdout.split("\n")[:4]
+    kept = [w for w in warnings if "could not be stored before exit" in w and "journal" in w]
+    assert len(kept) == 1, warnings
+    assert len(warnings) <= 5, warnings  # not one per retry
+
+
 READ_ONLY = """
 import logging, sys
 import workflow_trace as wt

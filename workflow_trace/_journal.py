@@ -305,6 +305,7 @@ class JournalWriter:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._error: str | None = None  # why the last ingest failed (None: the last one worked)
+        self._failures = 0  # ingests that failed (a flush waits for no more than one more)
         self._lost = 0  # events that could not even be journaled (since the last flush)
         self._next_orphan_check = 0.0
         self._calls: list[_Call] = []
@@ -521,7 +522,7 @@ class JournalWriter:
             try:
                 self._ingest(chunk, seg.header, Checkpoint(self._owner, seg.n, chunk_end))
             except Exception as exc:  # noqa: BLE001 - kept in the journal and retried; flush() says False
-                self._error = describe(exc)
+                self._error, self._failures = describe(exc), self._failures + 1
                 report(exc, f"{self.name}: cannot store events yet (they are kept in {self.directory})",
                        allow_raise=False)
                 return stored
@@ -535,15 +536,16 @@ class JournalWriter:
     # -- flush, close, fork --------------------------------------------------------------------------
 
     def flush(self, timeout: float | None) -> bool:
-        """Wait until everything appended so far is stored; ``False`` on timeout, on an ingest error
-        that persists, or when events could not be journaled since the last flush."""
+        """Wait until everything appended so far is stored; ``False`` on timeout, as soon as an attempt to
+        store fails after the call (the events stay in the journal, for the writer's next attempt or the next
+        process), or when events could not be journaled since the last flush."""
         lost, self._lost = self._lost, 0
         last = self._seg
         if last is None:
             return lost == 0
         with self._lock:
             self._ensure_thread()
-        target = last.end
+        target, failures = last.end, self._failures
         deadline = time.monotonic() + (30.0 if timeout is None else max(0.0, timeout))
         with self._cond:
             while True:
@@ -551,7 +553,7 @@ class JournalWriter:
                 if all(s.stored >= (target if s is last else s.end) for s in list(self._segs) if s.n <= last.n):
                     return lost == 0
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self._thread is not None and not self._thread.is_alive()):
+                if remaining <= 0 or self._failures > failures or not (self._thread and self._thread.is_alive()):
                     return False
                 self._cond.wait(min(remaining, 0.05))
 
