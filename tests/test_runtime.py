@@ -14,6 +14,7 @@ from workflow_trace import Dataset, Project
 from workflow_trace.backends import available_schemes, create_backend
 from workflow_trace.backends.memory import MemoryBackend
 from workflow_trace.backends.null import NullBackend
+from workflow_trace.graph import load_graph
 
 
 class RaisingBackend:
@@ -78,6 +79,32 @@ def test_environment_backend_string(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = wt.get_backend()
     assert isinstance(backend, MemoryBackend)
     assert [Project(id=1)] == backend.inputs
+
+
+def test_the_default_backend_follows_its_variables_at_call_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+                                                                 ) -> None:
+    """Nothing configured: WORKFLOW_TRACE_DB (or WORKFLOW_TRACE_BACKEND) set between two calls sends the
+    second call to the new default, with its own task; the first store keeps what it got (closed by
+    reset()). A backend given to configure() stays whatever the variables say."""
+    monkeypatch.setenv("WORKFLOW_TRACE_DB", str(tmp_path / "a.db"))
+    convert(1)
+    monkeypatch.setenv("WORKFLOW_TRACE_DB", str(tmp_path / "b.db"))
+    convert(2)
+    convert(3)
+    monkeypatch.setenv("WORKFLOW_TRACE_BACKEND", "memory")
+    convert(4)
+    memory = wt.get_backend()
+    assert isinstance(memory, MemoryBackend)
+    configured = MemoryBackend()
+    wt.configure(configured)
+    monkeypatch.setenv("WORKFLOW_TRACE_BACKEND", "null")
+    convert(5)
+    assert ([Project(id=4)], [Project(id=5)]) == (memory.inputs, configured.inputs)
+    wt.reset()
+    stored = {name: [(e.task_key, e.data_key) for e in load_graph(tmp_path / name).edges] for name in ("a.db", "b.db")}
+    assert {"a.db": ["project:1", "dataset:2"], "b.db": ["project:2", "dataset:3", "project:3", "dataset:4"]} == (
+        {name: [data for task, data in edges if task == "task:1"] for name, edges in stored.items()})
+    assert all(task == "task:1" for edges in stored.values() for task, _ in edges)  # one implicit task in each
 
 
 def test_enabled_switch(memory: MemoryBackend) -> None:

@@ -6,7 +6,9 @@ Configuration is read at call time: decorate at import, ``configure()`` later. T
 the settings stale and the next record reads them again — which keeps a decorated call near the cost of a
 bare ``wrapt`` wrapper. A
 setting given to ``configure()`` wins over its variable. The default backend (``WORKFLOW_TRACE_BACKEND``,
-``SERVER_ADDRESS`` + ``API_TOKEN``, else the local store) is built on first use.
+``SERVER_ADDRESS`` + ``API_TOKEN``, else the local store) is built on first use, and built again at the next
+record after one of those variables or ``WORKFLOW_TRACE_DB`` changed (the one it replaces drains in the
+background and is closed by :func:`reset` or at exit). A later ``os.chdir`` does not move the default store.
 
 Records go to :func:`write`: the built-in backends take them as they are (``write_records``); any other
 backend gets :class:`~workflow_trace.Event` models built at its door, with tracking suppressed while it
@@ -65,6 +67,8 @@ class _State:
         self.strict: bool | None = None
         self.enabled_setting: bool | None = None
         self.threads_setting: bool | None = None
+        self.default_key: tuple[int, ...] | None = None  # the variables the default backend was built from
+        self.retired: list[Backend] = []  # default backends replaced after those variables changed
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -89,6 +93,12 @@ class _State:
             _env_flag("WORKFLOW_TRACE_THREADS", True) if self.threads_setting is None else self.threads_setting
         )
         self.env_task = env_task_id()
+        if self.default_key is not None and self.default_key != _default_key():
+            with self.lock:  # checked again: another thread may have replaced it already
+                if self.backend is not None and self.default_key not in (None, _default_key()):
+                    self.retired.append(self.backend)
+                    self.backend, self.default_key, self.sink = None, None, None
+                    self.generation += 1  # its task ids were the old store's
         self.ready = True
         return self
 
@@ -139,6 +149,12 @@ def is_strict() -> bool:
 def is_enabled() -> bool:
     """Whether tracking is on (``configure(enabled=...)``, else not ``WORKFLOW_TRACE_DISABLED``)."""
     return (state if state.ready else state.resolve()).enabled
+
+
+def _default_key() -> tuple[int, ...]:
+    """What the default backend depends on (hashed: ``API_TOKEN`` is not kept)."""
+    return tuple(hash(os.environ.get(n)) for n in ("WORKFLOW_TRACE_BACKEND", "WORKFLOW_TRACE_DB", "SERVER_ADDRESS",
+                                                   "API_TOKEN"))
 
 
 def _default_backend() -> Backend:
@@ -195,7 +211,7 @@ def configure(
     with state.lock:
         if new is not None:
             old, owned = state.backend, state.owned
-            state.backend, state.owned = new, isinstance(backend, str)
+            state.backend, state.owned, state.default_key = new, isinstance(backend, str), None
             if not owned or old is new:
                 old = None
         if strict is not None:
@@ -215,12 +231,12 @@ def reset() -> None:
         with contained("reset", allow_raise=False):
             hook()
     with state.lock:
-        old, owned = state.backend, state.owned
-        state.backend, state.owned = None, False
+        old, owned, retired = state.backend, state.owned, state.retired
+        state.backend, state.owned, state.default_key, state.retired = None, False, None, []
         state.strict = state.enabled_setting = state.threads_setting = None
         state.invalidate()
-    if old is not None and owned:
-        _close_quietly(old)
+    for backend in [*retired, *([old] if old is not None and owned else [])]:
+        _close_quietly(backend)
     flush_warnings()
 
 
@@ -238,7 +254,7 @@ def get_backend() -> Backend:
         return backend
     with state.lock:
         if state.backend is None:
-            state.backend = _default_backend()
+            state.backend, state.default_key = _default_backend(), _default_key()
             state.owned = True
             state.sink = None
         return state.backend
