@@ -66,6 +66,12 @@ class TestList:
         )
         assert expected == actual
 
+    def test_without_an_action_lists(self, versioned: Versioned) -> None:
+        """``versions PROJECT`` (DESIGN.md 8 names the command ``versions``) is ``versions list PROJECT``."""
+        listed = cli("versions", "list", str(versioned.project), "--db", str(versioned.db), cwd=versioned.cwd)
+        bare = cli("versions", str(versioned.project), "--db", str(versioned.db), cwd=versioned.cwd)
+        assert (0, listed.stdout, "") == (bare.returncode, bare.stdout, bare.stderr)
+
     def test_by_local_id_and_relative_path(self, versioned: Versioned) -> None:
         """project:ID and a folder relative to the working directory name the same project."""
         by_id = cli("versions", "list", f"project:{versioned.local_id}", "--db", str(versioned.db),

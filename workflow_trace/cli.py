@@ -542,6 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         # Node titles are user text: never die on a console that cannot encode them.
         sys.stdout.reconfigure(errors="replace")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["versions"] and argv[1:2] and argv[1] not in ("list", "restore", "-h", "--help"):
+        argv.insert(1, "list")  # `versions PROJECT` lists them
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
