@@ -251,6 +251,8 @@ def test_bad_input_raises_in_strict_mode(memory: MemoryBackend) -> None:
     wt.configure(strict=True)
     with pytest.raises(wt.NodeCoercionError):
         workflow.add_input_dataset("not an id")
+    with pytest.raises(wt.NodeCoercionError, match="task_id"):  # a TypeError too, not an internal error
+        workflow.add_input_dataset(1, task_id="5")  # type: ignore[arg-type]
 
 
 def test_enable_disable(memory: MemoryBackend) -> None:

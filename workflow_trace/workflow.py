@@ -51,7 +51,7 @@ def _record(kind: int, cls: type[Node], value: Any, task_id: int | None, meta: M
         if changes:  # validated again with the changes (a version id must be an int...)
             nodes = [type(n).model_validate({**n.model_dump(), **changes}) for n in nodes]
         if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
-            raise TypeError(f"{method}(task_id=...) must be an int, not {type(task_id).__name__}")
+            raise NodeCoercionError(f"{method}(task_id=...) must be an int, not {type(task_id).__name__}")
         card = to_meta(meta, lenient=True, culprit=f"workflow.{method}")
         step = current_step() or process_step()
         if not step.active:
