@@ -272,7 +272,7 @@ class _Tracer:
         """The arguments, each one-shot iterator an input reads as its :class:`Replay` (read here, once)."""
         for spec in self.readers:
             value = self.arg(spec, instance, args, kwargs)
-            if (replay := Replay.of(value)) is value:
+            if type(value) in _PLAIN or (replay := Replay.of(value)) is value:
                 continue
             if spec.name in kwargs:
                 kwargs = {**kwargs, spec.name: replay}
