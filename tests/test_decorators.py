@@ -524,3 +524,18 @@ def test_an_error_raised_while_a_returned_generator_is_read_is_the_calls_own(mem
     assert raised.value is boom
     assert [e.status for e in memory.events if e.kind == "step_finished"] == ["failed"]
     assert memory.outputs == []
+
+
+def test_an_open_file_is_its_path_and_is_not_read(memory: MemoryBackend, tmp_path: Any) -> None:
+    """An open file passed to a file parameter is the file at its path (it used to be iterated: one node per
+    line, and the function found it read to its end)."""
+    path = tmp_path / "labels.txt"
+    path.write_text("cat\ndog\n")
+
+    @wt.consumes_file
+    def read(file: Any) -> str:
+        return str(file.read())
+
+    with open(path) as handle:
+        assert read(handle) == "cat\ndog\n"
+    assert [File(path=str(path))] == memory.inputs

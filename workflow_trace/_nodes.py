@@ -7,6 +7,7 @@ version), dataset, file (or model weight), folder, task, labeling job and the ap
 from __future__ import annotations
 
 import functools
+import io
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
@@ -321,6 +322,8 @@ def coerce_keys(
         raise NodeCoercionError(f"{culprit}: cannot make a {cls.__name__} from a bool")
     elif isinstance(value, (int, str, os.PathLike)):
         return [_scalar_key(cls, value, model_weight, culprit)]
+    elif isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), (str, bytes)):
+        return [_scalar_key(cls, os.fsdecode(value.name), model_weight, culprit)]  # an open file: its path
     elif isinstance(value, Mapping):
         if "id" not in value and "path" not in value:
             raise NodeCoercionError(
