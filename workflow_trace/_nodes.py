@@ -322,8 +322,8 @@ def coerce_keys(
         raise NodeCoercionError(f"{culprit}: cannot make a {cls.__name__} from a bool")
     elif isinstance(value, (int, str, os.PathLike)):
         return [_scalar_key(cls, value, model_weight, culprit)]
-    elif isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), (str, bytes)):
-        return [_scalar_key(cls, os.fsdecode(value.name), model_weight, culprit)]  # an open file: its path
+    elif isinstance(value, io.IOBase) and isinstance(name := getattr(value, "name", None), (str, bytes)):
+        return [_scalar_key(cls, os.fsdecode(name), model_weight, culprit)]  # an open file: its path
     elif isinstance(value, Mapping):
         if "id" not in value and "path" not in value:
             raise NodeCoercionError(
