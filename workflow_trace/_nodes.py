@@ -284,8 +284,8 @@ class Replay(Iterator[Any]):
     A generator (or ``map()``, ``iter(...)``) passed to a parameter that a decorator reads, or returned to a
     ``produces_*``, is read once into :attr:`items` (the nodes come from them) and handed on as a ``Replay``,
     so the function, or its caller, still iterates over every item. It is an iterator, not the generator:
-    ``send()`` and ``throw()`` are not there. Iterators of other modules (a file, a database cursor) are read
-    as before, item by item.
+    ``send()`` and ``throw()`` are not there. An open file is its path (see :func:`coerce_keys`); other
+    iterators (a database cursor) are read item by item, as they are.
     """
 
     __slots__ = ("_next", "items")
