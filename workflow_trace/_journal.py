@@ -149,11 +149,9 @@ def read_lines(path: Path, offset: int) -> tuple[list[bytes], int, dict[str, Any
     with f:
         header_line = f.readline()
         header: dict[str, Any] | None = None
-        try:
+        with contextlib.suppress(ValueError):
             value = json.loads(header_line)
             header = value if isinstance(value, dict) else None
-        except ValueError:
-            header = None
         start = max(offset, len(header_line))
         f.seek(start)
         data = f.read()
@@ -456,7 +454,8 @@ class JournalWriter:
             with contained(f"{self.name}: writer", allow_raise=False):
                 if time.monotonic() >= self._next_orphan_check:
                     self._next_orphan_check = time.monotonic() + ORPHAN_POLL
-                    self._recover_orphans()
+                    if orphans := list(find_orphans(self.directory, exclude=self._owner)):
+                        self._recover(orphans)
                 worked = self._work()
                 failed = self._error is not None
                 if worked and not failed:
@@ -489,11 +488,6 @@ class JournalWriter:
         if not (self._calls or self._stop):
             self._hurry.wait(GROUP_COMMIT_WINDOW)
         self._hurry.clear()
-
-    def _recover_orphans(self) -> None:
-        orphans = list(find_orphans(self.directory, exclude=self._owner))
-        if orphans:
-            self._recover(orphans)
 
     def _pending(self) -> bool:
         return any(seg.end > seg.stored for seg in self._segs)

@@ -400,8 +400,7 @@ def _check_filter(f: dict[str, Any]) -> Any:
     if field not in _FIELDS:
         raise ValueError(f"unknown version filter field {field!r}; fields are: {', '.join(sorted(_FIELDS))}")
     if op not in _OPERATORS:
-        known = ", ".join(sorted(_OPERATORS))
-        raise ValueError(f"unknown version filter operator {op!r}; operators are: {known}")
+        raise ValueError(f"unknown version filter operator {op!r}; operators are: {', '.join(sorted(_OPERATORS))}")
     if op == "in" and not isinstance(value, (list, tuple, set)):
         raise ValueError("the 'in' operator takes a list of values")
 
