@@ -312,7 +312,6 @@ class DeliveringBackend:
     def _recover(self, orphans: list[Orphan]) -> None:
         """Store the journals of processes that are gone in the spool, then delete them."""
         for orphan in orphans:
-            done = True
             for segment, path in orphan.segments:
                 lines, start, header = read_lines(path, self.spool.journal_offset(orphan.owner, segment))
                 if not lines:
@@ -321,13 +320,13 @@ class DeliveringBackend:
                 try:
                     self._store(lines, header or {}, Checkpoint(orphan.owner, segment, end))
                 except OSError as exc:
-                    done = False
                     warn(("spool", "recover"), "%s: cannot store the journal of a process that ended (%s); "
                          "trying again later", self.spool.path, exc)
+                    orphan.release(delete=False)
                     break
-            if done:
+            else:  # all of it is in the spool
                 self.spool.forget_journal(orphan.owner)
-            orphan.release(delete=done)
+                orphan.release(delete=True)
         self._wake.set()
 
     # -- the worker ---------------------------------------------------------------------------------------

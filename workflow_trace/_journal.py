@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -246,8 +246,7 @@ class _Segment:
 
     def close(self, delete: bool) -> None:
         """Unmap and close; delete the file, or cut it to what was written (no zeros for readers)."""
-        if not self.mm.closed:
-            self.mm.close()
+        self.mm.close()  # closing twice is harmless
         if delete:
             self.path.unlink(missing_ok=True)
         else:
@@ -600,23 +599,19 @@ class JournalWriter:
         # The parent's segments and lock are not ours: unmapping and closing our copies leaves them alone.
         for seg in self._segs:
             seg.mm.close()  # unmaps this process's copy only
-            with contextlib.suppress(OSError):
-                os.close(seg.fd)
-        if self._lock_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._lock_fd)
+        for fd in (*(seg.fd for seg in self._segs), self._lock_fd):
+            with contextlib.suppress(OSError):  # -1: no lock taken yet
+                os.close(fd)
         self._reset()
 
 
+@dataclass(slots=True)
 class _Call:
-    __slots__ = ("after_stored", "done", "error", "fn", "result")
-
-    def __init__(self, fn: Callable[[], Any], after_stored: bool) -> None:
-        self.fn = fn
-        self.after_stored = after_stored
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+    fn: Callable[[], Any]
+    after_stored: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
 
 
 _mp_registered_pid = 0

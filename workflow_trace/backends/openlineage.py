@@ -609,14 +609,13 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
             f"backend {safe_url(text)!r}: write openlineage+http://host:port or openlineage+https://host, "
             "or just 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
         )
-    options: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    for name in options:
         if name not in _STRING_OPTIONS:
             hint = " (set OPENLINEAGE_API_KEY, or auth in openlineage.yml, instead)" if "key" in name.lower() else ""
             raise ConfigurationError(
                 f"backend {scheme!r}: unknown option {name!r}{hint}; options are: {', '.join(_STRING_OPTIONS)}"
             )
-        options[name] = value
     return url, options
 
 
