@@ -549,17 +549,6 @@ def is_active() -> bool:
 # -- python -m workflow_trace run script.py --------------------------------------------------------------
 
 
-def _exit_code(exc: SystemExit) -> int:
-    """The process exit code Python gives for ``SystemExit(code)``."""
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
 def _run_in_step(full: str, name: str) -> int:
     """Run the script as ``__main__`` inside one step; its exit code. Its uncaught exception (the step records
     it) is printed by ``sys.excepthook`` as Python prints it and gives 1, Python's exit code."""
@@ -570,8 +559,11 @@ def _run_in_step(full: str, name: str) -> int:
             except SystemExit as exc:
                 if exc.code not in (None, 0):
                     raise  # the step failed; sys.exit(0) is a normal end
-    except SystemExit as exc:
-        return _exit_code(exc)
+    except SystemExit as exc:  # the exit code Python gives for it
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the script's own error, printed as Python prints it
         trimmed = exc.__traceback__  # from the script's first frame on (without runpy and this module)
         while trimmed is not None and os.path.abspath(trimmed.tb_frame.f_code.co_filename) != full:

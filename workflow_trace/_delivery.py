@@ -432,9 +432,8 @@ class DeliveringBackend:
         # retry: the destination failed (no answer, or an error it may recover from)
         self._failures += 1
         self._n_failures += 1
-        same_id, same_message, same_count = self._same
         answered = error.status is not None
-        count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, message) else 1
+        count = self._same[2] + 1 if answered and self._same[:2] == (head.event_id, message) else 1
         self._same = (head.event_id, message, count) if answered else ("", "", 0)
         if answered and count >= self.max_server_errors:
             self._dead(done, head, events[k], f"gave up after {count} identical answers: {message}")

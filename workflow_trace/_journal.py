@@ -157,7 +157,7 @@ def read_lines(path: Path, offset: int) -> tuple[list[bytes], int, dict[str, Any
         data = f.read()
     data = data.split(b"\0", 1)[0]  # up to the allocated, unwritten tail of a segment
     end = data.rfind(b"\n")
-    return (data[: end + 1].splitlines() if end >= 0 else []), start, header
+    return data[: end + 1].splitlines(), start, header  # none when end is -1
 
 
 @dataclass

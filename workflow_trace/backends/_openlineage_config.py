@@ -35,6 +35,7 @@ The API key is held in a :class:`~workflow_trace._context.Secret` from the momen
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -152,11 +153,9 @@ def config_file_candidates() -> list[Path]:
 def find_config_file() -> Path | None:
     """The first readable file of :func:`config_file_candidates`, or ``None``."""
     for i, path in enumerate(config_file_candidates()):
-        try:
+        with contextlib.suppress(OSError):
             if path.is_file() and os.access(path, os.R_OK):
                 return path
-        except OSError:
-            pass
         if i == 0 and os.environ.get("OPENLINEAGE_CONFIG"):
             logger.warning("OPENLINEAGE_CONFIG=%s is not a readable file; looking further", path)
     return None
@@ -226,10 +225,8 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     """``base`` updated by ``over``, recursively where both hold mappings (the client's deep_merge_dicts)."""
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
+        both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+        merged[key] = _deep_merge(dict(merged[key]), value) if both else value
     return merged
 
 
