@@ -549,9 +549,9 @@ def is_active() -> bool:
 # -- python -m workflow_trace run script.py --------------------------------------------------------------
 
 
-def _run_in_step(full: str, name: str) -> int:
-    """Run the script as ``__main__`` inside one step; its exit code. Its uncaught exception (the step records
-    it) is printed by ``sys.excepthook`` as Python prints it and gives 1, Python's exit code."""
+def _run_in_step(full: str, name: str) -> None:
+    """Run the script as ``__main__`` inside one step. Its uncaught exception (the step records it) is
+    printed by ``sys.excepthook`` as Python prints it and becomes ``SystemExit(1)``, Python's exit code."""
     try:
         with workflow_step(name):
             try:
@@ -559,19 +559,13 @@ def _run_in_step(full: str, name: str) -> int:
             except SystemExit as exc:
                 if exc.code not in (None, 0):
                     raise  # the step failed; sys.exit(0) is a normal end
-    except SystemExit as exc:  # the exit code Python gives for it
-        if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
-        print(exc.code, file=sys.stderr)
-        return 1
     except Exception as exc:  # noqa: BLE001 - the script's own error, printed as Python prints it
         trimmed = exc.__traceback__  # from the script's first frame on (without runpy and this module)
         while trimmed is not None and os.path.abspath(trimmed.tb_frame.f_code.co_filename) != full:
             trimmed = trimmed.tb_next
         trimmed = trimmed or exc.__traceback__
         sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
-        return 1
-    return 0
+        raise SystemExit(1) from None
 
 
 def run_script(path: str, argv: Sequence[str] = ()) -> int:
@@ -598,9 +592,15 @@ def run_script(path: str, argv: Sequence[str] = ()) -> int:
     sys.argv = [path, *argv]
     sys.path[:1] = [os.path.dirname(full)]  # the script's folder first, as python puts it
     try:
-        return _run_in_step(full, os.path.basename(path))
+        _run_in_step(full, os.path.basename(path))
+    except SystemExit as exc:  # the exit code Python gives for it
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
     finally:
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
         _runtime.flush()
+    return 0

@@ -605,7 +605,7 @@ class JournalWriter:
         self._reset()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Call:
     fn: Callable[[], Any]
     after_stored: bool
