@@ -549,17 +549,6 @@ def is_active() -> bool:
 # -- python -m workflow_trace run script.py --------------------------------------------------------------
 
 
-def _exit_code(exc: SystemExit) -> int:
-    """The process exit code Python gives for ``SystemExit(code)``."""
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
 def _run_in_step(full: str, name: str) -> None:
     """Run the script as ``__main__`` inside one step. Its uncaught exception (the step records it) is
     printed by ``sys.excepthook`` as Python prints it and becomes ``SystemExit(1)``, Python's exit code."""
@@ -602,14 +591,16 @@ def run_script(path: str, argv: Sequence[str] = ()) -> int:
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     sys.argv = [path, *argv]
     sys.path[:1] = [os.path.dirname(full)]  # the script's folder first, as python puts it
-    code = 0
     try:
         _run_in_step(full, os.path.basename(path))
-    except SystemExit as exc:
-        code = _exit_code(exc)
+    except SystemExit as exc:  # the exit code Python gives for it
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
     finally:
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
         _runtime.flush()
-    return code
+    return 0

@@ -11,6 +11,7 @@ The local store reads this once per process, in its writer thread, never on the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -145,13 +146,11 @@ def code_version(argv0: str | None = None, cwd: str | None = None) -> CodeVersio
     commit: str | None = None
     dirty: bool | None = None
     root: str | None = None
-    try:
+    with contextlib.suppress(OSError, ValueError, struct.error, IndexError):  # what was read is kept
         found = find_repository(start.resolve())
         if found is not None:
             worktree, gitdir = found
             root = str(worktree)
             commit = git_commit(gitdir)
             dirty = git_dirty(worktree, gitdir)
-    except (OSError, ValueError, struct.error, IndexError):
-        pass
     return CodeVersion(commit, dirty, root, sys.version.split()[0], socket.gethostname(), os.getpid())

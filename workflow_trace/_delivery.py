@@ -312,7 +312,6 @@ class DeliveringBackend:
     def _recover(self, orphans: list[Orphan]) -> None:
         """Store the journals of processes that are gone in the spool, then delete them."""
         for orphan in orphans:
-            done = True
             for segment, path in orphan.segments:
                 lines, start, header = read_lines(path, self.spool.journal_offset(orphan.owner, segment))
                 if not lines:
@@ -321,13 +320,13 @@ class DeliveringBackend:
                 try:
                     self._store(lines, header or {}, Checkpoint(orphan.owner, segment, end))
                 except OSError as exc:
-                    done = False
                     warn(("spool", "recover"), "%s: cannot store the journal of a process that ended (%s); "
                          "trying again later", self.spool.path, exc)
+                    orphan.release(delete=False)
                     break
-            if done:
+            else:  # all of it is in the spool
                 self.spool.forget_journal(orphan.owner)
-            orphan.release(delete=done)
+                orphan.release(delete=True)
         self._wake.set()
 
     # -- the worker ---------------------------------------------------------------------------------------
@@ -433,9 +432,8 @@ class DeliveringBackend:
         # retry: the destination failed (no answer, or an error it may recover from)
         self._failures += 1
         self._n_failures += 1
-        same_id, same_message, same_count = self._same
         answered = error.status is not None
-        count = same_count + 1 if answered and (same_id, same_message) == (head.event_id, message) else 1
+        count = self._same[2] + 1 if answered and self._same[:2] == (head.event_id, message) else 1
         self._same = (head.event_id, message, count) if answered else ("", "", 0)
         if answered and count >= self.max_server_errors:
             self._dead(done, head, events[k], f"gave up after {count} identical answers: {message}")

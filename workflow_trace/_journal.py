@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -149,17 +149,15 @@ def read_lines(path: Path, offset: int) -> tuple[list[bytes], int, dict[str, Any
     with f:
         header_line = f.readline()
         header: dict[str, Any] | None = None
-        try:
+        with contextlib.suppress(ValueError):
             value = json.loads(header_line)
             header = value if isinstance(value, dict) else None
-        except ValueError:
-            header = None
         start = max(offset, len(header_line))
         f.seek(start)
         data = f.read()
     data = data.split(b"\0", 1)[0]  # up to the allocated, unwritten tail of a segment
     end = data.rfind(b"\n")
-    return (data[: end + 1].splitlines() if end >= 0 else []), start, header
+    return data[: end + 1].splitlines(), start, header  # none when end is -1
 
 
 @dataclass
@@ -248,8 +246,7 @@ class _Segment:
 
     def close(self, delete: bool) -> None:
         """Unmap and close; delete the file, or cut it to what was written (no zeros for readers)."""
-        if not self.mm.closed:
-            self.mm.close()
+        self.mm.close()  # closing twice is harmless
         if delete:
             self.path.unlink(missing_ok=True)
         else:
@@ -457,7 +454,8 @@ class JournalWriter:
             with contained(f"{self.name}: writer", allow_raise=False):
                 if time.monotonic() >= self._next_orphan_check:
                     self._next_orphan_check = time.monotonic() + ORPHAN_POLL
-                    self._recover_orphans()
+                    if orphans := list(find_orphans(self.directory, exclude=self._owner)):
+                        self._recover(orphans)
                 worked = self._work()
                 failed = self._error is not None
                 if worked and not failed:
@@ -490,11 +488,6 @@ class JournalWriter:
         if not (self._calls or self._stop):
             self._hurry.wait(GROUP_COMMIT_WINDOW)
         self._hurry.clear()
-
-    def _recover_orphans(self) -> None:
-        orphans = list(find_orphans(self.directory, exclude=self._owner))
-        if orphans:
-            self._recover(orphans)
 
     def _pending(self) -> bool:
         return any(seg.end > seg.stored for seg in self._segs)
@@ -608,23 +601,19 @@ class JournalWriter:
         # The parent's segments and lock are not ours: unmapping and closing our copies leaves them alone.
         for seg in self._segs:
             seg.mm.close()  # unmaps this process's copy only
-            with contextlib.suppress(OSError):
-                os.close(seg.fd)
-        if self._lock_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._lock_fd)
+        for fd in (*(seg.fd for seg in self._segs), self._lock_fd):
+            with contextlib.suppress(OSError):  # -1: no lock taken yet
+                os.close(fd)
         self._reset()
 
 
+@dataclass(slots=True, eq=False)
 class _Call:
-    __slots__ = ("after_stored", "done", "error", "fn", "result")
-
-    def __init__(self, fn: Callable[[], Any], after_stored: bool) -> None:
-        self.fn = fn
-        self.after_stored = after_stored
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+    fn: Callable[[], Any]
+    after_stored: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
 
 
 _mp_registered_pid = 0

@@ -150,10 +150,8 @@ def _changes(conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) 
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, it is just not ours
-        return True
+    except OSError as exc:  # EPERM: it exists, it is just not ours
+        return not isinstance(exc, ProcessLookupError)
     return True
 
 
@@ -193,7 +191,7 @@ class Spool:
         conn = connect(self.path, _BUSY_TIMEOUT)  # only background threads and the CLI wait
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION:  # (a newer spool was refused above, before connecting)
                 with write_transaction(conn):
                     version = conn.execute("PRAGMA user_version").fetchone()[0]
                     if version == 0 and tables(conn) - {"events", "leases"}:
@@ -203,8 +201,6 @@ class Spool:
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            elif version > SCHEMA_VERSION:
-                raise NotAStoreError(f"{self.path} is a spool of a newer workflow_trace")
         except BaseException:
             conn.close()
             raise

@@ -340,26 +340,24 @@ class LocalVersions:
     def _restore_file(self, e: _Entry, target: Path, skip: bool) -> None:
         source = self._object(e.sha256)
         dest = target / e.path  # inside target: every record passed _safe_relative before anything was written
-        problem: str | None = None
-        if not source.is_file():
-            problem = f"the stored object of {e.path} is missing"
-        else:
+        if source.is_file():
             dest.parent.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()
             with open(source, "rb") as src, open(dest, "wb") as out:
                 while chunk := src.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
-            if digest.hexdigest() != e.sha256:
-                dest.unlink()
-                problem = f"the stored object of {e.path} is damaged (its hash does not match)"
-            else:
+            if digest.hexdigest() == e.sha256:
                 os.chmod(dest, e.mode & 0o777)
                 os.utime(dest, ns=(e.mtime_ns, e.mtime_ns))
-        if problem is not None:
-            if not skip:
-                raise VersioningError(f"{problem}; pass skip_missed_entities=True to restore without it")
-            logger.warning("restore: %s: skipped", problem)
+                return
+            dest.unlink()
+            problem = f"the stored object of {e.path} is damaged (its hash does not match)"
+        else:
+            problem = f"the stored object of {e.path} is missing"
+        if not skip:
+            raise VersioningError(f"{problem}; pass skip_missed_entities=True to restore without it")
+        logger.warning("restore: %s: skipped", problem)
 
     # -- list ------------------------------------------------------------------------------------------
     def list(self, project: Project, filters: list[dict[str, Any]] | None = None) -> list[VersionInfo]:
@@ -400,8 +398,7 @@ def _check_filter(f: dict[str, Any]) -> Any:
     if field not in _FIELDS:
         raise ValueError(f"unknown version filter field {field!r}; fields are: {', '.join(sorted(_FIELDS))}")
     if op not in _OPERATORS:
-        known = ", ".join(sorted(_OPERATORS))
-        raise ValueError(f"unknown version filter operator {op!r}; operators are: {known}")
+        raise ValueError(f"unknown version filter operator {op!r}; operators are: {', '.join(sorted(_OPERATORS))}")
     if op == "in" and not isinstance(value, (list, tuple, set)):
         raise ValueError("the 'in' operator takes a list of values")
 

@@ -163,10 +163,8 @@ def create_backend(spec: str) -> Backend:
     factory: BackendFactory | None = _REGISTERED.get(scheme)
     if factory is None and scheme in _BUILTIN:
         factory = __getattr__(_BUILTIN[scheme]).from_url
-    if factory is None:
-        ep = _entry_points().get(scheme)
-        if ep is not None:
-            factory = ep.load()
+    if factory is None and (ep := _entry_points().get(scheme)) is not None:
+        factory = ep.load()
     if factory is None:
         raise ConfigurationError(
             f"unknown backend {spec.split(':', 1)[0]!r}; backends are: {', '.join(available_schemes())}"

@@ -35,6 +35,7 @@ The API key is held in a :class:`~workflow_trace._context.Secret` from the momen
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -152,11 +153,9 @@ def config_file_candidates() -> list[Path]:
 def find_config_file() -> Path | None:
     """The first readable file of :func:`config_file_candidates`, or ``None``."""
     for i, path in enumerate(config_file_candidates()):
-        try:
+        with contextlib.suppress(OSError):
             if path.is_file() and os.access(path, os.R_OK):
                 return path
-        except OSError:
-            pass
         if i == 0 and os.environ.get("OPENLINEAGE_CONFIG"):
             logger.warning("OPENLINEAGE_CONFIG=%s is not a readable file; looking further", path)
     return None
@@ -188,11 +187,9 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or type(exc).__name__
             raise ConfigurationError(f"{path}{where}: not valid YAML: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise ConfigurationError(f"{path}: the OpenLineage configuration must be a mapping (transport: ...)")
-    return data
+    return data or {}
 
 
 # -- the variables -----------------------------------------------------------------------------------------
@@ -217,10 +214,9 @@ def env_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             value = raw
         node = config
         for key in keys[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = node[key] = {}
-            node = child
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
         node[keys[-1]] = value
     return config
 
@@ -229,10 +225,8 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     """``base`` updated by ``over``, recursively where both hold mappings (the client's deep_merge_dicts)."""
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
+        both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+        merged[key] = _deep_merge(dict(merged[key]), value) if both else value
     return merged
 
 
@@ -265,15 +259,13 @@ def _http_config(transport: Mapping[str, Any], source: str) -> HttpTransportConf
     url = _url(transport.get("url"), source)
     endpoint = transport.get("endpoint")
     endpoint = DEFAULT_ENDPOINT if endpoint is None else _text(endpoint, "transport.endpoint", source)
-    timeout: float | None = None
     raw_timeout = transport.get("timeout")
-    if raw_timeout is not None:
-        try:
-            timeout = float(raw_timeout)
-        except (TypeError, ValueError):
-            timeout = -1.0
-        if isinstance(raw_timeout, bool) or not timeout > 0:
-            raise ConfigurationError(f"{source}: transport.timeout must be a positive number of seconds")
+    try:
+        timeout = None if raw_timeout is None else float(raw_timeout)
+    except (TypeError, ValueError):
+        timeout = -1.0
+    if timeout is not None and (isinstance(raw_timeout, bool) or not timeout > 0):
+        raise ConfigurationError(f"{source}: transport.timeout must be a positive number of seconds")
     verify = True if transport.get("verify") is None else transport["verify"]
     if not isinstance(verify, (bool, str)):
         raise ConfigurationError(f"{source}: transport.verify must be true, false or a CA bundle path")
@@ -357,7 +349,6 @@ def load_settings() -> OpenLineageSettings:
         raise ConfigurationError(f"{source}: transport must be a mapping (type: http, url: ...)")
     kind = transport_raw.get("type") if transport_raw else None
     url = os.environ.get("OPENLINEAGE_URL", "").strip()
-    transport: HttpTransportConfig | None = None
     if kind == "noop":
         return OpenLineageSettings(disabled=True, namespace=namespace, options=options)
     if kind is not None and kind != "http":
@@ -367,10 +358,10 @@ def load_settings() -> OpenLineageSettings:
             f"supported: {', '.join(SUPPORTED_TRANSPORTS)} (and noop, which disables sending)"
         )
     if transport_raw and kind == "http":
-        transport = _http_config(transport_raw, source)
-    elif transport_raw and not url:
+        return OpenLineageSettings(transport=_http_config(transport_raw, source), namespace=namespace, options=options)
+    if transport_raw and not url:
         # The client would fall back to printing events on the console; say what is missing instead.
         raise ConfigurationError(f"{source}: transport has no type (write type: http)")
-    elif url:  # the client's fallback when no transport has a type
-        transport = simple_transport(_url(url, "OPENLINEAGE_URL"))
+    # The client's fallback when no transport has a type: OPENLINEAGE_URL.
+    transport = simple_transport(_url(url, "OPENLINEAGE_URL")) if url else None
     return OpenLineageSettings(transport=transport, namespace=namespace, options=options)

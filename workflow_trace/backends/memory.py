@@ -58,14 +58,11 @@ class MemoryBackend:
     def events(self) -> list[Event]:
         """A copy of the recorded events, oldest first."""
         batches = self._batches
-        n = len(batches)
-        if n:
+        if n := len(batches):  # the batches taken, whatever is appended meanwhile
             taken = batches[:n]
             del batches[:n]
-            converted = self._events[:]
-            for prefix, items in taken:
-                converted.extend(e if isinstance(e, Event) else to_event(e, prefix) for e in items)
-            self._events = converted
+            self._events = [*self._events, *(e if isinstance(e, Event) else to_event(e, prefix)
+                                             for prefix, items in taken for e in items)]
         return list(self._events)
 
     @property

@@ -301,20 +301,14 @@ class OpenLineageMapper:
             run_id: The run of the event (names the ``App`` node when there is no task id).
         """
         server = self.server_namespace or UNKNOWN_SERVER_NAMESPACE
-        if isinstance(node, Project):
-            if node.id is not None:
-                return server, f"project/{node.id}"
+        if isinstance(node, Project) and node.id is None:
             return self._path_dataset("project", node.path or "", local=True)
-        if isinstance(node, File):
-            if node.path is not None:
-                return self._path_dataset("file", node.path, local=False)
-            return server, f"file/{node.id}"
-        if isinstance(node, Folder):
-            return self._path_dataset("folder", node.path, local=False)
-        if isinstance(node, (Dataset, Task, Job)):
-            return server, f"{node.kind}/{node.id}"
+        if isinstance(node, (File, Folder)) and node.path is not None:  # a file's path wins over its id
+            return self._path_dataset(node.kind, node.path, local=False)
         if isinstance(node, App):
             return server, f"app/{task_id}" if task_id is not None else f"app/{run_id}"
+        if isinstance(node, (Project, File, Dataset, Task, Job)):
+            return server, f"{node.kind}/{node.id}"
         raise TypeError(f"unknown node kind {type(node).__name__}")
 
     def _facet(self, schema_url: str, **fields: Any) -> dict[str, Any]:
@@ -362,12 +356,8 @@ class OpenLineageMapper:
         parent = self._runs.get(parent_run_id)
         # The parent's job name is known unless its START was delivered by another process; the task
         # is then the best name there is for what started this run.
-        if parent is not None and parent.job is not None:
-            parent_name = parent.job
-        elif task_id is not None:
-            parent_name = f"task/{task_id}"
-        else:
-            parent_name = "unknown"
+        parent_name = parent.job if parent is not None and parent.job is not None else (
+            f"task/{task_id}" if task_id is not None else "unknown")
         facet = self._facet(PARENT_FACET_SCHEMA_URL, run={"runId": parent_run_id},
                             job={"namespace": self.namespace, "name": parent_name})
         # The root: the outermost ancestor, when the whole chain is known.
@@ -619,14 +609,13 @@ def _parse_backend_string(spec: str) -> tuple[str | None, dict[str, str]]:
             f"backend {safe_url(text)!r}: write openlineage+http://host:port or openlineage+https://host, "
             "or just 'openlineage' with OPENLINEAGE_URL or an openlineage.yml"
         )
-    options: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    for name in options:
         if name not in _STRING_OPTIONS:
             hint = " (set OPENLINEAGE_API_KEY, or auth in openlineage.yml, instead)" if "key" in name.lower() else ""
             raise ConfigurationError(
                 f"backend {scheme!r}: unknown option {name!r}{hint}; options are: {', '.join(_STRING_OPTIONS)}"
             )
-        options[name] = value
     return url, options
 
 
