@@ -283,6 +283,29 @@ def test_third_party_backend_from_entry_point(tmp_path: Path, monkeypatch: pytes
     sys.modules.pop("wt_plugin_demo", None)
 
 
+def test_an_entry_point_backend_class_without_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry point may name a Backend class that takes no arguments (the Backend protocol has no
+    constructor): it is built with none; one that takes the backend string still gets it."""
+    (tmp_path / "wt_plugin_plain.py").write_text(
+        "class PlainBackend:\n"
+        "    events = []\n"
+        "    def emit(self, events): PlainBackend.events.extend(events)\n"
+        "    def flush(self, timeout=None): return True\n"
+        "    def close(self): pass\n"
+    )
+    dist = tmp_path / "wt_plugin_plain-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wt-plugin-plain\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[workflow_trace.backends]\nplain = wt_plugin_plain:PlainBackend\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wt.configure("plain")
+    convert(5)
+    backend = wt.get_backend()
+    assert type(backend).__name__ == "PlainBackend"
+    assert ["project:5"] == [e.node.ref for e in backend.events if e.kind == "input"]  # type: ignore[attr-defined]
+    sys.modules.pop("wt_plugin_plain", None)
+
+
 @pytest.mark.internal_errors
 def test_a_broken_distribution_does_not_break_configure(
     monkeypatch: pytest.MonkeyPatch, swallowed: list[BaseException]

@@ -353,9 +353,10 @@ def coerce_nodes(
     A node stays as it is; an ``int`` is the kind's id; an object with an ``id`` attribute (the SDK's
     ``ProjectInfo``, ``FileInfo``, ...) or a mapping with ``"id"`` gives its id (and its ``path`` for
     files); a ``str`` or ``os.PathLike`` is a path for files, folders and projects (an open file: its path);
-    a list, tuple, set or generator gives one node per item; ``None`` gives nothing. A string of ASCII digits is the id of a
-    project, dataset, task or job (``"42"`` from argparse or the environment, as the SDK takes it);
-    ``Project(path="42")`` stays possible explicitly, and files and folders keep strings as paths.
+    a list, tuple, set or generator gives one node per item; ``None`` gives nothing. A string of ASCII
+    digits is the id of a project, dataset, task or job (``"42"`` from argparse or the environment, as the
+    SDK takes it); ``Project(path="42")`` stays possible explicitly, and files and folders keep strings as
+    paths.
 
     Args:
         cls: The node class to build.

@@ -13,6 +13,7 @@ whole backend string and returns a backend::
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +165,13 @@ def create_backend(spec: str) -> Backend:
     if factory is None and scheme in _BUILTIN:
         factory = __getattr__(_BUILTIN[scheme]).from_url
     if factory is None and (ep := _entry_points().get(scheme)) is not None:
-        factory = ep.load()
+        plugin = factory = ep.load()
+        try:  # a class (or function) that takes no backend string is called with none
+            inspect.signature(plugin).bind(spec)
+        except TypeError:
+            factory = lambda _spec: plugin()  # noqa: E731 - as short as it is
+        except ValueError:  # no signature to read: called with the string, as documented
+            pass
     if factory is None:
         raise ConfigurationError(
             f"unknown backend {spec.split(':', 1)[0]!r}; backends are: {', '.join(available_schemes())}"
