@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from _support import make_event
 
+import workflow_trace as wt
 from tests.httpserver import RecordingServer, Request
 from tests.ol_server import SpecValidator
 from workflow_trace._events import ErrorInfo, Event, StepRef, new_run_id
@@ -463,6 +464,14 @@ class TestBackendString:
         monkeypatch.delenv("OPENLINEAGE_URL", raising=False)
         with pytest.raises(ConfigurationError, match=match):
             _parse_backend_string(spec)
+
+    @pytest.mark.parametrize("spec", ["openlineage+http://127.0.0.1:notaport", "openlineage+http://127.0.0.1:99999",
+                                      "openlineage+http://:5000"])
+    def test_a_bad_host_or_port_is_refused_at_configure(self, spec: str) -> None:
+        """DESIGN.md 7: a bad backend string is refused at configure(), naming it (it was accepted, and every
+        delivery failed later)."""
+        with pytest.raises(wt.ConfigurationError, match=r"backend .*http\(s\)://host\[:port\]"):
+            wt.configure(spec)
 
     def test_nothing_configured(self) -> None:
         """``openlineage`` with no OPENLINEAGE_URL and no openlineage.yml says what to set."""

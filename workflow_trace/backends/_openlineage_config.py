@@ -243,15 +243,21 @@ def _url(url: Any, source: str) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"{source}: the http transport needs a url (transport.url: http://host:5000)")
     parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"{source}: transport.url must be an http(s):// URL, not {safe_url(url.strip())!r}")
+    try:
+        port_ok = parts.port is None or parts.port > 0  # .port: a ValueError when it is no number up to 65535
+    except ValueError:
+        port_ok = False
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigurationError(f"{source}: the server must be an http(s)://host[:port] URL, not "
+                                 f"{safe_url(url.strip())!r}")
     return url.strip()
 
 
-def simple_transport(url: str) -> HttpTransportConfig:
-    """The client's "simple" variables: ``url`` with ``OPENLINEAGE_ENDPOINT`` and ``OPENLINEAGE_API_KEY``."""
+def simple_transport(url: str, source: str) -> HttpTransportConfig:
+    """The client's "simple" variables: ``url`` (checked; ``source`` names it in the error) with
+    ``OPENLINEAGE_ENDPOINT`` and ``OPENLINEAGE_API_KEY``."""
     key = os.environ.get("OPENLINEAGE_API_KEY")
-    return HttpTransportConfig(url, endpoint=os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+    return HttpTransportConfig(_url(url, source), endpoint=os.environ.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
                                api_key=Secret(key) if key else None)
 
 
@@ -363,5 +369,5 @@ def load_settings() -> OpenLineageSettings:
         # The client would fall back to printing events on the console; say what is missing instead.
         raise ConfigurationError(f"{source}: transport has no type (write type: http)")
     # The client's fallback when no transport has a type: OPENLINEAGE_URL.
-    transport = simple_transport(_url(url, "OPENLINEAGE_URL")) if url else None
+    transport = simple_transport(url, "OPENLINEAGE_URL") if url else None
     return OpenLineageSettings(transport=transport, namespace=namespace, options=options)

@@ -693,7 +693,7 @@ class OpenLineageBackend(DeliveringBackend):
             settings = load_settings()
         else:  # the server in the string; the key, namespace and endpoint from the client's simple variables
             settings = OpenLineageSettings(disabled=is_disabled(), namespace=os.environ.get("OPENLINEAGE_NAMESPACE"),
-                                           transport=simple_transport(url))
+                                           transport=simple_transport(url, f"backend {safe_url(spec)!r}"))
         if settings.disabled:
             logger.info("OpenLineage is disabled (OPENLINEAGE_DISABLED=true or a noop transport): no events are sent")
             return NullBackend()
