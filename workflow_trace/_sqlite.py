@@ -126,9 +126,8 @@ class Connection(sqlite3.Connection):
             try:
                 return self.execute_once(sql, parameters)
             except sqlite3.OperationalError as exc:
-                now = time.monotonic()
-                deadline = now + self.wait if deadline is None else deadline
-                if not _busy(exc) or now >= deadline:
+                deadline = deadline or time.monotonic() + self.wait  # (no clock read unless refused)
+                if not _busy(exc) or time.monotonic() >= deadline:
                     raise
             time.sleep(random.uniform(0.001, 0.01))
 
@@ -286,11 +285,9 @@ def default_store_path() -> Path:
         return Path(os.path.abspath(os.path.expanduser(env)))
     cwd = Path(os.getcwd())
     home = Path(os.path.expanduser("~"))
-    folder = cwd
-    while True:
+    for folder in (cwd, *cwd.parents):
         if (folder / ".workflow_trace").is_dir():
             return folder / ".workflow_trace" / "workflow.db"
-        if folder == home or (folder / ".git").exists() or folder.parent == folder:
+        if folder == home or (folder / ".git").exists():
             break
-        folder = folder.parent
     return cwd / ".workflow_trace" / "workflow.db"

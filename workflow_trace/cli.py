@@ -146,11 +146,8 @@ def _task_key(text: str) -> str:
 def _cmd_show(args: argparse.Namespace) -> int:
     graph = load_graph(args.db, args.scope)
     store = f"store: {terminal_safe(graph.store or '?')}\n"
-    if not graph.nodes:
-        _write(f"no lineage recorded yet in scope {graph.scope}\n" + store)
-        return 0
     first, _, rest = graph.to_text().partition("\n")
-    _write(f"{first}\n{store}{rest}")
+    _write(f"{first}\n{store}{rest}" if graph.nodes else f"no lineage recorded yet in scope {graph.scope}\n{store}")
     return 0
 
 

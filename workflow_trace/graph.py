@@ -1255,10 +1255,9 @@ def _mermaid_link(source: str, target: str, edges: Sequence[GraphEdge]) -> _Merm
     """The link from ``source`` to ``target`` drawn for one edge, or for several folded into one."""
     dashed = all(e.relation == "input" and e.version_label is not None for e in edges)
     newest = max(_iso(e.last_time) or "" for e in edges)
-    if len(edges) == 1:
-        return _MermaidLink(source, target, dashed, tuple(edges[0].tags), newest)
-    versions = {e.version_label for e in edges}
-    tags = [f"×{len(edges):,}", *(v for v in versions if v and len(versions) == 1)]  # and the version they share
+    labels = {e.version_label for e in edges}
+    # Folded: how many, and the version they share.
+    tags = edges[0].tags if len(edges) == 1 else [f"×{len(edges):,}", *(labels - {None} if len(labels) == 1 else ())]
     return _MermaidLink(source, target, dashed, tuple(tags), newest)
 
 

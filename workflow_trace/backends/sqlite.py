@@ -1224,8 +1224,7 @@ class SQLiteBackend:
 
     def iter_events(self) -> Iterator[Event]:
         """Every stored event, in the order it was stored (for replaying the store elsewhere)."""
-        for event, _local in self.iter_unpushed(None):
-            yield event
+        return (event for event, _local in self.iter_unpushed(None))
 
     def iter_unpushed(self, dest: str | None) -> Iterator[tuple[Event, bool]]:
         """The stored events not yet pushed to ``dest`` (``None``: all of them), in the order they were stored.

@@ -39,7 +39,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,11 +100,10 @@ class _Client(Client):
                 (classified by :func:`~workflow_trace._transport.check_response`).
         """
         body = json.dumps(payload, allow_nan=False).encode()
-        with closing(self.post(method, body, what=method, delivered=delivered)) as response:
-            try:
-                return response.json() if response.content else None
-            except ValueError:  # a 2xx without valid JSON: delivered anyway
-                return None
+        # A 2xx without valid JSON: delivered anyway.
+        with closing(self.post(method, body, what=method, delivered=delivered)) as response, suppress(ValueError):
+            return response.json() if response.content else None
+        return None
 
 
 class SuperviselyTransport:
@@ -326,12 +325,10 @@ def _entities(answer: Any) -> list[Mapping[str, Any]]:
 
 def _version_info(entity: Mapping[str, Any]) -> VersionInfo:
     created = entity.get("createdAt")
-    created_at: datetime | None = None
-    if isinstance(created, str):
-        try:
-            created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
-        except ValueError:
-            created_at = None
+    try:
+        created_at = datetime.fromisoformat(created.replace("Z", "+00:00")) if isinstance(created, str) else None
+    except ValueError:
+        created_at = None
     return VersionInfo(id=int(entity["id"]), version=int(entity["version"]), project_id=entity.get("projectId"),
                        title=entity.get("name"), description=entity.get("description"), created_at=created_at)
 
