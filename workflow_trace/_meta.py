@@ -177,10 +177,9 @@ class WorkflowMeta(_Positional):
 
     @field_validator("relation_settings", "node_settings", mode="before")
     @classmethod
-    def _sdk_settings(cls, value: Any) -> Any:
-        if value is None or isinstance(value, (WorkflowSettings, Mapping)):
-            return value
-        return {name: getattr(value, name) for name in _FIELDS if getattr(value, name, None) is not None}
+    def _sdk_settings(cls, value: Any) -> Any:  # the SDK's WorkflowSettings (or a look-alike): its seven fields
+        plain = value is None or isinstance(value, (WorkflowSettings, Mapping))
+        return value if plain else {name: getattr(value, name, None) for name in _FIELDS}
 
     def to_wire(self) -> dict[str, Any]:
         """The SDK's JSON form; cards whose settings are empty are left out."""

@@ -28,7 +28,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast, get_args, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import wrapt
 
@@ -230,8 +230,7 @@ class _Tracer:
                 continue
             ann = p.annotation
             # A class by its name; a typing form (Optional[Dataset], list[Dataset]) by its repr, which names its args.
-            named = isinstance(ann, type) and not get_args(ann)
-            ann_text = ann if isinstance(ann, str) else ann.__name__ if named else repr(ann)
+            ann_text = ann if isinstance(ann, str) else f"{getattr(ann, '__name__', '')} {ann!r}"
             if p.name in names or (ann is not _EMPTY and pattern.search(str(ann_text))):
                 found.append(p.name)
         kind = cls.__name__.lower()
@@ -387,10 +386,7 @@ class _Tracer:
         seen = step.seen
         for spec in self.inputs:
             if spec.direct:
-                if instance is None and not kwargs and spec.index is not None and spec.index < len(args):
-                    value = args[spec.index]
-                else:
-                    value = self.arg(spec, instance, args, kwargs)
+                value = self.arg(spec, instance, args, kwargs)
                 if type(value) in _PLAIN and (spec, value) in seen:
                     continue
             self.record(step, self.inputs, instance, args, kwargs)
@@ -577,16 +573,9 @@ class _NodeDecorator:
         self.__module__ = "workflow_trace"
         self.kind = kind
         self.cls = cls
-        options = {"meta", "when"}
-        if cls is not App:
-            options.add("source")
-        if kind == OUTPUT and cls is not App:
-            options.add("arg")
-        if cls is File:
-            options.add("model_weight")
-        if cls is Project and kind == INPUT:
-            options.add("version")
-        self.options = frozenset(options)
+        applies = {"source": cls is not App, "arg": kind == OUTPUT and cls is not App, "model_weight": cls is File,
+                   "version": cls is Project and kind == INPUT}  # besides meta= and when=, which all take
+        self.options = frozenset({"meta", "when", *(name for name, yes in applies.items() if yes)})
 
     def __repr__(self) -> str:
         return f"<workflow_trace decorator {self.__name__}>"
@@ -917,5 +906,4 @@ class workflow_step:
 
 # inspect.signature(workflow_step) would show __new__'s (name=None, **kwargs): it shows __init__'s parameters.
 _init = inspect.signature(workflow_step.__init__)
-workflow_step.__signature__ = _init.replace(  # type: ignore[attr-defined]
-    parameters=list(_init.parameters.values())[1:], return_annotation=inspect.Signature.empty)
+workflow_step.__signature__ = inspect.Signature(list(_init.parameters.values())[1:])  # type: ignore[attr-defined]
