@@ -84,8 +84,8 @@ def test_environment_backend_string(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_default_backend_follows_its_variables_at_call_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
                                                                  ) -> None:
     """Nothing configured: WORKFLOW_TRACE_DB (or WORKFLOW_TRACE_BACKEND) set between two calls sends the
-    second call to the new default, with its own task; the first store keeps what it got (closed by
-    reset()). A backend given to configure() stays whatever the variables say."""
+    second call to the new default, with its own task; the first store keeps what it got (it is closed in
+    the background). A backend given to configure() stays whatever the variables say."""
     monkeypatch.setenv("WORKFLOW_TRACE_DB", str(tmp_path / "a.db"))
     convert(1)
     monkeypatch.setenv("WORKFLOW_TRACE_DB", str(tmp_path / "b.db"))

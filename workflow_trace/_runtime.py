@@ -7,8 +7,8 @@ the settings stale and the next record reads them again — which keeps a decora
 bare ``wrapt`` wrapper. A
 setting given to ``configure()`` wins over its variable. The default backend (``WORKFLOW_TRACE_BACKEND``,
 ``SERVER_ADDRESS`` + ``API_TOKEN``, else the local store) is built on first use, and built again at the next
-record after one of those variables or ``WORKFLOW_TRACE_DB`` changed (the one it replaces drains in the
-background and is closed by :func:`reset` or at exit). A later ``os.chdir`` does not move the default store.
+record after one of those variables or ``WORKFLOW_TRACE_DB`` changed (the one it replaces is closed in the
+background: it stores or delivers what it has first). A later ``os.chdir`` does not move the default store.
 
 Records go to :func:`write`: the built-in backends take them as they are (``write_records``); any other
 backend gets :class:`~workflow_trace.Event` models built at its door, with tracking suppressed while it
@@ -68,7 +68,6 @@ class _State:
         self.enabled_setting: bool | None = None
         self.threads_setting: bool | None = None
         self.default_key: tuple[int, ...] | None = None  # the variables the default backend was built from
-        self.retired: list[Backend] = []  # default backends replaced after those variables changed
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -96,7 +95,7 @@ class _State:
         if self.default_key is not None and self.default_key != _default_key():
             with self.lock:  # checked again: another thread may have replaced it already
                 if self.backend is not None and self.default_key not in (None, _default_key()):
-                    self.retired.append(self.backend)
+                    threading.Thread(target=_close_quietly, args=(self.backend,), name="workflow_trace-close").start()
                     self.backend, self.default_key, self.sink = None, None, None
                     self.generation += 1  # its task ids were the old store's
         self.ready = True
@@ -231,12 +230,12 @@ def reset() -> None:
         with contained("reset", allow_raise=False):
             hook()
     with state.lock:
-        old, owned, retired = state.backend, state.owned, state.retired
-        state.backend, state.owned, state.default_key, state.retired = None, False, None, []
+        old, owned = state.backend, state.owned
+        state.backend, state.owned, state.default_key = None, False, None
         state.strict = state.enabled_setting = state.threads_setting = None
         state.invalidate()
-    for backend in [*retired, *([old] if old is not None and owned else [])]:
-        _close_quietly(backend)
+    if old is not None and owned:
+        _close_quietly(old)
     flush_warnings()
 
 

@@ -33,7 +33,7 @@ from ._context import at_exit, at_fork, contained, mask_params, safe_repr, suppr
 from ._errors import NodeCoercionError, VersioningNotSupportedError
 from ._events import FINISHED, INPUT, OUTPUT, STARTED, Record, RunRef, StepRef, ids, new_run_id
 from ._meta import Meta, MetaLike, to_meta
-from ._nodes import Node, NodeKey, Project, coerce_keys, key_node, node_class, node_key
+from ._nodes import App, Node, NodeKey, Project, coerce_keys, key_node, node_class, node_key
 
 __all__ = ["Step", "current_step", "finish", "open_run", "process_step", "start"]
 
@@ -45,6 +45,23 @@ _now = time.time_ns
 def current_step() -> Step | None:
     """The step the caller runs in, or ``None``."""
     return _current.get()
+
+
+def check_nodes(value: Any, culprit: str, kind: int, hint: str = "") -> list[Node]:
+    """``value`` as nodes: a node, or an iterable of nodes (nested too), the app session an output only.
+
+    Raises:
+        NodeCoercionError: (a ``TypeError``) for anything else, naming ``culprit`` (and ``hint``: what to do).
+    """
+    if isinstance(value, Node):
+        nodes = [value]
+    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+        nodes = [node for item in value for node in check_nodes(item, culprit, kind, hint)]
+    else:
+        raise NodeCoercionError(f"{culprit} takes nodes such as wt.Project(id=42){hint}, not {type(value).__name__}")
+    if kind == INPUT and any(isinstance(node, App) for node in nodes):
+        raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
+    return nodes
 
 
 def check_params(params: Any, where: str) -> dict[str, Any] | None:
@@ -151,19 +168,11 @@ class Step(RunRef):
         with contained(f"step {self.name!r}: {culprit}"):
             card = to_meta(meta)
             if node_kind is None:
-                if isinstance(value, Node):
-                    keys = [node_key(value)]
-                elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, Node) for v in value):
-                    keys = [node_key(v) for v in value]
-                else:
-                    raise NodeCoercionError(
-                        f"{culprit}: pass a node (wt.Project(id=...)) or kind= for a value of type "
-                        f"{type(value).__name__}"
-                    )
+                keys = [node_key(n) for n in check_nodes(value, culprit, kind, " (or name the kind: kind='dataset')")]
             else:
                 keys = coerce_keys(node_class(node_kind), value, culprit=culprit)
-            if kind == INPUT and any(k[0] == "app" for k in keys):
-                raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
+                if kind == INPUT and any(k[0] == "app" for k in keys):
+                    raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
             records: list[Record] = []
             added: list[NodeKey] = []
             self.collect(records, kind, keys, card, added=added)

@@ -42,6 +42,7 @@ from ._step import (
     Step,
     _current,
     aiter_with_step,
+    check_nodes,
     check_params,
     finish,
     iter_with_step,
@@ -763,22 +764,6 @@ produces_app = _NodeDecorator(
 )
 
 
-def _check_nodes(values: Iterable[Any], what: str) -> tuple[Node, ...]:
-    nodes: list[Node] = []
-    for value in values:
-        if isinstance(value, App) and what == "inputs":
-            raise TypeError("workflow_step(inputs=...): the app session (App) is an output only")
-        if isinstance(value, Node):
-            nodes.append(value)
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            nodes.extend(_check_nodes(value, what))
-        else:
-            raise TypeError(
-                f"workflow_step({what}=...) takes nodes such as wt.Project(id=42), not {type(value).__name__}"
-            )
-    return tuple(nodes)
-
-
 class workflow_step:
     """A step: a context manager, an async context manager and a decorator.
 
@@ -824,8 +809,8 @@ class workflow_step:
         if not isinstance(version_inputs, (bool, str)):
             raise TypeError("workflow_step(version_inputs=...) must be True, False or a version title")
         self.name = name
-        self.inputs = _check_nodes(inputs, "inputs")
-        self.outputs = _check_nodes(outputs, "outputs")
+        self.inputs = tuple(check_nodes(inputs, "workflow_step(inputs=...)", INPUT))
+        self.outputs = tuple(check_nodes(outputs, "workflow_step(outputs=...)", OUTPUT))
         self.task_id = task_id
         self.version_inputs = version_inputs
         self.params = check_params(params, "workflow_step(params=...)")
