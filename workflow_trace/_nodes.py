@@ -300,8 +300,9 @@ class Replay(Iterator[Any]):
     @staticmethod
     def of(value: Any) -> Any:
         """``value``, or its ``Replay`` when it is a one-shot iterator of the standard library."""
-        one_shot = isinstance(value, Iterator) and type(value).__module__ in ("builtins", "itertools")
-        return Replay(value) if one_shot else value
+        if isinstance(value, (list, tuple, set, frozenset, dict)) or not isinstance(value, Iterator):  # (cheap first)
+            return value
+        return Replay(value) if type(value).__module__ in ("builtins", "itertools") else value
 
 
 def coerce_keys(
@@ -313,6 +314,8 @@ def coerce_keys(
     kind = type(value)
     if kind is int or kind is str:  # the hot path
         return [_scalar_key(cls, value, model_weight, culprit)]
+    if kind is list or kind is tuple:  # the common containers, before the type checks below (several are ABCs)
+        return [key for item in value for key in coerce_keys(cls, item, model_weight=model_weight, culprit=culprit)]
     if value is None:
         return []
     node: Node

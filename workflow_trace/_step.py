@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -48,18 +48,19 @@ def current_step() -> Step | None:
 
 
 def check_nodes(value: Any, culprit: str, kind: int, hint: str = "") -> list[Node]:
-    """``value`` as nodes: a node, or an iterable of nodes (nested too), the app session an output only.
+    """``value`` as nodes: a node, or a list, tuple, set or iterator of nodes (nested too), the app session an
+    output only.
 
     Raises:
         NodeCoercionError: (a ``TypeError``) for anything else, naming ``culprit`` (and ``hint``: what to do).
     """
-    if isinstance(value, Node):
+    if isinstance(value, (list, tuple, set, frozenset, Iterator)):  # an empty one (the default) costs no more
+        nodes = [node for item in value for node in check_nodes(item, culprit, kind, hint)] if value else []
+    elif isinstance(value, Node):
         nodes = [value]
-    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
-        nodes = [node for item in value for node in check_nodes(item, culprit, kind, hint)]
     else:
         raise NodeCoercionError(f"{culprit} takes nodes such as wt.Project(id=42){hint}, not {type(value).__name__}")
-    if kind == INPUT and any(isinstance(node, App) for node in nodes):
+    if kind == INPUT and nodes and any(isinstance(node, App) for node in nodes):
         raise NodeCoercionError(f"{culprit}: the app session (App) is an output only")
     return nodes
 
