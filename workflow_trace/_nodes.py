@@ -278,6 +278,9 @@ def _scalar_key(cls: type[Node], value: Any, model_weight: bool, culprit: str) -
             model_weight and cls is File)
 
 
+_NOT_ONE_SHOT = (str, int, bytes, list, tuple, set, frozenset, dict)  # the common values: no Iterator test
+
+
 class Replay(Iterator[Any]):
     """A one-shot iterator that a decorator read, as the decorated code gets it: an iterator over the same items.
 
@@ -300,7 +303,7 @@ class Replay(Iterator[Any]):
     @staticmethod
     def of(value: Any) -> Any:
         """``value``, or its ``Replay`` when it is a one-shot iterator of the standard library."""
-        if isinstance(value, (list, tuple, set, frozenset, dict)) or not isinstance(value, Iterator):  # (cheap first)
+        if isinstance(value, _NOT_ONE_SHOT) or not isinstance(value, Iterator):  # the cheap test first
             return value
         return Replay(value) if type(value).__module__ in ("builtins", "itertools") else value
 
