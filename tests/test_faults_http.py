@@ -259,6 +259,28 @@ def test_openlineage_2xx_with_a_non_json_body_is_delivered_once(tmp_path: Path) 
 
 @pytest.mark.internal_errors
 @pytest.mark.parametrize("kind", ["supervisely", "openlineage"])
+def test_events_left_in_the_spool_are_counted_in_a_warning(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server refuses connections: flush() is False and a WARNING says how many events wait in the spool;
+    closing (as at exit) says it again with what is left (it said so only at INFO, which a script that
+    configures no logging never shows)."""
+    caplog.set_level(logging.WARNING)
+    backend = make_backend(kind, refused_url(), tmp_path / "spool.db")
+    wt.configure(backend)
+    for i in range(4):
+        convert(i)  # a run of 4 events each: 16 events, 8 of them edges (what Supervisely is sent)
+    count = f"{8 if kind == 'supervisely' else 16} event(s)"
+    assert False is wt.flush(timeout=1.5)
+    flushed = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    backend.close()
+    closed = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][len(flushed):]
+    print("after flush:", flushed, "\nafter close:", closed)
+    assert [m for m in flushed if count in m and "wait in the spool" in m]
+    assert [m for m in closed if count in m and "wait in the spool" in m]
+
+
+@pytest.mark.parametrize("kind", ["supervisely", "openlineage"])
 def test_a_server_answering_400_to_everything_gives_one_warning(
     kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -254,7 +254,8 @@ def test_a_held_job_does_not_hold_back_the_project_edges(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Instance 6.11.10, a job and then project edges: the projects arrive as the SDK sent them, the three job
-    edges wait in the spool, and one WARNING names the cause (the delivery layer and the transport share it)."""
+    edges wait in the spool, one WARNING names the cause (the delivery layer and the transport share it) and
+    one says how many wait."""
     spool = tmp_path / "spool.db"
     with caplog.at_level(logging.WARNING, logger="workflow_trace"):
         replay("old_instance_6_11_10", scenario_instance, monkeypatch, spool)
@@ -264,6 +265,9 @@ def test_a_held_job_does_not_hold_back_the_project_edges(
     assert ["project", "project"] == [json.loads(body)["type"] for _, body, _ in posted]
     assert 3 == held
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    counts = [w for w in warnings if re.match(r"\d+ event\(s\) for \S+ wait in the spool", w)]
+    assert ["3 event(s)"] == [w.split(" for ")[0] for w in counts]  # flush() was False: how many wait
+    warnings = [w for w in warnings if w not in counts]
     assert 1 == len(warnings)
     assert "version 6.11.10" in warnings[0]
     assert "labeling jobs" in warnings[0]

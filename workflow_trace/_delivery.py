@@ -239,14 +239,17 @@ class DeliveringBackend:
             self._origins.add(self._journal.owner)
         self._wake.set()
         while True:
-            if self._pending_own() == 0:
+            if (pending := self._pending_own()) == 0:
                 dead, self._dead_since_flush = self._dead_since_flush, 0
                 return dead == 0
             now = time.monotonic()
             due = self.spool.next_due(self.key, list(self._origins))  # when the next attempt is due (time.time())
             if (now >= deadline or (self._exiting and self._failures) or self._pause_until > deadline
                     or (due is not None and due - time.time() > deadline - now)):
-                return False  # out of time, or the worker will not try again in time: no waiting
+                if not self._exiting:  # out of time, or no attempt in time; close() says what is left itself
+                    warn(("pending", self.key, pending), "%d event(s) for %s wait in the spool %s: they are retried "
+                         "with backoff, by this process or the next that uses it", pending, self.key, self.spool.path)
+                return False
             self._ensure_worker()
             time.sleep(min(0.02, max(0.0, deadline - now)))
 
@@ -285,8 +288,8 @@ class DeliveringBackend:
                 self.transport.close()
                 self.spool.close()  # the last connection: SQLite folds the WAL back and removes -wal/-shm
         if left:
-            logger.info("%d event(s) for %s wait in the spool %s; the next process using it "
-                        "delivers them", left, self.key, self.spool.path)
+            logger.warning("%d event(s) for %s wait in the spool %s; the next process using it "
+                           "delivers them", left, self.key, self.spool.path)
 
     def close_at_exit(self) -> None:
         """The exit hook: close against the deadline every backend shares."""
